@@ -1,0 +1,26 @@
+# Quick start: `make run` (set up + tag the bundled examples), `make test` (set up + run the tests).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.skutag-installed
+
+.PHONY: setup run test bench clean-venv
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/skutag demo
+
+test: $(STAMP)
+	bash scripts/run_tests.sh "$(VENV)"
+
+bench: $(STAMP)
+	$(PY) -m bench.run_all
+
+clean-venv:
+	rm -rf $(VENV)

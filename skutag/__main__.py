@@ -1,0 +1,5 @@
+import sys
+
+from skutag.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""One config object for the whole application: defaults < file < SKUTAG_* environment < flags.
+
+Each stage owns the dataclass for its own section (``vision.config.VisionConfig`` ...);
+this module only composes them, so stages never import the application. Sections are
+listed in a registry and imported lazily.
+
+Environment overrides use ``SKUTAG_<SECTION>__<FIELD>``, e.g. ``SKUTAG_VISION__BACKBONE=efficientnet-lite2``.
+Flag overrides are dotted keys: ``{"vision.top_k": 10}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+# section name -> "module:Class". A section whose module is absent in this build is skipped.
+SECTION_REGISTRY: dict[str, str] = {
+    "vision": "vision.config:VisionConfig",
+    "ocr": "ocr.config:OcrConfig",
+    "text": "text.config:TextConfig",
+    "fusion": "fusion.config:FusionConfig",
+    "decision": "fusion.config:DecisionConfig",
+    "service": "skutag.service.config:ServiceConfig",
+    "queue": "skutag.queue.config:QueueConfig",
+}
+
+ENV_PREFIX = "SKUTAG_"
+
+
+class ConfigError(ValueError):
+    """A config file, variable or flag that does not fit the schema."""
+
+
+def _section_class(spec: str) -> type | None:
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, class_name)
+
+
+class SkutagConfig:
+    """Holds one dataclass instance per registered section: ``config.vision.top_k``."""
+
+    def __init__(self, sections: Mapping[str, Any]):
+        self._sections = dict(sections)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_sections"][name]
+        except KeyError:
+            raise AttributeError(f"no config section {name!r}") from None
+
+    def section_names(self) -> list[str]:
+        return list(self._sections)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(value) for name, value in self._sections.items()}
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "SkutagConfig":
+        """A copy with dotted-key overrides applied (``{"vision.top_k": 3}``); None values are ignored."""
+        grouped: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            section, _, field_name = key.partition(".")
+            if section not in self._sections or not field_name:
+                raise ConfigError(f"unknown config key {key!r}")
+            grouped.setdefault(section, {})[field_name] = value
+        sections = dict(self._sections)
+        for section, values in grouped.items():
+            sections[section] = _replace_checked(section, sections[section], values)
+        return SkutagConfig(sections)
+
+    @classmethod
+    def defaults(cls) -> "SkutagConfig":
+        sections = {}
+        for name, spec in SECTION_REGISTRY.items():
+            klass = _section_class(spec)
+            if klass is not None:
+                sections[name] = klass()
+        return cls(sections)
+
+    @classmethod
+    def load(
+        cls,
+        file: str | os.PathLike | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> "SkutagConfig":
+        config = cls.defaults()
+        if file is not None:
+            config = config.with_overrides(_flatten(_read_file(Path(file))))
+        env = os.environ if environ is None else environ
+        config = config.with_overrides(_env_overrides(env, config))
+        return config.with_overrides(overrides or {})
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    if path.suffix in {".yml", ".yaml"}:
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    if path.suffix == ".json":
+        return json.loads(text)
+    raise ConfigError(f"config file must be .toml, .yaml or .json: {path}")
+
+
+def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    flat = {}
+    for section, values in data.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config section {section!r} must be a table")
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _env_overrides(environ: Mapping[str, str], config: SkutagConfig) -> dict[str, Any]:
+    found = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, field_name = name[len(ENV_PREFIX):].lower().partition("__")
+        if section in config.section_names():
+            found[f"{section}.{field_name}"] = raw
+    return found
+
+
+def _replace_checked(section: str, instance: Any, values: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(instance)}
+    hints = typing.get_type_hints(type(instance))
+    coerced = {}
+    for name, value in values.items():
+        if name not in fields:
+            raise ConfigError(f"unknown config key {section}.{name}")
+        coerced[name] = _coerce(f"{section}.{name}", hints.get(name), value)
+    return dataclasses.replace(instance, **coerced)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Turn strings from the environment into the field's type; check simple types."""
+    target = _plain_type(hint)
+    if target is None or not isinstance(value, str) or target is str:
+        return value
+    try:
+        if target is bool:
+            lowered = value.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(value)
+            return lowered in {"1", "true", "yes", "on"}
+        if target in (int, float):
+            return target(value)
+        if target in (list, tuple):
+            return target(part.strip() for part in value.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{key}: cannot read {value!r} as {target.__name__}") from None
+    return value
+
+
+def _plain_type(hint: Any) -> type | None:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _plain_type(args[0]) if len(args) == 1 else None
+    if origin in (list, tuple):
+        return origin
+    return hint if isinstance(hint, type) else None

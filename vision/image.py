@@ -1,0 +1,155 @@
+"""Decoding product photos safely: bytes or path -> oriented RGB (or BGR) array, or a clear error.
+
+Every stage that reads a photo (vision, OCR, the service's duplicate cache) goes through
+``load_image`` so that bad input is rejected the same way everywhere:
+
+* non-image bytes, truncated or corrupt files, zero-size images -> ``ImageDecodeError``
+* decompression bombs (more pixels than ``max_pixels``) and oversized files -> ``ImageTooLargeError``
+* EXIF orientation is applied; grayscale, CMYK, palette, alpha (composited on white)
+  and 16-bit images are converted to 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+DEFAULT_MAX_PIXELS = 64_000_000  # ~ 8000 x 8000
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message says why and which image."""
+
+
+class ImageDecodeError(ImageError):
+    """Not an image, an unsupported format, truncated, corrupt or empty."""
+
+
+class ImageTooLargeError(ImageError):
+    """More pixels or bytes than allowed (decompression-bomb protection)."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+def describe_source(source: ImageSource) -> str:
+    """A short name for error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    return f"<{type(source).__name__}>"
+
+
+def read_bytes(source: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> bytes:
+    """Read a file's bytes, refusing missing, empty and oversized files."""
+    path = Path(source)
+    if not path.is_file():
+        raise ImageDecodeError(f"{path}: no such image file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
+    if size > limits.max_bytes:
+        raise ImageTooLargeError(f"{path}: file is {size} bytes, over the {limits.max_bytes}-byte limit")
+    return path.read_bytes()
+
+
+def load_image(source: ImageSource, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Decode ``source`` into an oriented 8-bit RGB PIL image or raise an ``ImageError``."""
+    name = describe_source(source)
+    if isinstance(source, Image.Image):
+        return _to_rgb(source, name, limits)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name)
+    data = read_bytes(source, limits) if isinstance(source, (str, os.PathLike)) else bytes(source)
+    if not data:
+        raise ImageDecodeError(f"{name}: empty input (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
+    return _decode_bytes(data, name, limits)
+
+
+def load_rgb_array(source: ImageSource, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """HxWx3 uint8 RGB."""
+    return np.asarray(load_image(source, limits))
+
+
+def load_bgr_array(source: ImageSource, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """HxWx3 uint8 BGR, contiguous (what OpenCV and PaddleOCR expect)."""
+    return np.ascontiguousarray(load_rgb_array(source, limits)[:, :, ::-1])
+
+
+def _decode_bytes(data: bytes, name: str, limits: ImageLimits) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_size(image.size, name, limits)
+            image.load()  # force full decode: truncated files fail here
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"{name}: image too large to decode safely ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{name}: not a recognised image format") from None
+    except ImageTooLargeError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from None
+    return _to_rgb(image, name, limits)
+
+
+def _check_size(size: tuple[int, int], name: str, limits: ImageLimits) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"{name}: zero-size image ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height} pixels, over the {limits.max_pixels}-pixel limit"
+        )
+
+
+def _to_rgb(image: Image.Image, name: str, limits: ImageLimits) -> Image.Image:
+    _check_size(image.size, name, limits)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not lose the photo
+        pass
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _wide_to_l(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def _wide_to_l(image: Image.Image) -> Image.Image:
+    """16/32-bit and float grayscale -> 8-bit by scaling the full range."""
+    array = np.asarray(image, dtype=np.float64)
+    low, high = float(array.min()), float(array.max())
+    scaled = np.zeros_like(array) if high <= low else (array - low) * (255.0 / (high - low))
+    return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+
+
+def _from_array(array: np.ndarray, name: str) -> Image.Image:
+    if array.size == 0:
+        raise ImageDecodeError(f"{name}: zero-size array")
+    if array.dtype != np.uint8:
+        raise ImageDecodeError(f"{name}: array dtype must be uint8, got {array.dtype}")
+    if array.ndim == 2:
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return Image.fromarray(np.ascontiguousarray(array[:, :, :3]), mode="RGB")
+    raise ImageDecodeError(f"{name}: array must be HxW or HxWx3 RGB, got shape {array.shape}")
