@@ -1,0 +1,39 @@
+"""The vision section of the application config (``[vision]`` in a config file, ``SKUTAG_VISION__*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    backbone: str = "efficientnet-lite0"
+    """A name from ``vision.BACKBONES``: efficientnet-lite0 (default), efficientnet-lite2, wwts."""
+    runtime: str = "onnx"
+    """``onnx`` (exported once, ONNX Runtime; the serving path) or ``torch`` (eager PyTorch)."""
+    int8: bool = False
+    """Static INT8 (QDQ, per-channel) quantized ONNX model; needs runtime ``onnx``."""
+    top_k: int = 5
+    batch_size: int = 16
+    threads: int = 0
+    """Intra-op threads for torch / ONNX Runtime; 0 = one per CPU core (at most 8)."""
+    cache_dir: str = ""
+    """Where ONNX exports and INT8 models are kept; empty = ``$SKUTAG_HOME/vision`` (default ~/.cache/skutag/vision)."""
+    wwts_dir: str = ""
+    """Directory holding the Alibaba 万物识别 checkpoint and label file; empty = ``models/wwts`` in the project."""
+    calibration_dir: str = ""
+    """Photos used to calibrate INT8; empty = the bundled ``models/calibration`` photos."""
+    max_pixels: int = 64_000_000
+    """Decompression-bomb limit per image."""
+
+    def load_kwargs(self) -> dict:
+        """Keyword arguments for ``vision.load_model`` taken from this section."""
+        return {
+            "backbone": self.backbone,
+            "runtime": self.runtime,
+            "int8": self.int8,
+            "threads": self.threads or None,
+            "cache_dir": self.cache_dir or None,
+            "wwts_dir": self.wwts_dir or None,
+            "calibration_dir": self.calibration_dir or None,
+        }

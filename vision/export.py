@@ -1,0 +1,157 @@
+"""ONNX export (once per weights hash) and static INT8 quantization of a backbone.
+
+Files live under the cache directory (``$SKUTAG_HOME/vision`` by default, never the repository)::
+
+    <cache>/<model_id>-<weights sha256[:16]>-f<format>/model.onnx              fp32, inputs: input; outputs: logits, embedding
+    <cache>/<model_id>-<weights sha256[:16]>-f<format>/model.int8-<calib>.onnx  static INT8, QDQ, per-channel
+
+Both are written to a temporary name and renamed into place, so a crash or a second process never
+leaves a half-written model behind. INT8 is *static* quantization (activations calibrated on sample
+photos, QDQ format, per-channel weights); ONNX Runtime's *dynamic* INT8 is avoided on purpose: on
+convnets it is several times slower than fp32 on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .backbones import BackboneSource
+from .errors import ModelFilesMissingError
+from .image import ImageError, load_image
+from .labels import PROJECT_MODELS_DIR
+from .preprocess import preprocess_images
+
+EXPORT_FORMAT = 1
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("logits", "embedding")
+DEFAULT_CALIBRATION_DIR = PROJECT_MODELS_DIR / "calibration"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+QUANT_SETTINGS = "qdq-perchannel-u8s8-minmax-v1"
+
+
+def default_cache_dir() -> Path:
+    """``$SKUTAG_HOME/vision``, else ``$XDG_CACHE_HOME/skutag/vision``, else ``~/.cache/skutag/vision``."""
+    home = os.environ.get("SKUTAG_HOME")
+    if home:
+        return Path(home).expanduser() / "vision"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "skutag" / "vision"
+
+
+def export_dir(source: BackboneSource, cache_dir: str | Path | None) -> Path:
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return root / f"{source.model_id}-{source.weights_sha256[:16]}-f{EXPORT_FORMAT}"
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def ensure_onnx(source: BackboneSource, cache_dir: str | Path | None = None) -> Path:
+    """The fp32 ONNX model for ``source``, exported from torch on first use."""
+    path = export_dir(source, cache_dir) / "model.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    network = source.build_network()
+    size = source.preprocess.size
+    dummy = torch.zeros(1, 3, size, size)
+    tmp = _temporary(path)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic in TF-"SAME" padding
+        torch.onnx.export(
+            network, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}},
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def calibration_images(folder: str | Path | None = None) -> list[Path]:
+    folder = Path(folder) if folder else DEFAULT_CALIBRATION_DIR
+    photos = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not photos:
+        raise ModelFilesMissingError(
+            f"INT8 calibration needs sample photos: none found in {folder} "
+            "(the project ships some in models/calibration; or set calibration_dir to a folder of product photos)"
+        )
+    return photos
+
+
+def _calibration_key(photos: list[Path]) -> str:
+    digest = hashlib.sha256(QUANT_SETTINGS.encode())
+    for photo in photos:
+        digest.update(photo.name.encode())
+        digest.update(hashlib.sha256(photo.read_bytes()).digest())
+    return digest.hexdigest()[:12]
+
+
+class PhotoCalibrationReader:
+    """Feeds preprocessed calibration photos to ONNX Runtime's calibrator, a few at a time."""
+
+    def __init__(self, photos: list[Path], source: BackboneSource, batch_size: int = 8):
+        self.photos = photos
+        self.source = source
+        self.batch_size = batch_size
+        self._batches: Iterator[np.ndarray] | None = None
+
+    def _generate(self) -> Iterator[np.ndarray]:
+        images = []
+        for photo in self.photos:
+            try:
+                images.append(load_image(photo))
+            except ImageError:
+                continue
+            if len(images) == self.batch_size:
+                yield preprocess_images(images, self.source.preprocess)
+                images = []
+        if images:
+            yield preprocess_images(images, self.source.preprocess)
+
+    def get_next(self) -> dict | None:
+        if self._batches is None:
+            self._batches = self._generate()
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:
+        self._batches = None
+
+
+def ensure_int8(
+    source: BackboneSource, cache_dir: str | Path | None = None, calibration_dir: str | Path | None = None
+) -> Path:
+    """The static INT8 (QDQ, per-channel) model, quantized from the fp32 export on first use."""
+    photos = calibration_images(calibration_dir)
+    fp32 = ensure_onnx(source, cache_dir)
+    path = fp32.with_name(f"model.int8-{_calibration_key(photos)}.onnx")
+    if path.is_file():
+        return path
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = _temporary(fp32.with_name("model.prep.onnx"))
+    tmp = _temporary(path)
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(tmp), PhotoCalibrationReader(photos, source),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        os.replace(tmp, path)
+    finally:
+        for leftover in (prepared, tmp):
+            leftover.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,178 @@
+"""``VisionModel``: photos in, top-k Chinese labels + L2-normalised embeddings out, batched.
+
+Every photo goes through ``vision.image.load_image`` (EXIF orientation, grayscale/CMYK/palette/
+alpha/16-bit to RGB, decompression-bomb and corrupt-file checks). A photo that cannot be used gets a
+``VisionResult`` with ``error`` set; the rest of its batch still runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .backbones import BackboneSource, get_backbone
+from .image import ImageError, ImageLimits, ImageSource, describe_source, load_image
+from .preprocess import preprocess_images
+from .result import LabelScore, VisionResult
+from .runtime import default_threads, runtime_class
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def top_k_indices(probs: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the k largest values, largest first."""
+    part = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(probs, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+class VisionModel:
+    """A loaded backbone on a runtime. Thread-safe: ``predict`` may be called from several threads."""
+
+    def __init__(self, source: BackboneSource, engine, *, int8: bool = False, limits: ImageLimits = ImageLimits()):
+        self.source = source
+        self.engine = engine
+        self.int8 = int8
+        self.limits = limits
+        self.labels: list[str] = list(source.labels)
+        self.embedding_dim: int = int(engine.embedding_dim)
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self.source.model_id
+
+    @property
+    def model_version(self) -> str:
+        return self.source.version + ("+int8" if self.int8 else "")
+
+    @property
+    def runtime(self) -> str:
+        return self.engine.name
+
+    @property
+    def preprocess(self):
+        return self.source.preprocess
+
+    @property
+    def model_path(self) -> Path:
+        """The file the runtime runs (the weights for torch, the ONNX model for onnx)."""
+        return Path(self.engine.model_path)
+
+    def __repr__(self) -> str:
+        return (
+            f"VisionModel({self.model_id} {self.model_version}, runtime={self.runtime}, "
+            f"{len(self.labels)} labels, embedding_dim={self.embedding_dim})"
+        )
+
+    def predict(
+        self,
+        sources: Sequence[ImageSource],
+        top_k: int = 5,
+        batch_size: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[VisionResult]:
+        """One ``VisionResult`` per source, in order. ``progress(n)`` is called after each batch of n."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        k = max(1, min(int(top_k), len(self.labels)))
+        results: list[VisionResult] = []
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start : start + batch_size]
+            results.extend(self._predict_chunk(chunk, k))
+            if progress is not None:
+                progress(len(chunk))
+        return results
+
+    def predict_one(self, source: ImageSource, top_k: int = 5) -> VisionResult:
+        return self.predict([source], top_k=top_k, batch_size=1)[0]
+
+    def _predict_chunk(self, chunk: Sequence[ImageSource], k: int) -> list[VisionResult]:
+        names = [describe_source(source) for source in chunk]
+        images: list[Image.Image] = []
+        positions: list[int] = []
+        errors: dict[int, str] = {}
+        for position, source in enumerate(chunk):
+            try:
+                images.append(load_image(source, self.limits))
+                positions.append(position)
+            except ImageError as exc:
+                errors[position] = str(exc)
+        results: list[VisionResult | None] = [None] * len(chunk)
+        if images:
+            batch = preprocess_images(images, self.source.preprocess)
+            with self._lock:  # one session run at a time per model; runs use all their threads
+                logits, embeddings = self.engine.run(batch)
+            probs = softmax(np.asarray(logits, dtype=np.float32))
+            embeddings = l2_normalize(np.asarray(embeddings, dtype=np.float32))
+            best = top_k_indices(probs, k)
+            for row, position in enumerate(positions):
+                scores = tuple(
+                    LabelScore(self.labels[index], int(index), float(probs[row, index])) for index in best[row]
+                )
+                results[position] = VisionResult(
+                    image=names[position], top_k=scores, embedding=embeddings[row],
+                    model_id=self.model_id, model_version=self.model_version,
+                )
+        for position, message in errors.items():
+            results[position] = VisionResult(
+                image=names[position], model_id=self.model_id, model_version=self.model_version, error=message
+            )
+        return results  # type: ignore[return-value]
+
+
+_CACHE: dict[tuple, VisionModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(
+    backbone: str = "efficientnet-lite0",
+    runtime: str = "onnx",
+    int8: bool = False,
+    threads: int | None = None,
+    cache_dir: str | Path | None = None,
+    weights: str | Path | None = None,
+    calibration_dir: str | Path | None = None,
+    max_pixels: int | None = None,
+) -> VisionModel:
+    """Load (once per distinct arguments) a backbone from the registry on a runtime.
+
+    ``weights``: a local weights file (efficientnet-*) or model folder (wwts) instead of the default.
+    ``cache_dir``: where ONNX exports live (default ``$SKUTAG_HOME/vision``).
+    ``threads``: intra-op threads (default: CPU cores, at most 8).
+    """
+    threads = int(threads) if threads else default_threads()
+    key = (
+        backbone, runtime, bool(int8), threads,
+        str(cache_dir or ""), str(weights or ""), str(calibration_dir or ""), max_pixels,
+    )
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            entry = get_backbone(backbone)
+            engine_class = runtime_class(runtime)
+            source = entry.resolve(weights)
+            engine = engine_class(
+                source, threads=threads, int8=bool(int8), cache_dir=cache_dir, calibration_dir=calibration_dir
+            )
+            limits = ImageLimits(max_pixels=max_pixels) if max_pixels else ImageLimits()
+            _CACHE[key] = VisionModel(source, engine, int8=bool(int8), limits=limits)
+        return _CACHE[key]
+
+
+def clear_model_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()

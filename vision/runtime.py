@@ -1,0 +1,99 @@
+"""Inference runtimes, chosen by name: ``torch`` (eager PyTorch) and ``onnx`` (ONNX Runtime, the serving path).
+
+A runtime takes a preprocessed ``Nx3xSxS`` float32 batch and returns ``(logits, embedding)`` as numpy
+arrays. Thread counts are always set explicitly: torch's default OpenMP settings are pathologically
+slow on small shared machines, and ONNX Runtime otherwise takes every core.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .backbones import BackboneSource
+from .errors import UnknownBackboneError
+
+
+def default_threads() -> int:
+    """One thread per CPU this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+class TorchRuntime:
+    """Eager PyTorch on the CPU (the article's way, with the model kept loaded)."""
+
+    name = "torch"
+
+    def __init__(self, source: BackboneSource, threads: int, int8: bool = False, **_options):
+        if int8:
+            raise ValueError("INT8 runs on ONNX Runtime: use runtime 'onnx' with int8")
+        import torch
+
+        torch.set_num_threads(threads)
+        self._torch = torch
+        self.network = source.build_network()
+        self.embedding_dim = int(self.network.embedding_dim)
+        self.model_path: Path = source.weights_path
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._torch.inference_mode():
+            logits, embedding = self.network(self._torch.from_numpy(batch))
+        return logits.numpy(), embedding.numpy()
+
+
+class OnnxRuntime:
+    """ONNX Runtime on the CPU with the model exported once (fp32) or quantized once (static INT8)."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        source: BackboneSource,
+        threads: int,
+        int8: bool = False,
+        cache_dir: str | Path | None = None,
+        calibration_dir: str | Path | None = None,
+        **_options,
+    ):
+        import onnxruntime as ort
+
+        from .export import OUTPUT_NAMES, ensure_int8, ensure_onnx
+
+        self.model_path = (
+            ensure_int8(source, cache_dir, calibration_dir) if int8 else ensure_onnx(source, cache_dir)
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = list(OUTPUT_NAMES)
+        self.embedding_dim = int(self.session.get_outputs()[1].shape[1])
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embedding = self.session.run(self._outputs, {self._input: batch})
+        return logits, embedding
+
+
+RUNTIMES: dict[str, str] = {
+    "torch": "vision.runtime:TorchRuntime",
+    "onnx": "vision.runtime:OnnxRuntime",
+}
+
+
+def runtime_class(name: str) -> type:
+    try:
+        module_name, _, class_name = RUNTIMES[name].partition(":")
+    except KeyError:
+        raise UnknownBackboneError(f"unknown runtime {name!r}; choose one of: {', '.join(RUNTIMES)}") from None
+    return getattr(importlib.import_module(module_name), class_name)
