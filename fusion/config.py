@@ -1,0 +1,81 @@
+"""Config sections owned by the fusion stage: how the fusion model is trained, and how it decides.
+
+Both are frozen dataclasses registered in ``skutag.config.SECTION_REGISTRY`` as ``fusion`` and
+``decision``; every field can be set from a config file, ``SKUTAG_FUSION__<FIELD>`` /
+``SKUTAG_DECISION__<FIELD>`` environment variables, or flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODALITIES: tuple[str, ...] = ("vision", "ocr", "title", "price")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Training and inference settings of the fusion classifier."""
+
+    # modalities the trained model uses (a modality absent from the training data is skipped)
+    modalities: tuple[str, ...] = MODALITIES
+    # folds for the out-of-fold per-modality probabilities the stack is trained on
+    cv: int = 5
+    # base estimator per modality, by name in fusion.estimators.BASE_ESTIMATORS
+    vision_estimator: str = "logreg"
+    ocr_estimator: str = "logreg"
+    title_estimator: str = "linear_svc"
+    price_estimator: str = "logreg"
+    # regularisation of the stacker's class-specific modality weights (larger: closer to one weight per modality)
+    meta_l2: float = 1.0
+    # share of training rows replayed with modalities dropped, so rows with a modality missing work
+    modality_dropout: float = 0.3
+    # "temperature" (fitted on out-of-fold stack outputs) or "none"
+    calibration: str = "temperature"
+    # alternatives returned per product
+    top_k: int = 5
+    # vision labels kept per image as features (top-k probabilities)
+    vision_top_k: int = 5
+    # OCR gating: "auto" (run OCR only when it can change the answer), "always" or "never"
+    ocr_gate: str = "auto"
+    # run OCR when the confidence without OCR is below this ...
+    ocr_gate_confidence: float = 0.9
+    # ... or when the top candidates differ by brand (brand-sensitive categories)
+    ocr_gate_brand_sensitive: bool = True
+    # candidates (by rank) looked at to decide whether the answer is brand-sensitive
+    ocr_gate_candidates: int = 3
+    # cache per-image vision/OCR outputs by content hash under SKUTAG_HOME
+    cache_features: bool = True
+    # cold start: weight of each evidence source when scoring taxonomy leaves without training data
+    cold_start_vision_weight: float = 1.0
+    cold_start_title_weight: float = 1.5
+    cold_start_brand_weight: float = 0.5
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """When a tag is applied automatically, suggested for review, or left to a human."""
+
+    # the article's global threshold: auto-tag at or above this confidence
+    auto_threshold: float = 0.6
+    # below auto but at or above this: review tier (a human confirms a suggestion); below: manual
+    review_threshold: float = 0.25
+    # per-class auto thresholds chosen on held-out (out-of-fold) predictions for target_precision
+    per_class_thresholds: bool = True
+    target_precision: float = 0.95
+    # classes with fewer held-out predictions than this keep the global threshold
+    min_class_support: int = 5
+    # category paths (or path prefixes, levels joined by " > ") that always go to review
+    always_review: tuple[str, ...] = ()
+    # share of auto-tagged items sent to review anyway as a random audit sample (deterministic per id)
+    audit_rate: float = 0.02
+    audit_seed: int = 0
+    # rule engine: label synonyms (alias -> canonical leaf label), banned labels, path consistency
+    synonyms: dict[str, str] = field(default_factory=dict)
+    banned_labels: tuple[str, ...] = ()
+    # a predicted path must exist in the model's category tree and end in its label
+    path_consistency: bool = True
+    # when no leaf is confident enough, suggest the most confident parent path for review
+    backoff_to_parent: bool = True
+    # optional YAML/JSON file with "synonyms", "banned_labels", "always_review" (merged with the above)
+    rules_file: str | None = None

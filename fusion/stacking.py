@@ -1,0 +1,397 @@
+"""``FusionTagger``: a stacked, calibrated scikit-learn classifier over per-modality feature blocks.
+
+How it works
+------------
+``X`` holds the features of every modality side by side; ``blocks`` names which columns belong to which
+modality (vision, ocr, title, price ...). For each block a base estimator is trained, and its
+**out-of-fold** scores (every training row scored by a model that never saw it) become the input of a small
+stacker:
+
+    logit_k(x) = bias_k + sum_b (a_b + d_bk) * z_bk(x)
+
+where ``z_b(x)`` are the block's centred log-probabilities (or decision scores) and ``a_b + d_bk`` is how
+much the stacker trusts modality ``b`` for class ``k`` (``d`` is L2-regularised towards a shared weight per
+modality). Because the stacker only sees out-of-fold scores, a modality that fits the training set
+perfectly cannot drown the others, and its weight reflects its held-out reliability.
+
+A block is *missing* for a row when all its entries are NaN (dense) or it has no stored entries
+(sparse); then ``z_b = 0`` (no evidence) and the row is scored by the other modalities. During fitting,
+rows are replayed with modalities dropped at random (``modality_dropout``), so the stacker also learns to
+decide from incomplete evidence.
+
+Probabilities are calibrated by a temperature fitted on out-of-fold stacker outputs
+(``calibration="temperature"``); ``oof_predictions_`` / ``oof_confidences_`` keep those held-out answers
+for choosing per-class decision thresholds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+LOG_FLOOR = np.log(1e-6)
+CALIBRATIONS = ("temperature", "none")
+
+
+@dataclass(frozen=True)
+class _Block:
+    name: str
+    columns: np.ndarray  # column indices into X
+    estimator: Any  # unfitted prototype
+
+
+class FusionTagger(ClassifierMixin, BaseEstimator):
+    """Stacked, calibrated fusion of per-modality classifiers.
+
+    Parameters
+    ----------
+    blocks : None or sequence of (name, columns) or (name, columns, estimator)
+        Which columns of ``X`` form each modality's block. ``columns`` is a slice, an index list or a
+        boolean mask. None: all columns form one block named ``"features"``.
+    base_estimator : estimator or None
+        Used for blocks that name none. Default: ``LogisticRegression(max_iter=300)``.
+    cv : int
+        Folds for the out-of-fold block scores (at least 2).
+    meta_l2 : float
+        Strength of the pull of class-specific modality weights towards one weight per modality,
+        in pseudo-rows per class.
+    modality_dropout : float
+        Share of training rows (with two or more modalities) replayed with some modalities dropped.
+    calibration : {"temperature", "none"}
+    max_iter : int
+        Iterations of the stacker's L-BFGS fit.
+    random_state : int, RandomState or None
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[tuple] | None = None,
+        base_estimator: Any = None,
+        cv: int = 5,
+        meta_l2: float = 10.0,
+        modality_dropout: float = 0.3,
+        calibration: str = "temperature",
+        max_iter: int = 200,
+        random_state: Any = None,
+    ):
+        self.blocks = blocks
+        self.base_estimator = base_estimator
+        self.cv = cv
+        self.meta_l2 = meta_l2
+        self.modality_dropout = modality_dropout
+        self.calibration = calibration
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True
+        return tags
+
+    def _validate(self, X, reset: bool = False):
+        return validate_data(self, X, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=np.float64, reset=reset)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        self._check_params()
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"FusionTagger needs samples of at least 2 classes; got 1 class ({self.classes_[0]!r})")
+        n_classes = len(self.classes_)
+        rng = check_random_state(self.random_state)
+        blocks = self._resolve_blocks(X.shape[1])
+        folds = self._folds(y_enc, rng)
+
+        Z = np.zeros((len(blocks), X.shape[0], n_classes), dtype=np.float32)
+        present = np.zeros((X.shape[0], len(blocks)), dtype=bool)
+        self.base_estimators_: list[Any] = []
+        for b, block in enumerate(blocks):
+            Xb, present[:, b] = _block_matrix(X, block.columns)
+            fitted = self._fit_block(block, Xb, y_enc, present[:, b], folds, Z[b])
+            self.base_estimators_.append(fitted)
+            if fitted is None:
+                present[:, b] = False
+                Z[b] = 0.0
+        self.block_names_ = [block.name for block in blocks]
+        self.block_columns_ = [block.columns for block in blocks]
+        self.block_coverage_ = present.mean(axis=0)
+
+        rows, mask = _augment(present, self.modality_dropout, rng)
+        self.bias_, self.block_weight_, self.class_weight_, self.n_iter_ = self._fit_meta(Z, y_enc, rows, mask)
+        self.temperature_ = 1.0
+        oof_logits = self._oof_meta_logits(Z, y_enc, present, folds, rng)
+        if self.calibration == "temperature":
+            self.temperature_ = _fit_temperature(oof_logits, y_enc)
+        proba = _softmax(oof_logits / self.temperature_)
+        self.oof_predictions_ = self.classes_[proba.argmax(axis=1)]
+        self.oof_confidences_ = proba.max(axis=1).astype(np.float32)
+        self.oof_log_loss_ = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_enc)), y_enc], 1e-12, 1))))
+        return self
+
+    def _check_params(self) -> None:
+        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if not 0.0 <= float(self.modality_dropout) < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout!r}")
+        if float(self.meta_l2) < 0:
+            raise ValueError(f"meta_l2 must be >= 0, got {self.meta_l2!r}")
+
+    def _resolve_blocks(self, n_features: int) -> list[_Block]:
+        default = self.base_estimator
+        if default is None:
+            from sklearn.linear_model import LogisticRegression
+
+            default = LogisticRegression(max_iter=300)
+        if self.blocks is None:
+            return [_Block("features", np.arange(n_features), default)]
+        resolved, seen = [], set()
+        for spec in self.blocks:
+            if len(spec) not in (2, 3):
+                raise ValueError(f"a block is (name, columns) or (name, columns, estimator), got {spec!r}")
+            name, columns = spec[0], spec[1]
+            estimator = spec[2] if len(spec) == 3 and spec[2] is not None else default
+            if name in seen:
+                raise ValueError(f"block name {name!r} appears twice")
+            seen.add(name)
+            cols = np.arange(n_features)[columns]
+            if cols.size == 0:
+                raise ValueError(f"block {name!r} selects no columns")
+            resolved.append(_Block(str(name), cols, estimator))
+        return resolved
+
+    def _folds(self, y_enc: np.ndarray, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+        n_splits = min(int(self.cv), len(y_enc))
+        if n_splits < 2:
+            return []
+        seed = rng.randint(np.iinfo(np.int32).max)
+        counts = np.bincount(y_enc)
+        if counts.max() >= n_splits:
+            splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        else:
+            splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The least populated class")
+            return list(splitter.split(np.zeros(len(y_enc)), y_enc))
+
+    def _fit_block(self, block: _Block, Xb, y_enc, present, folds, Z_out) -> Any:
+        """Out-of-fold scores into ``Z_out``; returns the block's estimator fitted on all its rows (or None)."""
+        rows = np.flatnonzero(present)
+        if len(rows) == 0 or len(np.unique(y_enc[rows])) < 2:
+            return None
+        n_classes = Z_out.shape[1]
+        if not folds:  # too few rows for held-out scores: in-sample scores are all there is
+            fitted = clone(block.estimator).fit(Xb[rows], y_enc[rows])
+            Z_out[rows] = _scores(fitted, Xb[rows], n_classes)
+            return fitted
+        for train, test in folds:
+            train, test = train[present[train]], test[present[test]]
+            if len(test) == 0 or len(np.unique(y_enc[train])) < 2:
+                continue  # no model for this fold: those rows keep z = 0 (no evidence)
+            fold_model = clone(block.estimator).fit(Xb[train], y_enc[train])
+            Z_out[test] = _scores(fold_model, Xb[test], n_classes)
+        return clone(block.estimator).fit(Xb[rows], y_enc[rows])
+
+    # ------------------------------------------------------------------ stacker
+    def _fit_meta(self, Z, y_enc, rows, mask):
+        n_blocks, _, n_classes = Z.shape
+        theta0 = np.concatenate([np.zeros(n_classes), np.ones(n_blocks), np.zeros(n_blocks * n_classes)])
+        l2 = float(self.meta_l2) / max(len(np.unique(rows)), 1)
+        bias_l2 = 1e-3 / max(len(np.unique(rows)), 1)
+        onehot_rows = y_enc[rows]
+        Zr = _gather(Z, rows, mask)
+
+        def loss(theta):
+            bias = theta[:n_classes]
+            a = theta[n_classes:n_classes + n_blocks]
+            d = theta[n_classes + n_blocks:].reshape(n_blocks, n_classes)
+            W = a[:, None] + d
+            logits = bias + np.einsum("bnk,bk->nk", Zr, W)
+            lse = logsumexp(logits, axis=1)
+            nll = np.mean(lse - logits[np.arange(len(rows)), onehot_rows])
+            G = np.exp(logits - lse[:, None])
+            G[np.arange(len(rows)), onehot_rows] -= 1.0
+            G /= len(rows)
+            gW = np.einsum("bnk,nk->bk", Zr, G)
+            grad = np.concatenate([G.sum(axis=0) + bias_l2 * bias, gW.sum(axis=1), (gW + l2 * d).ravel()])
+            return nll + 0.5 * l2 * float(np.sum(d * d)) + 0.5 * bias_l2 * float(bias @ bias), grad
+
+        result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": int(self.max_iter)})
+        theta = result.x
+        bias = theta[:n_classes]
+        a = theta[n_classes:n_classes + n_blocks]
+        d = theta[n_classes + n_blocks:].reshape(n_blocks, n_classes)
+        return bias, a, d, max(int(result.nit), 1)
+
+    def _oof_meta_logits(self, Z, y_enc, present, folds, rng) -> np.ndarray:
+        """Stacker logits for every training row from a stacker fitted without that row."""
+        n_rows = Z.shape[1]
+        if not folds:
+            return self._logits(Z, present)
+        logits = np.zeros((n_rows, Z.shape[2]), dtype=np.float64)
+        meta_folds = folds[: min(len(folds), 3)] if n_rows > 20000 else folds
+        covered = np.zeros(n_rows, dtype=bool)
+        for train, test in meta_folds:
+            if len(np.unique(y_enc[train])) < 2:
+                continue
+            rows, mask = _augment(present[train], self.modality_dropout, rng)
+            bias, a, d, _ = self._fit_meta(Z[:, train], y_enc[train], rows, mask)
+            logits[test] = bias + np.einsum("bnk,bk->nk", Z[:, test] * present[test].T[:, :, None], a[:, None] + d)
+            covered[test] = True
+        if not covered.all():  # folds not used (large data): score those rows with the full stacker
+            rest = np.flatnonzero(~covered)
+            logits[rest] = self._logits(Z[:, rest], present[rest])
+        return logits
+
+    def _logits(self, Z, present) -> np.ndarray:
+        W = self.block_weight_[:, None] + self.class_weight_
+        return self.bias_ + np.einsum("bnk,bk->nk", Z * present.T[:, :, None], W)
+
+    # ------------------------------------------------------------------ predict
+    def _block_scores(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "base_estimators_")
+        X = self._validate(X)
+        n_classes = len(self.classes_)
+        Z = np.zeros((len(self.base_estimators_), X.shape[0], n_classes), dtype=np.float32)
+        present = np.zeros((X.shape[0], len(self.base_estimators_)), dtype=bool)
+        for b, (estimator, columns) in enumerate(zip(self.base_estimators_, self.block_columns_)):
+            if estimator is None:
+                continue
+            Xb, present[:, b] = _block_matrix(X, columns)
+            rows = np.flatnonzero(present[:, b])
+            if len(rows):
+                Z[b, rows] = _scores(estimator, Xb[rows], n_classes)
+        return Z, present
+
+    def predict_proba(self, X) -> np.ndarray:
+        Z, present = self._block_scores(X)
+        return _softmax(self._logits(Z, present) / self.temperature_)
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def explain(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(proba, contributions, present)``.
+
+        ``contributions[i, b]`` is how far modality ``b`` pushes row ``i``'s predicted class above the
+        average class (in logits, before temperature); ``present[i, b]`` whether the row had that modality.
+        """
+        Z, present = self._block_scores(X)
+        logits = self._logits(Z, present)
+        proba = _softmax(logits / self.temperature_)
+        top = proba.argmax(axis=1)
+        W = self.block_weight_[:, None] + self.class_weight_
+        per_block = Z * present.T[:, :, None] * W[:, None, :]  # (B, n, K)
+        centred = per_block - per_block.mean(axis=2, keepdims=True)
+        contributions = centred[:, np.arange(len(top)), top].T
+        return proba, contributions, present
+
+    @property
+    def modality_weights_(self) -> dict[str, float]:
+        """Mean trust the stacker puts in each modality (across classes)."""
+        check_is_fitted(self, "base_estimators_")
+        W = self.block_weight_[:, None] + self.class_weight_
+        return {name: float(W[b].mean()) for b, name in enumerate(self.block_names_)}
+
+
+# ---------------------------------------------------------------------- helpers
+def _block_matrix(X, columns: np.ndarray):
+    """The block's columns with NaN filled by 0, and which rows have the block at all."""
+    if sp.issparse(X):
+        Xb = X[:, columns].tocsr()
+        if Xb.nnz and np.isnan(Xb.data).any():
+            Xb.data = np.nan_to_num(Xb.data, nan=0.0)
+        Xb.eliminate_zeros()
+        present = np.diff(Xb.indptr) > 0
+        return Xb, present
+    Xb = X[:, columns]
+    nan = np.isnan(Xb)
+    present = ~nan.all(axis=1)
+    if nan.any():
+        Xb = np.where(nan, 0.0, Xb)
+    return Xb, present
+
+
+def _scores(estimator, Xb, n_classes: int) -> np.ndarray:
+    """Centred per-class log-scores of a fitted base estimator over all ``n_classes``."""
+    if hasattr(estimator, "predict_proba"):
+        raw = np.log(np.clip(estimator.predict_proba(Xb), 1e-6, 1.0))
+        floor = LOG_FLOOR
+    else:
+        raw = np.asarray(estimator.decision_function(Xb), dtype=np.float64)
+        if raw.ndim == 1:
+            raw = np.column_stack([-raw / 2, raw / 2])
+        floor = None
+    known = np.asarray(estimator.classes_, dtype=int)
+    if len(known) == n_classes:
+        out = raw
+    else:
+        fill = floor if floor is not None else raw.min(axis=1, keepdims=True) - 1.0
+        out = np.empty((raw.shape[0], n_classes))
+        out[:] = fill
+        out[:, known] = raw
+    out = out - out.mean(axis=1, keepdims=True)
+    return out.astype(np.float32)
+
+
+def _augment(present: np.ndarray, dropout: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and modality masks of the stacker's training rows: every row once, plus replays of
+    rows that have two or more modalities with some of them dropped."""
+    n_rows = present.shape[0]
+    rows = [np.arange(n_rows)]
+    masks = [present.astype(np.float32)]
+    multi = np.flatnonzero(present.sum(axis=1) >= 2)
+    if dropout > 0 and len(multi):
+        chosen = multi[rng.rand(len(multi)) < dropout]
+        if len(chosen):
+            keep = present[chosen] & (rng.rand(len(chosen), present.shape[1]) < 0.5)
+            empty = ~keep.any(axis=1)
+            for i in np.flatnonzero(empty):  # keep at least one modality
+                keep[i, rng.choice(np.flatnonzero(present[chosen[i]]))] = True
+            rows.append(chosen)
+            masks.append(keep.astype(np.float32))
+    return np.concatenate(rows), np.concatenate(masks)
+
+
+def _gather(Z: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if len(rows) == Z.shape[1] and np.array_equal(rows, np.arange(Z.shape[1])) and mask.all():
+        return Z
+    return Z[:, rows] * mask.T[:, :, None]
+
+
+def _fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
+    rows = np.arange(len(y_enc))
+    if len(rows) > 50000:  # one parameter: a sample is plenty
+        rows = np.random.RandomState(0).choice(len(y_enc), 50000, replace=False)
+    L, y = logits[rows], y_enc[rows]
+
+    def nll(log_t):
+        scaled = L / np.exp(log_t)
+        return float(np.mean(logsumexp(scaled, axis=1) - scaled[np.arange(len(y)), y]))
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted

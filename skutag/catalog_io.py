@@ -1,0 +1,329 @@
+"""Reading and writing catalog files (JSONL, CSV, TSV) and tagging results.
+
+A catalog has one product per row: ``id``, ``image`` (path relative to the catalog file), ``title``,
+``price``, ``category`` (levels joined by `` > ``), ``brand``. Any of image/title/price may be missing.
+A malformed row (bad JSON, bad price, no image and no title, duplicate id ...) is reported with its
+line number and skipped; the rest of the file is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+
+from fusion.result import TagResult
+from skutag.catalog import PATH_SEPARATOR, Product
+
+COLUMNS = ("id", "image", "title", "price", "category", "brand")
+CATALOG_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+# the keys of one row of `skutag tag --json`
+TAG_JSON_KEYS = ("id", "label", "path", "confidence", "decision", "alternatives", "contributions", "error")
+
+_PRICE_NOISE = re.compile(r"[\s¥￥$€£]|RMB|CNY|SEK|kr|元", re.IGNORECASE)
+_SEPARATOR = re.compile(r"\s*>\s*")
+
+
+class CatalogError(ValueError):
+    """The catalog as a whole cannot be read (missing file, unknown format, no header)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class Catalog:
+    """The products read from one file, and the rows that were skipped."""
+
+    path: Path | None
+    products: list[Product] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def __iter__(self) -> Iterator[Product]:
+        return iter(self.products)
+
+    @property
+    def labelled(self) -> list[Product]:
+        return [p for p in self.products if p.category]
+
+    def content_hash(self) -> str:
+        """A hash of what a model learns from: ids, titles, prices, categories, brands and image bytes."""
+        digest = hashlib.sha256()
+        for product in self.products:
+            digest.update(json.dumps([product.id, product.title, product.price, product.category,
+                                      product.brand], ensure_ascii=False).encode("utf-8"))
+            digest.update(image_digest(product.image).encode("ascii"))
+        return digest.hexdigest()
+
+
+def image_digest(image: Any) -> str:
+    """sha256 of an image's bytes ('' when absent; 'missing:<path>' when the file is not there)."""
+    if image is None:
+        return ""
+    if isinstance(image, (bytes, bytearray)):
+        return hashlib.sha256(image).hexdigest()
+    path = Path(image)
+    try:
+        return _file_digest(path)
+    except OSError:
+        return f"missing:{path}"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- reading
+def read_catalog(path: str | Path, *, require_category: bool = False) -> Catalog:
+    """Read a JSONL/CSV/TSV catalog; ``require_category`` makes rows without a category malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalog file not found: {path}")
+    kind = CATALOG_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise CatalogError(f"catalog must be .jsonl, .csv or .tsv: {path}")
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        return parse_catalog(handle, kind, base_dir=path.parent, source=path, require_category=require_category)
+
+
+def parse_catalog(
+    handle: TextIO,
+    kind: str,
+    *,
+    base_dir: Path | None = None,
+    source: Path | None = None,
+    require_category: bool = False,
+) -> Catalog:
+    catalog = Catalog(path=source)
+    rows = _jsonl_rows(handle) if kind == "jsonl" else _csv_rows(handle, "\t" if kind == "tsv" else ",")
+    seen: dict[str, int] = {}
+    for line, raw in rows:
+        if isinstance(raw, RowError):
+            catalog.errors.append(raw)
+            continue
+        try:
+            product = row_to_product(raw, line, base_dir=base_dir, require_category=require_category)
+        except ValueError as exc:
+            catalog.errors.append(RowError(line, str(exc)))
+            continue
+        if product.id in seen:
+            catalog.errors.append(RowError(line, f"duplicate id {product.id!r} (first on line {seen[product.id]})"))
+            continue
+        seen[product.id] = line
+        catalog.products.append(product)
+    return catalog
+
+
+def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
+    for line_no, text in enumerate(handle, start=1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield line_no, RowError(line_no, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(row, dict):
+            yield line_no, RowError(line_no, f"a row must be a JSON object, got {type(row).__name__}")
+            continue
+        yield line_no, row
+
+
+def _csv_rows(handle: TextIO, delimiter: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.reader(handle, delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise CatalogError(f"cannot read the header: {exc}") from None
+    header = [name.strip().lower() for name in header]
+    if not {"image", "title"} & set(header):
+        raise CatalogError(f"the header must name an 'image' or 'title' column; got {header}")
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, RowError(reader.line_num, f"not valid CSV ({exc})")
+            continue
+        line_no = reader.line_num
+        if not values or all(not v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield line_no, RowError(line_no, f"expected {len(header)} fields, got {len(values)}")
+            continue
+        yield line_no, dict(zip(header, values))
+
+
+def row_to_product(row: Mapping[str, Any], line: int, *, base_dir: Path | None = None,
+                   require_category: bool = False) -> Product:
+    """One catalog row -> a Product; a ValueError names what is wrong with it."""
+    product_id = _text(row.get("id"))
+    if product_id is None:
+        product_id = f"line-{line}"
+    image = _text(row.get("image"))
+    image_path: str | None = None
+    if image is not None:
+        candidate = Path(image).expanduser()
+        if not candidate.is_absolute() and base_dir is not None:
+            candidate = base_dir / candidate
+        image_path = str(candidate)
+    title = _text(row.get("title"))
+    if image_path is None and title is None:
+        raise ValueError("row has neither an image nor a title")
+    price = parse_price(row.get("price"))
+    category = normalize_path(row.get("category"))
+    if require_category and category is None:
+        raise ValueError("row has no category")
+    return Product(id=product_id, image=image_path, title=title, price=price, category=category,
+                   brand=_text(row.get("brand")))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected text, got {type(value).__name__}: {value!r}")
+    text = str(value).strip()
+    return text or None
+
+
+def parse_price(value: Any) -> float | None:
+    """A price from a number or text like '12.50', '¥12.5', '1 299,00 kr'; None when absent."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"price is not a number: {value!r}")
+    if isinstance(value, (int, float)):
+        price = float(value)
+    elif isinstance(value, str):
+        text = _PRICE_NOISE.sub("", value)
+        if text.count(",") == 1 and "." not in text:
+            text = text.replace(",", ".")
+        text = text.replace(",", "")
+        try:
+            price = float(text)
+        except ValueError:
+            raise ValueError(f"price is not a number: {value!r}") from None
+    else:
+        raise ValueError(f"price is not a number: {value!r}")
+    if math.isnan(price):
+        return None
+    if math.isinf(price) or price < 0:
+        raise ValueError(f"price must be a finite number >= 0, got {value!r}")
+    return price
+
+
+def normalize_path(value: Any) -> str | None:
+    """A category path as 'a > b > c' from text with any spacing around '>' or a list of levels."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        levels = [str(level).strip() for level in value]
+    elif isinstance(value, str):
+        if not value.strip():
+            return None
+        levels = [level.strip() for level in _SEPARATOR.split(value.strip())]
+    else:
+        raise ValueError(f"category must be text or a list of levels, got {type(value).__name__}")
+    if any(not level for level in levels):
+        raise ValueError(f"category has an empty level: {value!r}")
+    return PATH_SEPARATOR.join(levels)
+
+
+# ---------------------------------------------------------------------- writing
+def product_to_row(product: Product, base_dir: Path | None = None) -> dict[str, Any]:
+    image = product.image
+    if isinstance(image, (str, Path)) and base_dir is not None:
+        try:
+            image = str(Path(image).resolve().relative_to(base_dir.resolve()))
+        except ValueError:
+            image = str(image)
+    elif isinstance(image, (bytes, bytearray)):
+        image = None
+    row = {"id": product.id, "image": None if image is None else str(image), "title": product.title,
+           "price": product.price, "category": product.category, "brand": product.brand}
+    return row
+
+
+def write_catalog(products: Iterable[Product], path: str | Path) -> Path:
+    """Write products as JSONL (image paths relative to the file where possible)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for product in products:
+            handle.write(json.dumps(product_to_row(product, path.parent), ensure_ascii=False) + "\n")
+    return path
+
+
+def result_row(result: TagResult) -> dict[str, Any]:
+    """One result as the CLI's JSON row: exactly ``TAG_JSON_KEYS``."""
+    data = result.to_json()
+    return {key: data[key] for key in TAG_JSON_KEYS}
+
+
+def write_results(results: Sequence[TagResult], destination: str | Path | TextIO | None = None,
+                  *, full: bool = False) -> None:
+    """Write results as JSONL (``.csv`` destination: a flat CSV). ``full`` keeps reasons and model version."""
+    if destination is None:
+        destination = sys.stdout
+    if isinstance(destination, (str, Path)):
+        path = Path(destination)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            if path.suffix.lower() == ".csv":
+                _write_results_csv(results, handle)
+            else:
+                _write_results_jsonl(results, handle, full)
+        return
+    _write_results_jsonl(results, destination, full)
+
+
+def _write_results_jsonl(results: Sequence[TagResult], handle: TextIO, full: bool) -> None:
+    for result in results:
+        row = result.to_json() if full else result_row(result)
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_results_csv(results: Sequence[TagResult], handle: TextIO) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(["id", "label", "path", "confidence", "decision", "alternatives", "contributions",
+                     "reasons", "error"])
+    for r in results:
+        writer.writerow([
+            r.id, r.label or "", r.path or "", f"{r.confidence:.4f}", r.decision.value,
+            " | ".join(f"{a.path} ({a.confidence:.3f})" for a in r.alternatives),
+            json.dumps(r.contributions, ensure_ascii=False), "; ".join(r.reasons), r.error or "",
+        ])
+
+
+def dumps_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return buffer.getvalue()

@@ -1,0 +1,122 @@
+"""FusionTagger: the scikit-learn contract, out-of-fold stacking, missing modalities, calibration."""
+
+from __future__ import annotations
+
+import csv
+import zlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fusion.stacking import FusionTagger
+from tests.conftest import shared_path
+
+
+@parametrize_with_checks([FusionTagger(cv=3, random_state=0)])
+def test_sklearn_estimator_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def titles():
+    """~1,200 real titles of 12 leaf categories from cn_titles, split 75/25 by a hash of the title."""
+    path = shared_path("cn_titles", "titles.tsv")
+    by_leaf: dict[str, list[str]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            by_leaf.setdefault(row["level3"], []).append(row["title"])
+    leaves = sorted(leaf for leaf, rows in by_leaf.items() if len(rows) >= 100)[:12]
+    rows = [(title, leaf) for leaf in leaves for title in by_leaf[leaf][:100]]
+    test = np.array([zlib.crc32(t.encode()) % 4 == 0 for t, _ in rows])
+    texts = np.array([t for t, _ in rows], dtype=object)
+    labels = np.array([leaf for _, leaf in rows], dtype=object)
+    return texts[~test], labels[~test], texts[test], labels[test]
+
+
+def _char_tfidf(train, test):
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True).fit(train)
+    return vec.transform(train), vec.transform(test)
+
+
+def test_a_modality_that_memorises_training_rows_does_not_drown_the_real_one(titles):
+    train_t, y_train, test_t, y_test = titles
+    Xt_train, Xt_test = _char_tfidf(train_t, test_t)
+    # "id" block: a one-hot per row. In-sample it is perfect; held out it knows nothing.
+    ids_train = sp.identity(len(y_train), format="csr")
+    # every test row hits one training id
+    ids_test = sp.csr_matrix((np.ones(len(y_test)), (np.arange(len(y_test)), np.zeros(len(y_test), int))),
+                             shape=(len(y_test), len(y_train)))
+    X_train = sp.hstack([Xt_train, ids_train]).tocsr()
+    X_test = sp.hstack([Xt_test, ids_test]).tocsr()
+    blocks = [("title", slice(0, Xt_train.shape[1])), ("ids", slice(Xt_train.shape[1], None))]
+    model = FusionTagger(blocks=blocks, cv=3, random_state=0).fit(X_train, y_train)
+    alone = FusionTagger(cv=3, random_state=0).fit(Xt_train, y_train)
+    weights = model.modality_weights_
+    assert weights["ids"] < 0.25 * weights["title"]
+    assert model.score(X_test, y_test) >= alone.score(Xt_test, y_test) - 0.02
+    assert model.score(X_test, y_test) > 0.8
+
+
+def test_two_partial_views_fuse_better_than_either_and_missing_blocks_still_predict(titles):
+    train_t, y_train, test_t, y_test = titles
+    heads = lambda texts: [t[: len(t) // 2] for t in texts]  # noqa: E731
+    tails = lambda texts: [t[len(t) // 2:] for t in texts]  # noqa: E731
+    Xa_train, Xa_test = _char_tfidf(heads(train_t), heads(test_t))
+    Xb_train, Xb_test = _char_tfidf(tails(train_t), tails(test_t))
+    split = Xa_train.shape[1]
+    X_train = sp.hstack([Xa_train, Xb_train]).tocsr()
+    X_test = sp.hstack([Xa_test, Xb_test]).tocsr()
+    model = FusionTagger(blocks=[("head", slice(0, split)), ("tail", slice(split, None))], cv=3,
+                         random_state=0).fit(X_train, y_train)
+    head_only = FusionTagger(cv=3, random_state=0).fit(Xa_train, y_train).score(Xa_test, y_test)
+    tail_only = FusionTagger(cv=3, random_state=0).fit(Xb_train, y_train).score(Xb_test, y_test)
+    fused = model.score(X_test, y_test)
+    assert fused > max(head_only, tail_only) + 0.01
+
+    # rows without the tail block: empty sparse rows mean "missing"; the head block alone decides
+    X_missing = sp.hstack([Xa_test, sp.csr_matrix(Xb_test.shape)]).tocsr()
+    proba, contributions, present = model.explain(X_missing)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert present[:, 0].all() and not present[:, 1].any()
+    assert np.all(contributions[:, 1] == 0)
+    assert model.score(X_missing, y_test) >= head_only - 0.05
+
+
+def test_dense_nan_block_is_missing_and_oof_answers_are_kept(titles):
+    train_t, y_train, test_t, y_test = titles
+    Xt_train, Xt_test = _char_tfidf(train_t, test_t)
+    svd_train = Xt_train[:, :40].toarray()
+    dense = np.hstack([svd_train, np.random.RandomState(0).rand(len(y_train), 5)])
+    dense[::2, 40:] = np.nan  # half the rows lack the second block
+    model = FusionTagger(blocks=[("a", slice(0, 40)), ("b", slice(40, 45))], cv=3, random_state=0)
+    model.fit(dense, y_train)
+    assert model.block_coverage_[1] == pytest.approx(0.5, abs=0.01)
+    assert model.oof_predictions_.shape == (len(y_train),)
+    assert np.all((model.oof_confidences_ > 0) & (model.oof_confidences_ <= 1))
+
+
+def test_temperature_calibration_gives_honest_confidences(titles):
+    train_t, y_train, test_t, y_test = titles
+    Xt_train, Xt_test = _char_tfidf(train_t, test_t)
+    model = FusionTagger(cv=3, random_state=0).fit(Xt_train, y_train)
+    proba = model.predict_proba(Xt_test)
+    confidence = proba.max(axis=1)
+    correct = model.classes_[proba.argmax(axis=1)] == y_test
+    bins = np.minimum((confidence * 10).astype(int), 9)
+    ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
+              for b in range(10) if (bins == b).any())
+    assert ece < 0.08
+    assert model.temperature_ != 1.0
+
+
+def test_bad_parameters_are_named():
+    X, y = np.random.RandomState(0).rand(20, 3), np.arange(20) % 2
+    with pytest.raises(ValueError, match="cv"):
+        FusionTagger(cv=1).fit(X, y)
+    with pytest.raises(ValueError, match="calibration"):
+        FusionTagger(calibration="isotonic-ish").fit(X, y)
+    with pytest.raises(ValueError, match="twice"):
+        FusionTagger(blocks=[("a", [0]), ("a", [1])]).fit(X, y)

@@ -1,0 +1,122 @@
+"""Catalog files: JSONL/CSV/TSV rows -> products; malformed rows reported by line and skipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from fusion.result import Alternative, Decision, TagResult
+from skutag.catalog_io import (
+    TAG_JSON_KEYS,
+    CatalogError,
+    parse_price,
+    read_catalog,
+    write_catalog,
+    write_results,
+)
+from tests.conftest import shared_path
+
+
+@pytest.fixture()
+def photo_dir(tmp_path):
+    src = shared_path("cn_bottles", "images", "怡宝.jpg")
+    (tmp_path / "img").mkdir()
+    shutil.copy(src, tmp_path / "img" / "a.jpg")
+    return tmp_path
+
+
+def test_jsonl_reads_good_rows_and_reports_bad_ones_by_line(photo_dir):
+    lines = [
+        {"id": "1", "image": "img/a.jpg", "title": "怡宝 纯净水 555ml", "price": "¥2.50",
+         "category": "食品饮料>饮料冲调 >饮用水", "brand": "怡宝"},
+        "{not json",
+        {"id": "3", "title": "   ", "price": 3},  # no image, blank title
+        {"id": "4", "title": "可口可乐 330ml", "price": "abc"},
+        {"id": "1", "title": "duplicate"},
+        [1, 2],
+        {"id": 7, "title": "雪碧 500ml"},  # id as a number, no price: fine
+        {"title": "no id, price with comma", "price": "12,5"},
+        {"id": "9", "title": "negative", "price": -1},
+        {"id": "10", "title": "empty level", "category": "a >  > c"},
+    ]
+    path = photo_dir / "catalog.jsonl"
+    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l, ensure_ascii=False) for l in lines)
+                    + "\n\n", encoding="utf-8")
+    catalog = read_catalog(path)
+    assert [p.id for p in catalog] == ["1", "7", "line-8"]
+    first = catalog.products[0]
+    assert first.image == str(photo_dir / "img" / "a.jpg")
+    assert first.price == 2.5 and first.category == "食品饮料 > 饮料冲调 > 饮用水" and first.brand == "怡宝"
+    assert catalog.products[2].price == 12.5
+    errors = {e.line: e.message for e in catalog.errors}
+    assert set(errors) == {2, 3, 4, 5, 6, 9, 10}
+    assert "JSON" in errors[2] and "neither an image nor a title" in errors[3]
+    assert "price" in errors[4] and "duplicate id '1'" in errors[5] and "JSON object" in errors[6]
+    assert ">= 0" in errors[9] and "empty level" in errors[10]
+    assert str(catalog.errors[0]).startswith("line 2:")
+
+
+def test_csv_and_tsv_with_bom_and_ragged_rows(tmp_path):
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("\ufeffid,title,price,category\n"
+                        "a,\"农夫山泉, 550ml\",2,食品饮料 > 饮料冲调 > 饮用水\n"
+                        "b,too,many,fields,here\n"
+                        "\n"
+                        "c,脉动,,\n", encoding="utf-8")
+    catalog = read_catalog(csv_path, require_category=False)
+    assert [p.id for p in catalog] == ["a", "c"]
+    assert catalog.products[0].title == "农夫山泉, 550ml" and catalog.products[1].price is None
+    assert [e.line for e in catalog.errors] == [3]
+    strict = read_catalog(csv_path, require_category=True)
+    assert [p.id for p in strict] == ["a"] and {e.line for e in strict.errors} == {3, 5}
+
+    tsv_path = tmp_path / "t.tsv"
+    tsv_path.write_text("title\tcategory\n苹果 红富士\t生鲜 > 水果 > 苹果\n", encoding="utf-8")
+    assert read_catalog(tsv_path).products[0].category == "生鲜 > 水果 > 苹果"
+
+
+def test_whole_file_problems_are_clear(tmp_path):
+    with pytest.raises(CatalogError, match="not found"):
+        read_catalog(tmp_path / "nope.jsonl")
+    (tmp_path / "x.xlsx").write_text("x")
+    with pytest.raises(CatalogError, match=r"\.jsonl, \.csv or \.tsv"):
+        read_catalog(tmp_path / "x.xlsx")
+    (tmp_path / "h.csv").write_text("foo,bar\n1,2\n")
+    with pytest.raises(CatalogError, match="'image' or 'title'"):
+        read_catalog(tmp_path / "h.csv")
+
+
+@pytest.mark.parametrize("raw, expected", [("1 299,00 kr", 1299.0), ("RMB 35", 35.0), (3, 3.0), ("", None),
+                                           (None, None), ("1,299.50", 1299.5)])
+def test_price_parsing(raw, expected):
+    assert parse_price(raw) == expected
+
+
+def test_round_trip_and_content_hash_follows_image_bytes(photo_dir):
+    catalog = read_catalog(_write(photo_dir, [{"id": "1", "image": "img/a.jpg", "title": "t", "category": "x > y"}]))
+    out = write_catalog(catalog.products, photo_dir / "copy" / "c.jsonl")
+    again = read_catalog(out)
+    assert again.products == catalog.products
+    before = catalog.content_hash()
+    (photo_dir / "img" / "a.jpg").write_bytes(b"changed")
+    assert read_catalog(photo_dir / "c.jsonl").content_hash() != before
+
+
+def test_result_rows_have_exactly_the_cli_keys(tmp_path, capsys):
+    result = TagResult(id="1", label="饮用水", path="食品饮料 > 饮料冲调 > 饮用水", confidence=0.91,
+                       decision=Decision.AUTO, alternatives=(Alternative("碳酸饮料", "食品饮料 > 饮料冲调 > 碳酸饮料", 0.05),),
+                       contributions={"vision": 0.7, "ocr": 0.3}, reasons=("confidence 0.91 >= 0.60",))
+    write_results([result, TagResult.failed("2", "image: not an image")])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [tuple(row) for row in rows] == [TAG_JSON_KEYS, TAG_JSON_KEYS]
+    assert rows[0]["alternatives"][0]["label"] == "碳酸饮料" and rows[1]["decision"] == "manual"
+    write_results([result], tmp_path / "r.csv")
+    assert "饮用水" in (tmp_path / "r.csv").read_text(encoding="utf-8")
+
+
+def _write(directory, rows):
+    path = directory / "c.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
