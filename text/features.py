@@ -1,0 +1,155 @@
+"""Sparse title features for the fusion layer: TF-IDF over jieba words (+ bigrams) and character n-grams.
+
+:class:`TitleFeaturizer` is a scikit-learn transformer: ``fit``/``transform`` take a sequence of titles
+(str, None or NaN) and return a ``scipy.sparse.csr_matrix``; a missing or empty title is an all-zero row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.utils.validation import check_is_fitted
+
+from .normalize import normalize_title
+from .tokenize import TitleTokenizer
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _as_title_list(X: Any) -> list[Any]:
+    if isinstance(X, str):
+        raise ValueError("TitleFeaturizer expects a sequence of titles, got one string; wrap it in a list")
+    if hasattr(X, "tolist") and not isinstance(X, list):
+        X = X.tolist()
+    titles = list(X)
+    # A 2-D column (n, 1) from a ColumnTransformer comes in as a list of 1-item lists.
+    return [t[0] if isinstance(t, (list, tuple)) and len(t) == 1 else t for t in titles]
+
+
+class TitleFeaturizer(TransformerMixin, BaseEstimator):
+    """Word (jieba, user dictionary) + character n-gram TF-IDF of normalised titles, stacked side by side.
+
+    Parameters
+    ----------
+    user_words: extra words for the jieba user dictionary (brands, product words).
+    use_default_words: also add the bundled taxonomy / label map / brand lexicon words.
+    word_ngram_range, char_ngram_range: n-gram ranges (``char_ngram_range=None`` turns characters off,
+        ``word_ngram_range=None`` turns words off).
+    min_df, max_df, max_features, sublinear_tf: as in ``TfidfVectorizer`` (per block).
+    word_weight, char_weight: scale of each block (rows of each block are L2-normalised first).
+    hmm: jieba's HMM for unknown words.
+    """
+
+    def __init__(
+        self,
+        user_words: Sequence[str] = (),
+        use_default_words: bool = True,
+        word_ngram_range: tuple[int, int] | None = (1, 2),
+        char_ngram_range: tuple[int, int] | None = (1, 3),
+        min_df: int | float = 2,
+        max_df: int | float = 1.0,
+        max_features: int | None = None,
+        sublinear_tf: bool = True,
+        word_weight: float = 1.0,
+        char_weight: float = 1.0,
+        hmm: bool = True,
+        dtype: Any = np.float32,
+    ):
+        self.user_words = user_words
+        self.use_default_words = use_default_words
+        self.word_ngram_range = word_ngram_range
+        self.char_ngram_range = char_ngram_range
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.word_weight = word_weight
+        self.char_weight = char_weight
+        self.hmm = hmm
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ sklearn API
+    def fit(self, X: Iterable[Any], y: Any = None) -> "TitleFeaturizer":
+        self._fit_transform(X, fit=True)
+        return self
+
+    def fit_transform(self, X: Iterable[Any], y: Any = None, **fit_params: Any) -> sp.csr_matrix:
+        return self._fit_transform(X, fit=True)
+
+    def transform(self, X: Iterable[Any]) -> sp.csr_matrix:
+        check_is_fitted(self, "n_features_out_")
+        return self._fit_transform(X, fit=False)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "n_features_out_")
+        names: list[str] = []
+        if self.word_vectorizer_ is not None:
+            names.extend(f"w:{' '.join(n.split())}" for n in self.word_vectorizer_.get_feature_names_out())
+        if self.char_vectorizer_ is not None:
+            names.extend(f"c:{n}" for n in self.char_vectorizer_.get_feature_names_out())
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+    # ------------------------------------------------------------------ internals
+    def _check_params(self) -> None:
+        if self.word_ngram_range is None and self.char_ngram_range is None:
+            raise ValueError("TitleFeaturizer needs word_ngram_range or char_ngram_range (both are None)")
+
+    def _vectorizer(self, **kwargs: Any) -> TfidfVectorizer:
+        return TfidfVectorizer(
+            min_df=self.min_df,
+            max_df=self.max_df,
+            max_features=self.max_features,
+            sublinear_tf=self.sublinear_tf,
+            dtype=self.dtype,
+            lowercase=False,
+            **kwargs,
+        )
+
+    def _fit_transform(self, X: Iterable[Any], fit: bool) -> sp.csr_matrix:
+        titles = [normalize_title(t) for t in _as_title_list(X)]
+        if fit:
+            self._check_params()
+            self.tokenizer_ = TitleTokenizer(
+                user_words=self.user_words, use_default_words=self.use_default_words, hmm=self.hmm
+            )
+            self.word_vectorizer_ = (
+                self._vectorizer(
+                    analyzer="word",
+                    tokenizer=_identity,
+                    preprocessor=_identity,
+                    token_pattern=None,
+                    ngram_range=tuple(self.word_ngram_range),
+                )
+                if self.word_ngram_range is not None
+                else None
+            )
+            self.char_vectorizer_ = (
+                self._vectorizer(analyzer="char", ngram_range=tuple(self.char_ngram_range))
+                if self.char_ngram_range is not None
+                else None
+            )
+        blocks = []
+        if self.word_vectorizer_ is not None:
+            tokens = [self.tokenizer_.tokenize_normalized(t) for t in titles]
+            matrix = self.word_vectorizer_.fit_transform(tokens) if fit else self.word_vectorizer_.transform(tokens)
+            blocks.append(matrix * self.word_weight if self.word_weight != 1.0 else matrix)
+        if self.char_vectorizer_ is not None:
+            compact = [t.replace(" ", "") for t in titles]
+            matrix = self.char_vectorizer_.fit_transform(compact) if fit else self.char_vectorizer_.transform(compact)
+            blocks.append(matrix * self.char_weight if self.char_weight != 1.0 else matrix)
+        out = sp.hstack(blocks, format="csr", dtype=self.dtype) if len(blocks) > 1 else blocks[0].tocsr()
+        if fit:
+            self.n_features_out_ = out.shape[1]
+        return out
