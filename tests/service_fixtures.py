@@ -1,0 +1,295 @@
+"""Shared helpers for the store / service / dashboard tests and bench/bench_service.py.
+
+``PhotoTagger`` is a small but real tagger: a scikit-learn logistic regression on colour
+histograms and a coarse thumbnail of GroceryStore photos. It follows the ``Tagger`` protocol,
+saves itself as a model folder, and can be retrained on corrections, so the service's whole loop
+(tag -> review -> correct -> retrain -> not-worse check -> promote) runs without the full pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from fusion.result import Alternative, Decision, TagResult
+from skutag.catalog import Product
+from skutag.service.retrain import RetrainRequest
+from vision.image import ImageError, load_image
+
+TEST_CLASSES = (
+    "Fruit > Banana > Banana",
+    "Fruit > Lemon > Lemon",
+    "Fruit > Lime > Lime",
+    "Fruit > Melon > Watermelon",
+    "Vegetables > Carrots > Carrots",
+    "Vegetables > Pepper > Red-Bell-Pepper",
+    "Packages > Oat-Milk > Oatly-Oat-Milk",
+    "Packages > Juice > Tropicana-Apple-Juice",
+)
+
+
+@dataclass(frozen=True)
+class GroceryRow:
+    split: str
+    image: Path
+    path: str
+    title: str
+    brand: str | None
+
+
+def grocery_rows(root: Path, split: str, classes: Sequence[str] | None = None) -> list[GroceryRow]:
+    rows = []
+    with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            path = f"{row['top_level']} > {row['coarse']} > {row['fine']}"
+            if row["split"] != split or (classes and path not in classes):
+                continue
+            rows.append(GroceryRow(split, root / row["image"], path, row["title_sv"], row["brand"] or None))
+    return rows
+
+
+def features(source) -> np.ndarray:
+    """4x4x4 RGB histogram + 6x6 thumbnail in RGB: 172 numbers in [0, 1]."""
+    image = load_image(source)
+    small = image.resize((48, 48), Image.BILINEAR)
+    pixels = np.asarray(small, dtype=np.float32) / 255.0
+    quantised = np.minimum((pixels * 4).astype(int), 3)
+    codes = quantised[..., 0] * 16 + quantised[..., 1] * 4 + quantised[..., 2]
+    histogram = np.bincount(codes.ravel(), minlength=64) / codes.size
+    thumb = np.asarray(image.resize((6, 6), Image.BILINEAR), dtype=np.float32).ravel() / 255.0
+    return np.concatenate([histogram * 4.0, thumb])
+
+
+class PhotoTagger:
+    """``Tagger``: photo -> one of the fitted category paths, with a probability and a decision."""
+
+    def __init__(self, estimator, version: str, threshold: float = 0.6):
+        self.estimator = estimator
+        self.model_version = version
+        self.threshold = threshold
+        self.categories = tuple(str(c) for c in estimator.classes_)
+
+    def tag_batch(self, products: Sequence[Product]) -> list[TagResult]:
+        results: list[TagResult | None] = [None] * len(products)
+        rows, index = [], []
+        for i, product in enumerate(products):
+            if product.image is None:
+                results[i] = TagResult.failed(product.id, "this model needs a photo")
+                continue
+            try:
+                rows.append(features(product.image))
+                index.append(i)
+            except ImageError as exc:
+                results[i] = TagResult.failed(product.id, str(exc))
+        if rows:
+            probabilities = self.estimator.predict_proba(np.vstack(rows))
+            for i, proba in zip(index, probabilities):
+                results[i] = self._result(products[i].id, proba)
+        return results  # type: ignore[return-value]
+
+    def _result(self, product_id: str, proba: np.ndarray) -> TagResult:
+        order = np.argsort(proba)[::-1]
+        best = self.categories[order[0]]
+        confidence = float(proba[order[0]])
+        decision = Decision.AUTO if confidence >= self.threshold else (
+            Decision.REVIEW if confidence >= 0.3 else Decision.MANUAL)
+        alternatives = tuple(Alternative(self.categories[j].split(" > ")[-1], self.categories[j], float(proba[j]))
+                             for j in order[1:4])
+        return TagResult(id=product_id, label=best.split(" > ")[-1], path=best, confidence=confidence,
+                         decision=decision, alternatives=alternatives, contributions={"vision": 1.0},
+                         reasons=(f"confidence {confidence:.2f} {'>=' if confidence >= self.threshold else '<'} "
+                                  f"threshold {self.threshold:.2f}",),
+                         model_version=self.model_version)
+
+    def save(self, model_dir: Path, training: dict | None = None) -> Path:
+        model_dir.mkdir(parents=True, exist_ok=False)
+        (model_dir / "model.pkl").write_bytes(pickle.dumps({"estimator": self.estimator,
+                                                           "version": self.model_version,
+                                                           "threshold": self.threshold,
+                                                           "training": training or {}}))
+        (model_dir / "manifest.json").write_text(json.dumps({"version": self.model_version}))
+        return model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "PhotoTagger":
+        data = pickle.loads((Path(model_dir) / "model.pkl").read_bytes())
+        tagger = cls(data["estimator"], data["version"], data["threshold"])
+        tagger.training = data["training"]
+        return tagger
+
+
+def fit_estimator(X: np.ndarray, y: Sequence[str], classes: Sequence[str]):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # every known class must stay a class even before corrections show it: add one class-mean row
+    # per class seen in no training row (none in practice: the base set covers every class)
+    missing = [c for c in classes if c not in set(y)]
+    if missing:
+        raise ValueError(f"no training rows for {missing}")
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(X, list(y))
+
+
+def train_photo_tagger(rows: Sequence[GroceryRow], version: str | None = None) -> tuple[PhotoTagger, dict]:
+    X = np.vstack([features(row.image) for row in rows])
+    y = [row.path for row in rows]
+    estimator = fit_estimator(X, y, sorted(set(y)))
+    training = {"X": X, "y": y}
+    tagger = PhotoTagger(estimator, version or f"photo-{uuid.uuid4().hex[:8]}")
+    tagger.training = training
+    return tagger, training
+
+
+def photo_tagger_factory(default_dir: Path):
+    """``tagger_factory`` for create_app: None -> the base model folder."""
+    cache: dict[str, PhotoTagger] = {}
+
+    def load(model_dir: str | None) -> PhotoTagger:
+        key = str(model_dir or default_dir)
+        if key not in cache:
+            cache[key] = PhotoTagger.load(key)
+        return cache[key]
+
+    return load
+
+
+def photo_retrainer(request: RetrainRequest) -> Path:
+    """``Retrainer``: the base model's training rows + the corrections (a correction of the same photo wins)."""
+    base = PhotoTagger.load(request.base_model_dir)
+    X_base, y_base = base.training["X"], list(base.training["y"])
+    rows, labels = [], []
+    for product in request.corrections:
+        if product.image is None or not product.category:
+            continue
+        rows.append(features(product.image))
+        labels.append(product.category)
+    X = np.vstack([X_base] + rows) if rows else X_base
+    # corrections count 3x: they are the freshest, human-checked evidence
+    weights = np.concatenate([np.ones(len(y_base)), np.full(len(labels), 3.0)])
+    y = y_base + labels
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+    estimator.fit(X, y, logisticregression__sample_weight=weights)
+    tagger = PhotoTagger(estimator, f"photo-{uuid.uuid4().hex[:8]}", base.threshold)
+    return tagger.save(request.out_dir, {"X": X, "y": y})
+
+
+def reencode(path: Path, size: int = 256, quality: int = 70) -> bytes:
+    """A resized, re-encoded copy of a photo (a near-duplicate)."""
+    image = load_image(path)
+    image = image.resize((size, size), Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PG_BASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_reachable() -> str | None:
+    """None when PostgreSQL answers at 127.0.0.1:5432, else the reason."""
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=3):
+            return None
+    except Exception as exc:  # any connection problem means: skip with this reason
+        return f"PostgreSQL at 127.0.0.1:5432 db 'test' unreachable ({type(exc).__name__}: {exc})"
+
+
+def create_pg_schema() -> tuple[str, str]:
+    """A fresh schema for one test run: (schema, SQLAlchemy URL whose search_path is that schema)."""
+    import psycopg
+
+    schema = f"skutag_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema, f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
+
+
+def drop_pg_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# ---------------------------------------------------------------- pytest fixtures (import them by name)
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A PostgreSQL URL on a fresh schema, dropped after the test session."""
+    reason = postgres_reachable()
+    if reason:
+        pytest.skip(reason + " (CI has it: scripts/start_services.sh)")
+    schema, url = create_pg_schema()
+    yield url
+    drop_pg_schema(schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """One database per test: a SQLite file, or the PostgreSQL test schema emptied first."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'skutag.db'}"
+    url = request.getfixturevalue("pg_url")
+    _empty_pg_schema(url)
+    return url
+
+
+def _empty_pg_schema(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        tables = [row[0] for row in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))]
+        for table in tables:
+            conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def grocery_root():
+    from conftest import shared_path
+
+    return shared_path("grocery")
+
+
+@pytest.fixture(scope="session")
+def photo_model_dir(grocery_root, tmp_path_factory):
+    """A PhotoTagger trained on 8 photos of each of 8 GroceryStore classes, saved as a model folder."""
+    import random
+
+    rows = grocery_rows(grocery_root, "train", TEST_CLASSES)
+    random.Random(0).shuffle(rows)
+    base = [row for cls in TEST_CLASSES for row in [r for r in rows if r.path == cls][:8]]
+    tagger, training = train_photo_tagger(base, version="photo-base")
+    return tagger.save(tmp_path_factory.mktemp("models") / "base", training)
+
+
+@pytest.fixture(scope="session")
+def val_rows(grocery_root):
+    return grocery_rows(grocery_root, "val", TEST_CLASSES)
