@@ -1,0 +1,159 @@
+"""``skutag batch CATALOG`` (local pool or Celery) and ``skutag worker --broker URL``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from skutag.cli import UserFacingError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    batch = subparsers.add_parser(
+        "batch",
+        help="tag a whole catalog (local process pool, or Celery workers with --broker)",
+        description="Tag every product of a JSONL/CSV catalog. Resumable: a rerun with the same --out skips "
+        "the ids already in it. Failed and malformed rows are written with their error.",
+    )
+    batch.add_argument("catalog", type=Path, help="catalog file (.jsonl or .csv)")
+    batch.add_argument("--out", type=Path, help="results JSONL (default: ./<catalog name>.results.jsonl)")
+    batch.add_argument("--workers", type=int, help="local processes (default: one per core)")
+    batch.add_argument("--chunk-size", type=int, help="products per tagger call (images batched together)")
+    batch.add_argument("--broker", help="redis://... or amqp://...: enqueue for `skutag worker`s instead")
+    batch.add_argument("--backend", help="Celery result backend (default: the Redis broker, or local Redis)")
+    batch.add_argument("--queue", help="Celery queue name (default: skutag)")
+    batch.add_argument("--no-wait", action="store_true", help="with --broker: enqueue and exit")
+    batch.add_argument("--timeout", type=float, help="with --broker: give up waiting after this many seconds")
+    batch.add_argument("--retry-failed", action="store_true", help="tag again the rows an earlier run failed")
+    batch.add_argument("--model", help="model bundle folder (default: the bundled cold-start defaults)")
+    batch.add_argument("--tagger", help="tagger factory 'module:function' (default: skutag.pipeline:load_pipeline)")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.add_argument("--json", action="store_true", help="print the summary as JSON")
+    batch.set_defaults(func=run_batch_command)
+
+    worker = subparsers.add_parser(
+        "worker",
+        help="run a Celery worker that tags products sent by `skutag batch --broker`",
+        description="A Celery worker: each process loads the models once; one task at a time per process.",
+    )
+    worker.add_argument("--broker", help="redis://... or amqp://... (default: queue.broker_url)")
+    worker.add_argument("--backend", help="result backend (default: the Redis broker, or local Redis)")
+    worker.add_argument("--queue", help="queue to consume (default: skutag)")
+    worker.add_argument("--concurrency", type=int, help="worker processes (default: one per core)")
+    worker.add_argument("--pool", choices=("prefork", "solo", "threads"), help="Celery pool (default: prefork)")
+    worker.add_argument("--model", help="model bundle folder")
+    worker.add_argument("--tagger", help="tagger factory 'module:function'")
+    worker.add_argument("--hostname", help="worker name (default: skutag-<pid>@<host>)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=run_worker_command)
+
+
+def _queue_config(args: argparse.Namespace, **extra):
+    from skutag.config import ConfigError, SkutagConfig
+
+    overrides = {
+        "queue.broker_url": getattr(args, "broker", None),
+        "queue.result_backend": getattr(args, "backend", None),
+        "queue.queue_name": getattr(args, "queue", None),
+        "queue.model_dir": getattr(args, "model", None),
+        "queue.tagger_factory": getattr(args, "tagger", None),
+        **{f"queue.{key}": value for key, value in extra.items()},
+    }
+    try:
+        return SkutagConfig.load(args.config, overrides=overrides).queue
+    except ConfigError as exc:
+        raise UserFacingError(str(exc)) from exc
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    from skutag.queue.catalog_source import CatalogFormatError
+    from skutag.queue.celery_app import BrokerUrlError
+    from skutag.queue.runner import BatchRequest, run_batch
+    from skutag.queue.tagger_factory import TaggerLoadError
+
+    if args.no_wait and not args.broker:
+        raise UserFacingError("--no-wait needs --broker (the local pool always waits)")
+    for name in ("workers", "chunk_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserFacingError(f"--{name.replace('_', '-')} must be at least 1")
+    config = _queue_config(args, workers=args.workers, chunk_size=args.chunk_size, result_timeout=args.timeout)
+    if args.model and not Path(args.model).is_dir():
+        raise UserFacingError(f"model folder not found: {args.model}")
+    out = args.out or Path.cwd() / f"{args.catalog.stem}.results.jsonl"
+    request = BatchRequest(
+        catalog=args.catalog,
+        out=out,
+        config=config,
+        wait=not args.no_wait,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        config_file=args.config,
+    )
+    try:
+        summary = run_batch(request)
+    except (CatalogFormatError, BrokerUrlError, TaggerLoadError, TimeoutError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    except ValueError as exc:  # an output file that is not ours, a bad config value
+        raise UserFacingError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(summary.to_json(), ensure_ascii=False))
+    else:
+        _print_summary(summary, request)
+    return 0
+
+
+def _print_summary(summary, request) -> None:
+    lines = [
+        f"{summary.tagged} products tagged in {summary.seconds:.1f} s ({summary.products_per_second:.2f}/s), "
+        f"{summary.failed} failed ({summary.malformed} malformed rows), {summary.skipped} skipped (already done)",
+    ]
+    if summary.mode == "local":
+        lines.append(f"local pool: {summary.processes} processes x {summary.threads_per_process} threads")
+    else:
+        lines.append(
+            f"celery: {summary.enqueued} enqueued, {summary.already_done_in_backend} already done, "
+            f"{summary.redelivered} redelivered, {summary.duplicates_dropped} duplicates dropped"
+        )
+        if not request.wait:
+            lines.append("not waiting (--no-wait): rerun without --no-wait to collect the results into --out")
+    if summary.out and request.wait:
+        lines.append(f"results: {summary.out}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def run_worker_command(args: argparse.Namespace) -> int:
+    from skutag.queue.celery_app import BrokerUrlError, make_app
+    from skutag.queue.runner import tagger_spec
+    from skutag.queue.tagger_factory import plan_processes
+
+    config = _queue_config(args, worker_concurrency=args.concurrency, worker_pool=args.pool)
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UserFacingError("--concurrency must be at least 1")
+    if args.model and not Path(args.model).is_dir():
+        raise UserFacingError(f"model folder not found: {args.model}")
+    pool = config.worker_pool
+    processes, threads = plan_processes(config.worker_concurrency, 0)
+    if pool == "solo":
+        processes = 1
+    try:
+        app = make_app(config, spec=tagger_spec(config, args.config, threads))
+    except BrokerUrlError as exc:
+        raise UserFacingError(str(exc)) from exc
+    hostname = args.hostname or f"skutag-{os.getpid()}@%h"
+    argv = [
+        "worker",
+        f"--queues={config.queue_name}",
+        f"--pool={pool}",
+        f"--concurrency={processes}",
+        "--prefetch-multiplier=1",
+        f"--loglevel={args.loglevel}",
+        f"--hostname={hostname}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv=argv)
+    return 0

@@ -1,0 +1,144 @@
+"""The embedded default: tag a stream of products on a local process pool.
+
+Each process loads the tagger once (pool initializer) with its share of the cores
+(processes x threads <= cores) and tags chunks of ``chunk_size`` products per call, so the
+vision model sees batches of images. At most two chunks per process are in flight, so a
+catalog of millions of rows streams through in constant memory. A process that dies (killed,
+out of memory) breaks the pool: a fresh pool is started and the chunks it held are tagged again;
+a chunk that keeps killing processes is split and, product by product, failed with the reason.
+With one process everything runs in this process (no pickling, no start-up cost).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+from fusion.result import TagResult
+from skutag.catalog import Product
+from skutag.pipeline import Tagger
+from skutag.queue.core import RetryPolicy, image_hash, tag_chunk
+from skutag.queue.tagger_factory import TaggerLoadError, TaggerSpec
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[list[tuple[TagResult, str | None]]], None]
+
+# --- inside a pool process ------------------------------------------------------------
+_TAGGER: Tagger | None = None
+_LOAD_ERROR: str | None = None
+_POLICY = RetryPolicy()
+
+
+def _init_process(spec: TaggerSpec, policy: RetryPolicy) -> None:
+    global _TAGGER, _LOAD_ERROR, _POLICY
+    _POLICY = policy
+    try:
+        _TAGGER = spec.load()
+    except Exception as exc:  # reported with the first chunk, as a clear error, not a broken pool
+        _LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def _run_chunk(products: Sequence[Product]) -> list[tuple[TagResult, str | None]]:
+    if _TAGGER is None:
+        raise TaggerLoadError(f"the tagger did not load in a pool process: {_LOAD_ERROR}")
+    return tag_chunk(products, _TAGGER, _POLICY)
+
+
+# --- the driver -----------------------------------------------------------------------
+
+@dataclass
+class _Chunk:
+    products: list[Product]
+    crashes: int = 0
+
+
+def chunked(items: Iterable[Product], size: int) -> Iterator[list[Product]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, max(1, size))):
+        yield chunk
+
+
+def run_local(
+    products: Iterable[Product],
+    on_results: ResultCallback,
+    spec: TaggerSpec,
+    processes: int,
+    chunk_size: int = 16,
+    policy: RetryPolicy = RetryPolicy(),
+    start_method: str = "spawn",
+    pool_restarts: int = 2,
+) -> None:
+    """Tag ``products`` on ``processes`` processes; ``on_results`` gets each finished chunk."""
+    chunks = chunked(products, chunk_size)
+    if processes <= 1:
+        tagger = spec.load()
+        for chunk in chunks:
+            on_results(tag_chunk(chunk, tagger, policy))
+        return
+    _PoolDriver(spec, processes, policy, start_method, pool_restarts, on_results).run(chunks)
+
+
+class _PoolDriver:
+    def __init__(self, spec, processes, policy, start_method, pool_restarts, on_results):
+        self.spec = spec
+        self.processes = processes
+        self.policy = policy
+        self.context = multiprocessing.get_context(start_method)
+        self.pool_restarts = pool_restarts
+        self.on_results = on_results
+        self.retry: list[_Chunk] = []
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.processes, mp_context=self.context, initializer=_init_process, initargs=(self.spec, self.policy)
+        )
+
+    def run(self, chunks: Iterator[list[Product]]) -> None:
+        self.pool = self._new_pool()
+        in_flight: dict[Future, _Chunk] = {}
+        limit = self.processes * 2
+        try:
+            while True:
+                while len(in_flight) < limit:
+                    chunk = self.retry.pop() if self.retry else next((_Chunk(c) for c in chunks), None)
+                    if chunk is None:
+                        break
+                    in_flight[self.pool.submit(_run_chunk, chunk.products)] = chunk
+                if not in_flight:
+                    return
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in finished:
+                    chunk = in_flight.pop(future)
+                    try:
+                        self.on_results(future.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        self._crashed(chunk)
+                if broken:
+                    for chunk in in_flight.values():
+                        self._crashed(chunk)
+                    in_flight.clear()
+                    self.pool.shutdown(wait=True, cancel_futures=True)
+                    log.warning("a pool process died; starting a fresh pool and re-tagging its chunks")
+                    self.pool = self._new_pool()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _crashed(self, chunk: _Chunk) -> None:
+        chunk.crashes += 1
+        if chunk.crashes <= self.pool_restarts:
+            self.retry.append(chunk)
+        elif len(chunk.products) > 1:  # find the product that kills processes: one by one
+            self.retry.extend(_Chunk([product], crashes=chunk.crashes - 1) for product in chunk.products)
+        else:
+            product = chunk.products[0]
+            message = f"the worker process died {chunk.crashes} times while tagging this product"
+            self.on_results([(TagResult.failed(product.id, message), image_hash(product.image))])

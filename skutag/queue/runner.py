@@ -1,0 +1,194 @@
+"""``run_batch``: tag a whole catalog on the local pool or on Celery workers, same output either way.
+
+Both paths stream the catalog, skip ids an earlier run of the same output finished, write a
+failed row (with its error) for every malformed or failing product, write each product exactly
+once, show a progress bar (rate, ETA) and end with a :class:`BatchSummary`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from fusion.result import TagResult
+from skutag.catalog import Product
+from skutag.queue.catalog_source import RowError, count_rows, iter_catalog
+from skutag.queue.config import QueueConfig
+from skutag.queue.core import RetryPolicy, image_hash
+from skutag.queue.progress import BatchProgress
+from skutag.queue.results import ResultSink, ResultStore, read_resume_state
+from skutag.queue.tagger_factory import TaggerSpec, plan_processes
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    catalog: Path
+    out: Path | None
+    config: QueueConfig = QueueConfig()
+    wait: bool = True  # Celery path: wait for and write the results
+    retry_failed: bool = False  # tag again the products an earlier run failed
+    progress: bool = True
+    config_file: str | None = None  # passed to the tagger factory in every process
+    store: ResultStore | None = None
+
+
+@dataclass
+class BatchSummary:
+    catalog: str
+    out: str | None
+    mode: str  # "local" | "celery"
+    rows: int = 0
+    skipped: int = 0  # finished by an earlier run of the same output
+    tagged: int = 0  # rows written by this run (failed ones included)
+    failed: int = 0
+    malformed: int = 0
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+    processes: int | None = None
+    threads_per_process: int | None = None
+    enqueued: int | None = None
+    already_done_in_backend: int | None = None
+    redelivered: int | None = None
+    served_from_cache: int | None = None
+    workers: list[str] = field(default_factory=list)
+
+    @property
+    def products_per_second(self) -> float:
+        return self.tagged / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["products_per_second"] = round(self.products_per_second, 3)
+        data["seconds"] = round(self.seconds, 3)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+def tagger_spec(config: QueueConfig, config_file: str | None, threads: int = 0) -> TaggerSpec:
+    model_dir = str(Path(config.model_dir).resolve()) if config.model_dir else None
+    return TaggerSpec(config.tagger_factory, model_dir, config_file, threads)
+
+
+def tagger_namespace(spec: TaggerSpec) -> str:
+    """What makes results reusable: the same factory and model (folder and its last change)."""
+    stamp = ""
+    if spec.model_dir and os.path.exists(spec.model_dir):
+        stamp = str(os.stat(spec.model_dir).st_mtime_ns)
+    return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}"
+
+
+def run_batch(request: BatchRequest) -> BatchSummary:
+    """Tag every product of ``request.catalog``; see the module doc for the guarantees."""
+    config = request.config
+    mode = "celery" if config.broker_url else "local"
+    summary = BatchSummary(str(request.catalog), str(request.out) if request.out else None, mode)
+    summary.rows = count_rows(request.catalog)
+    resume = read_resume_state(request.out, request.retry_failed) if request.out else None
+    finished = resume.finished_ids if resume else set()
+    started = time.perf_counter()
+    sink = ResultSink(request.out, request.store)
+    total = max(0, summary.rows - len(finished))
+    label = "tagging" if mode == "local" else "tagging (celery)"
+    try:
+        with BatchProgress(total, label, enabled=request.progress) as progress:
+
+            def write(result: TagResult, digest: str | None) -> None:
+                if sink.add(result, digest):
+                    progress.advance(1, int(bool(result.error)))
+
+            products = _products(request.catalog, finished, summary, write)
+            if mode == "local":
+                _run_local(request, products, write, summary)
+            else:
+                _run_celery(request, products, write, summary, progress)
+    finally:
+        sink.close()
+        summary.seconds = time.perf_counter() - started
+        summary.skipped = len(finished)
+        summary.tagged = sink.written
+        summary.failed = sink.failed
+        summary.duplicates_dropped = sink.duplicates
+    return summary
+
+
+def _products(catalog: Path, finished: set[str], summary: BatchSummary, write) -> Iterator[Product]:
+    """Products still to tag; malformed rows are written as failed rows on the way."""
+    for item in iter_catalog(catalog):
+        if isinstance(item, RowError):
+            row_id = item.id or f"line:{item.line}"
+            if row_id in finished:
+                continue
+            summary.malformed += 1
+            write(TagResult.failed(row_id, f"malformed catalog row (line {item.line}): {item.message}"), None)
+        elif item.id not in finished:
+            yield item
+
+
+def _run_local(request: BatchRequest, products: Iterator[Product], write, summary: BatchSummary) -> None:
+    from skutag.queue.local import run_local
+
+    config = request.config
+    processes, threads = plan_processes(config.workers, config.threads_per_worker)
+    summary.processes, summary.threads_per_process = processes, threads
+
+    def on_results(chunk: list[tuple[TagResult, str | None]]) -> None:
+        for result, digest in chunk:
+            write(result, digest)
+
+    run_local(
+        products,
+        on_results,
+        tagger_spec(config, request.config_file, threads),
+        processes,
+        chunk_size=config.chunk_size,
+        policy=RetryPolicy(config.max_retries, config.retry_backoff, config.retry_backoff_max),
+        start_method=config.start_method,
+        pool_restarts=config.pool_restarts,
+    )
+
+
+def _run_celery(request: BatchRequest, products: Iterator[Product], write, summary: BatchSummary,
+                progress: BatchProgress) -> None:
+    from skutag.queue.celery_app import make_app
+    from skutag.queue.remote import RemoteStats, collect, enqueue, workers_online
+
+    config = request.config
+    spec = tagger_spec(config, request.config_file)
+    app = make_app(config, spec=spec)
+    stats = RemoteStats()
+
+    def on_ready(result: TagResult, digest: str | None, _meta: dict) -> None:
+        write(result, digest)
+
+    def on_bad_product(product: Product, exc: Exception) -> None:
+        write(TagResult.failed(product.id, f"{type(exc).__name__}: {exc}"), image_hash(product.image))
+
+    try:
+        pending = enqueue(app, products, tagger_namespace(spec), config.queue_name, config.embed_images,
+                          config.max_embedded_image_bytes, on_ready, stats, on_bad_product)
+        summary.enqueued = stats.sent
+        if request.wait and pending:
+            if not workers_online(app):
+                progress.console.print(
+                    f"[yellow]no worker answered yet on {_redacted(config.broker_url)}; waiting "
+                    f"(start one with: skutag worker --broker URL)[/yellow]"
+                )
+            collect(app, pending, on_ready, stats, timeout=config.result_timeout)
+    finally:
+        summary.already_done_in_backend = stats.already_done
+        summary.redelivered = stats.redelivered
+        summary.served_from_cache = stats.served_from_cache
+        summary.workers = stats.workers
+        app.close()
+
+
+def _redacted(url: str | None) -> str:
+    """A URL without its password, for messages."""
+    if not url or "@" not in url:
+        return url or ""
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://{host}"

@@ -1,0 +1,114 @@
+"""Load the tagger a worker process uses, once, from an importable ``"module:function"`` spec.
+
+The default spec is ``skutag.pipeline:load_pipeline``; the function is called as
+``factory(config=..., model_dir=...)`` (only the arguments that are set) and must return an
+object with ``model_version`` and ``tag_batch(products)`` (the ``Tagger`` protocol).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from skutag.pipeline import Tagger
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class TaggerLoadError(ValueError):
+    """The tagger factory spec cannot be imported or does not give a tagger."""
+
+
+@dataclass(frozen=True)
+class TaggerSpec:
+    """Everything a fresh process needs to build its tagger (picklable, JSON-able)."""
+
+    factory: str = "skutag.pipeline:load_pipeline"
+    model_dir: str | None = None
+    config_file: str | None = None
+    threads: int = 0  # 0 = leave the libraries' defaults
+
+    def load(self) -> Tagger:
+        if self.threads > 0:
+            limit_threads(self.threads)
+        tagger = load_tagger(self.factory, self.model_dir, self.config_file, self.threads)
+        if self.threads > 0:
+            limit_threads(self.threads)  # libraries imported by the factory pick it up now
+        return tagger
+
+
+def resolve_factory(spec: str) -> Callable[..., Any]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise TaggerLoadError(f"tagger factory must look like 'module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TaggerLoadError(f"cannot import tagger factory module {module_name!r}: {exc}") from exc
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise TaggerLoadError(f"{module_name!r} has no {attr!r} (tagger factory {spec!r})")
+    if not callable(factory):
+        raise TaggerLoadError(f"tagger factory {spec!r} is not callable")
+    return factory
+
+
+def load_tagger(spec: str, model_dir: str | None = None, config_file: str | None = None,
+                threads: int = 0) -> Tagger:
+    """Call the factory named by ``spec`` and check that it returned a tagger.
+
+    With ``threads``, every config section that has a ``threads`` field (vision, OCR ...) gets it,
+    so processes x threads stay within the cores.
+    """
+    factory = resolve_factory(spec)
+    kwargs: dict[str, Any] = {}
+    if model_dir is not None:
+        kwargs["model_dir"] = model_dir
+    if config_file is not None or threads > 0:
+        kwargs["config"] = _config_with_threads(config_file, threads)
+    tagger = factory(**kwargs)
+    if not callable(getattr(tagger, "tag_batch", None)):
+        raise TaggerLoadError(f"tagger factory {spec!r} returned {type(tagger).__name__}, which has no tag_batch()")
+    return tagger
+
+
+def _config_with_threads(config_file: str | None, threads: int):
+    import dataclasses
+
+    from skutag.config import SkutagConfig
+
+    config = SkutagConfig.load(config_file)
+    if threads <= 0:
+        return config
+    overrides = {}
+    for name in config.section_names():
+        section = getattr(config, name)
+        if any(f.name == "threads" for f in dataclasses.fields(section)):
+            overrides[f"{name}.threads"] = threads
+    return config.with_overrides(overrides)
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the compute threads of this process (torch, OpenMP/BLAS, OpenCV) at ``threads``."""
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+
+
+def plan_processes(workers: int, threads: int, cores: int | None = None) -> tuple[int, int]:
+    """(processes, threads per process) with processes x threads <= cores; more processes than cores are capped."""
+    cores = max(1, cores or os.cpu_count() or 1)
+    processes = min(workers, cores) if workers > 0 else cores
+    per_process = threads if threads > 0 else cores // processes
+    per_process = max(1, min(per_process, cores // processes))
+    return processes, per_process
