@@ -7,7 +7,8 @@ Files live under the cache directory (``$SKUTAG_HOME/vision`` by default, never 
 
 Both are written to a temporary name and renamed into place, so a crash or a second process never
 leaves a half-written model behind. INT8 is *static* quantization (activations calibrated on sample
-photos, QDQ format, per-channel weights); ONNX Runtime's *dynamic* INT8 is avoided on purpose: on
+photos with MinMax, QDQ format, per-channel int8 weights, uint8 activations; the final classifier
+stays fp32); ONNX Runtime's *dynamic* INT8 is avoided on purpose: on
 convnets it is several times slower than fp32 on CPU.
 """
 
@@ -27,13 +28,13 @@ from .image import ImageError, load_image
 from .labels import PROJECT_MODELS_DIR
 from .preprocess import preprocess_images
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "embedding")
 DEFAULT_CALIBRATION_DIR = PROJECT_MODELS_DIR / "calibration"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-QUANT_SETTINGS = "qdq-perchannel-u8s8-minmax-v1"
+QUANT_SETTINGS = "qdq-perchannel-u8s8-minmax-fp32head-v2"
 
 
 def default_cache_dir() -> Path:
@@ -62,8 +63,10 @@ def ensure_onnx(source: BackboneSource, cache_dir: str | Path | None = None) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    network = source.build_network()
+    from .networks import freeze_same_padding
+
     size = source.preprocess.size
+    network = freeze_same_padding(source.build_network(), size)
     dummy = torch.zeros(1, 3, size, size)
     tmp = _temporary(path)
     with warnings.catch_warnings(), torch.inference_mode():
@@ -128,6 +131,14 @@ class PhotoCalibrationReader:
         self._batches = None
 
 
+def _classifier_nodes(model_path: Path) -> list[str]:
+    """The node(s) computing the logits: kept in fp32 (negligible cost, softmax stays close to fp32)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [node.name for node in graph.node if OUTPUT_NAMES[0] in node.output]
+
+
 def ensure_int8(
     source: BackboneSource, cache_dir: str | Path | None = None, calibration_dir: str | Path | None = None
 ) -> Path:
@@ -149,6 +160,7 @@ def ensure_int8(
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=_classifier_nodes(prepared),
         )
         os.replace(tmp, path)
     finally:
