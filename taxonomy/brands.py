@@ -29,6 +29,17 @@ _DELETED = re.compile(r"['’`´®™©°·・]")
 _SEPARATORS = re.compile(r"[^\w\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|_")
 
 
+def user_lexicon_path() -> Path:
+    """Where ``skutag brands`` keeps the user's edited lexicon: ``$SKUTAG_HOME/taxonomy/brands.csv``
+    (``SKUTAG_HOME`` defaults to ``$XDG_CACHE_HOME/skutag`` or ``~/.cache/skutag``)."""
+    home = os.environ.get("SKUTAG_HOME")
+    if home:
+        base = Path(home).expanduser()
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
+    return base / "taxonomy" / "brands.csv"
+
+
 class LexiconError(ValueError):
     """A lexicon file or edit that cannot be accepted; the message says which row or brand."""
 
@@ -123,6 +134,12 @@ class BrandLexicon:
     def default(cls) -> "BrandLexicon":
         """The bundled lexicon (``taxonomy/data/brands.csv``)."""
         return cls.load(DEFAULT_PATH)
+
+    @classmethod
+    def active(cls) -> "BrandLexicon":
+        """The user's edited lexicon (``user_lexicon_path()``, written by ``skutag brands``) or the bundled one."""
+        path = user_lexicon_path()
+        return cls.load(path) if path.is_file() else cls.default()
 
     def to_csv(self) -> str:
         buffer = io.StringIO()

