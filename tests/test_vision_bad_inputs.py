@@ -78,7 +78,8 @@ def bad_cases(photo: Image.Image, tmp_path: Path) -> dict[str, tuple[object, str
     text = tmp_path / "notes.jpg"
     text.write_text("this is not an image\n")
     return {
-        "corrupt bytes": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, "corrupt or truncated"),
+        "garbage after a jpeg marker": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, "not a recognised image"),
+        "corrupt jpeg data": (jpeg[: len(jpeg) // 3] + b"\xff" * 2000 + jpeg[len(jpeg) // 3 + 2000 :], "corrupt"),
         "truncated jpeg": (jpeg[: len(jpeg) // 2], "truncated"),
         "non-image file": (str(text), "not a recognised image"),
         "zero-size file": (str(empty), "empty"),
