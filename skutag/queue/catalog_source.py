@@ -55,7 +55,8 @@ def iter_catalog(path: str | Path) -> Iterator[Product | RowError]:
         item = raw if isinstance(raw, RowError) else _product(raw, line, path.parent)
         if isinstance(item, Product):
             if item.id in seen:
-                item = RowError(line, f"duplicate id {item.id!r} (first on line {seen[item.id]})", item.id)
+                # reported under its line, so it never shadows the first row's result
+                item = RowError(line, f"duplicate id {item.id!r} (first on line {seen[item.id]})")
             else:
                 seen[item.id] = line
         yield item
@@ -64,6 +65,8 @@ def iter_catalog(path: str | Path) -> Iterator[Product | RowError]:
 def count_rows(path: str | Path) -> int:
     """Number of data rows (for the progress bar's total), without building products."""
     path = Path(path)
+    if not path.is_file():
+        raise CatalogFormatError(f"catalog not found: {path}")
     if path.suffix.lower() in CSV_SUFFIXES:
         return sum(1 for _ in _csv_rows(path, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
     with path.open("rb") as handle:

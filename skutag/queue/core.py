@@ -164,7 +164,8 @@ def tag_chunk(products: Sequence[Product], tagger: Tagger, policy: RetryPolicy =
               sleep=None) -> list[tuple[TagResult, str | None]]:
     """:func:`tag_batch` with retries on transient errors; each result with its input's image hash.
 
-    When the retries run out, the products come back failed with the last error, never lost.
+    When the retries run out, the products are tried once more one by one, so only those that
+    still fail come back failed (with the last error), never lost.
     """
     import time
 
@@ -176,9 +177,26 @@ def tag_chunk(products: Sequence[Product], tagger: Tagger, policy: RetryPolicy =
             break
         except TRANSIENT_ERRORS as exc:
             if attempt == policy.max_retries:
-                message = f"transient error persisted after {policy.max_retries} retries: {type(exc).__name__}: {exc}"
-                results = [_stamped(TagResult.failed(p.id, message), tagger) for p in products]
+                results = _one_by_one(products, tagger, policy, exc)
                 break
             log.info("transient error (%s), retry %d/%d", exc, attempt + 1, policy.max_retries)
             sleep(policy.delay(attempt))
     return list(zip(results, digests))
+
+
+def _one_by_one(products: Sequence[Product], tagger: Tagger, policy: RetryPolicy,
+                exc: BaseException) -> list[TagResult]:
+    if len(products) == 1:
+        return [_gave_up(products[0], tagger, policy, exc)]
+    results = []
+    for product in products:
+        try:
+            results.extend(tag_batch([product], tagger))
+        except TRANSIENT_ERRORS as last:
+            results.append(_gave_up(product, tagger, policy, last))
+    return results
+
+
+def _gave_up(product: Product, tagger: Tagger, policy: RetryPolicy, exc: BaseException) -> TagResult:
+    message = f"transient error persisted after {policy.max_retries} retries: {type(exc).__name__}: {exc}"
+    return _stamped(TagResult.failed(product.id, message), tagger)

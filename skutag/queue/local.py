@@ -85,6 +85,14 @@ def run_local(
 
 
 class _PoolDriver:
+    """Keeps ``processes x 2`` chunks in flight; survives processes that die.
+
+    When a process dies the pool breaks and every chunk in flight is a suspect: each is tried
+    again (``pool_restarts`` times). A chunk that keeps breaking pools is split into single
+    products that then run *alone* (nothing else in flight), so a product is only failed when
+    it certainly killed its process.
+    """
+
     def __init__(self, spec, processes, policy, start_method, pool_restarts, on_results):
         self.spec = spec
         self.processes = processes
@@ -93,6 +101,7 @@ class _PoolDriver:
         self.pool_restarts = pool_restarts
         self.on_results = on_results
         self.retry: list[_Chunk] = []
+        self.quarantine: list[_Chunk] = []
         self.pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -103,42 +112,59 @@ class _PoolDriver:
     def run(self, chunks: Iterator[list[Product]]) -> None:
         self.pool = self._new_pool()
         in_flight: dict[Future, _Chunk] = {}
-        limit = self.processes * 2
+        alone = False  # the chunk in flight is a quarantined product running by itself
         try:
             while True:
-                while len(in_flight) < limit:
-                    chunk = self.retry.pop() if self.retry else next((_Chunk(c) for c in chunks), None)
-                    if chunk is None:
-                        break
-                    in_flight[self.pool.submit(_run_chunk, chunk.products)] = chunk
+                if self.quarantine:
+                    if not in_flight:
+                        chunk = self.quarantine.pop()
+                        in_flight[self.pool.submit(_run_chunk, chunk.products)] = chunk
+                        alone = True
+                else:
+                    self._fill(in_flight, chunks)
                 if not in_flight:
                     return
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                broken = False
+                suspects = []
                 for future in finished:
                     chunk = in_flight.pop(future)
                     try:
                         self.on_results(future.result())
                     except BrokenProcessPool:
-                        broken = True
-                        self._crashed(chunk)
-                if broken:
-                    for chunk in in_flight.values():
-                        self._crashed(chunk)
+                        suspects.append(chunk)
+                if suspects:
+                    suspects.extend(in_flight.values())
                     in_flight.clear()
-                    self.pool.shutdown(wait=True, cancel_futures=True)
-                    log.warning("a pool process died; starting a fresh pool and re-tagging its chunks")
-                    self.pool = self._new_pool()
+                    self._restart_pool()
+                    if alone:
+                        self._give_up(suspects[0])
+                    else:
+                        for chunk in suspects:
+                            self._suspect(chunk)
+                alone = False if not in_flight else alone
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _crashed(self, chunk: _Chunk) -> None:
+    def _fill(self, in_flight: dict[Future, _Chunk], chunks: Iterator[list[Product]]) -> None:
+        while len(in_flight) < self.processes * 2:
+            chunk = self.retry.pop() if self.retry else next((_Chunk(c) for c in chunks), None)
+            if chunk is None:
+                return
+            in_flight[self.pool.submit(_run_chunk, chunk.products)] = chunk
+
+    def _restart_pool(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        log.warning("a pool process died; starting a fresh pool and tagging its chunks again")
+        self.pool = self._new_pool()
+
+    def _suspect(self, chunk: _Chunk) -> None:
         chunk.crashes += 1
         if chunk.crashes <= self.pool_restarts:
             self.retry.append(chunk)
-        elif len(chunk.products) > 1:  # find the product that kills processes: one by one
-            self.retry.extend(_Chunk([product], crashes=chunk.crashes - 1) for product in chunk.products)
         else:
-            product = chunk.products[0]
-            message = f"the worker process died {chunk.crashes} times while tagging this product"
-            self.on_results([(TagResult.failed(product.id, message), image_hash(product.image))])
+            self.quarantine.extend(_Chunk([product], chunk.crashes) for product in chunk.products)
+
+    def _give_up(self, chunk: _Chunk) -> None:
+        product = chunk.products[0]
+        message = f"the worker process died while tagging this product (alone, after {chunk.crashes} pool restarts)"
+        self.on_results([(TagResult.failed(product.id, message), image_hash(product.image))])
