@@ -278,7 +278,7 @@ class Store:
 
     def reusable_prediction(self, image_id: int, model_version: str) -> tuple[PredictionView, ProductView] | None:
         """The best earlier answer for this photo: a human-verified product's path first, else the latest
-        model answer of ``model_version`` that is not an error."""
+        answer the model ``model_version`` itself gave (not a cache copy), that is not an error."""
         with self.session() as session:
             human = session.scalar(
                 select(ProductRow).where(ProductRow.image_id == image_id, ProductRow.status.in_(HUMAN_STATUSES))
@@ -292,7 +292,7 @@ class Store:
                 select(PredictionRow).where(
                     PredictionRow.image_id == image_id, PredictionRow.model_version == model_version,
                     PredictionRow.error.is_(None), PredictionRow.path.is_not(None),
-                ).order_by(PredictionRow.id.desc()).limit(1)
+                ).order_by(PredictionRow.cache_hit.is_not(None), PredictionRow.id.desc()).limit(1)
             )
             if row is None:
                 return None

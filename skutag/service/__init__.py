@@ -1,0 +1,1 @@
+"""The HTTP service (FastAPI): tagging API, review dashboard, retraining from corrections."""

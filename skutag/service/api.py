@@ -1,0 +1,342 @@
+"""The JSON API under ``/v1`` (Bearer token): tag products, read them, correct them; edit the
+taxonomy, label map and brand lexicon; list, promote, roll back and retrain model versions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, Field
+
+from skutag.service.auth import require_token, token_or_session
+from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
+from skutag.store.repository import Conflict, NotFound
+
+# HTTPBearer documents the scheme in /openapi.json; require_token does the check (401 with a clear message)
+router = APIRouter(prefix="/v1", dependencies=[Depends(HTTPBearer(auto_error=False)), Depends(require_token)])
+images = APIRouter(prefix="/v1")
+
+Caller = Annotated[str, Depends(require_token)]
+
+
+def service_of(request: Request) -> TaggingService:
+    return request.app.state.service
+
+
+# ------------------------------------------------------------------ schemas
+class TagResponse(BaseModel):
+    id: str
+    label: str | None
+    path: str | None
+    confidence: float | None
+    decision: str | None
+    status: str
+    model_version: str | None
+    cache_hit: str | None = None
+    reasons: list[str] = []
+    alternatives: list[dict[str, Any]] = []
+    error: str | None = None
+
+
+class BatchItem(BaseModel):
+    id: str | None = None
+    title: str | None = None
+    price: float | None = None
+    brand: str | None = None
+    image_base64: str | None = Field(None, description="the photo's bytes, base64")
+
+
+class BatchRequest(BaseModel):
+    products: list[BatchItem]
+
+
+class CorrectionRequest(BaseModel):
+    category: str = Field(..., description="the right path, levels joined by ' > '", examples=["Fruit > Apple > Pink-Lady"])
+
+
+class CategoryRequest(BaseModel):
+    path: str
+
+
+class LabelMapEntry(BaseModel):
+    path: str
+
+
+class BrandEntry(BaseModel):
+    aliases: list[str] = []
+    categories: list[str] = []
+
+
+def _tag_response(view) -> dict[str, Any]:
+    prediction = view.prediction
+    return TagResponse(
+        id=view.id, label=view.label, path=view.path, confidence=prediction.confidence if prediction else None,
+        decision=prediction.decision if prediction else None, status=view.status,
+        model_version=prediction.model_version if prediction else None,
+        cache_hit=prediction.cache_hit if prediction else None,
+        reasons=list(prediction.reasons) if prediction else [],
+        alternatives=prediction.outputs.get("alternatives", []) if prediction else [],
+        error=prediction.error if prediction else None,
+    ).model_dump()
+
+
+def parse_price(raw: str | None) -> float | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw.strip().replace(",", "."))
+    except ValueError:
+        raise InvalidInput("price", f"{raw!r} is not a number") from None
+    if value != value or value < 0 or value > 1e9:
+        raise InvalidInput("price", "must be a number between 0 and 1e9")
+    return value
+
+
+async def read_upload(upload: UploadFile | None, limit: int) -> bytes | None:
+    if upload is None:
+        return None
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput("image", f"photo is over the {limit}-byte limit", status=413)
+    return data or None
+
+
+# ----------------------------------------------------------------- products
+@router.post("/products", response_model=TagResponse, summary="Tag one product (multipart: image, title, price, id)")
+async def create_product(
+    request: Request,
+    image: Annotated[UploadFile | None, File(description="the product photo")] = None,
+    title: Annotated[str | None, Form()] = None,
+    price: Annotated[str | None, Form(description="a number, e.g. 12.90")] = None,
+    id: Annotated[str | None, Form(description="your product id; generated when absent")] = None,
+    brand: Annotated[str | None, Form()] = None,
+):
+    service = service_of(request)
+    data = await read_upload(image, service.settings.max_upload_bytes)
+    upload = Upload(image=data, title=title, price=parse_price(price), id=id, brand=brand)
+    from starlette.concurrency import run_in_threadpool
+
+    view = await run_in_threadpool(service.tag, upload)
+    return _tag_response(view)
+
+
+@router.post("/products:batch", summary="Tag several products (JSON, photos base64); bad items get their own error")
+async def create_products_batch(request: Request, body: BatchRequest):
+    service = service_of(request)
+    if not body.products:
+        raise InvalidInput("products", "send at least one product")
+    if len(body.products) > service.settings.max_batch:
+        raise InvalidInput("products", f"{len(body.products)} products; at most {service.settings.max_batch} "
+                                       f"per batch", status=413)
+    uploads: list[Upload | InvalidInput] = []
+    for i, item in enumerate(body.products):
+        try:
+            data = None
+            if item.image_base64:
+                try:
+                    data = base64.b64decode(item.image_base64, validate=True)
+                except (binascii.Error, ValueError):
+                    raise InvalidInput(f"products[{i}].image_base64", "is not valid base64") from None
+            uploads.append(Upload(image=data, title=item.title, price=item.price, id=item.id, brand=item.brand))
+        except InvalidInput as error:
+            uploads.append(error)
+    from starlette.concurrency import run_in_threadpool
+
+    good = [u for u in uploads if isinstance(u, Upload)]
+    outcomes = iter(await run_in_threadpool(service.tag_many, good) if good else [])
+    results = []
+    for item in uploads:
+        if isinstance(item, InvalidInput):
+            results.append({"error": {"field": item.field, "message": item.message}})
+            continue
+        outcome = next(outcomes)
+        results.append({"error": {"field": outcome.error.field, "message": outcome.error.message}}
+                       if outcome.error else _tag_response(outcome.product))
+    return {"results": results, "n": len(results), "errors": sum(1 for r in results if "error" in r and
+                                                                 isinstance(r["error"], dict))}
+
+
+@router.get("/products/{product_id}", summary="A product with its latest prediction and its correction history")
+def get_product(request: Request, product_id: str):
+    store = service_of(request).store
+    view = store.get_product(product_id)
+    return {**view.to_json(), "corrections": [c.to_json() for c in store.corrections(product_id)]}
+
+
+@router.get("/products", summary="List products, optionally by status (auto, review, manual, accepted, corrected, error)")
+def list_products(request: Request, status: Annotated[list[str] | None, Query()] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0):
+    store = service_of(request).store
+    allowed = {"auto", "review", "manual", "accepted", "corrected", "error"}
+    bad = [s for s in status or [] if s not in allowed]
+    if bad:
+        raise InvalidInput("status", f"unknown status {bad[0]!r}; one of {', '.join(sorted(allowed))}")
+    return {"products": [v.to_json() for v in store.list_products(status, limit=limit, offset=offset, order="newest")],
+            "total": store.count_products(status)}
+
+
+@router.post("/products/{product_id}/corrections", status_code=201, summary="Set the right category of a product")
+def correct_product(request: Request, product_id: str, body: CorrectionRequest, caller: Caller):
+    service = service_of(request)
+    service.store.get_product(product_id)  # 404 before validating the category
+    return service.correct(product_id, body.category, who=caller).to_json()
+
+
+@router.post("/products/{product_id}/accept", status_code=201, summary="Confirm the suggested category")
+def accept_product(request: Request, product_id: str, caller: Caller):
+    return service_of(request).correct(product_id, None, who=caller, kind="accept").to_json()
+
+
+@images.get("/products/{product_id}/image", summary="The product's photo (token or dashboard session)")
+def product_image(request: Request, product_id: str, _: Annotated[str, Depends(token_or_session)]):
+    store = service_of(request).store
+    data, content_type = store.image_bytes(store.product_image_id(product_id))
+    return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+# ---------------------------------------------------------------- resources
+def _edit(request: Request, kind: str, caller: str, change, note: str) -> dict[str, Any]:
+    store = service_of(request).store
+    current = store.resource(kind)
+    content = change(_copy(current.content) if current else _empty(kind))
+    return store.save_resource(kind, content, who=caller, note=note).to_json()
+
+
+def _copy(content: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(content)
+
+
+def _empty(kind: str) -> Any:
+    return {"paths": []} if kind in ("taxonomy", "whitelist") else {}
+
+
+@router.get("/taxonomy", summary="The category paths (stored taxonomy, else the model's categories)")
+def get_taxonomy(request: Request):
+    service = service_of(request)
+    stored = service.store.resource("taxonomy")
+    return {"version": stored.version if stored else 0, "paths": service.categories()}
+
+
+@router.get("/taxonomy/versions")
+def taxonomy_versions(request: Request, kind: Annotated[str, Query(pattern="^(taxonomy|label_map|lexicon|whitelist)$")] = "taxonomy"):
+    return {"versions": [v.to_json() for v in service_of(request).store.resource_history(kind)]}
+
+
+@router.post("/taxonomy/categories", status_code=201, summary="Add a category path (and its parents)")
+def add_category(request: Request, body: CategoryRequest, caller: Caller):
+    path = normalise_path(body.path)
+    service = service_of(request)
+    seed = service.categories()
+
+    def change(content):
+        paths = set(content.get("paths") or seed)
+        levels = path.split(" > ")
+        paths.add(path)
+        paths.difference_update(" > ".join(levels[:i]) for i in range(1, len(levels)))  # keep leaves only
+        return {"paths": sorted(paths)}
+
+    return _edit(request, "taxonomy", caller, change, f"add {path}")
+
+
+@router.delete("/taxonomy/categories", summary="Remove a category path (leaf) from the taxonomy")
+def remove_category(request: Request, path: Annotated[str, Query()], caller: Caller):
+    path = normalise_path(path)
+    service = service_of(request)
+    paths = set(service.categories())
+    if path not in paths:
+        raise NotFound(f"category {path!r} is not in the taxonomy")
+    return _edit(request, "taxonomy", caller, lambda c: {"paths": sorted(paths - {path})}, f"remove {path}")
+
+
+@router.get("/label-map", summary="Service-level label -> category overrides")
+def get_label_map(request: Request):
+    stored = service_of(request).store.resource("label_map")
+    return {"version": stored.version if stored else 0, "labels": stored.content if stored else {}}
+
+
+@router.put("/label-map/{label}", summary="Map a model label to a category path")
+def put_label(request: Request, label: str, body: LabelMapEntry, caller: Caller):
+    service = service_of(request)
+    path = service.check_category(body.path)
+    return _edit(request, "label_map", caller, lambda c: {**c, label: path}, f"map {label} -> {path}")
+
+
+@router.delete("/label-map/{label}")
+def delete_label(request: Request, label: str, caller: Caller):
+    stored = service_of(request).store.resource("label_map")
+    if not stored or label not in stored.content:
+        raise NotFound(f"label {label!r} is not in the label map")
+    return _edit(request, "label_map", caller, lambda c: {k: v for k, v in c.items() if k != label}, f"unmap {label}")
+
+
+@router.get("/brands", summary="The brand lexicon")
+def get_brands(request: Request):
+    stored = service_of(request).store.resource("lexicon")
+    return {"version": stored.version if stored else 0, "brands": stored.content if stored else {}}
+
+
+@router.put("/brands/{name}", summary="Add or replace a brand with its aliases and categories")
+def put_brand(request: Request, name: str, body: BrandEntry, caller: Caller):
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("name", "a brand needs 1-200 characters")
+    service = service_of(request)
+    categories = [service.check_category(p) for p in body.categories]
+    aliases = sorted({a.strip() for a in body.aliases if a.strip()})
+    return _edit(request, "lexicon", caller, lambda c: {**c, name: {"aliases": aliases, "categories": categories}},
+                 f"set brand {name}")
+
+
+@router.delete("/brands/{name}")
+def delete_brand(request: Request, name: str, caller: Caller):
+    stored = service_of(request).store.resource("lexicon")
+    if not stored or name not in stored.content:
+        raise NotFound(f"brand {name!r} is not in the lexicon")
+    return _edit(request, "lexicon", caller, lambda c: {k: v for k, v in c.items() if k != name}, f"remove brand {name}")
+
+
+# ------------------------------------------------------------------- models
+@router.get("/models", summary="Model versions, newest first")
+def list_models(request: Request):
+    service = service_of(request)
+    return {"active": service.model_version, "models": [m.to_json() for m in service.store.list_models()],
+            "retrain": service.retrain_job.to_json()}
+
+
+@router.post("/models/{version}/promote", summary="Serve this model version")
+def promote_model(request: Request, version: str):
+    service = service_of(request)
+    service.promote(version)
+    return {"active": service.model_version}
+
+
+@router.post("/models:rollback", summary="Serve the previously promoted version again")
+def rollback_model(request: Request):
+    service = service_of(request)
+    return {"active": service.rollback()}
+
+
+@router.post("/models:retrain", status_code=202, summary="Train a candidate from corrections; promoted only if not worse")
+def retrain_model(request: Request, caller: Caller, wait: bool = False):
+    service = service_of(request)
+    job = service.retrain_now(caller) if wait else service.start_retrain(caller)
+    return job.to_json()
+
+
+@router.get("/models:retrain", summary="State of the last retraining")
+def retrain_state(request: Request):
+    return service_of(request).retrain_job.to_json()
+
+
+@router.get("/stats", summary="Auto rate, audited precision, corrections per day, current model")
+def stats(request: Request):
+    service = service_of(request)
+    return {**service.store.stats().to_json(), "serving": service.model_version}
+
+
+__all__ = ["router", "images", "Conflict"]

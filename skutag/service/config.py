@@ -1,0 +1,51 @@
+"""The ``service`` section of the skutag config: HTTP server, database, upload limits, duplicate
+cache, review rules and retraining. Override with ``SKUTAG_SERVICE__<FIELD>`` or ``--config``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_url: str = ""  # empty: SQLite file $SKUTAG_HOME/skutag.db; or postgresql://user@host/db
+    model_dir: str = ""  # empty: the database's active model version, else the cold-start pipeline
+    max_upload_bytes: int = 10 * 1024 * 1024  # one photo
+    max_request_bytes: int = 64 * 1024 * 1024  # a whole request (batch)
+    max_image_pixels: int = 40_000_000
+    max_batch: int = 64
+    max_title_chars: int = 500
+    dedup: bool = True  # reuse stored predictions for exact / near-duplicate photos
+    near_duplicate_bits: int = 6  # perceptual-hash Hamming distance still counted as the same photo (0 = exact only)
+    audit_rate: float = 0.05  # share of auto-tagged products sampled for a human audit
+    review_whitelist: tuple[str, ...] = ()  # category prefixes always sent to review (plus the dashboard's list)
+    tag_concurrency: int = 1  # model calls running at once in one process
+    secret_key: str = ""  # session signing key; empty: generated once and kept in the database
+    session_max_age_s: int = 8 * 3600
+    cookie_secure: bool = False  # set True behind HTTPS
+    holdout_fraction: float = 0.2  # share of human-verified products kept out of retraining to compare models
+    min_holdout: int = 5
+    min_corrections_to_retrain: int = 5
+    bundles_dir: str = ""  # where retrained candidates go; empty: $SKUTAG_HOME/bundles/service
+
+    def __post_init__(self) -> None:
+        if isinstance(self.review_whitelist, (list, str)):
+            items = self.review_whitelist.split(",") if isinstance(self.review_whitelist, str) else self.review_whitelist
+            object.__setattr__(self, "review_whitelist", tuple(p.strip() for p in items if p.strip()))
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(f"port must be 1-65535, got {self.port}")
+        if self.max_upload_bytes <= 0 or self.max_request_bytes < self.max_upload_bytes:
+            problems.append("max_upload_bytes must be > 0 and <= max_request_bytes")
+        if not 0 <= self.near_duplicate_bits < 16:
+            problems.append(f"near_duplicate_bits must be 0-15, got {self.near_duplicate_bits}")
+        if not 0.0 <= self.audit_rate <= 1.0:
+            problems.append(f"audit_rate must be in [0, 1], got {self.audit_rate}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            problems.append(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if self.tag_concurrency < 1 or self.max_batch < 1:
+            problems.append("tag_concurrency and max_batch must be >= 1")
+        if problems:
+            raise ValueError("service config: " + "; ".join(problems))

@@ -1,0 +1,411 @@
+"""The service's core, independent of HTTP: upload -> duplicate check -> tagging -> rules -> store;
+corrections; model versions (promote, roll back, retrain from corrections).
+
+``TaggingService`` holds the served ``Tagger`` (loaded once; swapped atomically on promotion),
+the ``Store`` and the in-memory perceptual-hash index of stored photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from fusion.result import Alternative, Decision, TagResult
+from skutag.catalog import PATH_SEPARATOR, Product
+from skutag.paths import artifact_dir
+from skutag.pipeline import Tagger
+from skutag.service.config import ServiceConfig
+from skutag.service.retrain import (
+    Comparison,
+    RetrainRequest,
+    Retrainer,
+    TaggerFactory,
+    compare,
+    split_examples,
+    to_product,
+)
+from skutag.store.dedup import PerceptualIndex, fingerprint
+from skutag.store.repository import Conflict, NotFound, ProductView, Store
+from vision.image import ImageError, ImageLimits
+
+log = logging.getLogger("skutag.service")
+
+PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+
+class InvalidInput(ValueError):
+    """A request field that cannot be used; ``field`` names it."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One product as it arrives: photo bytes (or none), title, price, optional id and brand."""
+
+    image: bytes | None
+    title: str | None = None
+    price: float | None = None
+    id: str | None = None
+    brand: str | None = None
+
+
+@dataclass(frozen=True)
+class TagOutcome:
+    product: ProductView | None
+    error: InvalidInput | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": {"field": self.error.field, "message": self.error.message}}
+        return self.product.to_json()
+
+
+@dataclass
+class RetrainJob:
+    state: str = "idle"  # idle | running | promoted | rejected | failed
+    started_at: str | None = None
+    finished_at: str | None = None
+    message: str = ""
+    candidate_version: str | None = None
+    comparison: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class TaggingService:
+    def __init__(self, settings: ServiceConfig, store: Store, tagger_factory: TaggerFactory,
+                 retrainer: Retrainer | None = None):
+        self.settings = settings
+        self.store = store
+        self.tagger_factory = tagger_factory
+        self.retrainer = retrainer
+        self.index = PerceptualIndex(settings.near_duplicate_bits)
+        self.limits = ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.max_upload_bytes)
+        self._tagger: Tagger | None = None
+        self._model_dir: str | None = None
+        self._slots = threading.BoundedSemaphore(settings.tag_concurrency)
+        self._swap_lock = threading.Lock()
+        self._retrain_lock = threading.Lock()
+        self.retrain_job = RetrainJob()
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Load the served model once and fill the near-duplicate index from the database."""
+        model_dir = self.settings.model_dir or None
+        if model_dir is None:
+            active = self.store.active_model()
+            model_dir = active.model_dir if active else None
+        tagger = self.tagger_factory(model_dir)
+        self.store.register_model(tagger.model_version, model_dir, status="active")
+        self._install(tagger, model_dir)
+        for image_id, phash in self.store.iter_phashes():
+            self.index.add(image_id, phash)
+        log.info("serving model %s (%s); %d photos indexed", tagger.model_version, model_dir or "cold start",
+                 len(self.index))
+
+    @property
+    def tagger(self) -> Tagger:
+        if self._tagger is None:
+            raise RuntimeError("the service has not been started (no model loaded)")
+        return self._tagger
+
+    @property
+    def model_version(self) -> str:
+        return self.tagger.model_version
+
+    def _install(self, tagger: Tagger, model_dir: str | None) -> None:
+        with self._swap_lock:
+            self._tagger, self._model_dir = tagger, model_dir
+
+    # -------------------------------------------------------------- tagging
+    def validate(self, upload: Upload) -> Upload:
+        product_id = upload.id.strip() if upload.id else None
+        if product_id is not None and not PRODUCT_ID_RE.match(product_id):
+            raise InvalidInput("id", "must be 1-128 characters: letters, digits and . _ : - (starting with a "
+                                     "letter or digit)")
+        title = upload.title.strip() if upload.title else None
+        if title and len(title) > self.settings.max_title_chars:
+            raise InvalidInput("title", f"longer than {self.settings.max_title_chars} characters")
+        if upload.price is not None and (upload.price != upload.price or upload.price < 0 or upload.price > 1e9):
+            raise InvalidInput("price", "must be a number between 0 and 1e9")
+        if not upload.image and not title:
+            raise InvalidInput("image", "send a photo, a title, or both")
+        if upload.image is not None and len(upload.image) > self.settings.max_upload_bytes:
+            raise InvalidInput("image", f"photo is {len(upload.image)} bytes, over the "
+                                        f"{self.settings.max_upload_bytes}-byte limit", status=413)
+        brand = upload.brand.strip()[:200] if upload.brand and upload.brand.strip() else None
+        return Upload(image=upload.image or None, title=title or None, price=upload.price,
+                      id=product_id or f"p-{uuid.uuid4().hex[:16]}", brand=brand)
+
+    def tag(self, upload: Upload) -> ProductView:
+        outcome = self.tag_many([upload])[0]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.product
+
+    def tag_many(self, uploads: Sequence[Upload]) -> list[TagOutcome]:
+        """Tag a batch; a bad item gets its own error and the rest completes."""
+        outcomes: list[TagOutcome | None] = [None] * len(uploads)
+        pending: list[tuple[int, Upload, int | None, int | None, bool]] = []
+        tagger = self.tagger
+        version = tagger.model_version
+        for i, raw in enumerate(uploads):
+            try:
+                upload = self.validate(raw)
+                image_id, phash, created = self._store_photo(upload.image)
+            except InvalidInput as error:
+                outcomes[i] = TagOutcome(None, error)
+                continue
+            reused = self._from_cache(upload, image_id, phash, created, version)
+            if reused is not None:
+                outcomes[i] = TagOutcome(reused)
+            else:
+                pending.append((i, upload, image_id, phash, created))
+        if pending:
+            products = [Product(id=u.id, image=u.image, title=u.title, price=u.price, brand=u.brand)
+                        for _, u, *_ in pending]
+            started = time.perf_counter()
+            with self._slots:
+                results = tagger.tag_batch(products)
+            latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
+            for (i, upload, image_id, phash, created), result in zip(pending, results):
+                outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms))
+                if created and phash is not None:
+                    self.index.add(image_id, phash)
+        return outcomes  # type: ignore[return-value]
+
+    def _store_photo(self, data: bytes | None) -> tuple[int | None, int | None, bool]:
+        if data is None:
+            return None, None, False
+        try:
+            fp = fingerprint(data, self.limits)
+        except ImageError as exc:
+            status = 413 if "limit" in str(exc) or "too large" in str(exc) else 415
+            raise InvalidInput("image", str(exc).replace(f"<{len(data)} bytes>: ", ""), status=status) from None
+        image_id, created = self.store.add_image(fp, data)
+        return image_id, fp.phash, created
+
+    def _from_cache(self, upload: Upload, image_id: int | None, phash: int | None, created: bool,
+                    version: str) -> ProductView | None:
+        if not self.settings.dedup or image_id is None:
+            return None
+        started = time.perf_counter()
+        hit, kind, distance = None, None, 0
+        if not created:
+            hit, kind = self.store.reusable_prediction(image_id, version), "exact"
+        if hit is None and phash is not None and self.settings.near_duplicate_bits > 0:
+            near = self.index.nearest(phash, exclude=image_id)
+            if near is not None:
+                hit, kind, distance = self.store.reusable_prediction(near[0], version), "near", near[1]
+        if hit is None:
+            return None
+        prediction, source = hit
+        human = source.status in ("accepted", "corrected")
+        path = source.path if human else prediction.path
+        note = f"duplicate of product {source.id} ({kind}" + (f", {distance} bits" if kind == "near" else "") + ")"
+        alternatives = tuple(Alternative(a["label"], a["path"], float(a["confidence"]))
+                             for a in prediction.outputs.get("alternatives", []) if isinstance(a, dict))
+        result = TagResult(
+            id=upload.id, label=path.split(PATH_SEPARATOR)[-1] if path else None, path=path,
+            confidence=1.0 if human else prediction.confidence,
+            decision=Decision.AUTO if human else Decision(prediction.decision),
+            alternatives=alternatives, contributions=prediction.contributions,
+            reasons=((f"{note}: human-verified category",) if human else (note,) + tuple(
+                r for r in prediction.reasons if not r.startswith("duplicate of"))),
+            model_version=version,
+        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return self._save(upload, image_id, result, version, cache_hit=kind, duplicate_of=prediction.id,
+                          latency_ms=latency_ms)
+
+    def _save(self, upload: Upload, image_id: int | None, result: TagResult, version: str, **extra) -> ProductView:
+        result = self.apply_rules(result)
+        return self.store.save_tagging(upload.id, title=upload.title, price=upload.price, brand=upload.brand,
+                                       image_id=image_id, result=result, model_version=version,
+                                       audit=self._audit_sampled(upload.id, version, result), **extra)
+
+    # ---------------------------------------------------------------- rules
+    def apply_rules(self, result: TagResult) -> TagResult:
+        """Service-level rules on top of the model: label-map overrides and the review whitelist."""
+        if result.error:
+            return result
+        label_map = self.label_map()
+        if result.label and result.label in label_map and label_map[result.label] != result.path:
+            result = dataclasses.replace(result, path=label_map[result.label],
+                                         reasons=result.reasons + (f"label map: {result.label} -> "
+                                                                   f"{label_map[result.label]}",))
+        if result.decision is Decision.AUTO and result.path:
+            prefix = next((p for p in self.whitelist() if _under(result.path, p)), None)
+            if prefix is not None:
+                result = dataclasses.replace(result, decision=Decision.REVIEW,
+                                             reasons=result.reasons + (f"whitelist: {prefix} is always reviewed",))
+        return result
+
+    def _audit_sampled(self, product_id: str, version: str, result: TagResult) -> bool:
+        if result.decision is not Decision.AUTO:
+            return False
+        if any("audit" in reason for reason in result.reasons):
+            return True
+        digest = hashlib.sha256(f"{product_id}|{version}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.settings.audit_rate
+
+    # ------------------------------------------------------------ resources
+    def categories(self) -> list[str]:
+        stored = self.store.resource("taxonomy")
+        paths = set(stored.content.get("paths", [])) if stored else set()
+        if not paths:
+            paths |= set(getattr(self.tagger, "categories", None) or ())
+        return sorted(paths)
+
+    def label_map(self) -> dict[str, str]:
+        stored = self.store.resource("label_map")
+        return dict(stored.content) if stored else {}
+
+    def whitelist(self) -> list[str]:
+        stored = self.store.resource("whitelist")
+        return sorted(set(self.settings.review_whitelist) | set(stored.content.get("paths", []) if stored else ()))
+
+    def check_category(self, path: str) -> str:
+        path = normalise_path(path)
+        known = self.categories()
+        if known and path not in known:
+            raise InvalidInput("category", f"{path!r} is not in the taxonomy; add it first "
+                                           f"(POST /v1/taxonomy/categories)")
+        return path
+
+    # ---------------------------------------------------------- corrections
+    def correct(self, product_id: str, category: str | None, who: str, kind: str = "correct"):
+        path = self.check_category(category) if category else None
+        return self.store.add_correction(product_id, path, who, kind)
+
+    # ------------------------------------------------------- model versions
+    def promote(self, version: str) -> None:
+        model = self.store.model(version)
+        if model.status == "rejected":
+            raise Conflict(f"model {version} was rejected by the not-worse check; it cannot be promoted")
+        tagger = self.tagger_factory(model.model_dir)
+        self.store.promote(version)
+        self._install(tagger, model.model_dir)
+
+    def rollback(self) -> str:
+        previous = self.store.active_model()
+        target = self.store.rollback()
+        try:
+            tagger = self.tagger_factory(target.model_dir)
+        except Exception:
+            if previous is not None:
+                self.store.promote(previous.version)
+            raise
+        self._install(tagger, target.model_dir)
+        return target.version
+
+    def start_retrain(self, who: str) -> RetrainJob:
+        """Check there is enough to learn from, then retrain in a background thread.
+        Conflict when one is already running or there are too few verified products."""
+        plan = self._retrain_plan()
+        if not self._retrain_lock.acquire(blocking=False):
+            raise Conflict("a retraining is already running")
+        self.retrain_job = RetrainJob(state="running", started_at=_now(), message=f"started by {who}")
+        thread = threading.Thread(target=self._retrain_thread, args=(plan,), name="skutag-retrain", daemon=True)
+        thread.start()
+        return self.retrain_job
+
+    def retrain_now(self, who: str = "system") -> RetrainJob:
+        """Retrain in the calling thread and return the finished job."""
+        plan = self._retrain_plan()
+        if not self._retrain_lock.acquire(blocking=False):
+            raise Conflict("a retraining is already running")
+        self.retrain_job = RetrainJob(state="running", started_at=_now(), message=f"started by {who}")
+        self._retrain_thread(plan)
+        return self.retrain_job
+
+    def _retrain_plan(self):
+        if self.retrainer is None:
+            raise Conflict("this service has no retrainer configured")
+        train, holdout = split_examples(self.store.training_examples(), self.settings.holdout_fraction)
+        if len(train) < self.settings.min_corrections_to_retrain:
+            raise Conflict(f"{len(train)} verified products to train on; need at least "
+                           f"{self.settings.min_corrections_to_retrain} (accept or correct more in the review queue)")
+        if len(holdout) < self.settings.min_holdout:
+            raise Conflict(f"{len(holdout)} verified products held out; need at least {self.settings.min_holdout} "
+                           f"to compare models")
+        return train, holdout
+
+    def _retrain_thread(self, plan) -> None:
+        try:
+            self.retrain_job = self._retrain(self.retrain_job, *plan)
+        except Exception as exc:  # reported on the dashboard; the served model is untouched
+            log.exception("retraining failed")
+            self.retrain_job = dataclasses.replace(self.retrain_job, state="failed", finished_at=_now(),
+                                                   message=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._retrain_lock.release()
+
+    def _retrain(self, job: RetrainJob, train, holdout) -> RetrainJob:
+        base = self.tagger
+        base_dir = self._model_dir
+        out_root = Path(self.settings.bundles_dir) if self.settings.bundles_dir else artifact_dir("bundles") / "service"
+        out_dir = out_root / f"retrain-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        out_root.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        candidate_dir = str(self.retrainer(RetrainRequest(base_dir, base.model_version,
+                                                          [to_product(e) for e in train], out_dir)))
+        train_seconds = time.perf_counter() - started
+        candidate = self.tagger_factory(candidate_dir)
+        if candidate.model_version == base.model_version:
+            raise Conflict(f"the retrained model reports the same version {candidate.model_version!r} as the "
+                           f"served one")
+        comparison: Comparison = compare(base, candidate, [to_product(e) for e in holdout])
+        metrics = {**comparison.to_json(), "train_n": len(train), "train_seconds": round(train_seconds, 2)}
+        promote = comparison.not_worse
+        self.store.register_model(candidate.model_version, candidate_dir, status="candidate",
+                                  parent_version=base.model_version, metrics=metrics, n_corrections=len(train))
+        self.store.mark_trained([e.correction_id for e in train], candidate.model_version)
+        if promote:
+            self.store.promote(candidate.model_version)
+            self._install(candidate, candidate_dir)
+            message = (f"promoted {candidate.model_version}: held-out accuracy {comparison.candidate_accuracy:.3f} "
+                       f">= {comparison.current_accuracy:.3f} (n={comparison.n})")
+        else:
+            self.store.set_model_status(candidate.model_version, "rejected")
+            message = (f"kept {base.model_version}: candidate held-out accuracy "
+                       f"{_fmt(comparison.candidate_accuracy)} < {_fmt(comparison.current_accuracy)} (n={comparison.n})")
+        return dataclasses.replace(job, state="promoted" if promote else "rejected", finished_at=_now(),
+                                   message=message, candidate_version=candidate.model_version, comparison=metrics)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def normalise_path(path: str) -> str:
+    """``a>b >  c`` -> ``a > b > c``; empty levels are refused."""
+    if not isinstance(path, str):
+        raise InvalidInput("category", "must be a string like 'A > B > C'")
+    levels = [level.strip() for level in path.split(">")]
+    if not path.strip() or any(not level for level in levels):
+        raise InvalidInput("category", f"{path!r} is not a category path like 'A > B > C'")
+    if len(levels) > 8 or any(len(level) > 100 for level in levels):
+        raise InvalidInput("category", "at most 8 levels of at most 100 characters")
+    return PATH_SEPARATOR.join(levels)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + PATH_SEPARATOR)

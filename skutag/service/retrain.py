@@ -1,0 +1,124 @@
+"""Retraining from operators' corrections, and the not-worse check before a promotion.
+
+The service does not know how a model is trained: it hands the human-verified products to a
+``Retrainer`` (injected; the default calls the fusion stage's retrain through ``skutag.pipeline``)
+which writes a candidate bundle and returns its folder. The service then loads the candidate,
+tags a held-out share of the verified products with both models, and promotes the candidate
+only if its accuracy there is not lower than the current model's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from skutag.catalog import Product
+from skutag.pipeline import Tagger
+from skutag.store.repository import TrainingExample
+
+TaggerFactory = Callable[[str | None], Tagger]
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    base_model_dir: str | None  # the model being served (None: the cold-start pipeline)
+    base_version: str
+    corrections: Sequence[Product]  # human-verified products, ``category`` = the right path
+    out_dir: Path  # where the candidate bundle must be written (does not exist yet)
+
+
+class Retrainer(Protocol):
+    def __call__(self, request: RetrainRequest) -> str | Path:
+        """Train a candidate from ``request`` and return its model folder."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    n: int
+    current_accuracy: float | None
+    candidate_accuracy: float | None
+    current_leaf_accuracy: float | None
+    candidate_leaf_accuracy: float | None
+
+    @property
+    def not_worse(self) -> bool:
+        if self.n == 0 or self.candidate_accuracy is None or self.current_accuracy is None:
+            return False
+        return self.candidate_accuracy >= self.current_accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return {"holdout_n": self.n, "current_accuracy": self.current_accuracy,
+                "candidate_accuracy": self.candidate_accuracy,
+                "current_leaf_accuracy": self.current_leaf_accuracy,
+                "candidate_leaf_accuracy": self.candidate_leaf_accuracy}
+
+
+def in_holdout(product_id: str, fraction: float) -> bool:
+    """A stable split: the same product is always on the same side."""
+    digest = hashlib.sha256(product_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split_examples(examples: Sequence[TrainingExample], fraction: float) -> tuple[list[TrainingExample], list[TrainingExample]]:
+    train, holdout = [], []
+    for example in examples:
+        (holdout if in_holdout(example.product_id, fraction) else train).append(example)
+    return train, holdout
+
+
+def to_product(example: TrainingExample) -> Product:
+    return Product(id=example.product_id, image=example.image, title=example.title, price=example.price,
+                   category=example.path, brand=example.brand)
+
+
+def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32) -> tuple[float | None, float | None]:
+    """(path accuracy, leaf accuracy) of ``tagger`` on products whose ``category`` is known."""
+    if not products:
+        return None, None
+    exact = leaf = 0
+    for start in range(0, len(products), batch_size):
+        chunk = list(products[start:start + batch_size])
+        for product, result in zip(chunk, tagger.tag_batch(chunk)):
+            truth = product.category or ""
+            exact += int(result.path == truth)
+            leaf += int(result.label is not None and result.label == truth.split(" > ")[-1])
+    return exact / len(products), leaf / len(products)
+
+
+def compare(current: Tagger, candidate: Tagger, holdout: Sequence[Product]) -> Comparison:
+    current_acc, current_leaf = accuracy(current, holdout)
+    candidate_acc, candidate_leaf = accuracy(candidate, holdout)
+    return Comparison(len(holdout), current_acc, candidate_acc, current_leaf, candidate_leaf)
+
+
+def default_tagger_factory(config=None) -> TaggerFactory:
+    """Load models through ``skutag.pipeline.load_pipeline`` (the fusion stage's bundles)."""
+
+    def load(model_dir: str | None) -> Tagger:
+        pipeline = importlib.import_module("skutag.pipeline")
+        loader = getattr(pipeline, "load_pipeline", None)
+        if loader is None:
+            raise RuntimeError("skutag.pipeline.load_pipeline is not available in this build; "
+                               "pass tagger_factory= to create_app")
+        return loader(config=config, model_dir=model_dir)
+
+    return load
+
+
+def default_retrainer(config=None) -> Retrainer:
+    """Retrain through the pipeline's ``retrain_from_corrections`` (fusion's retrain on top of a bundle)."""
+
+    def retrain(request: RetrainRequest) -> str | Path:
+        pipeline = importlib.import_module("skutag.pipeline")
+        function = getattr(pipeline, "retrain_from_corrections", None) or getattr(pipeline, "retrain", None)
+        if function is None:
+            raise RuntimeError("skutag.pipeline has no retrain function in this build; pass retrainer= to create_app")
+        if request.base_model_dir is None:
+            raise RuntimeError("the cold-start pipeline has no bundle to retrain; serve a trained --model first")
+        result = function(request.base_model_dir, list(request.corrections), request.out_dir, config=config)
+        return getattr(result, "model_dir", result)
+
+    return retrain

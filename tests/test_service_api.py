@@ -1,0 +1,235 @@
+"""The HTTP API with a real (small) photo model on GroceryStore photos: tagging, duplicate cache,
+corrections, resources, model versions, retraining, and a clear 4xx for every bad input."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from service_fixtures import (  # noqa: F401  (fixtures)
+    TEST_CLASSES,
+    db_url,
+    grocery_root,
+    pg_url,
+    photo_model_dir,
+    photo_retrainer,
+    photo_tagger_factory,
+    reencode,
+    val_rows,
+)
+
+from skutag.service.app import create_app
+from skutag.service.config import ServiceConfig
+
+
+def make_client(db, model_dir, tmp_path, **overrides) -> tuple[TestClient, dict]:
+    settings = ServiceConfig(db_url=db, model_dir=str(model_dir), bundles_dir=str(tmp_path / "bundles"), **overrides)
+    app = create_app(settings, tagger_factory=photo_tagger_factory(model_dir), retrainer=photo_retrainer)
+    token = app.state.store.create_token("tests")
+    return TestClient(app), {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(db_url, photo_model_dir, tmp_path):  # noqa: F811
+    client, auth = make_client(db_url, photo_model_dir, tmp_path, min_corrections_to_retrain=5, min_holdout=3,
+                               holdout_fraction=0.3, max_upload_bytes=2_000_000, max_request_bytes=4_000_000)
+    with client:
+        yield client, auth
+    client.app.state.store.close()
+
+
+def upload(client, auth, path_or_bytes, **fields):
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    return client.post("/v1/products", headers=auth, files={"image": ("photo.jpg", data, "image/jpeg")},
+                       data={k: str(v) for k, v in fields.items()})
+
+
+def test_tag_read_and_correct_a_product(api, val_rows):  # noqa: F811
+    client, auth = api
+    row = val_rows[0]
+    response = upload(client, auth, row.image, id="sku-1", title="Banan <script>alert(1)</script>", price="12.90")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "sku-1" and body["path"] in TEST_CLASSES and body["label"] == body["path"].split(" > ")[-1]
+    assert 0.0 <= body["confidence"] <= 1.0 and body["decision"] in {"auto", "review", "manual"}
+    assert body["model_version"] == "photo-base" and body["cache_hit"] is None
+
+    product = client.get("/v1/products/sku-1", headers=auth).json()
+    assert product["title"] == "Banan <script>alert(1)</script>" and product["price"] == 12.9
+    assert product["prediction"]["contributions"] == {"vision": 1.0}
+
+    wrong = next(c for c in TEST_CLASSES if c != body["path"])
+    fixed = client.post("/v1/products/sku-1/corrections", headers=auth, json={"category": wrong})
+    assert fixed.status_code == 201 and fixed.json()["old_path"] == body["path"] and fixed.json()["who"] == "token:tests"
+    product = client.get("/v1/products/sku-1", headers=auth).json()
+    assert product["status"] == "corrected" and product["path"] == wrong and len(product["corrections"]) == 1
+    photo = client.get("/v1/products/sku-1/image", headers=auth)
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    assert photo.content == row.image.read_bytes()
+
+
+def test_duplicate_cache_reuses_exact_and_near_copies(api, val_rows):  # noqa: F811
+    client, auth = api
+    row = val_rows[3]
+    first = upload(client, auth, row.image, id="orig").json()
+    exact = upload(client, auth, row.image, id="copy-exact").json()
+    near = upload(client, auth, reencode(row.image, 240, 60), id="copy-near").json()
+    other = upload(client, auth, val_rows[20].image, id="other").json()
+    assert exact["cache_hit"] == "exact" and exact["path"] == first["path"] and exact["confidence"] == first["confidence"]
+    assert near["cache_hit"] == "near" and near["path"] == first["path"]
+    assert any("duplicate of product orig" in r for r in near["reasons"])
+    assert other["cache_hit"] is None
+    # after a human correction, duplicates get the human's category
+    target = next(c for c in TEST_CLASSES if c != first["path"])
+    client.post("/v1/products/orig/corrections", headers=auth, json={"category": target})
+    again = upload(client, auth, reencode(row.image, 300, 80), id="copy-after-fix").json()
+    assert again["path"] == target and again["decision"] == "auto" and again["confidence"] == 1.0
+    stats = client.get("/v1/stats", headers=auth).json()
+    assert stats["cache_hits"] == {"exact": 1, "near": 2}
+
+
+def test_batch_tags_good_items_and_reports_bad_ones(api, val_rows):  # noqa: F811
+    client, auth = api
+    items = [{"id": f"b{i}", "title": f"item {i}", "price": 3.5,
+              "image_base64": base64.b64encode(row.image.read_bytes()).decode()} for i, row in enumerate(val_rows[5:8])]
+    items.insert(1, {"id": "bad-b64", "image_base64": "@@not base64@@"})
+    items.insert(2, {"id": "not-image", "image_base64": base64.b64encode(b"GIF89a nope").decode()})
+    items.append({"id": "title-only", "title": "Oatly oat drink"})
+    response = client.post("/v1/products:batch", headers=auth, json={"products": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r.get("id") for r in results] == ["b0", None, None, "b1", "b2", "title-only"]
+    assert "base64" in results[1]["error"]["message"]
+    assert results[2]["error"]["field"] == "image" and "not a recognised image" in results[2]["error"]["message"]
+    assert results[5]["status"] == "error" and "needs a photo" in results[5]["error"]  # the model's own error
+    assert response.json()["errors"] == 2
+
+
+BAD_INPUTS = [
+    ("no token", dict(headers={}), 401, "Authorization: Bearer"),
+    ("wrong token", dict(headers={"Authorization": "Bearer skt_nope"}), 401, "unknown or revoked"),
+    ("non-image", dict(files={"image": ("x.jpg", b"<html>hello</html>", "image/jpeg")}), 415, "not a recognised image"),
+    ("truncated", dict(truncate=True), 415, "corrupt or truncated"),
+    ("empty form", dict(data={}), 422, "send a photo, a title, or both"),
+    ("bad price", dict(data={"title": "x", "price": "cheap"}), 422, "price"),
+    ("negative price", dict(data={"title": "x", "price": "-3"}), 422, "price"),
+    ("bad id", dict(data={"title": "x", "id": "../etc/passwd"}), 422, "id"),
+    ("long title", dict(data={"title": "x" * 600}), 422, "title"),
+    ("photo over limit", dict(files={"image": ("x.jpg", b"\xff" * 2_500_000, "image/jpeg")}), 413, "limit"),
+    ("body over limit", dict(files={"image": ("x.jpg", b"\xff" * 4_500_000, "image/jpeg")}), 413, "limit"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,status,needle", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_uploads_get_a_clear_4xx(api, val_rows, name, kwargs, status, needle):  # noqa: F811
+    client, auth = api
+    kwargs = dict(kwargs)
+    headers = kwargs.pop("headers", auth)
+    if kwargs.pop("truncate", False):
+        kwargs["files"] = {"image": ("x.jpg", val_rows[0].image.read_bytes()[:3000], "image/jpeg")}
+    if "files" not in kwargs and "data" not in kwargs:
+        kwargs["files"] = {"image": ("x.jpg", val_rows[0].image.read_bytes(), "image/jpeg")}
+    response = client.post("/v1/products", headers=headers, **kwargs)
+    assert response.status_code == status, response.text
+    assert needle in response.json()["detail"]
+
+
+def test_other_bad_requests_are_4xx(api, val_rows):  # noqa: F811
+    client, auth = api
+    upload(client, auth, val_rows[0].image, id="p1")
+    cases = [
+        client.get("/v1/products/missing", headers=auth),
+        client.post("/v1/products/missing/corrections", headers=auth, json={"category": TEST_CLASSES[0]}),
+        client.post("/v1/products/p1/corrections", headers=auth, json={"category": "Toys > Lego"}),
+        client.post("/v1/products/p1/corrections", headers=auth, json={"category": " > "}),
+        client.post("/v1/products/p1/corrections", headers=auth, json={}),
+        client.post("/v1/products/p1/corrections", headers=auth, content=b"{not json", ),
+        client.post("/v1/products:batch", headers=auth, json={"products": []}),
+        client.post("/v1/products:batch", headers=auth, json={"products": "nope"}),
+        client.get("/v1/products?status=bogus", headers=auth),
+        client.post("/v1/models/none-such/promote", headers=auth),
+        client.post("/v1/models:rollback", headers=auth),
+        client.post("/v1/models:retrain?wait=true", headers=auth),
+        client.delete("/v1/brands/Nobody", headers=auth),
+        client.post("/v1/products", headers={**auth, "Content-Type": "multipart/form-data; boundary=zzz"},
+                    content=b"--zzz\r\ngarbage"),
+    ]
+    statuses = [r.status_code for r in cases]
+    assert statuses == [404, 404, 422, 422, 422, 422, 422, 422, 422, 404, 409, 409, 404, 422], statuses
+    assert "not in the taxonomy" in cases[2].json()["detail"]
+    assert "need at least" in cases[11].json()["detail"]
+
+
+def test_taxonomy_label_map_and_brand_edits_are_versioned(api, val_rows):  # noqa: F811
+    client, auth = api
+    taxonomy = client.get("/v1/taxonomy", headers=auth).json()
+    assert taxonomy["version"] == 0 and sorted(taxonomy["paths"]) == sorted(TEST_CLASSES)  # the model's categories
+    added = client.post("/v1/taxonomy/categories", headers=auth, json={"path": "Fruit>Banana >Organic-Banana"})
+    assert added.status_code == 201 and added.json()["version"] == 1
+    paths = client.get("/v1/taxonomy", headers=auth).json()["paths"]
+    assert "Fruit > Banana > Organic-Banana" in paths and len(paths) == len(TEST_CLASSES) + 1
+    assert client.delete("/v1/taxonomy/categories", headers=auth,
+                         params={"path": "Fruit > Banana > Organic-Banana"}).json()["version"] == 2
+
+    result = upload(client, auth, val_rows[0].image, id="lm-1").json()
+    target = next(c for c in TEST_CLASSES if c != result["path"])
+    mapped = client.put(f"/v1/label-map/{result['label']}", headers=auth, json={"path": target})
+    assert mapped.status_code == 200
+    again = upload(client, auth, val_rows[0].image, id="lm-2").json()  # exact duplicate, label map applied on top
+    assert again["path"] == target and any("label map" in r for r in again["reasons"])
+    assert client.delete(f"/v1/label-map/{result['label']}", headers=auth).status_code == 200
+
+    brand = client.put("/v1/brands/Oatly", headers=auth,
+                       json={"aliases": ["OATLY", " oatly "], "categories": ["Packages > Oat-Milk > Oatly-Oat-Milk"]})
+    assert brand.status_code == 200
+    assert client.get("/v1/brands", headers=auth).json()["brands"]["Oatly"]["aliases"] == ["OATLY", "oatly"]
+    assert client.put("/v1/brands/Nope", headers=auth, json={"categories": ["Toys > Lego"]}).status_code == 422
+    versions = client.get("/v1/taxonomy/versions", headers=auth, params={"kind": "lexicon"}).json()["versions"]
+    assert [v["version"] for v in versions] == [1] and versions[0]["created_by"] == "token:tests"
+
+
+def test_retrain_from_corrections_promotes_only_if_not_worse_then_rolls_back(api, val_rows):  # noqa: F811
+    client, auth = api
+    truth = {}
+    for i, row in enumerate(val_rows):
+        pid = f"v{i:02d}"
+        truth[pid] = row.path
+        result = upload(client, auth, row.image, id=pid).json()
+        if result["path"] != row.path:
+            client.post(f"/v1/products/{pid}/corrections", headers=auth, json={"category": row.path})
+        else:
+            client.post(f"/v1/products/{pid}/accept", headers=auth)
+    job = client.post("/v1/models:retrain?wait=true", headers=auth)
+    assert job.status_code == 202, job.text
+    job = job.json()
+    assert job["state"] in {"promoted", "rejected"}, job
+    metrics = job["comparison"]
+    assert metrics["holdout_n"] >= 3 and metrics["train_n"] + metrics["holdout_n"] == len(val_rows)
+    models = client.get("/v1/models", headers=auth).json()
+    candidate = next(m for m in models["models"] if m["version"] == job["candidate_version"])
+    if metrics["candidate_accuracy"] >= metrics["current_accuracy"]:
+        assert job["state"] == "promoted" and models["active"] == job["candidate_version"]
+        assert candidate["status"] == "active"
+        assert client.post("/v1/models:rollback", headers=auth).json()["active"] == "photo-base"
+        assert client.get("/healthz").json()["model_version"] == "photo-base"
+    else:
+        assert job["state"] == "rejected" and models["active"] == "photo-base" and candidate["status"] == "rejected"
+        assert client.post(f"/v1/models/{candidate['version']}/promote", headers=auth).status_code == 409
+
+
+def test_openapi_schema_lists_the_endpoints(api):
+    client, _ = api
+    schema = client.get("/openapi.json").json()
+    for path in ["/v1/products", "/v1/products:batch", "/v1/products/{product_id}",
+                 "/v1/products/{product_id}/corrections", "/v1/taxonomy", "/v1/label-map/{label}",
+                 "/v1/brands/{name}", "/v1/models", "/v1/models/{version}/promote", "/v1/models:rollback",
+                 "/v1/models:retrain"]:
+        assert path in schema["paths"], path
+    body = schema["paths"]["/v1/products"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    fields = schema["components"]["schemas"][body.rsplit("/", 1)[-1]]["properties"]
+    assert {"image", "title", "price", "id"} <= set(fields)
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/v1/products"]["post"]["security"] == [{"HTTPBearer": []}]
