@@ -8,7 +8,7 @@ fast enough for a 200-product batch with a worker killed in the middle to run in
 Worker processes import it as ``queue_support:load_title_tagger`` (tests/ is put on PYTHONPATH).
 Test knobs come from the environment so that they reach ``celery worker`` children:
 ``SKUTAG_TEST_DELAY`` (seconds per product), ``SKUTAG_TEST_EXEC_LOG`` (append
-"start|end <pid> <id>" lines), ``SKUTAG_TEST_FLAKY_DIR`` (titles with FLAKY raise
+"start|end <SKUTAG_TEST_WORKER> <pid> <id>" lines), ``SKUTAG_TEST_FLAKY_DIR`` (titles with FLAKY raise
 ConnectionError on their first two tries), ``SKUTAG_TEST_CRASH`` (titles with CRASH kill the
 process).
 """
@@ -137,7 +137,7 @@ class TitleTagger:
     def _log(self, event: str, product_id: str) -> None:
         if self.exec_log:
             with open(self.exec_log, "a", encoding="utf-8") as handle:
-                handle.write(f"{event} {os.getpid()} {product_id}\n")
+                handle.write(f"{event} {os.environ.get('SKUTAG_TEST_WORKER', '-')} {os.getpid()} {product_id}\n")
 
 
 def load_title_tagger(model_dir: str | None = None, config=None) -> TitleTagger:
@@ -190,3 +190,46 @@ def stop_process_group(proc: subprocess.Popen, sig: int) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# --- brokers ----------------------------------------------------------------------------
+
+BROKERS = {
+    # name: (broker URL, result backend URL, port that must be open)
+    "redis": ("redis://127.0.0.1:6379/11", "redis://127.0.0.1:6379/11", 6379),
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6379/12", 5672),
+}
+# Redis broker: redeliver a dead worker's task after 6 s (default 300 s), sweep every second
+FAST_REDELIVERY_ENV = {"SKUTAG_QUEUE__VISIBILITY_TIMEOUT": "6", "SKUTAG_QUEUE__RESTORE_INTERVAL": "1"}
+
+
+def require_broker(name: str) -> tuple[str, str]:
+    import pytest
+
+    broker, backend, port = BROKERS[name]
+    for needed in {port, 6379}:
+        if not port_open(needed):
+            pytest.fail(f"{name}: nothing listens on 127.0.0.1:{needed} (scripts/start_services.sh starts it)")
+    return broker, backend
+
+
+def delete_queue(broker: str, queue: str) -> None:
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=5) as connection:
+        try:
+            connection.default_channel.queue_delete(queue)
+        except Exception:  # already gone
+            pass
+
+
+def wait_until_ready(log_path: Path, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if " ready." in text:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}:\n{text[-3000:]}")
+        time.sleep(0.2)
+    raise TimeoutError(f"worker not ready after {timeout} s:\n{log_path.read_text(errors='replace')[-3000:]}")

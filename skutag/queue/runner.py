@@ -53,6 +53,7 @@ class BatchSummary:
     already_done_in_backend: int | None = None
     redelivered: int | None = None
     served_from_cache: int | None = None
+    retried: int | None = None  # products whose task was retried after a transient error
     workers: list[str] = field(default_factory=list)
 
     @property
@@ -180,6 +181,7 @@ def _run_celery(request: BatchRequest, products: Iterator[Product], write, summa
         summary.already_done_in_backend = stats.already_done
         summary.redelivered = stats.redelivered
         summary.served_from_cache = stats.served_from_cache
+        summary.retried = stats.retried
         summary.workers = stats.workers
         app.close()
 
