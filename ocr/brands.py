@@ -69,9 +69,16 @@ def alias_similarity(key: str, line_text: str) -> float:
             joined += words[start + width]
             if joined == key:
                 return 1.0
-            if len(key) > 3 and abs(len(joined) - len(key)) <= max(2, len(key) // 3):
-                best = max(best, fuzz.ratio(key, joined) / 100.0)
+            if len(key) > 3 and _comparable_lengths(key, joined):
+                best = max(best, Levenshtein.normalized_similarity(key, joined))
     return best
+
+
+def _comparable_lengths(key: str, word: str) -> bool:
+    """Short Latin aliases allow substituted letters only (``ARIA`` for ``ARLA``, not ``Marla``)."""
+    if len(key) <= 5:
+        return len(word) == len(key)
+    return abs(len(word) - len(key)) <= max(2, len(key) // 3)
 
 
 def best_window_similarity(key: str, line_key: str) -> float:
@@ -80,14 +87,12 @@ def best_window_similarity(key: str, line_key: str) -> float:
     Levenshtein (not Indel) because OCR misreads are mostly one character read as another; a window
     with the alias's first and last characters right and its length counts as at least 0.6.
     """
-    if len(line_key) <= len(key):
-        return Levenshtein.normalized_similarity(key, line_key)
     best = 0.0
     for size in (len(key) - 1, len(key), len(key) + 1):
-        for start in range(0, len(line_key) - size + 1):
+        for start in range(0, max(1, len(line_key) - size + 1)):
             window = line_key[start:start + size]
             similarity = Levenshtein.normalized_similarity(key, window)
-            if size == len(key) >= 4 and window[0] == key[0] and window[-1] == key[-1]:
+            if len(window) == len(key) >= 4 and window[0] == key[0] and window[-1] == key[-1]:
                 similarity = max(similarity, 0.6)
             best = max(best, similarity)
     return best

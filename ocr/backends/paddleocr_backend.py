@@ -52,6 +52,24 @@ def _accept_headless_opencv() -> None:
     importlib.metadata.version = version
 
 
+def _repair_early_import() -> None:
+    """When paddlex was imported before the shim (by someone else), its guarded ``import cv2`` lines were
+    skipped and its dependency answers cached: clear the caches and give those modules ``cv2``."""
+    import sys
+
+    import cv2
+    from paddlex.utils import deps
+
+    for cached in (deps.is_dep_available, deps.is_extra_available):
+        cached.cache_clear()
+    for name, module in list(sys.modules.items()):
+        if (name == "paddlex" or name.startswith("paddlex.")) and module is not None and not hasattr(module, "cv2"):
+            try:
+                module.cv2 = cv2
+            except (AttributeError, TypeError):
+                pass
+
+
 def forbid_downloads() -> None:
     """Make PaddleX refuse every model not on disk (never contact a model hub), naming the files needed."""
     from paddlex.inference.utils import official_models as module
@@ -90,6 +108,7 @@ def import_paddleocr():
                 f"the paddleocr backend needs paddleocr 3.x ({exc}); install it with scripts/setup_env.sh "
                 "(paddleocr and paddlex --no-deps, keeping one OpenCV)"
             ) from None
+        _repair_early_import()
         forbid_downloads()
         for name in ("paddlex", "paddleocr", "ppocr"):
             logging.getLogger(name).setLevel(logging.ERROR)
