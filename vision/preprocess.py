@@ -9,7 +9,7 @@ Each backbone declares the transform it was trained with as a ``PreprocessSpec``
   ``CenterCrop(224)``, ImageNet mean/std.
 
 The resize and the crop are done in one PIL call per image (``Image.resize(box=...)`` samples
-only the crop window, so no full-size intermediate is made); the normalisation and the HWC->CHW
+only the crop window: torchvision's pixels without the full-size intermediate); the normalisation and the HWC->CHW
 transpose are one vectorised numpy operation over the whole batch.
 """
 
@@ -71,18 +71,23 @@ class PreprocessSpec:
 
 
 def resize_crop(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """Shorter side to ``spec.resize_shorter``, centre crop ``spec.size`` -> HxWx3 uint8 array."""
+    """Shorter side to ``spec.resize_shorter``, centre crop ``spec.size`` -> HxWx3 uint8 array.
+
+    Same geometry as torchvision's ``Resize(resize_shorter)`` + ``CenterCrop(size)`` (integer resized
+    size, rounded crop offset), but PIL resamples only the crop window: the output pixels are those
+    of the full resize, without computing the ones the crop throws away.
+    """
     width, height = image.size
-    scale = spec.resize_shorter / min(width, height)
-    # the crop window in source pixels: what a full resize followed by a centre crop would keep
-    crop_w = min(width, spec.size / scale)
-    crop_h = min(height, spec.size / scale)
-    left = (width - crop_w) / 2.0
-    top = (height - crop_h) / 2.0
+    short, long = (width, height) if width <= height else (height, width)
+    resized_long = int(spec.resize_shorter * long / short)
+    new_w, new_h = (spec.resize_shorter, resized_long) if width <= height else (resized_long, spec.resize_shorter)
+    left = int(round((new_w - spec.size) / 2.0))
+    top = int(round((new_h - spec.size) / 2.0))
+    scale_x, scale_y = width / new_w, height / new_h
     out = image.resize(
         (spec.size, spec.size),
         resample=_RESAMPLE[spec.interpolation],
-        box=(left, top, left + crop_w, top + crop_h),
+        box=(left * scale_x, top * scale_y, (left + spec.size) * scale_x, (top + spec.size) * scale_y),
     )
     return np.asarray(out, dtype=np.uint8)
 
