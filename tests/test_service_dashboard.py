@@ -1,0 +1,146 @@
+"""The review dashboard over HTTP (no browser): login, CSRF, escaping, accept / correct, audit,
+whitelist, stats and retrain-now. The browser itself is driven in test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from service_fixtures import (  # noqa: F401  (fixtures)
+    TEST_CLASSES,
+    grocery_root,
+    photo_model_dir,
+    photo_retrainer,
+    photo_tagger_factory,
+    val_rows,
+)
+
+from skutag.service.app import create_app
+from skutag.service.config import ServiceConfig
+
+EVIL_TITLE = '<img src=x onerror="alert(1)"><script>alert("t")</script> Banana & co'
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture
+def dash(tmp_path, photo_model_dir, val_rows):  # noqa: F811
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'dash.db'}", model_dir=str(photo_model_dir),
+                             bundles_dir=str(tmp_path / "bundles"), audit_rate=0.5, min_corrections_to_retrain=5,
+                             min_holdout=3, holdout_fraction=0.3)
+    app = create_app(settings, tagger_factory=photo_tagger_factory(photo_model_dir), retrainer=photo_retrainer)
+    store = app.state.store
+    store.set_operator("ann", "s3cret-pass")
+    auth = {"Authorization": f"Bearer {store.create_token('uploader')}"}
+    with TestClient(app, base_url="http://testserver") as client:
+        for i, row in enumerate(val_rows[:12]):
+            client.post("/v1/products", headers=auth, files={"image": ("p.jpg", row.image.read_bytes(), "image/jpeg")},
+                        data={"id": f"d{i:02d}", "title": EVIL_TITLE if i == 0 else row.title, "price": "19.9"})
+        yield client, auth
+    store.close()
+
+
+def login(client) -> str:
+    page = client.get("/login")
+    response = client.post("/login", data={"username": "ann", "password": "s3cret-pass", "csrf_token": csrf_of(page.text),
+                                           "next": "/review"}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/review"
+    return csrf_of(client.get("/review").text)
+
+
+def test_pages_need_a_login_and_wrong_passwords_fail(dash):
+    client, _ = dash
+    for page in ["/review", "/audit", "/stats", "/whitelist", "/products/d00"]:
+        response = client.get(page, headers={"Accept": "text/html"}, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login"), page
+    form = client.get("/login").text
+    bad = client.post("/login", data={"username": "ann", "password": "nope", "csrf_token": csrf_of(form)})
+    assert "Wrong username or password" in bad.text and "Review queue" not in bad.text
+    no_csrf = client.post("/login", data={"username": "ann", "password": "s3cret-pass"})
+    assert no_csrf.status_code == 403
+
+
+def test_titles_are_escaped_and_pages_carry_a_strict_csp(dash):
+    client, _ = dash
+    login(client)
+    html = client.get("/review").text + client.get("/products/d00").text
+    assert "<script>alert" not in html and '<img src=x onerror' not in html
+    assert "&lt;script&gt;alert(&#34;t&#34;)&lt;/script&gt; Banana &amp; co" in html
+    policy = client.get("/review").headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+def test_accept_and_correct_need_csrf_and_leave_an_audit_trail(dash):
+    client, auth = dash
+    csrf = login(client)
+    queue = client.get("/review").text
+    ids = re.findall(r'data-id="([^"]+)"', queue)
+    assert ids, "the queue should not be empty with this model"
+    first, second = ids[0], ids[1] if len(ids) > 1 else None
+    forged = client.post(f"/review/{first}/accept", data={"csrf_token": "forged"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    cross = client.post(f"/review/{first}/accept", data={"csrf_token": csrf}, headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403
+    done = client.post(f"/review/{first}/accept", data={"csrf_token": csrf}, follow_redirects=True)
+    assert f"Accepted {first}" in done.text
+    if second:
+        before = client.get(f"/v1/products/{second}", headers=auth).json()["path"]
+        target = next(c for c in TEST_CLASSES if c != before)
+        client.post(f"/review/{second}/correct", data={"csrf_token": csrf, "category": target})
+        product = client.get(f"/v1/products/{second}", headers=auth).json()
+        assert product["status"] == "corrected" and product["path"] == target
+        assert product["corrections"][0]["who"] == "op:ann" and product["corrections"][0]["old_path"] == before
+        bad = client.post(f"/review/{second}/correct", data={"csrf_token": csrf, "category": "Nope > Nothing"},
+                          follow_redirects=True)
+        assert "not in the taxonomy" in bad.text
+    remaining = re.findall(r'data-id="([^"]+)"', client.get("/review").text)
+    assert first not in remaining and (second is None or second not in remaining)
+
+
+def test_audit_whitelist_and_stats(dash, val_rows):  # noqa: F811
+    client, auth = dash
+    csrf = login(client)
+    audit_ids = re.findall(r'data-id="([^"]+)"', client.get("/audit").text)
+    assert audit_ids, "audit_rate=0.5 should sample some auto-tagged products"
+    client.post(f"/audit/{audit_ids[0]}/ok", data={"csrf_token": csrf})
+    stats = client.get("/v1/stats", headers=auth).json()
+    assert stats["audited"] == 1 and stats["audited_precision"] == 1.0
+
+    # find a photo the model tags automatically, whitelist its top level, send the photo again
+    for i, row in enumerate(val_rows[12:], start=12):
+        first = client.post("/v1/products", headers=auth, data={"id": f"wl-{i}"},
+                            files={"image": ("b.jpg", row.image.read_bytes(), "image/jpeg")}).json()
+        if first["decision"] == "auto":
+            break
+    assert first["decision"] == "auto"
+    top = first["path"].split(" > ")[0]
+    client.post("/whitelist", data={"csrf_token": csrf, "action": "add", "path": top})
+    assert f"<td>{top}</td>" in client.get("/whitelist").text
+    again = client.post("/v1/products", headers=auth, data={"id": "wl-again"},
+                        files={"image": ("b.jpg", row.image.read_bytes(), "image/jpeg")}).json()
+    assert again["path"] == first["path"] and again["decision"] == "review"
+    assert f"whitelist: {top} is always reviewed" in again["reasons"]
+    client.post("/whitelist", data={"csrf_token": csrf, "action": "remove", "path": top})
+    assert f"<td>{top}</td>" not in client.get("/whitelist").text
+    page = client.get("/stats").text
+    assert "auto-tagged" in page and "photo-base" in page and 'id="retrain"' in page
+
+
+def test_retrain_now_from_the_dashboard(dash, val_rows):  # noqa: F811
+    client, auth = dash
+    csrf = login(client)
+    for i in range(12):
+        truth = val_rows[i].path
+        client.post(f"/review/d{i:02d}/correct", data={"csrf_token": csrf, "category": truth})
+    page = client.post("/retrain", data={"csrf_token": csrf}, follow_redirects=True).text
+    assert "Retraining started" in page
+    service = client.app.state.service
+    service._retrain_lock.acquire(timeout=60)  # wait for the background job
+    service._retrain_lock.release()
+    job = service.retrain_job
+    assert job.state in {"promoted", "rejected"}, job.message
+    stats = client.get("/stats").text
+    assert job.candidate_version in stats and job.state in stats
