@@ -167,12 +167,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def start_worker(broker: str, queue: str, model_dir: Path, name: str, log_path: Path, *, backend: str | None = None,
+def start_worker(broker: str, queue: str, model_dir: Path | None, name: str, log_path: Path, *, backend: str | None = None,
                  concurrency: int = 1, pool: str = "prefork", env: dict | None = None) -> subprocess.Popen:
     """A real ``skutag worker`` (Celery worker) process in its own process group."""
     cmd = [sys.executable, "-m", "skutag", "worker", "--broker", broker, "--queue", queue,
-           "--tagger", "queue_support:load_title_tagger", "--model", str(model_dir),
            "--concurrency", str(concurrency), "--pool", pool, "--hostname", f"{name}@%h", "--loglevel", "INFO"]
+    if model_dir is not None:  # the light title tagger; None = the real pipeline (cold start)
+        cmd += ["--tagger", "queue_support:load_title_tagger", "--model", str(model_dir)]
     if backend:
         cmd += ["--backend", backend]
     log = log_path.open("w")

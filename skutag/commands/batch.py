@@ -21,12 +21,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("catalog", type=Path, help="catalog file (.jsonl or .csv)")
     batch.add_argument("--out", type=Path, help="results JSONL (default: ./<catalog name>.results.jsonl)")
     batch.add_argument("--workers", type=int, help="local processes (default: one per core)")
+    batch.add_argument("--threads", type=int, help="compute threads per process (default: cores / processes)")
     batch.add_argument("--chunk-size", type=int, help="products per tagger call (images batched together)")
     batch.add_argument("--broker", help="redis://... or amqp://...: enqueue for `skutag worker`s instead")
     batch.add_argument("--backend", help="Celery result backend (default: the Redis broker, or local Redis)")
     batch.add_argument("--queue", help="Celery queue name (default: skutag)")
     batch.add_argument("--no-wait", action="store_true", help="with --broker: enqueue and exit")
     batch.add_argument("--timeout", type=float, help="with --broker: give up waiting after this many seconds")
+    batch.add_argument("--force", action="store_true",
+                       help="with --broker: tag again even products whose result for the same photo is stored")
     batch.add_argument("--retry-failed", action="store_true", help="tag again the rows an earlier run failed")
     batch.add_argument("--model", help="model bundle folder (default: the bundled cold-start defaults)")
     batch.add_argument("--tagger", help="tagger factory 'module:function' (default: skutag.pipeline:load_pipeline)")
@@ -43,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--backend", help="result backend (default: the Redis broker, or local Redis)")
     worker.add_argument("--queue", help="queue to consume (default: skutag)")
     worker.add_argument("--concurrency", type=int, help="worker processes (default: one per core)")
+    worker.add_argument("--threads", type=int, help="compute threads per process (default: cores / processes)")
     worker.add_argument("--pool", choices=("prefork", "solo", "threads"), help="Celery pool (default: prefork)")
     worker.add_argument("--model", help="model bundle folder")
     worker.add_argument("--tagger", help="tagger factory 'module:function'")
@@ -76,11 +80,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     if args.no_wait and not args.broker:
         raise UserFacingError("--no-wait needs --broker (the local pool always waits)")
-    for name in ("workers", "chunk_size"):
+    for name in ("workers", "chunk_size", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserFacingError(f"--{name.replace('_', '-')} must be at least 1")
-    config = _queue_config(args, workers=args.workers, chunk_size=args.chunk_size, result_timeout=args.timeout)
+    config = _queue_config(args, workers=args.workers, chunk_size=args.chunk_size, result_timeout=args.timeout,
+                           threads_per_worker=args.threads)
     if args.model and not Path(args.model).is_dir():
         raise UserFacingError(f"model folder not found: {args.model}")
     out = args.out or Path.cwd() / f"{args.catalog.stem}.results.jsonl"
@@ -92,6 +97,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         config_file=args.config,
+        force=args.force,
     )
     try:
         summary = run_batch(request)
@@ -130,13 +136,15 @@ def run_worker_command(args: argparse.Namespace) -> int:
     from skutag.queue.runner import tagger_spec
     from skutag.queue.tagger_factory import plan_processes
 
-    config = _queue_config(args, worker_concurrency=args.concurrency, worker_pool=args.pool)
-    if args.concurrency is not None and args.concurrency < 1:
-        raise UserFacingError("--concurrency must be at least 1")
+    config = _queue_config(args, worker_concurrency=args.concurrency, worker_pool=args.pool,
+                           threads_per_worker=args.threads)
+    for name in ("concurrency", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserFacingError(f"--{name} must be at least 1")
     if args.model and not Path(args.model).is_dir():
         raise UserFacingError(f"model folder not found: {args.model}")
     pool = config.worker_pool
-    processes, threads = plan_processes(config.worker_concurrency, 0)
+    processes, threads = plan_processes(config.worker_concurrency, config.threads_per_worker)
     if pool == "solo":
         processes = 1
     try:

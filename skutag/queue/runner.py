@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,6 +34,7 @@ class BatchRequest:
     progress: bool = True
     config_file: str | None = None  # passed to the tagger factory in every process
     store: ResultStore | None = None
+    force: bool = False  # Celery path: tag again even products with a stored result (fresh task ids)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class BatchSummary:
     malformed: int = 0
     duplicates_dropped: int = 0
     seconds: float = 0.0
+    first_result_seconds: float | None = None  # start-up (processes, models) + the first chunk
     processes: int | None = None
     threads_per_process: int | None = None
     enqueued: int | None = None
@@ -98,6 +101,8 @@ def run_batch(request: BatchRequest) -> BatchSummary:
             def write(result: TagResult, digest: str | None) -> None:
                 if sink.add(result, digest):
                     progress.advance(1, int(bool(result.error)))
+                    if summary.first_result_seconds is None:
+                        summary.first_result_seconds = round(time.perf_counter() - started, 3)
 
             products = _products(request.catalog, finished, summary, write)
             if mode == "local":
@@ -167,7 +172,8 @@ def _run_celery(request: BatchRequest, products: Iterator[Product], write, summa
         write(TagResult.failed(product.id, f"{type(exc).__name__}: {exc}"), image_hash(product.image))
 
     try:
-        pending = enqueue(app, products, tagger_namespace(spec), config.queue_name, config.embed_images,
+        namespace = tagger_namespace(spec) + (f"|force-{uuid.uuid4()}" if request.force else "")
+        pending = enqueue(app, products, namespace, config.queue_name, config.embed_images,
                           config.max_embedded_image_bytes, on_ready, stats, on_bad_product)
         summary.enqueued = stats.sent
         if request.wait and pending:
