@@ -91,8 +91,9 @@ def calibration_images(folder: str | Path | None = None) -> list[Path]:
     return photos
 
 
-def _calibration_key(photos: list[Path]) -> str:
+def _calibration_key(photos: list[Path], source: BackboneSource) -> str:
     digest = hashlib.sha256(QUANT_SETTINGS.encode())
+    digest.update(repr(source.preprocess).encode())  # calibration statistics depend on the preprocessing
     for photo in photos:
         digest.update(photo.name.encode())
         digest.update(hashlib.sha256(photo.read_bytes()).digest())
@@ -145,7 +146,7 @@ def ensure_int8(
     """The static INT8 (QDQ, per-channel) model, quantized from the fp32 export on first use."""
     photos = calibration_images(calibration_dir)
     fp32 = ensure_onnx(source, cache_dir)
-    path = fp32.with_name(f"model.int8-{_calibration_key(photos)}.onnx")
+    path = fp32.with_name(f"model.int8-{_calibration_key(photos, source)}.onnx")
     if path.is_file():
         return path
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
