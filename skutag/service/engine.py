@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
+import inspect
 import logging
 import re
 import threading
@@ -183,7 +185,7 @@ class TaggingService:
                         for _, u, *_ in pending]
             started = time.perf_counter()
             with self._slots:
-                results = tagger.tag_batch(products)
+                results = call_tagger(tagger, products)
             latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
             for (i, upload, image_id, phash, created), result in zip(pending, results):
                 outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms))
@@ -270,9 +272,7 @@ class TaggingService:
     def categories(self) -> list[str]:
         stored = self.store.resource("taxonomy")
         paths = set(stored.content.get("paths", [])) if stored else set()
-        if not paths:
-            paths |= set(getattr(self.tagger, "categories", None) or ())
-        return sorted(paths)
+        return sorted(paths) if paths else model_categories(self.tagger)
 
     def label_map(self) -> dict[str, str]:
         stored = self.store.resource("label_map")
@@ -389,6 +389,36 @@ class TaggingService:
                        f"{_fmt(comparison.candidate_accuracy)} < {_fmt(comparison.current_accuracy)} (n={comparison.n})")
         return dataclasses.replace(job, state="promoted" if promote else "rejected", finished_at=_now(),
                                    message=message, candidate_version=candidate.model_version, comparison=metrics)
+
+
+def call_tagger(tagger: Tagger, products: Sequence[Product]) -> list[TagResult]:
+    """``tag_batch`` with the engine's own audit sample off when it has one: the service samples
+    auto-tagged products for its audit page itself (``service.audit_rate``), after the fact."""
+    if _accepts_audit(type(tagger)):
+        return tagger.tag_batch(products, audit=False)
+    return tagger.tag_batch(products)
+
+
+@functools.lru_cache(maxsize=32)
+def _accepts_audit(kind: type) -> bool:
+    try:
+        return "audit" in inspect.signature(kind.tag_batch).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def model_categories(tagger: Tagger) -> list[str]:
+    """The category paths a model can answer (for the picker before a taxonomy is stored)."""
+    getters = (lambda t: t.categories, lambda t: t.decider.rules.known_paths, lambda t: t.model.classes_,
+               lambda t: t.cold_start.classes)
+    for getter in getters:
+        try:
+            value = getter(tagger)
+        except AttributeError:
+            continue
+        if value is not None and len(value):
+            return sorted({str(v) for v in value})
+    return []
 
 
 def _fmt(value: float | None) -> str:

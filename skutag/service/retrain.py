@@ -76,12 +76,14 @@ def to_product(example: TrainingExample) -> Product:
 
 def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32) -> tuple[float | None, float | None]:
     """(path accuracy, leaf accuracy) of ``tagger`` on products whose ``category`` is known."""
+    from skutag.service.engine import call_tagger
+
     if not products:
         return None, None
     exact = leaf = 0
     for start in range(0, len(products), batch_size):
         chunk = list(products[start:start + batch_size])
-        for product, result in zip(chunk, tagger.tag_batch(chunk)):
+        for product, result in zip(chunk, call_tagger(tagger, chunk)):
             truth = product.category or ""
             exact += int(result.path == truth)
             leaf += int(result.label is not None and result.label == truth.split(" > ")[-1])
