@@ -45,7 +45,9 @@ def min_similarity(key: str) -> float:
         return 0.65 if len(key) == 3 else 0.6
     if len(key) <= 3:
         return 1.0
-    return 0.75 if len(key) <= 5 else 0.7
+    if len(key) <= 5:
+        return 0.75
+    return 0.8 if len(key) <= 8 else 0.7
 
 
 def alias_similarity(key: str, line_text: str) -> float:
@@ -98,6 +100,38 @@ def best_window_similarity(key: str, line_key: str) -> float:
     return best
 
 
+def word_similarity(word: str, token: str) -> float:
+    """A Latin word against one OCR token; a cut-off read (``MOR``/``GON`` of ``MORGON``) counts partly."""
+    similarity = Levenshtein.normalized_similarity(word, token)
+    if len(token) >= 3 and len(token) < len(word) and (word.startswith(token) or word.endswith(token)):
+        similarity = max(similarity, 0.4 + 0.6 * len(token) / len(word))
+    return similarity
+
+
+def split_alias_match(words: list[str], lines: list[OcrLine], latin: list[bool]) -> tuple[float, list[int]] | None:
+    """A multi-word Latin alias whose words are printed on separate lines (a stacked logo: ``GOD`` /
+    ``MORGON``): each word's best token anywhere; None unless every word is found (>= 0.6) and the
+    length-weighted similarity reaches 0.75."""
+    total, used = 0.0, []
+    for word in words:
+        best, best_index = 0.0, -1
+        for index, line in enumerate(lines):
+            if not latin[index]:
+                continue
+            for token in normalize(line.text).split():
+                similarity = word_similarity(word, token)
+                if similarity > best:
+                    best, best_index = similarity, index
+        if best < 0.6:
+            return None
+        total += best * len(word)
+        used.append(best_index)
+    similarity = total / sum(len(word) for word in words)
+    if similarity < 0.75:
+        return None
+    return similarity, list(dict.fromkeys(used))
+
+
 def line_prominence(line: OcrLine, width: float, height: float, largest_glyph: float) -> float:
     """0..1: glyph size relative to the largest text in the photo, and closeness to the photo's centre."""
     glyph = min(line.width, line.height)
@@ -137,6 +171,22 @@ def extract_brands(
             found = per_brand.setdefault(brand, {})
             if score > found.get(index, (0.0, ""))[0]:
                 found[index] = (score, alias)
+
+    for key, brand, alias in lexicon.alias_index():
+        words = normalize(alias).split()
+        if has_cjk(key) or len(words) < 2 or min(len(word) for word in words) < 3:
+            continue
+        split = split_alias_match(words, lines, line_has_latin)
+        if split is None:
+            continue
+        similarity, used = split
+        weight = sum(weights[index] * (0.5 + 0.5 * min(1.0, lines[index].score)) for index in used) / len(used)
+        found = per_brand.setdefault(brand, {})
+        index = used[0]
+        if similarity * weight > found.get(index, (0.0, ""))[0]:
+            found[index] = (similarity * weight, alias)
+        for other in used[1:]:
+            found.setdefault(other, (0.0, alias))
 
     matches = []
     for brand, by_line in per_brand.items():

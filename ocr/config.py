@@ -15,6 +15,9 @@ class OcrConfig:
     """Detection input size cap in pixels. 960 kept small package text that 640/480 lost."""
     det_limit_type: str = "max"
     """``max``: the long side is capped at ``det_limit_side_len`` (``min``: the short side is raised to it)."""
+    min_long_side: int = 0
+    """Photos whose long side is below this are enlarged to it before reading (small shop photos: text a
+    few pixels high is lost otherwise); 0 = never. Boxes are reported in the original photo's pixels."""
     use_angle_cls: bool = False
     """Run the 0/180 degree text-line classifier (slower; upside-down lines are rare on packages)."""
     rotate: str = "auto"
@@ -42,5 +45,7 @@ class OcrConfig:
             raise ValueError(f"ocr.det_limit_type must be 'max' or 'min', got {self.det_limit_type!r}")
         if self.model_size not in ("small", "tiny"):
             raise ValueError(f"ocr.model_size must be 'small' or 'tiny', got {self.model_size!r}")
+        if self.min_long_side < 0 or self.min_long_side > 4096:
+            raise ValueError(f"ocr.min_long_side must be 0..4096, got {self.min_long_side}")
         if self.threads < 0:
             raise ValueError(f"ocr.threads must be >= 0 (0 = ONNX Runtime default), got {self.threads}")

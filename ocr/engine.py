@@ -106,6 +106,18 @@ class OcrEngine:
     # -- internals ---------------------------------------------------------------------------------
 
     def _recognize(self, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
+        scale = _enlargement(bgr, self.config.min_long_side)
+        if scale > 1.0:
+            import cv2
+
+            height, width = bgr.shape[:2]
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            bigger = cv2.resize(bgr, size, interpolation=cv2.INTER_CUBIC)
+            lines, passes = self._recognize_at_size(bigger, accept)
+            return [_scaled(line, 1.0 / scale) for line in lines], passes
+        return self._recognize_at_size(bgr, accept)
+
+    def _recognize_at_size(self, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
         with self._lock:
             lines = [line for line in self.backend.recognize(bgr) if line.score >= self.config.min_score]
             passes = [0]
@@ -162,6 +174,15 @@ def content_hash(bgr: np.ndarray) -> str:
     digest.update(repr(bgr.shape).encode())
     digest.update(np.ascontiguousarray(bgr).data)
     return digest.hexdigest()
+
+
+def _enlargement(bgr: np.ndarray, min_long_side: int) -> float:
+    long_side = max(bgr.shape[:2])
+    return min_long_side / long_side if min_long_side and long_side < min_long_side else 1.0
+
+
+def _scaled(line: OcrLine, factor: float) -> OcrLine:
+    return OcrLine(line.text, line.score, tuple((x * factor, y * factor) for x, y in line.box))  # type: ignore[arg-type]
 
 
 def _unrotate(line: OcrLine, quarter_turns: int, width: int, height: int) -> OcrLine:

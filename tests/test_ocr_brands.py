@@ -88,3 +88,11 @@ def test_a_users_lexicon_replaces_the_bundled_one():
     mine = BrandLexicon.from_csv("brand,aliases,categories\n小熊,Little Bear|xiaoxiong,\n")
     found = extract_brands(result(line("LITTLE BEAR", 400, 450, 200, 80), line("农夫山泉", 400, 600, 200, 80)), mine)
     assert [m.brand for m in found] == ["小熊"]
+
+
+def test_a_stacked_logo_read_as_separate_lines_is_found(lexicon):
+    stacked = result(line("GOD", 420, 380, 160, 70), line("MOR", 400, 460, 120, 70), line("orange", 400, 600, 200, 40))
+    matches = extract_brands(stacked, lexicon)
+    assert matches and matches[0].brand == "God Morgon"
+    assert set(matches[0].evidence) == {"GOD", "MOR"}
+    assert extract_brands(result(line("GOD", 420, 380, 160, 70)), lexicon) == []  # one word is not enough

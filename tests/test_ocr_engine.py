@@ -151,3 +151,11 @@ def test_config_section_is_registered():
 
     config = SkutagConfig.load(environ={"SKUTAG_OCR__DET_LIMIT_SIDE_LEN": "640", "SKUTAG_OCR__ROTATE": "off"})
     assert config.ocr.det_limit_side_len == 640 and config.ocr.rotate == "off" and config.ocr.backend == "rapidocr"
+
+
+def test_small_photos_can_be_enlarged_and_boxes_stay_in_the_photos_pixels():
+    image = render(["农夫山泉"], size=(320, 240), font_px=24)
+    result = ocr.load_engine(config=OcrConfig(min_long_side=960, rotate="off")).read([np.asarray(image)])[0]
+    assert "农夫山泉" in result.text
+    assert (result.width, result.height) == (320, 240)
+    assert all(0 <= x <= 320 and 0 <= y <= 240 for line in result.lines for x, y in line.box)

