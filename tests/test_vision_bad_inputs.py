@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import vision
+from vision.image import load_image
 from tests.vision_support import retail_photo
 
 BEER_BOTTLE = 440
@@ -152,3 +153,14 @@ def test_all_bad_batch_returns_errors_without_running_the_network(model, photo, 
 
 def test_empty_input_gives_empty_output(model):
     assert model.predict([]) == []
+
+
+def test_big_jpeg_decoded_at_reduced_scale_gives_the_same_answer(model, photo):
+    big = photo.resize((photo.width * 8, photo.height * 8), Image.Resampling.BICUBIC)
+    data = _encode(big, "JPEG", quality=90)
+    shrunk = load_image(data, min_side=256)
+    assert min(shrunk.size) >= 256 and shrunk.width < big.width  # DCT-scaled decode really happened
+    assert load_image(data).size == big.size  # default: full size (what OCR needs)
+    reduced, full = model.predict([data, Image.open(io.BytesIO(data))])  # a PIL image is used as given
+    assert reduced.top_k[0].index == full.top_k[0].index == BEER_BOTTLE
+    assert float(reduced.embedding @ full.embedding) > 0.97

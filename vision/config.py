@@ -27,6 +27,11 @@ class VisionConfig:
     max_pixels: int = 64_000_000
     """Decompression-bomb limit per image."""
 
+    @property
+    def wwts_dir(self) -> str:
+        """The wwts model folder: an alias of ``weights`` kept for callers written against the first API."""
+        return self.weights
+
     def load_kwargs(self) -> dict:
         """Keyword arguments for ``vision.load_model`` taken from this section."""
         return {

@@ -1,7 +1,8 @@
 """``VisionModel``: photos in, top-k Chinese labels + L2-normalised embeddings out, batched.
 
 Every photo goes through ``vision.image.load_image`` (EXIF orientation, grayscale/CMYK/palette/
-alpha/16-bit to RGB, decompression-bomb and corrupt-file checks). A photo that cannot be used gets a
+alpha/16-bit to RGB, decompression-bomb and corrupt-file checks); big JPEGs are decoded at a reduced
+DCT scale that still leaves the shorter side at least the backbone's resize size. A photo that cannot be used gets a
 ``VisionResult`` with ``error`` set; the rest of its batch still runs.
 """
 
@@ -108,7 +109,7 @@ class VisionModel:
         errors: dict[int, str] = {}
         for position, source in enumerate(chunk):
             try:
-                images.append(load_image(source, self.limits))
+                images.append(load_image(source, self.limits, min_side=self.source.preprocess.resize_shorter))
                 positions.append(position)
             except ImageError as exc:
                 errors[position] = str(exc)
