@@ -274,10 +274,19 @@ def delete_label(request: Request, label: str, caller: Caller):
     return _edit(request, "label_map", caller, lambda c: {k: v for k, v in c.items() if k != label}, f"unmap {label}")
 
 
-@router.get("/brands", summary="The brand lexicon")
+@router.get("/brands", summary="The brand lexicon (the edited one, else the model's own)")
 def get_brands(request: Request):
-    stored = service_of(request).store.resource("lexicon")
-    return {"version": stored.version if stored else 0, "brands": stored.content if stored else {}}
+    service = service_of(request)
+    stored = service.store.resource("lexicon")
+    return {"version": stored.version if stored else 0, "brands": service.lexicon_entries()}
+
+
+def _edit_lexicon(request: Request, caller: str, change, note: str) -> dict[str, Any]:
+    service = service_of(request)
+    content = change(_copy(service.lexicon_entries()))
+    saved = service.store.save_resource("lexicon", content, who=caller, note=note).to_json()
+    service.apply_lexicon()
+    return saved
 
 
 @router.put("/brands/{name}", summary="Add or replace a brand with its aliases and categories")
@@ -287,17 +296,16 @@ def put_brand(request: Request, name: str, body: BrandEntry, caller: Caller):
         raise InvalidInput("name", "a brand needs 1-200 characters")
     service = service_of(request)
     categories = [service.check_category(p) for p in body.categories]
-    aliases = sorted({a.strip() for a in body.aliases if a.strip()})
-    return _edit(request, "lexicon", caller, lambda c: {**c, name: {"aliases": aliases, "categories": categories}},
-                 f"set brand {name}")
+    aliases = sorted({a.strip() for a in body.aliases if a.strip() and a.strip() != name})
+    return _edit_lexicon(request, caller, lambda c: {**c, name: {"aliases": aliases, "categories": categories}},
+                         f"set brand {name}")
 
 
 @router.delete("/brands/{name}")
 def delete_brand(request: Request, name: str, caller: Caller):
-    stored = service_of(request).store.resource("lexicon")
-    if not stored or name not in stored.content:
+    if name not in service_of(request).lexicon_entries():
         raise NotFound(f"brand {name!r} is not in the lexicon")
-    return _edit(request, "lexicon", caller, lambda c: {k: v for k, v in c.items() if k != name}, f"remove brand {name}")
+    return _edit_lexicon(request, caller, lambda c: {k: v for k, v in c.items() if k != name}, f"remove brand {name}")
 
 
 # ------------------------------------------------------------------- models

@@ -133,8 +133,35 @@ class TaggingService:
         return self.tagger.model_version
 
     def _install(self, tagger: Tagger, model_dir: str | None) -> None:
+        self.apply_lexicon(tagger)
         with self._swap_lock:
             self._tagger, self._model_dir = tagger, model_dir
+
+    # ---------------------------------------------------------- brand lexicon
+    def lexicon_entries(self, tagger: Tagger | None = None) -> dict[str, dict[str, list[str]]]:
+        """The brand lexicon in force: the stored (edited) one, else the model's own."""
+        stored = self.store.resource("lexicon")
+        if stored is not None:
+            return dict(stored.content)
+        lexicon = _model_lexicon(tagger or self._tagger)
+        if lexicon is None:
+            return {}
+        return {b.name: {"aliases": list(b.aliases), "categories": list(b.categories)} for b in lexicon.entries}
+
+    def apply_lexicon(self, tagger: Tagger | None = None) -> bool:
+        """Hand the stored lexicon to the model's brand readers (OCR and title); False if it has none."""
+        tagger = tagger or self._tagger
+        stored = self.store.resource("lexicon")
+        collector = getattr(tagger, "collector", None)
+        if stored is None or collector is None or not hasattr(collector, "lexicon"):
+            return False
+        from taxonomy.brands import Brand, BrandLexicon
+
+        collector.lexicon = BrandLexicon(Brand(name, tuple(entry.get("aliases", ())), tuple(entry.get("categories", ())))
+                                         for name, entry in stored.content.items())
+        log.info("brand lexicon v%d (%d brands) applied to %s", stored.version, len(stored.content),
+                 tagger.model_version)
+        return True
 
     # -------------------------------------------------------------- tagging
     def validate(self, upload: Upload) -> Upload:
@@ -405,6 +432,13 @@ def _accepts_audit(kind: type) -> bool:
         return "audit" in inspect.signature(kind.tag_batch).parameters
     except (TypeError, ValueError, AttributeError):
         return False
+
+
+def _model_lexicon(tagger):
+    try:
+        return tagger.collector.lexicon
+    except AttributeError:
+        return None
 
 
 def model_categories(tagger: Tagger) -> list[str]:

@@ -316,6 +316,17 @@ class Store:
         latency_ms: float | None = None,
     ) -> ProductView:
         """Insert or update the product and record the prediction that decided its status."""
+        for attempt in range(3):
+            try:
+                return self._save_tagging(product_id, title, price, brand, image_id, result, model_version, audit,
+                                          cache_hit, duplicate_of, latency_ms)
+            except IntegrityError:  # the same new id sent twice at once: the second one becomes an update
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _save_tagging(self, product_id, title, price, brand, image_id, result, model_version, audit, cache_hit,
+                      duplicate_of, latency_ms) -> ProductView:
         status = "error" if result.error else result.decision.value
         with self.session() as session:
             product = session.get(ProductRow, product_id)

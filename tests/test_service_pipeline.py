@@ -1,0 +1,58 @@
+"""The service on the real default pipeline (cold start: bundled taxonomy, label map and brand lexicon):
+tagging a real photo, the duplicate cache, and brand-lexicon edits reaching the model's brand readers."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from skutag.service.app import create_app
+from skutag.service.config import ServiceConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    pipeline = pytest.importorskip("skutag.pipeline")
+    assert hasattr(pipeline, "load_pipeline")
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path_factory.mktemp('real') / 'real.db'}")
+    app = create_app(settings)  # default tagger_factory: skutag.pipeline.load_pipeline
+    auth = {"Authorization": f"Bearer {app.state.store.create_token('real')}"}
+    with TestClient(app) as client:
+        yield client, auth
+    app.state.store.close()
+
+
+def test_real_photo_is_tagged_and_its_duplicate_reuses_the_answer(real, shared_data):
+    client, auth = real
+    photo = (shared_data / "grocery" / "images" / "val" / "Packages" / "Oat-Milk" / "Oatly-Oat-Milk" /
+             "Oatly-Oat-Milk_001.jpg").read_bytes()
+    first = client.post("/v1/products", headers=auth, data={"id": "oat-1", "title": "Oatly 燕麦奶 1L", "price": "25"},
+                        files={"image": ("o.jpg", photo, "image/jpeg")})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["model_version"].startswith("cold-start") and " > " in body["path"]
+    assert body["reasons"] and body["decision"] in {"auto", "review", "manual"}
+    stored = client.get("/v1/products/oat-1", headers=auth).json()["prediction"]
+    assert set(stored["contributions"]) and stored["alternatives"]
+    again = client.post("/v1/products", headers=auth, data={"id": "oat-2"}, files={"image": ("o.jpg", photo, "image/jpeg")})
+    assert again.json()["cache_hit"] == "exact" and again.json()["path"] == body["path"]
+    categories = client.get("/v1/taxonomy", headers=auth).json()["paths"]
+    assert body["path"] in categories and len(categories) > 100  # the bundled JD-style tree
+
+
+def test_brand_edits_reach_the_served_pipeline(real):
+    client, auth = real
+    service = client.app.state.service
+    before = client.get("/v1/brands", headers=auth).json()
+    assert before["version"] == 0 and len(before["brands"]) > 10  # the model's bundled lexicon
+    path = client.get("/v1/taxonomy", headers=auth).json()["paths"][0]
+    response = client.put("/v1/brands/Skutagtestbrand", headers=auth,
+                          json={"aliases": ["斯库塔格"], "categories": [path]})
+    assert response.status_code == 200, response.text
+    lexicon = service.tagger.collector.lexicon
+    assert "Skutagtestbrand" in lexicon and lexicon.categories_of("Skutagtestbrand") == (path,)
+    assert len(lexicon) == len(before["brands"]) + 1
+    assert client.delete("/v1/brands/Skutagtestbrand", headers=auth).status_code == 200
+    assert "Skutagtestbrand" not in service.tagger.collector.lexicon
