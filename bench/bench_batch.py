@@ -10,7 +10,8 @@ really computes vision, OCR and title features.
 
 Reported per configuration: products/s over the batch (local: pool start and model loading
 included, that is what a user waits for; the interpreter start of the command itself is in
-``wall_s`` only), and products/s after the first result (start-up excluded). Celery workers are long-running: they are started, warmed up on 4 other photos, and
+``wall_s`` only), and products/s after the first result (start-up excluded). Celery workers
+are long-running: they are started, warmed up on 4 other photos, and
 the batch is timed from enqueue to the last result collected. Ratios are against 1 local process
 from the same run. processes x threads <= cores everywhere (2 processes -> 1 thread each).
 """
@@ -124,7 +125,8 @@ def main() -> int:
         for workers in (1, 2):
             out = folder / f"local{workers}.jsonl"
             cmd = [*skutag, "batch", str(catalog), "--out", str(out), "--workers", str(workers),
-                   "--threads", str(max(1, cores // workers)), "--chunk-size", str(CHUNK), "--json", "--no-progress", *model]
+                   "--threads", str(max(1, cores // workers)), "--chunk-size", str(CHUNK), "--json", "--no-progress",
+                   *model]
             rows.append(measure(f"local x{workers}", cmd, env, args.n, first_batch=CHUNK))
         if not args.skip_celery:
             for count in (1, 2):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,6 +79,23 @@ def train_title_model(rows: Sequence[dict], model_dir: Path) -> Path:
     with (model_dir / MODEL_FILE).open("wb") as handle:
         pickle.dump(model, handle)
     return model_dir
+
+
+def cached_title_model(manifest: Path) -> Path:
+    """The title model trained once on GroceryStore train (every 4th row), kept under SKUTAG_HOME."""
+    import sklearn
+
+    from skutag.paths import artifact_dir
+
+    folder = artifact_dir("test-queue") / f"title-model-sklearn{sklearn.__version__}"
+    if not (folder / MODEL_FILE).exists():
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        train_title_model(grocery_rows(manifest, "train", step=4), tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process made it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 class TitleTagger:
@@ -167,7 +185,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def start_worker(broker: str, queue: str, model_dir: Path | None, name: str, log_path: Path, *, backend: str | None = None,
+def start_worker(broker: str, queue: str, model_dir: Path | None, name: str, log_path: Path, *,
+                 backend: str | None = None,
                  concurrency: int = 1, pool: str = "prefork", env: dict | None = None) -> subprocess.Popen:
     """A real ``skutag worker`` (Celery worker) process in its own process group."""
     cmd = [sys.executable, "-m", "skutag", "worker", "--broker", broker, "--queue", queue,

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import shared_path
 from queue_support import (
+    cached_title_model,
     delete_queue,
     grocery_rows,
     read_rows,
@@ -18,7 +19,6 @@ from queue_support import (
     start_worker,
     stop_process_group,
     subprocess_env,
-    train_title_model,
     wait_until_ready,
     write_catalog,
 )
@@ -30,9 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "train", step=4)
-    return train_title_model(rows, tmp_path_factory.mktemp("title-model"))
+def model_dir() -> Path:
+    return cached_title_model(shared_path("grocery", "manifest.csv"))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,8 @@ def test_broker_path_writes_what_the_local_path_writes(tmp_path, worker, model_d
     assert remote_rows.keys() == local_rows.keys() and len(remote_rows) == len(rows)
     for product_id, row in local_rows.items():
         other = remote_rows[product_id]
-        assert (other["path"], other["image_hash"], other["decision"]) == (row["path"], row["image_hash"], row["decision"])
+        fields = ("path", "image_hash", "decision")
+        assert [other[f] for f in fields] == [row[f] for f in fields]
         assert other["confidence"] == pytest.approx(row["confidence"])
     assert "ImageDecodeError" in remote_rows["broken-photo"]["error"]
     assert local.failed == remote.failed == 1

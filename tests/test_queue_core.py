@@ -8,7 +8,7 @@ import pytest
 
 from conftest import shared_path
 from fusion.result import TagResult
-from queue_support import grocery_rows, load_title_tagger, train_title_model
+from queue_support import cached_title_model, grocery_rows, load_title_tagger
 from skutag.catalog import Product
 from skutag.queue.core import (
     RetryPolicy,
@@ -30,9 +30,8 @@ def grocery_val() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "train", step=4)
-    return train_title_model(rows, tmp_path_factory.mktemp("title-model"))
+def model_dir() -> Path:
+    return cached_title_model(shared_path("grocery", "manifest.csv"))
 
 
 def _products(rows) -> list[Product]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_path
-from queue_support import ROOT, grocery_rows, read_rows, subprocess_env, train_title_model, write_catalog
+from queue_support import ROOT, cached_title_model, grocery_rows, read_rows, subprocess_env, write_catalog
 from skutag.queue.config import QueueConfig
 from skutag.queue.runner import BatchRequest, run_batch
 
@@ -18,9 +18,8 @@ TAGGER = "queue_support:load_title_tagger"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "train", step=4)
-    return train_title_model(rows, tmp_path_factory.mktemp("title-model"))
+def model_dir() -> Path:
+    return cached_title_model(shared_path("grocery", "manifest.csv"))
 
 
 @pytest.fixture(scope="module")

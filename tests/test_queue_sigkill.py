@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from conftest import shared_path
 from queue_support import (
     FAST_REDELIVERY_ENV,
+    cached_title_model,
     ROOT,
     delete_queue,
     grocery_rows,
@@ -32,7 +34,6 @@ from queue_support import (
     start_worker,
     stop_process_group,
     subprocess_env,
-    train_title_model,
     wait_until_ready,
     write_catalog,
 )
@@ -60,7 +61,8 @@ def _in_flight_on(worker: str, events) -> str | None:
 def test_sigkill_mid_batch_every_product_tagged_exactly_once(broker_name, tmp_path):
     broker, backend = require_broker(broker_name)
     manifest = shared_path("grocery", "manifest.csv")
-    model_dir = train_title_model(grocery_rows(manifest, "train", step=8), tmp_path / "model")
+    model_dir = tmp_path / "model"  # a folder of its own: fresh task ids (idempotency keys)
+    shutil.copytree(cached_title_model(manifest), model_dir)
     rows = grocery_rows(manifest, "val", limit=200)
     assert len(rows) == 200
     catalog = write_catalog(rows, tmp_path / "catalog.jsonl")

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--retry-failed", action="store_true", help="tag again the rows an earlier run failed")
     batch.add_argument("--model", help="model bundle folder (default: the bundled cold-start defaults)")
     batch.add_argument("--tagger", help="tagger factory 'module:function' (default: skutag.pipeline:load_pipeline)")
+    batch.add_argument("--db", help="also save products and predictions in this database (SQLite path or URL)")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     batch.add_argument("--json", action="store_true", help="print the summary as JSON")
     batch.set_defaults(func=run_batch_command)
@@ -98,6 +99,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         config_file=args.config,
         force=args.force,
+        store_url=args.db,
     )
     try:
         summary = run_batch(request)

@@ -19,11 +19,13 @@ import dataclasses
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from fusion.result import TagResult
 from skutag.catalog import Product
-from skutag.pipeline import Tagger
+
+if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
+    from skutag.pipeline import Tagger
 
 log = logging.getLogger(__name__)
 

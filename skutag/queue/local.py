@@ -17,13 +17,15 @@ import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from fusion.result import TagResult
 from skutag.catalog import Product
-from skutag.pipeline import Tagger
 from skutag.queue.core import RetryPolicy, image_hash, tag_chunk
 from skutag.queue.tagger_factory import TaggerLoadError, TaggerSpec
+
+if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
+    from skutag.pipeline import Tagger
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from fusion.result import TagResult
+from skutag.catalog import Product
 from skutag.queue.core import product_key, result_row
+
+if TYPE_CHECKING:
+    from skutag.queue.store_sink import StoreSink
 
 log = logging.getLogger(__name__)
 
@@ -88,30 +92,23 @@ def _replace_atomically(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-class ResultStore(Protocol):
-    """A database sink (skutag.store) for results."""
-
-    def save_results(self, rows: list[dict[str, Any]]) -> None: ...
-
-
 class ResultSink:
     """Writes each product's result once to the JSONL output (and the store, when given)."""
 
-    def __init__(self, path: Path | None, store: ResultStore | None = None, flush_every: int = 64):
+    def __init__(self, path: Path | None, store: "StoreSink | None" = None, flush_every: int = 64):
         self.path = path
         self.store = store
         self.flush_every = flush_every
         self._handle = path.open("a", encoding="utf-8") if path is not None else None
         self._seen_keys: set[str] = set()
         self._seen_ids: set[str] = set()
-        self._pending_store: list[dict[str, Any]] = []
         self._unflushed = 0
         self.written = 0
         self.failed = 0
         self.duplicates = 0
         self.rows: list[dict[str, Any]] | None = [] if path is None else None
 
-    def add(self, result: TagResult, digest: str | None) -> bool:
+    def add(self, result: TagResult, digest: str | None, product: Product | None = None) -> bool:
         """Write ``result``; False (and nothing written) when this product's result is already in."""
         key = product_key(result.id, digest)
         if key in self._seen_keys or result.id in self._seen_ids:
@@ -128,9 +125,7 @@ class ResultSink:
         if self.rows is not None:
             self.rows.append(row)
         if self.store is not None:
-            self._pending_store.append(row)
-            if len(self._pending_store) >= self.flush_every:
-                self._flush_store()
+            self.store.save(product, result)
         self.written += 1
         self.failed += bool(result.error)
         return True
@@ -139,12 +134,6 @@ class ResultSink:
         if self._handle is not None:
             self._handle.flush()
             self._unflushed = 0
-        self._flush_store()
-
-    def _flush_store(self) -> None:
-        if self.store is not None and self._pending_store:
-            rows, self._pending_store = self._pending_store, []
-            self.store.save_results(rows)
 
     def close(self) -> None:
         self.flush()
@@ -152,6 +141,9 @@ class ResultSink:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def __enter__(self) -> "ResultSink":
         return self

@@ -20,7 +20,7 @@ from skutag.queue.catalog_source import RowError, count_rows, iter_catalog
 from skutag.queue.config import QueueConfig
 from skutag.queue.core import RetryPolicy, image_hash
 from skutag.queue.progress import BatchProgress
-from skutag.queue.results import ResultSink, ResultStore, read_resume_state
+from skutag.queue.results import ResultSink, read_resume_state
 from skutag.queue.tagger_factory import TaggerSpec, plan_processes
 
 
@@ -33,7 +33,7 @@ class BatchRequest:
     retry_failed: bool = False  # tag again the products an earlier run failed
     progress: bool = True
     config_file: str | None = None  # passed to the tagger factory in every process
-    store: ResultStore | None = None
+    store_url: str | None = None  # also save products + predictions in this database (skutag.store)
     force: bool = False  # Celery path: tag again even products with a stored result (fresh task ids)
 
 
@@ -92,19 +92,26 @@ def run_batch(request: BatchRequest) -> BatchSummary:
     resume = read_resume_state(request.out, request.retry_failed) if request.out else None
     finished = resume.finished_ids if resume else set()
     started = time.perf_counter()
-    sink = ResultSink(request.out, request.store)
+    store = None
+    if request.store_url or config.store_url:
+        from skutag.queue.store_sink import StoreSink
+
+        store = StoreSink(request.store_url or config.store_url)
+    sink = ResultSink(request.out, store)
+    in_flight: dict[str, Product] | None = {} if store is not None else None  # for the store's columns
     total = max(0, summary.rows - len(finished))
     label = "tagging" if mode == "local" else "tagging (celery)"
     try:
         with BatchProgress(total, label, enabled=request.progress) as progress:
 
             def write(result: TagResult, digest: str | None) -> None:
-                if sink.add(result, digest):
+                product = in_flight.pop(result.id, None) if in_flight is not None else None
+                if sink.add(result, digest, product):
                     progress.advance(1, int(bool(result.error)))
                     if summary.first_result_seconds is None:
                         summary.first_result_seconds = round(time.perf_counter() - started, 3)
 
-            products = _products(request.catalog, finished, summary, write)
+            products = _products(request.catalog, finished, summary, write, in_flight)
             if mode == "local":
                 _run_local(request, products, write, summary)
             else:
@@ -119,7 +126,8 @@ def run_batch(request: BatchRequest) -> BatchSummary:
     return summary
 
 
-def _products(catalog: Path, finished: set[str], summary: BatchSummary, write) -> Iterator[Product]:
+def _products(catalog: Path, finished: set[str], summary: BatchSummary, write,
+              in_flight: dict[str, Product] | None) -> Iterator[Product]:
     """Products still to tag; malformed rows are written as failed rows on the way."""
     for item in iter_catalog(catalog):
         if isinstance(item, RowError):
@@ -129,6 +137,8 @@ def _products(catalog: Path, finished: set[str], summary: BatchSummary, write) -
             summary.malformed += 1
             write(TagResult.failed(row_id, f"malformed catalog row (line {item.line}): {item.message}"), None)
         elif item.id not in finished:
+            if in_flight is not None:
+                in_flight[item.id] = item
             yield item
 
 

@@ -11,9 +11,11 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from skutag.pipeline import Tagger
+if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
+    from skutag.pipeline import Tagger
+
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
