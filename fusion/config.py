@@ -48,7 +48,9 @@ class FusionConfig:
     # cold start: weight of each evidence source when scoring taxonomy leaves without training data
     cold_start_vision_weight: float = 1.0
     cold_start_title_weight: float = 1.5
-    cold_start_brand_weight: float = 0.5
+    cold_start_brand_weight: float = 1.0
+    # loading a bundle trained with another brand lexicon / taxonomy version: warn (False) or fail (True)
+    strict_versions: bool = False
     random_state: int = 0
 
 

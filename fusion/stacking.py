@@ -212,8 +212,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
     def _fit_meta(self, Z, y_enc, rows, mask):
         n_blocks, _, n_classes = Z.shape
         theta0 = np.concatenate([np.zeros(n_classes), np.ones(n_blocks), np.zeros(n_blocks * n_classes)])
-        l2 = float(self.meta_l2) / max(len(np.unique(rows)), 1)
-        bias_l2 = 1e-3 / max(len(np.unique(rows)), 1)
+        n_unique = max(len(np.unique(rows)), 1)
+        l2 = float(self.meta_l2) / n_unique
+        shared_l2 = 0.1 * float(self.meta_l2) / n_unique  # keeps weights finite on separable data
+        bias_l2 = 1e-3 / n_unique
         onehot_rows = y_enc[rows]
         Zr = _gather(Z, rows, mask)
 
@@ -229,8 +231,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             G[np.arange(len(rows)), onehot_rows] -= 1.0
             G /= len(rows)
             gW = np.einsum("bnk,nk->bk", Zr, G)
-            grad = np.concatenate([G.sum(axis=0) + bias_l2 * bias, gW.sum(axis=1), (gW + l2 * d).ravel()])
-            return nll + 0.5 * l2 * float(np.sum(d * d)) + 0.5 * bias_l2 * float(bias @ bias), grad
+            grad = np.concatenate([G.sum(axis=0) + bias_l2 * bias, gW.sum(axis=1) + shared_l2 * a,
+                                   (gW + l2 * d).ravel()])
+            penalty = 0.5 * (l2 * float(np.sum(d * d)) + shared_l2 * float(a @ a) + bias_l2 * float(bias @ bias))
+            return nll + penalty, grad
 
         result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": int(self.max_iter)})
         theta = result.x

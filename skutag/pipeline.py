@@ -3,16 +3,36 @@
 Every path (CLI ``tag``/``batch``, the HTTP service, local pool workers, Celery workers) calls
 ``Tagger.tag_batch``; nothing else decides how a product is tagged.
 
-The implementation lands with the fusion issue; this module fixes the interface the
-service and queue packages build against.
+    pipeline = load_pipeline()                       # cold start: default taxonomy, label map, lexicon
+    pipeline = load_pipeline(model_dir="models/x")   # a trained bundle (its CURRENT version)
+    results = pipeline.tag_batch([Product(id="1", image="a.jpg", title="...", price=3.5)])
+
+Per batch: vision and title features first; OCR only for the products where it can change the answer
+(``fusion.ocr_gate``); then the fusion model (or the cold-start scorer) and the decider.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
 
+import numpy as np
+
+from fusion import bundle as bundles
+from fusion.coldstart import ColdStartScorer
+from fusion.decision import Decider, fit_class_thresholds
+from fusion.evidence import Evidence
+from fusion.model import FusionModel, Scores
 from fusion.result import TagResult
 from skutag.catalog import Product
+from skutag.config import SkutagConfig
+from skutag.evidence import EvidenceCollector
+
+log = logging.getLogger(__name__)
 
 
 class Tagger(Protocol):
@@ -22,3 +42,215 @@ class Tagger(Protocol):
 
     def tag_batch(self, products: Sequence[Product]) -> list[TagResult]:
         """One result per product, in order; a bad product gives a result with ``error`` set."""
+
+
+class IncompatibleModelError(bundles.BundleError):
+    """The bundle was trained with stage settings this config does not reproduce (e.g. another backbone)."""
+
+
+@dataclass
+class GateStats:
+    """What OCR gating did: how many products could have been read, and how many were."""
+
+    candidates: int = 0
+    ran: int = 0
+    seconds_vision_title: float = 0.0
+    seconds_ocr: float = 0.0
+
+    @property
+    def skipped(self) -> int:
+        return self.candidates - self.ran
+
+    def to_json(self) -> dict[str, Any]:
+        return {"candidates": self.candidates, "ran": self.ran, "skipped": self.skipped,
+                "saved_share": round(self.skipped / self.candidates, 4) if self.candidates else 0.0,
+                "seconds_vision_title": round(self.seconds_vision_title, 3), "seconds_ocr": round(self.seconds_ocr, 3)}
+
+
+@dataclass
+class Pipeline:
+    """Vision + OCR (gated) + title + price -> fusion model or cold start -> decider."""
+
+    config: SkutagConfig
+    model: FusionModel | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    bundle: bundles.BundleVersion | None = None
+    collector: EvidenceCollector | None = None
+    gate_stats: GateStats = field(default_factory=GateStats)
+
+    def __post_init__(self) -> None:
+        if self.collector is None:
+            self.collector = EvidenceCollector(self.config, use_cache=self.config.fusion.cache_features)
+        self._cold: ColdStartScorer | None = None
+        self._lock = threading.Lock()
+        self.decider = self._make_decider()
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def model_version(self) -> str:
+        if self.bundle is None:
+            return f"cold-start@{self.cold_start.versions['taxonomy']}"
+        return f"{self.bundle.store.name}/{self.bundle.name}"
+
+    @property
+    def cold_start(self) -> ColdStartScorer:
+        if self._cold is None:
+            self._cold = ColdStartScorer(lexicon=self.collector.lexicon, config=self.config.fusion)
+        return self._cold
+
+    def _make_decider(self, **overrides: Any) -> Decider:
+        cfg = self.config.decision
+        thresholds: dict[str, float] = {}
+        known = None
+        if self.model is not None:
+            predicted, confidence = self.model.oof_
+            thresholds = fit_class_thresholds(predicted, confidence, self.model.train_paths_,
+                                              cfg.target_precision, cfg.min_class_support)
+            known = [str(c) for c in self.model.classes_]
+        else:
+            known = [str(c) for c in self.cold_start.classes]
+        return Decider(cfg, class_thresholds=thresholds, known_paths=known, top_k=self.config.fusion.top_k)
+
+    # ------------------------------------------------------------------ tagging
+    def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:
+        results: list[TagResult | None] = [None] * len(products)
+        usable = []
+        for i, product in enumerate(products):
+            if not product.has_input:
+                results[i] = TagResult.failed(product.id, "product has neither an image nor a title")
+            else:
+                usable.append(i)
+        if usable:
+            batch = [products[i] for i in usable]
+            evidence = self.gather(batch)
+            for i, result in zip(usable, self.tag_evidence(evidence, audit=audit)):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def gather(self, products: Sequence[Product], *, ocr_gate: str | None = None) -> list[Evidence]:
+        """Evidence for products, with OCR read where the gate says it can change the answer."""
+        gate = ocr_gate or self.config.fusion.ocr_gate
+        uses_ocr = self._uses_ocr()
+        started = time.perf_counter()
+        if gate == "always" and uses_ocr:
+            evidence = self.collector.collect(products, ocr=[p.image is not None for p in products])
+            self._count_gate(sum(p.image is not None for p in products), sum(p.image is not None for p in products),
+                             0.0, time.perf_counter() - started)
+            return evidence
+        evidence = self.collector.collect(products, ocr=False)
+        first_pass = time.perf_counter() - started
+        if gate == "never" or not uses_ocr:
+            self._count_gate(0, 0, first_pass, 0.0)
+            return evidence
+        candidates = np.array([p.image is not None and ev.vision is not None for p, ev in zip(products, evidence)])
+        need = candidates & self._needs_ocr(evidence, gate)
+        started = time.perf_counter()
+        chosen = np.flatnonzero(need)
+        if len(chosen):
+            read = self.collector.add_ocr([products[i] for i in chosen], [evidence[i] for i in chosen])
+            for i, ev in zip(chosen, read):
+                evidence[i] = ev
+        self._count_gate(int(candidates.sum()), len(chosen), first_pass, time.perf_counter() - started)
+        return evidence
+
+    def _count_gate(self, candidates: int, ran: int, first: float, ocr_seconds: float) -> None:
+        with self._lock:
+            self.gate_stats.candidates += candidates
+            self.gate_stats.ran += ran
+            self.gate_stats.seconds_vision_title += first
+            self.gate_stats.seconds_ocr += ocr_seconds
+
+    def _uses_ocr(self) -> bool:
+        if self.model is not None:
+            return "ocr" in self.model.modalities_
+        return "ocr" in self.config.fusion.modalities
+
+    def _needs_ocr(self, evidence: Sequence[Evidence], gate: str) -> np.ndarray:
+        scores = self.score(evidence)
+        if self.model is not None:
+            model = self.model
+            if gate != model.config.ocr_gate:
+                model = _with_gate(model, gate)
+            return model.needs_ocr(scores)
+        # cold start: the brand is often the strongest clue there is; read unless already confident
+        _, confidence = scores.best()
+        return confidence < self.config.fusion.ocr_gate_confidence
+
+    def score(self, evidence: Sequence[Evidence]) -> Scores:
+        if self.model is not None:
+            return self.model.score(evidence)
+        return self.cold_start.score(evidence)
+
+    def tag_evidence(self, evidence: Sequence[Evidence], *, audit: bool = True) -> list[TagResult]:
+        scores = self.score(evidence)
+        nothing = [not ev.has_any for ev in evidence]
+        results = self.decider.decide_batch([ev.id for ev in evidence], scores, model_version=self.model_version,
+                                            errors=[ev.errors for ev in evidence], audit=audit)
+        return [TagResult.failed(ev.id, "; ".join(ev.errors) or "no usable evidence") if empty else result
+                for ev, empty, result in zip(evidence, nothing, results)]
+
+
+def _with_gate(model: FusionModel, gate: str) -> FusionModel:
+    import copy
+    from dataclasses import replace
+
+    clone = copy.copy(model)
+    clone.config = replace(model.config, ocr_gate=gate)
+    return clone
+
+
+# ---------------------------------------------------------------------- loading
+def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | None = None) -> Pipeline:
+    """A ready pipeline: cold start on the bundled defaults, or the trained bundle in ``model_dir``."""
+    config = config or SkutagConfig.load()
+    if model_dir is None:
+        return Pipeline(config)
+    model, manifest, version = bundles.load(model_dir)
+    if not isinstance(model, FusionModel):
+        raise bundles.BundleError(f"{version.path}: the bundle does not hold a fusion model")
+    config = _config_for_bundle(config, manifest, version)
+    pipeline = Pipeline(config, model=model, manifest=manifest, bundle=version)
+    _warn_version_drift(pipeline, manifest, version)
+    return pipeline
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    model_dir: Path
+    version: str
+    summary: dict[str, Any]
+
+
+def retrain_from_corrections(model_dir: str | Path, corrections: Sequence[Product] | str | Path,
+                             out_dir: str | Path, config: SkutagConfig | None = None) -> RetrainOutcome:
+    """Retrain the bundle in ``model_dir`` with corrected products; the new version goes to ``out_dir``
+    (a new model directory, or ``model_dir`` itself to add a version there)."""
+    from skutag.training import retrain_bundle
+
+    version, summary, _ = retrain_bundle(model_dir, corrections, out_dir, config or SkutagConfig.load())
+    return RetrainOutcome(model_dir=version.store, version=version.name, summary=summary)
+
+
+def _config_for_bundle(config: SkutagConfig, manifest: dict[str, Any], version: bundles.BundleVersion) -> SkutagConfig:
+    """The bundle's vision settings must be reproduced: embeddings of another backbone mean nothing to it."""
+    stages = manifest.get("stages", {})
+    vision = stages.get("vision")
+    if vision and vision.get("backbone") and vision["backbone"] != config.vision.backbone:
+        raise IncompatibleModelError(
+            f"model bundle {version.path} was trained on vision features of {vision['backbone']!r}, but the config "
+            f"asks for {config.vision.backbone!r}. Set vision.backbone = {vision['backbone']!r} "
+            f"(SKUTAG_VISION__BACKBONE={vision['backbone']}) or retrain with this backbone.")
+    return config
+
+
+def _warn_version_drift(pipeline: Pipeline, manifest: dict[str, Any], version: bundles.BundleVersion) -> None:
+    recorded = manifest.get("versions", {})
+    if not recorded:
+        return
+    lexicon_now = pipeline.collector.lexicon.version
+    if recorded.get("lexicon") and recorded["lexicon"] != lexicon_now:
+        message = (f"model bundle {version.path} was trained with brand lexicon {recorded['lexicon']}; the lexicon is "
+                   f"now {lexicon_now}. Brands added since are unknown to the model until it is retrained.")
+        if pipeline.config.fusion.strict_versions:
+            raise bundles.BundleError(message + " (fusion.strict_versions is on)")
+        log.warning(message)

@@ -1,0 +1,220 @@
+"""Model bundles: a trained fusion model on disk, with a manifest, versions kept, and rollback.
+
+Layout of a model directory (a *store*)::
+
+    MODEL_DIR/
+      CURRENT              the version in use, e.g. "v0002"
+      v0001/manifest.json  what the version is: library versions, taxonomy / label map / lexicon
+      v0001/model.joblib   versions, vision model, training-data hash, metrics, config
+      v0001/training.joblib  the training evidence (so `retrain` needs no original photos)
+      v0002/...
+
+Saving adds a version and points CURRENT at it; nothing is overwritten. ``rollback`` points CURRENT
+back at an earlier version. Loading checks the manifest *before* unpickling anything: a bundle made
+with another bundle format, another scikit-learn minor version or another numpy major version fails
+with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.joblib"
+TRAINING_FILE = "training.joblib"
+CURRENT = "CURRENT"
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BundleVersion:
+    store: Path
+    name: str
+
+    @property
+    def path(self) -> Path:
+        return self.store / self.name
+
+    def manifest(self) -> dict[str, Any]:
+        return read_manifest(self.path)
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import scipy
+    import sklearn
+
+    try:
+        from importlib.metadata import version
+
+        skutag_version = version("skutag")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (plain checkout)
+        skutag_version = "unknown"
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__, "skutag": skutag_version}
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+
+
+def check_compatible(manifest: Mapping[str, Any], where: Path) -> None:
+    """Raise ``BundleError`` when this install cannot load a bundle with this manifest."""
+    fmt = manifest.get("format")
+    if fmt != BUNDLE_FORMAT:
+        raise BundleError(f"model bundle {where} has format {fmt!r}; this skutag reads format {BUNDLE_FORMAT}. "
+                          "Retrain it with `skutag train` (or `skutag retrain`) on this version.")
+    made = manifest.get("libraries", {})
+    here = library_versions()
+    if _minor(made.get("scikit-learn", "0")) != _minor(here["scikit-learn"]):
+        raise BundleError(
+            f"model bundle {where} was made with scikit-learn {made.get('scikit-learn')}; this install has "
+            f"{here['scikit-learn']}. Pickled estimators are not portable across scikit-learn minor versions: "
+            f"install scikit-learn=={'.'.join(map(str, _minor(made.get('scikit-learn', '0'))))}.* or retrain the model "
+            f"(`skutag retrain --model {where} --corrections EMPTY.jsonl --out NEW_DIR`).")
+    if _minor(made.get("numpy", "0"))[:1] != _minor(here["numpy"])[:1]:
+        raise BundleError(f"model bundle {where} was made with numpy {made.get('numpy')}; this install has "
+                          f"{here['numpy']} (another major version). Install numpy {made.get('numpy')} or retrain.")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise BundleError(f"not a model bundle: {path} has no {MANIFEST}")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"model bundle manifest {file} is not valid JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------------- store
+def is_store(path: Path) -> bool:
+    return (Path(path) / CURRENT).is_file()
+
+
+def versions(store: str | Path) -> list[BundleVersion]:
+    store = Path(store)
+    if not store.is_dir():
+        return []
+    names = sorted((p.name for p in store.iterdir() if p.is_dir() and _VERSION_RE.match(p.name)
+                    and (p / MANIFEST).is_file()), key=lambda n: int(n[1:]))
+    return [BundleVersion(store, n) for n in names]
+
+
+def current(store: str | Path) -> BundleVersion:
+    store = Path(store)
+    marker = store / CURRENT
+    if not marker.is_file():
+        raise BundleError(f"{store} is not a model directory (no {CURRENT} file); train one with "
+                          f"`skutag train CATALOG --out {store}`")
+    name = marker.read_text(encoding="utf-8").strip()
+    if not (store / name / MANIFEST).is_file():
+        raise BundleError(f"{store}/{CURRENT} names version {name!r}, which is missing; "
+                          f"use `skutag bundle rollback {store} --to VERSION` to pick one that exists")
+    return BundleVersion(store, name)
+
+
+def resolve(path: str | Path) -> BundleVersion:
+    """A store (its current version) or one version folder."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"model directory not found: {path}")
+    if is_store(path):
+        return current(path)
+    if (path / MANIFEST).is_file():
+        return BundleVersion(path.parent, path.name)
+    raise BundleError(f"not a model directory: {path} (expected a {CURRENT} file or a {MANIFEST})")
+
+
+def set_current(store: str | Path, name: str) -> BundleVersion:
+    store = Path(store)
+    if not (store / name / MANIFEST).is_file():
+        known = ", ".join(v.name for v in versions(store)) or "none"
+        raise BundleError(f"no version {name!r} in {store} (versions: {known})")
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=".current-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(name + "\n")
+    os.replace(tmp, store / CURRENT)
+    return BundleVersion(store, name)
+
+
+def rollback(store: str | Path, to: str | None = None) -> BundleVersion:
+    """Point CURRENT at ``to``, or at the version before the current one."""
+    store = Path(store)
+    if to is not None:
+        return set_current(store, to)
+    now = current(store)
+    names = [v.name for v in versions(store)]
+    position = names.index(now.name)
+    if position == 0:
+        raise BundleError(f"{store}: {now.name} is the oldest version; nothing to roll back to")
+    return set_current(store, names[position - 1])
+
+
+def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: Any = None) -> BundleVersion:
+    """Write a new version into ``store`` and make it current."""
+    import joblib
+
+    store = Path(store)
+    if store.exists() and not store.is_dir():
+        raise BundleError(f"cannot write a model directory at {store}: it is a file")
+    if store.is_dir() and any(store.iterdir()) and not is_store(store):
+        raise BundleError(f"{store} exists and is not a model directory; choose an empty or new folder")
+    store.mkdir(parents=True, exist_ok=True)
+    existing = versions(store)
+    number = int(existing[-1].name[1:]) + 1 if existing else 1
+    name = f"v{number:04d}"
+    staging = Path(tempfile.mkdtemp(dir=store, prefix=f".{name}-"))
+    try:
+        joblib.dump(model, staging / MODEL_FILE, compress=3)
+        if training is not None:
+            joblib.dump(training, staging / TRAINING_FILE, compress=3)
+        full = {"format": BUNDLE_FORMAT, "version": name,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "libraries": library_versions(), **manifest}
+        (staging / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=2), encoding="utf-8")
+        os.replace(staging, store / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return set_current(store, name)
+
+
+def load(path: str | Path) -> tuple[Any, dict[str, Any], BundleVersion]:
+    """(model, manifest, version) of a store's current version or of one version folder."""
+    import joblib
+
+    version = resolve(path)
+    manifest = version.manifest()
+    check_compatible(manifest, version.path)
+    try:
+        model = joblib.load(version.path / MODEL_FILE)
+    except FileNotFoundError:
+        raise BundleError(f"model bundle {version.path} has no {MODEL_FILE}") from None
+    except (ModuleNotFoundError, AttributeError, ImportError) as exc:
+        raise BundleError(f"model bundle {version.path} needs code this install lacks ({exc}); retrain it") from None
+    return model, manifest, version
+
+
+def load_training(version: BundleVersion) -> Any:
+    import joblib
+
+    file = version.path / TRAINING_FILE
+    if not file.is_file():
+        raise BundleError(f"model bundle {version.path} keeps no training data ({TRAINING_FILE}); "
+                          "retrain from the original catalog with `skutag train` instead")
+    return joblib.load(file)

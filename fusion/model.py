@@ -1,0 +1,163 @@
+"""``FusionModel``: evidence featurizer + ``FusionTagger`` + what the decisions need (class paths,
+brand-sensitive classes, held-out answers for per-class thresholds). This is what a model bundle holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import FusionConfig
+from .estimators import make_base_estimator
+from .evidence import Evidence
+from .features import EvidenceFeaturizer
+from .stacking import FusionTagger
+
+PATH_SEPARATOR = " > "
+
+
+@dataclass
+class Scores:
+    """Class probabilities for a batch of products, from a trained model or the cold-start scorer."""
+
+    classes: np.ndarray  # category paths, one per column
+    proba: np.ndarray  # (n, len(classes)), rows sum to 1
+    contributions: list[dict[str, float]] = field(default_factory=list)  # modality -> share, per row
+    source: str = "model"
+
+    def top(self, row: int, k: int) -> list[tuple[str, float]]:
+        order = np.argsort(-self.proba[row])[:k]
+        return [(str(self.classes[j]), float(self.proba[row, j])) for j in order]
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        index = self.proba.argmax(axis=1)
+        return self.classes[index], self.proba[np.arange(len(index)), index]
+
+
+def contribution_shares(raw: np.ndarray, present: np.ndarray, names: Sequence[str]) -> list[dict[str, float]]:
+    """Per row: each present modality's share of the positive push towards the chosen class."""
+    out = []
+    for values, mask in zip(raw, present):
+        positive = np.where(mask, np.maximum(values, 0.0), 0.0)
+        total = positive.sum()
+        shares = {}
+        for name, value, has in zip(names, positive, mask):
+            if has:
+                shares[name] = round(float(value / total), 3) if total > 0 else round(1.0 / mask.sum(), 3)
+        out.append(shares)
+    return out
+
+
+class FusionModel:
+    """Train on evidence + category paths; score new evidence.
+
+    ``fit(evidence, paths, brands=None)``: ``brands`` (the catalog's brand column) marks which classes are
+    brand-sensitive (OCR gating).
+    """
+
+    def __init__(self, config: FusionConfig | None = None):
+        self.config = config or FusionConfig()
+
+    # ------------------------------------------------------------------ training
+    def fit(self, evidence: Sequence[Evidence], paths: Sequence[str], brands: Sequence[str | None] | None = None
+            ) -> "FusionModel":
+        if len(evidence) != len(paths):
+            raise ValueError(f"{len(evidence)} evidence rows but {len(paths)} category paths")
+        cfg = self.config
+        started = time.perf_counter()
+        self.featurizer_ = EvidenceFeaturizer(modalities=cfg.modalities, vision_top_k=cfg.vision_top_k)
+        X = self.featurizer_.fit_transform(list(evidence))
+        blocks = [(name, columns, make_base_estimator(getattr(cfg, f"{name}_estimator")))
+                  for name, columns in self.featurizer_.blocks_]
+        self.tagger_ = FusionTagger(
+            blocks=blocks, cv=cfg.cv, meta_l2=cfg.meta_l2, modality_dropout=cfg.modality_dropout,
+            calibration=cfg.calibration, random_state=cfg.random_state,
+        ).fit(X, np.asarray(paths, dtype=object))
+        self.classes_ = np.asarray(self.tagger_.classes_, dtype=object)
+        self.brand_sensitive_ = self._brand_sensitive(evidence, paths, brands)
+        self.n_train_ = len(paths)
+        self.train_paths_ = np.asarray(paths, dtype=object)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _brand_sensitive(self, evidence, paths, brands) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes_)}
+        branded = np.zeros(len(self.classes_))
+        ocr_brand = np.zeros(len(self.classes_))
+        with_ocr = np.zeros(len(self.classes_))
+        counts = np.zeros(len(self.classes_))
+        for i, (ev, path) in enumerate(zip(evidence, paths)):
+            j = index[path]
+            counts[j] += 1
+            if (brands is not None and brands[i]) or ev.title_brands:
+                branded[j] += 1
+            if ev.ocr is not None:
+                with_ocr[j] += 1
+                ocr_brand[j] += bool(ev.ocr.brands)
+        by_catalog = branded / np.maximum(counts, 1) >= 0.5
+        by_ocr = (with_ocr >= 3) & (ocr_brand / np.maximum(with_ocr, 1) >= 0.3)
+        return by_catalog | by_ocr
+
+    # ------------------------------------------------------------------ scoring
+    @property
+    def modalities_(self) -> list[str]:
+        return list(self.tagger_.block_names_)
+
+    def score(self, evidence: Sequence[Evidence]) -> Scores:
+        X = self.featurizer_.transform(list(evidence))
+        proba, raw, present = self.tagger_.explain(X)
+        shares = contribution_shares(raw, present, self.tagger_.block_names_)
+        return Scores(classes=self.classes_, proba=proba, contributions=shares, source="model")
+
+    def needs_ocr(self, scores: Scores) -> np.ndarray:
+        """OCR gating: for which rows reading the package can still change the answer."""
+        cfg = self.config
+        if cfg.ocr_gate not in GATES:
+            raise ValueError(f"fusion.ocr_gate must be one of {sorted(GATES)}, got {cfg.ocr_gate!r}")
+        if "ocr" not in self.modalities_:
+            return np.zeros(len(scores.proba), dtype=bool)
+        return GATES[cfg.ocr_gate](self, scores)
+
+    @property
+    def oof_(self) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out (out-of-fold) predicted paths and confidences of the training rows."""
+        return self.tagger_.oof_predictions_, self.tagger_.oof_confidences_
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "classes": int(len(self.classes_)),
+            "modalities": self.modalities_,
+            "modality_weights": {k: round(v, 3) for k, v in self.tagger_.modality_weights_.items()},
+            "modality_coverage": {n: round(float(c), 3) for n, c in zip(self.tagger_.block_names_,
+                                                                          self.tagger_.block_coverage_)},
+            "temperature": round(float(self.tagger_.temperature_), 3),
+            "brand_sensitive_classes": int(self.brand_sensitive_.sum()),
+            "n_train": int(self.n_train_),
+            "fit_seconds": round(float(self.fit_seconds_), 2),
+        }
+
+
+def _gate_auto(model: FusionModel, scores: Scores) -> np.ndarray:
+    cfg = model.config
+    proba = scores.proba
+    k = max(1, int(cfg.ocr_gate_candidates))
+    order = np.argsort(-proba, axis=1)[:, :k]
+    top_conf = proba[np.arange(len(proba)), order[:, 0]]
+    unsure = top_conf < cfg.ocr_gate_confidence
+    if not cfg.ocr_gate_brand_sensitive:
+        return unsure
+    candidates = np.take_along_axis(proba, order, axis=1) >= 0.02
+    sensitive = model.brand_sensitive_[order] & candidates
+    # the answer is brand-sensitive when the leading candidate is, and a rival one is too
+    contested = sensitive[:, 0] & (sensitive[:, 1:].sum(axis=1) >= 1)
+    return unsure | contested
+
+
+GATES = {
+    "auto": _gate_auto,
+    "always": lambda model, scores: np.ones(len(scores.proba), dtype=bool),
+    "never": lambda model, scores: np.zeros(len(scores.proba), dtype=bool),
+}

@@ -1,0 +1,374 @@
+"""Product tagging commands: ``train``, ``tag``, ``eval``, ``retrain``, ``demo`` and ``bundle``.
+
+    skutag train CATALOG --out MODEL_DIR
+    skutag tag CATALOG_OR_IMAGE [--title T] [--price P] [--model MODEL_DIR] [--json]
+    skutag eval CATALOG [--model MODEL_DIR] [--json] [--report DIR]
+    skutag retrain --model MODEL_DIR --corrections FILE --out NEW_DIR
+    skutag demo                       # tag the bundled example products end to end
+    skutag bundle list|info|rollback MODEL_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from skutag.cli import UserFacingError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+CATALOG_SUFFIXES = {".jsonl", ".ndjson", ".json", ".csv", ".tsv"}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "products.jsonl"
+GATES = ("auto", "always", "never")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_train(subparsers)
+    _register_tag(subparsers)
+    _register_eval(subparsers)
+    _register_retrain(subparsers)
+    _register_demo(subparsers)
+    _register_bundle(subparsers)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ocr-gate", choices=GATES, help="when to run OCR (default: fusion.ocr_gate = auto)")
+    parser.add_argument("--backbone", help="vision backbone (default: vision.backbone)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _register_train(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a fusion model on a labelled catalog",
+                              description="Train the fusion model on a catalog (JSONL/CSV with a category per row) "
+                              "and save it as a new version in MODEL_DIR.")
+    p.add_argument("catalog", type=Path, metavar="CATALOG")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR")
+    p.add_argument("--modalities", help="comma list from vision,ocr,title,price (default: all)")
+    p.add_argument("--cv", type=int, help="folds for the out-of-fold stack (default: fusion.cv = 5)")
+    p.add_argument("--json", action="store_true", help="print the training summary as JSON")
+    _common(p)
+    p.set_defaults(func=run_train)
+
+
+def _register_tag(subparsers) -> None:
+    p = subparsers.add_parser("tag", help="tag products: label, category path, confidence, decision",
+                              description="Tag a catalog file, one photo, a folder of photos, or a title alone. "
+                              "Without --model: cold start on the bundled taxonomy, label map and brand lexicon.")
+    p.add_argument("source", nargs="?", type=Path, metavar="CATALOG_OR_IMAGE")
+    p.add_argument("--title", help="product title (with one photo, or alone)")
+    p.add_argument("--price", type=float, help="product price (with one photo or a title)")
+    p.add_argument("--model", type=Path, metavar="MODEL_DIR", help="trained model directory (default: cold start)")
+    p.add_argument("--json", action="store_true", help="one JSON object per product")
+    p.add_argument("--out", type=Path, help="also write results to this .jsonl or .csv file")
+    p.add_argument("--no-audit", action="store_true", help="do not send a random audit sample to review")
+    _common(p)
+    p.set_defaults(func=run_tag)
+
+
+def _register_eval(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a model on a labelled catalog",
+                              description="Tag a labelled catalog and score the answers: accuracy, macro-F1, "
+                              "per-level accuracy, auto-rate and auto-precision, overall and for branded / "
+                              "unbranded rows. Without --model: the cold-start tagger.")
+    p.add_argument("catalog", type=Path, metavar="CATALOG")
+    p.add_argument("--model", type=Path, metavar="MODEL_DIR")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--report", type=Path, metavar="DIR", help="write confusion matrix, coverage curve and summary")
+    _common(p)
+    p.set_defaults(func=run_eval)
+
+
+def _register_retrain(subparsers) -> None:
+    p = subparsers.add_parser("retrain", help="retrain a model with corrected rows",
+                              description="Add corrections (catalog rows with the right category; a row whose id "
+                              "is in the training data replaces it) and retrain. --out may be MODEL_DIR itself "
+                              "(a new version there) or a new directory.")
+    p.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR")
+    p.add_argument("--corrections", type=Path, required=True, metavar="FILE")
+    p.add_argument("--out", type=Path, required=True, metavar="NEW_DIR")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=run_retrain)
+
+
+def _register_demo(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="tag the bundled example products end to end",
+                              description="Tag examples/products.jsonl (photos, titles, prices) with the default "
+                              "models: vision, OCR, title and price evidence fused into a category path and a decision.")
+    p.add_argument("--model", type=Path, metavar="MODEL_DIR", help="trained model (default: cold start)")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=run_demo)
+
+
+def _register_bundle(subparsers) -> None:
+    p = subparsers.add_parser("bundle", help="model versions: list, info, rollback",
+                              description="Inspect the versions kept in a model directory and roll back.")
+    sub = p.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    for name, help_text in (("list", "versions in MODEL_DIR (* = current)"), ("info", "manifest of the current version")):
+        q = sub.add_parser(name, help=help_text)
+        q.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=run_bundle)
+    q = sub.add_parser("rollback", help="make an earlier version current (default: the previous one)")
+    q.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    q.add_argument("--to", metavar="VERSION")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_bundle)
+
+
+# ---------------------------------------------------------------------- helpers
+def _config(args: argparse.Namespace, **extra: Any):
+    from skutag.config import ConfigError, SkutagConfig
+
+    overrides = {"fusion.ocr_gate": getattr(args, "ocr_gate", None), "vision.backbone": getattr(args, "backbone", None)}
+    overrides.update(extra)
+    try:
+        return SkutagConfig.load(getattr(args, "config", None), overrides=overrides)
+    except ConfigError as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn expected failures (bad files, incompatible bundles, bad config) into clear CLI errors."""
+    from fusion.bundle import BundleError
+    from skutag.catalog_io import CatalogError
+
+    try:
+        yield
+    except (CatalogError, BundleError, FileNotFoundError) as exc:
+        raise UserFacingError(str(exc)) from None
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def _progress(args: argparse.Namespace, total: int, label: str):
+    """A callable advancing a progress bar on stderr (a no-op when not a terminal or --no-progress)."""
+    if getattr(args, "no_progress", False) or total < 32 or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    task = bar.add_task(label, total=total)
+    return (lambda n: bar.advance(task, n)), bar
+
+
+def _report_row_errors(catalog) -> None:
+    for error in catalog.errors:
+        print(f"skutag: {catalog.path}: {error} (row skipped)", file=sys.stderr)
+
+
+def _load_pipeline(config, model_dir: Path | None):
+    from skutag.pipeline import load_pipeline
+
+    return load_pipeline(config=config, model_dir=model_dir)
+
+
+def _products_from(args: argparse.Namespace) -> tuple[list, Any]:
+    from skutag.catalog import Product
+    from skutag.catalog_io import read_catalog
+
+    source: Path | None = args.source
+    if source is None:
+        if not args.title:
+            raise UserFacingError("give a catalog file, a photo or a folder of photos, or --title")
+        return [Product(id="1", title=args.title, price=args.price)], None
+    if not source.exists():
+        raise UserFacingError(f"no such file or folder: {source}")
+    if source.is_dir():
+        photos = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not photos:
+            raise UserFacingError(f"no photos found in {source}")
+        return [Product(id=str(p.relative_to(source)), image=str(p), title=args.title, price=args.price)
+                for p in photos], None
+    if source.suffix.lower() in CATALOG_SUFFIXES:
+        if args.title or args.price is not None:
+            raise UserFacingError("--title/--price go with one photo; a catalog has its own columns")
+        catalog = read_catalog(source)
+        return catalog.products, catalog
+    return [Product(id=source.name, image=str(source), title=args.title, price=args.price)], None
+
+
+def _print_human(results: Sequence, out=sys.stdout) -> None:
+    for r in results:
+        if r.path is None:
+            print(f"{r.id}: ✗ {r.decision.value} — {r.error or '; '.join(r.reasons)}", file=out)
+            continue
+        why = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r.contributions.items(), key=lambda kv: -kv[1]))
+        print(f"{r.id}: {r.path}  ({r.confidence:.1%})  → {r.decision.value}" + (f"  [{why}]" if why else ""), file=out)
+        if r.alternatives:
+            alts = "; ".join(f"{a.path} ({a.confidence:.1%})" for a in r.alternatives[:2])
+            print(f"    also: {alts}", file=out)
+        if r.error:
+            print(f"    note: {r.error}", file=out)
+
+
+def _tag_all(pipeline, products: Sequence, args: argparse.Namespace, audit: bool = True) -> list:
+    results = []
+    advance, bar = _progress(args, len(products), "tagging")
+    try:
+        for start in range(0, len(products), 32):
+            chunk = products[start:start + 32]
+            results.extend(pipeline.tag_batch(chunk, audit=audit))
+            if advance:
+                advance(len(chunk))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return results
+
+
+# ---------------------------------------------------------------------- commands
+def run_train(args: argparse.Namespace) -> int:
+    from skutag.training import train_catalog
+
+    extra: dict[str, Any] = {}
+    if args.modalities:
+        extra["fusion.modalities"] = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+    if args.cv:
+        extra["fusion.cv"] = args.cv
+    config = _config(args, **extra)
+    with _user_errors():
+        version, summary, catalog = train_catalog(args.catalog, args.out, config)
+    _report_row_errors(catalog)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        m = summary["metrics"]
+        print(f"trained {version.path} on {summary['rows']} rows, {summary['classes']} categories, "
+              f"modalities {', '.join(m['modalities'])}")
+        print(f"held-out (out-of-fold) accuracy {m['oof_accuracy']:.3f}, calibration error {m['oof_ece']:.3f}, "
+              f"fit {m['fit_seconds']:.1f} s")
+    return 0
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    from skutag.catalog_io import result_row, write_results
+
+    config = _config(args)
+    with _user_errors():
+        products, catalog = _products_from(args)
+        pipeline = _load_pipeline(config, args.model)
+        results = _tag_all(pipeline, products, args, audit=not args.no_audit)
+    if catalog is not None:
+        _report_row_errors(catalog)
+    if args.json:
+        for r in results:
+            print(json.dumps(result_row(r), ensure_ascii=False))
+    else:
+        _print_human(results)
+    if args.out:
+        write_results(results, args.out, full=True)
+    failed = any(r.error and r.path is None for r in results) or (catalog is not None and catalog.errors)
+    return 1 if failed else 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from skutag.training import evaluate_catalog
+
+    config = _config(args)
+    with _user_errors():
+        pipeline = _load_pipeline(config, args.model)
+        report = evaluate_catalog(pipeline, args.catalog, ocr_gate=args.ocr_gate)
+    if args.report:
+        from skutag.report import write_report
+
+        files = write_report(report, args.report, title=f"skutag eval: {args.catalog.name}")
+        print(f"report: {files['html']} ({files['markdown'].name}, {files['confusion'].name}, "
+              f"{files['coverage'].name})", file=sys.stderr)
+    metrics = {k: v for k, v in report.items() if k != "details"}
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False))
+    else:
+        key = next(k for k in metrics if k.startswith("auto_rate_at_"))
+        print(f"{metrics['n']} products — accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+              f"levels {' / '.join(f'{x:.3f}' for x in metrics['level_accuracy'])}")
+        print(f"auto {metrics['auto_rate']:.1%} at precision {metrics['auto_precision']:.3f}; "
+              f"{key.replace('_', ' ')}: {metrics[key]:.1%}")
+        for name, s in metrics["slices"].items():
+            print(f"  {name:9s} n={s['n']:5d} accuracy {s['accuracy']:.3f} auto {s['auto_rate']:.1%} "
+                  f"precision {s['auto_precision']:.3f}")
+    return 0
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    from skutag.training import retrain_bundle
+
+    config = _config(args)
+    with _user_errors():
+        version, summary, corrections = retrain_bundle(args.model, args.corrections, args.out, config)
+    _report_row_errors(corrections)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        c = summary["corrections"]
+        print(f"retrained {version.path}: {c['rows']} corrections ({c['replaced']} replaced, {c['added']} added), "
+              f"{summary['rows']} rows, held-out accuracy {summary['metrics']['oof_accuracy']:.3f}, "
+              f"{summary['seconds']['total']:.1f} s")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from skutag.catalog_io import read_catalog, result_row
+
+    if not EXAMPLES.is_file():
+        raise UserFacingError(f"the example products are missing: {EXAMPLES}")
+    config = _config(args)
+    with _user_errors():
+        catalog = read_catalog(EXAMPLES)
+        pipeline = _load_pipeline(config, args.model)
+        results = _tag_all(pipeline, catalog.products, args, audit=False)
+    _report_row_errors(catalog)
+    if args.json:
+        for r in results:
+            print(json.dumps(result_row(r), ensure_ascii=False))
+        return 0
+    print(f"skutag demo — {len(results)} example products from {EXAMPLES.relative_to(EXAMPLES.parents[1])}, "
+          f"model: {pipeline.model_version}\n")
+    for product, r in zip(catalog.products, results):
+        shown = [f"photo {Path(product.image).name}" if product.image else "no photo",
+                 f"title “{product.title}”" if product.title else "no title",
+                 f"price {product.price:g}" if product.price is not None else "no price"]
+        print(f"[{product.id}] {' · '.join(shown)}")
+        _print_human([r])
+        print()
+    stats = pipeline.gate_stats
+    print(f"OCR gate: read {stats.ran} of {stats.candidates} photos "
+          f"({stats.skipped} skipped because the answer could not change)")
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from fusion import bundle as bundles
+
+    with _user_errors():
+        if args.bundle_command == "rollback":
+            version = bundles.rollback(args.model_dir, args.to)
+            payload = {"current": version.name, "path": str(version.path)}
+            print(json.dumps(payload) if args.json else f"{args.model_dir}: current version is now {version.name}")
+            return 0
+        if args.bundle_command == "info":
+            version = bundles.resolve(args.model_dir)
+            manifest = version.manifest()
+            print(json.dumps(manifest, ensure_ascii=False, indent=None if args.json else 2))
+            return 0
+        current = bundles.current(args.model_dir).name
+        rows = []
+        for v in bundles.versions(args.model_dir):
+            m = v.manifest()
+            rows.append({"version": v.name, "current": v.name == current, "created": m.get("created"),
+                         "rows": m.get("training_data", {}).get("rows"),
+                         "oof_accuracy": m.get("metrics", {}).get("oof_accuracy"),
+                         "parent": m.get("training_data", {}).get("parent", {}).get("version")})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{'*' if r['current'] else ' '} {r['version']}  {r['created']}  rows={r['rows']}  "
+                  f"oof_accuracy={r['oof_accuracy']}" + (f"  parent={r['parent']}" if r['parent'] else ""))
+    return 0

@@ -1,0 +1,222 @@
+"""Thin adapters from the stages to fusion evidence: vision and OCR outputs per product, cached by
+image content hash, plus title brands. The stages are loaded lazily, once per collector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fusion.evidence import Evidence, OcrEvidence, VisionEvidence
+from skutag.catalog import Product
+from skutag.config import SkutagConfig
+from skutag.feature_cache import FeatureCache
+
+log = logging.getLogger(__name__)
+
+VISION_LABELS_KEPT = 20  # labels cached per image (features use the top vision_top_k of them)
+Progress = Callable[[int], None]
+
+
+@dataclass
+class _Image:
+    """An image loaded once: its bytes (None when unreadable) and content hash."""
+
+    data: bytes | None
+    digest: str
+    error: str | None = None
+
+
+def load_image_bytes(image: Any) -> _Image:
+    if image is None:
+        return _Image(None, "", None)
+    if isinstance(image, (bytes, bytearray)):
+        data = bytes(image)
+    else:
+        try:
+            data = Path(image).read_bytes()
+        except OSError as exc:
+            return _Image(None, "", f"image: cannot read {image}: {exc.strerror or exc}")
+    return _Image(data, hashlib.sha256(data).hexdigest())
+
+
+@dataclass
+class EvidenceCollector:
+    """Runs vision, OCR (when asked) and title-brand extraction for products; caches stage outputs."""
+
+    config: SkutagConfig
+    use_cache: bool = True
+    _vision: Any = field(default=None, init=False, repr=False)
+    _ocr: Any = field(default=None, init=False, repr=False)
+    _lexicon: Any = field(default=None, init=False, repr=False)
+    stats: dict[str, int] = field(default_factory=lambda: {"vision_run": 0, "vision_cached": 0,
+                                                            "ocr_run": 0, "ocr_cached": 0}, init=False)
+
+    # ------------------------------------------------------------------ stages (lazy)
+    @property
+    def vision_model(self):
+        if self._vision is None:
+            import vision
+
+            cfg = self.config.vision
+            self._vision = vision.load_model(
+                backbone=cfg.backbone, runtime=cfg.runtime, int8=cfg.int8, threads=cfg.threads or None,
+                cache_dir=cfg.cache_dir or None, calibration_dir=cfg.calibration_dir or None,
+                max_pixels=cfg.max_pixels,
+                **({"weights": cfg.wwts_dir} if cfg.backbone == "wwts" and cfg.wwts_dir else {}),
+            )
+        return self._vision
+
+    @property
+    def ocr_engine(self):
+        if self._ocr is None:
+            import ocr
+
+            self._ocr = ocr.load_engine(config=self.config.ocr)
+        return self._ocr
+
+    @property
+    def lexicon(self):
+        if self._lexicon is None:
+            from taxonomy.brands import BrandLexicon
+
+            self._lexicon = BrandLexicon.default()
+        return self._lexicon
+
+    @lexicon.setter
+    def lexicon(self, value) -> None:
+        self._lexicon = value
+
+    def vision_key(self) -> str:
+        cfg = self.config.vision
+        model = self.vision_model
+        return f"{model.model_id}-{model.model_version}-{cfg.runtime}"
+
+    def ocr_key(self) -> str:
+        cfg = self.config.ocr
+        return f"{cfg.backend}-{cfg.model_size}-{cfg.det_limit_side_len}{cfg.det_limit_type}-{cfg.rotate}-{cfg.min_score}"
+
+    # ------------------------------------------------------------------ collection
+    def collect(
+        self,
+        products: Sequence[Product],
+        *,
+        ocr: bool | Sequence[bool] = True,
+        progress: Progress | None = None,
+    ) -> list[Evidence]:
+        """Evidence for each product. ``ocr``: for all, none, or per product (gating)."""
+        images = [load_image_bytes(p.image) for p in products]
+        vision = self.vision(images, progress=progress)
+        wants_ocr = [bool(ocr)] * len(products) if isinstance(ocr, bool) else [bool(x) for x in ocr]
+        ocr_out = self.ocr([img if want else _Image(None, "") for img, want in zip(images, wants_ocr)])
+        evidence = []
+        for product, image, (v, v_err), (o, o_err) in zip(products, images, vision, ocr_out):
+            errors = tuple(e for e in (image.error, v_err, o_err) if e)
+            evidence.append(Evidence(
+                id=product.id, vision=v, ocr=o, title=product.title, price=product.price,
+                title_brands=self.title_brands(product.title), errors=errors,
+            ))
+        return evidence
+
+    def add_ocr(self, products: Sequence[Product], evidence: Sequence[Evidence]) -> list[Evidence]:
+        """The same evidence with OCR read for these products (used after gating)."""
+        from dataclasses import replace
+
+        images = [load_image_bytes(p.image) for p in products]
+        out = []
+        for ev, (o, err) in zip(evidence, self.ocr(images)):
+            out.append(replace(ev, ocr=o, errors=ev.errors + ((err,) if err else ())))
+        return out
+
+    def title_brands(self, title: str | None) -> tuple[str, ...]:
+        if not title:
+            return ()
+        from text import extract_title_brands
+
+        return tuple(dict.fromkeys(m.brand for m in extract_title_brands(title, self.lexicon)))
+
+    def vision(self, images: Sequence[_Image], progress: Progress | None = None
+               ) -> list[tuple[VisionEvidence | None, str | None]]:
+        out: list[tuple[VisionEvidence | None, str | None]] = [(None, img.error) for img in images]
+        todo = [i for i, img in enumerate(images) if img.data is not None]
+        if not todo:
+            return out
+        cache = FeatureCache("vision", self.vision_key()) if self.use_cache else None
+        found = cache.get_many(images[i].digest for i in todo) if cache else {}
+        missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
+        self.stats["vision_cached"] += len(todo) - len(missing)
+        if missing:
+            cfg = self.config.vision
+            results = self.vision_model.predict([images[i].data for i in missing], top_k=VISION_LABELS_KEPT,
+                                                batch_size=cfg.batch_size, progress=progress)
+            fresh = {images[i].digest: _vision_record(r) for i, r in zip(missing, results)}
+            self.stats["vision_run"] += len(missing)
+            if cache:
+                cache.put_many(fresh)
+            found.update(fresh)
+        model_id = self.vision_model.model_id if missing else ""
+        for i in todo:
+            meta, blob = found[images[i].digest]
+            out[i] = _vision_evidence(meta, blob, model_id)
+        return out
+
+    def ocr(self, images: Sequence[_Image]) -> list[tuple[OcrEvidence | None, str | None]]:
+        out: list[tuple[OcrEvidence | None, str | None]] = [(None, None)] * len(images)
+        todo = [i for i, img in enumerate(images) if img.data is not None]
+        if not todo:
+            return out
+        cache = FeatureCache("ocr", self.ocr_key()) if self.use_cache else None
+        found = cache.get_many(images[i].digest for i in todo) if cache else {}
+        missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
+        self.stats["ocr_cached"] += len(todo) - len(missing)
+        if missing:
+            results = self.ocr_engine.read([images[i].data for i in missing])
+            fresh = {images[i].digest: (r.to_json(), None) for i, r in zip(missing, results)}
+            self.stats["ocr_run"] += len(missing)
+            if cache:
+                cache.put_many(fresh)
+            found.update(fresh)
+        for i in todo:
+            meta, _ = found[images[i].digest]
+            out[i] = self._ocr_evidence(meta)
+        return out
+
+    def _ocr_evidence(self, meta: dict) -> tuple[OcrEvidence | None, str | None]:
+        from ocr.brands import extract_brands
+        from ocr.result import OcrLine, OcrResult
+
+        if meta.get("error"):
+            return None, f"ocr: {meta['error']}"
+        lines = tuple(
+            OcrLine(text=line["text"], score=float(line["score"]), box=tuple(tuple(p) for p in line["box"]))
+            for line in meta.get("lines", ())
+        )
+        result = OcrResult(image=meta.get("image", ""), lines=lines, width=int(meta.get("width") or 0),
+                           height=int(meta.get("height") or 0))
+        brands = extract_brands(result, self.lexicon)
+        return OcrEvidence(
+            lines=tuple((line.text, float(line.score)) for line in lines),
+            brands=tuple((m.brand, float(m.score)) for m in brands),
+        ), None
+
+
+def _vision_record(result) -> tuple[dict, bytes | None]:
+    if result.error:
+        return {"error": result.error}, None
+    meta = {"labels": [[s.label, int(s.index), float(s.prob)] for s in result.top_k],
+            "model_id": result.model_id}
+    embedding = None if result.embedding is None else np.asarray(result.embedding, np.float32).tobytes()
+    return meta, embedding
+
+
+def _vision_evidence(meta: dict, blob: bytes | None, model_id: str) -> tuple[VisionEvidence | None, str | None]:
+    if meta.get("error"):
+        return None, f"image: {meta['error']}"
+    embedding = np.frombuffer(blob, dtype=np.float32).copy() if blob else None
+    labels = tuple((str(label), int(index), float(prob)) for label, index, prob in meta["labels"])
+    return VisionEvidence(labels=labels, embedding=embedding, model_id=meta.get("model_id") or model_id), None

@@ -1,0 +1,248 @@
+"""Train, retrain on corrections, and evaluate fusion models on catalog files.
+
+    version, summary = train_catalog("train.jsonl", "models/shop", config)
+    version, summary = retrain_bundle("models/shop", "corrections.jsonl", "models/shop", config)
+    report = evaluate_catalog(load_pipeline(config, "models/shop"), "val.jsonl")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fusion import bundle as bundles
+from fusion.decision import coverage_at_precision
+from fusion.evidence import Evidence
+from fusion.metrics import expected_calibration_error, tagging_metrics
+from fusion.model import FusionModel
+from fusion.result import TagResult
+from skutag.catalog import Product
+from skutag.catalog_io import Catalog, read_catalog
+from skutag.config import SkutagConfig
+from skutag.evidence import EvidenceCollector
+from skutag.pipeline import Pipeline
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class TrainingSet:
+    """What a model learned from; kept in the bundle so retraining needs no original photos."""
+
+    ids: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    brands: list[str | None] = field(default_factory=list)
+    data_hash: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def merged_with(self, other: "TrainingSet") -> tuple["TrainingSet", int, int]:
+        """Rows of ``other`` replace rows with the same id and are appended otherwise.
+        Returns (merged, replaced, added)."""
+        position = {pid: i for i, pid in enumerate(self.ids)}
+        merged = TrainingSet(list(self.ids), list(self.evidence), list(self.paths), list(self.brands))
+        replaced = added = 0
+        for pid, ev, path, brand in zip(other.ids, other.evidence, other.paths, other.brands):
+            if pid in position:
+                i = position[pid]
+                merged.evidence[i], merged.paths[i], merged.brands[i] = ev, path, brand
+                replaced += 1
+            else:
+                position[pid] = len(merged.ids)
+                merged.ids.append(pid)
+                merged.evidence.append(ev)
+                merged.paths.append(path)
+                merged.brands.append(brand)
+                added += 1
+        return merged, replaced, added
+
+
+def modalities_wanted(config: SkutagConfig) -> set[str]:
+    return set(config.fusion.modalities)
+
+
+def collect_training_set(collector: EvidenceCollector, products: Sequence[Product], config: SkutagConfig,
+                         progress: Progress | None = None) -> TrainingSet:
+    """Evidence for labelled products: vision and (when the model uses it) OCR for every photo."""
+    wanted = modalities_wanted(config)
+    uses_ocr = "ocr" in wanted and config.fusion.ocr_gate != "never"
+    labelled = [p for p in products if p.category]
+    if not labelled:
+        return TrainingSet()
+    if "vision" not in wanted and not uses_ocr:
+        evidence = [Evidence(id=p.id, title=p.title, price=p.price, title_brands=collector.title_brands(p.title))
+                    for p in labelled]
+    else:
+        evidence = collector.collect(labelled, ocr=[uses_ocr and p.image is not None for p in labelled],
+                                     progress=progress)
+    evidence = [_keep(ev, wanted) for ev in evidence]
+    return TrainingSet(ids=[p.id for p in labelled], evidence=evidence, paths=[p.category for p in labelled],
+                       brands=[p.brand for p in labelled])
+
+
+def _keep(ev: Evidence, wanted: set[str]) -> Evidence:
+    drop = [m for m in ("vision", "ocr", "title", "price") if m not in wanted]
+    return ev.without(*drop) if drop else ev
+
+
+def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, collector: EvidenceCollector,
+                 source: dict[str, Any]) -> tuple[bundles.BundleVersion, dict[str, Any]]:
+    if len(training) == 0:
+        raise ValueError("no labelled rows to train on (every row needs a category)")
+    classes = sorted(set(training.paths))
+    if len(classes) < 2:
+        raise ValueError(f"training needs at least 2 categories; the catalog has {len(classes)}")
+    model = FusionModel(config.fusion).fit(training.evidence, training.paths, training.brands)
+    predicted, confidence = model.oof_
+    truth = np.asarray(training.paths, dtype=object)
+    correct = predicted == truth
+    target = config.decision.target_precision
+    coverage, threshold = coverage_at_precision(confidence, correct, target)
+    metrics = {
+        "oof_accuracy": round(float(correct.mean()), 4),
+        "oof_log_loss": round(float(model.tagger_.oof_log_loss_), 4),
+        "oof_ece": expected_calibration_error(confidence, correct),
+        f"oof_auto_rate_at_{int(round(target * 100))}": round(coverage, 4),
+        **model.summary(),
+    }
+    manifest = {
+        "kind": "skutag-fusion",
+        "training_data": {"sha256": training.data_hash, "rows": len(training), "classes": len(classes), **source},
+        "versions": _managed_versions(collector),
+        "stages": _stage_versions(collector, model),
+        "modalities": model.modalities_,
+        "metrics": metrics,
+        "config": {"fusion": _plain(config.fusion), "decision": _plain(config.decision)},
+    }
+    training = replace(training, evidence=[_compact(ev) for ev in training.evidence])
+    version = bundles.save(out, model, manifest, training=training)
+    return version, {"bundle": str(version.path), "version": version.name, **manifest["training_data"],
+                     "metrics": metrics}
+
+
+def _compact(ev: Evidence) -> Evidence:
+    return replace(ev, errors=())
+
+
+def _plain(section: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(section).items()}
+
+
+def _managed_versions(collector: EvidenceCollector) -> dict[str, str]:
+    from taxonomy import CategoryTree, LabelMap
+
+    return {"taxonomy": CategoryTree.default().version, "label_map": LabelMap.default().version,
+            "lexicon": collector.lexicon.version}
+
+
+def _stage_versions(collector: EvidenceCollector, model: FusionModel) -> dict[str, Any]:
+    stages: dict[str, Any] = {}
+    cfg = collector.config
+    if "vision" in model.modalities_:
+        vision = collector.vision_model
+        stages["vision"] = {"backbone": cfg.vision.backbone, "model_id": vision.model_id,
+                            "model_version": vision.model_version, "runtime": cfg.vision.runtime,
+                            "embedding_dim": vision.embedding_dim}
+    if "ocr" in model.modalities_:
+        stages["ocr"] = {"key": collector.ocr_key()}
+    return stages
+
+
+# ---------------------------------------------------------------------- commands
+def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfig,
+                  progress: Progress | None = None) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
+    started = time.perf_counter()
+    catalog = read_catalog(catalog_path, require_category=True)
+    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
+    training = collect_training_set(collector, catalog.products, config, progress)
+    training.data_hash = catalog.content_hash()
+    features_seconds = time.perf_counter() - started
+    version, summary = fit_and_save(training, out, config, collector,
+                                    {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors)})
+    summary["seconds"] = {"features": round(features_seconds, 2), "total": round(time.perf_counter() - started, 2)}
+    return version, summary, catalog
+
+
+def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequence[Product], out: str | Path,
+                   config: SkutagConfig, progress: Progress | None = None
+                   ) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
+    """Old training rows + corrections (same id: replaced; new id: added) -> a new version in ``out``.
+
+    ``corrections``: a catalog file, or products whose ``category`` is the right path."""
+    started = time.perf_counter()
+    parent = bundles.resolve(model_dir)
+    manifest = parent.manifest()
+    bundles.check_compatible(manifest, parent.path)
+    old: TrainingSet = bundles.load_training(parent)
+    config = _config_from_manifest(config, manifest)
+    if isinstance(corrections_path, (str, Path)):
+        corrections = read_catalog(corrections_path, require_category=True)
+        where = str(Path(corrections_path).resolve())
+    else:
+        corrections = Catalog(path=None, products=[p for p in corrections_path if p.category])
+        where = "<products>"
+    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
+    fresh = collect_training_set(collector, corrections.products, config, progress)
+    merged, replaced, added = old.merged_with(fresh)
+    import hashlib
+
+    merged.data_hash = hashlib.sha256((old.data_hash + corrections.content_hash()).encode()).hexdigest()
+    version, summary = fit_and_save(merged, out, config, collector, {
+        "parent": {"bundle": str(parent.path), "version": parent.name},
+        "corrections": {"catalog": where, "rows": len(fresh),
+                        "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors)},
+    })
+    summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
+    return version, summary, corrections
+
+
+def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:
+    """Retraining keeps the parent's fusion settings (modalities, estimators) unless the user overrides them."""
+    recorded = manifest.get("config", {}).get("fusion", {})
+    overrides = {f"fusion.{k}": (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()
+                 if hasattr(config.fusion, k)}
+    return config.with_overrides(overrides)
+
+
+def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: str | None = None,
+                     batch_size: int = 64, progress: Progress | None = None) -> dict[str, Any]:
+    """Tag a labelled catalog (audit sample off) and score the answers; ``details`` holds per-row results."""
+    catalog = read_catalog(catalog_path, require_category=True)
+    products = catalog.products
+    started = time.perf_counter()
+    results: list[TagResult] = []
+    before = (pipeline.gate_stats.candidates, pipeline.gate_stats.ran)
+    for start in range(0, len(products), batch_size):
+        chunk = products[start:start + batch_size]
+        evidence = pipeline.gather(chunk, ocr_gate=ocr_gate)
+        results.extend(pipeline.tag_evidence(evidence, audit=False))
+        if progress is not None:
+            progress(len(chunk))
+    seconds = time.perf_counter() - started
+    truth = [p.category for p in products]
+    target = pipeline.config.decision.target_precision
+    report = tagging_metrics(truth, results, target)
+    branded = [i for i, p in enumerate(products) if p.brand]
+    unbranded = [i for i, p in enumerate(products) if not p.brand]
+    report["slices"] = {
+        "branded": tagging_metrics([truth[i] for i in branded], [results[i] for i in branded], target),
+        "unbranded": tagging_metrics([truth[i] for i in unbranded], [results[i] for i in unbranded], target),
+    }
+    correct = [r.path == t for r, t in zip(results, truth)]
+    report["ece"] = expected_calibration_error([r.confidence for r in results], correct)
+    report["ocr_gate"] = {"mode": ocr_gate or pipeline.config.fusion.ocr_gate,
+                          "candidates": pipeline.gate_stats.candidates - before[0],
+                          "ran": pipeline.gate_stats.ran - before[1]}
+    report["seconds"] = round(seconds, 2)
+    report["model"] = pipeline.model_version
+    report["skipped_rows"] = len(catalog.errors)
+    report["details"] = {"truth": truth, "results": results, "brands": [p.brand for p in products]}
+    return report

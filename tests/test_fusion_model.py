@@ -1,0 +1,71 @@
+"""FusionModel on real evidence (GroceryStore photos through the vision and OCR stages, Swedish titles)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusion.config import FusionConfig
+from fusion.evidence import Evidence, OcrEvidence, VisionEvidence
+from fusion.model import FusionModel
+from skutag.catalog_io import row_to_product
+from skutag.config import SkutagConfig
+from skutag.evidence import EvidenceCollector
+from tests.fusion_fixtures import grocery_rows
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    collector = EvidenceCollector(SkutagConfig.load(environ={}))
+    out = {}
+    for split, per_class in (("train", 8), ("val", 3)):
+        products = [row_to_product(r, i) for i, r in enumerate(grocery_rows(split, per_class=per_class))]
+        out[split] = (collector.collect(products, ocr=True), [p.category for p in products], [p.brand for p in products])
+    return out
+
+
+def test_fused_model_tags_photos_and_explains_itself(evidence):
+    train, paths, brands = evidence["train"]
+    model = FusionModel(FusionConfig(cv=3)).fit(train, paths, brands)
+    assert model.modalities_ == ["vision", "ocr", "title"]  # no prices in this data set
+    val, val_paths, _ = evidence["val"]
+    scores = model.score(val)
+    predicted, confidence = scores.best()
+    assert (predicted == np.asarray(val_paths, dtype=object)).mean() >= 0.9
+    assert np.allclose(scores.proba.sum(axis=1), 1.0) and np.all((confidence > 0) & (confidence <= 1))
+    for ev, shares in zip(val, scores.contributions):  # Granny Smith has no shop title in this data set
+        assert set(shares) == set(ev.modalities) and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    # milk cartons that differ by print are brand-sensitive; fruit is not
+    sensitive = dict(zip(model.classes_, model.brand_sensitive_))
+    assert sensitive["Packages > Milk > Arla-Standard-Milk"] and not sensitive["Fruit > Banana > Banana"]
+
+
+def test_missing_modalities_still_tag_and_gating_reads_only_where_it_matters(evidence):
+    train, paths, brands = evidence["train"]
+    model = FusionModel(FusionConfig(cv=3)).fit([e.without("title") for e in train], paths, brands)
+    assert "title" not in model.modalities_
+    val, val_paths, _ = evidence["val"]
+    photo_only = [e.without("ocr") for e in val]
+    scores = model.score(photo_only)
+    fruit = np.array(["Fruit" in p for p in val_paths])
+    predicted, _ = scores.best()
+    assert (predicted[fruit] == np.asarray(val_paths, dtype=object)[fruit]).all()
+    assert all(set(c) == {"vision"} for c in scores.contributions)
+    need = model.needs_ocr(scores)
+    assert need.sum() < len(val)  # some answers cannot change: OCR skipped there
+    assert not need[fruit & (scores.proba.max(axis=1) >= 0.9)].any()
+    title_only = [Evidence(id=e.id, title="Banana Ecological Class 1") for e in val[:2]]
+    assert model.score(title_only).proba.shape == (2, len(model.classes_))  # no usable block: the prior
+
+
+def test_featurizer_rejects_embeddings_of_another_backbone(evidence):
+    train, paths, brands = evidence["train"]
+    model = FusionModel(FusionConfig(cv=3, modalities=("vision",))).fit(train, paths)
+    other = Evidence(id="x", vision=VisionEvidence(labels=(("水瓶", 898, 0.9),), embedding=np.ones(64, np.float32)))
+    with pytest.raises(ValueError, match="another vision backbone"):
+        model.score([other])
+    with pytest.raises(ValueError, match="none of the modalities"):
+        FusionModel(FusionConfig(modalities=("price",))).fit(train, paths)
+    ocr_only = [Evidence(id=str(i), ocr=OcrEvidence(lines=(("ARLA", 0.9),))) for i in range(4)]
+    fitted = FusionModel(FusionConfig(cv=2, modalities=("ocr",))).fit(ocr_only, ["a > b", "a > b", "a > c", "a > c"])
+    assert fitted.modalities_ == ["ocr"]
