@@ -56,3 +56,39 @@ def test_brand_edits_reach_the_served_pipeline(real):
     assert len(lexicon) == len(before["brands"]) + 1
     assert client.delete("/v1/brands/Skutagtestbrand", headers=auth).status_code == 200
     assert "Skutagtestbrand" not in service.tagger.collector.lexicon
+
+
+def test_first_model_from_corrections_replaces_the_cold_start(tmp_path, shared_data):
+    """New categories added to the taxonomy, photos verified by a human, retrain: the first trained bundle
+    is compared with the cold start on held-out products and promoted."""
+    import random
+
+    from service_fixtures import TEST_CLASSES, grocery_rows
+
+    classes = TEST_CLASSES[:4]
+    rows = grocery_rows(shared_data / "grocery", "train", classes)
+    random.Random(0).shuffle(rows)
+    chosen = [row for cls in classes for row in [r for r in rows if r.path == cls][:8]]
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'first.db'}", bundles_dir=str(tmp_path / "bundles"),
+                             min_holdout=3, holdout_fraction=0.25)
+    app = create_app(settings)
+    auth = {"Authorization": f"Bearer {app.state.store.create_token('first')}"}
+    with TestClient(app) as client:
+        for cls in classes:
+            assert client.post("/v1/taxonomy/categories", headers=auth, json={"path": cls}).status_code == 201
+        assert client.get("/v1/taxonomy", headers=auth).json()["paths"].count(classes[0]) == 1
+        for i, row in enumerate(chosen):
+            client.post("/v1/products", headers=auth, data={"id": f"c{i}"},
+                        files={"image": ("p.jpg", row.image.read_bytes(), "image/jpeg")})
+            fixed = client.post(f"/v1/products/c{i}/corrections", headers=auth, json={"category": row.path})
+            assert fixed.status_code == 201, fixed.text
+        job = client.post("/v1/models:retrain?wait=true", headers=auth).json()
+        assert job["state"] == "promoted", job
+        assert job["comparison"]["candidate_accuracy"] > job["comparison"]["current_accuracy"]
+        served = client.get("/v1/models", headers=auth).json()
+        assert served["active"] == job["candidate_version"] and not served["active"].startswith("cold-start")
+        fresh = grocery_rows(shared_data / "grocery", "val", classes)[:4]
+        answers = [client.post("/v1/products", headers=auth, files={"image": ("p.jpg", r.image.read_bytes(), "image/jpeg")}
+                               ).json()["path"] for r in fresh]
+        assert all(a in classes for a in answers), answers
+    app.state.store.close()

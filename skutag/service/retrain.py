@@ -111,16 +111,44 @@ def default_tagger_factory(config=None) -> TaggerFactory:
 
 
 def default_retrainer(config=None) -> Retrainer:
-    """Retrain through the pipeline's ``retrain_from_corrections`` (fusion's retrain on top of a bundle)."""
+    """Retrain through the fusion stage: on top of the served bundle (``skutag.pipeline.retrain_from_corrections``:
+    its training rows + the corrections), or, from the cold start, a first bundle trained on the corrections."""
 
     def retrain(request: RetrainRequest) -> str | Path:
         pipeline = importlib.import_module("skutag.pipeline")
-        function = getattr(pipeline, "retrain_from_corrections", None) or getattr(pipeline, "retrain", None)
-        if function is None:
-            raise RuntimeError("skutag.pipeline has no retrain function in this build; pass retrainer= to create_app")
         if request.base_model_dir is None:
-            raise RuntimeError("the cold-start pipeline has no bundle to retrain; serve a trained --model first")
+            return first_bundle_from_corrections(request, config)
+        function = getattr(pipeline, "retrain_from_corrections", None)
+        if function is None:
+            raise RuntimeError("skutag.pipeline has no retrain_from_corrections in this build; pass retrainer= "
+                               "to create_app")
         result = function(request.base_model_dir, list(request.corrections), request.out_dir, config=config)
         return getattr(result, "model_dir", result)
 
     return retrain
+
+
+def first_bundle_from_corrections(request: RetrainRequest, config=None) -> Path:
+    """Cold start -> the first trained bundle: the verified products are written as a catalog (photos as
+    files next to it, kept as the bundle's training data) and trained with ``skutag.training.train_catalog``."""
+    import json
+
+    from skutag.config import SkutagConfig
+    from skutag.training import train_catalog
+
+    data_dir = request.out_dir.parent / f"{request.out_dir.name}-catalog"
+    (data_dir / "images").mkdir(parents=True, exist_ok=True)
+    catalog = data_dir / "corrections.jsonl"
+    with catalog.open("w", encoding="utf-8") as handle:
+        for product in request.corrections:
+            row = {"id": product.id, "title": product.title, "price": product.price, "category": product.category,
+                   "brand": product.brand}
+            if isinstance(product.image, (bytes, bytearray)):
+                name = hashlib.sha256(product.image).hexdigest()[:32] + ".img"
+                (data_dir / "images" / name).write_bytes(product.image)
+                row["image"] = f"images/{name}"
+            elif product.image is not None:
+                row["image"] = str(Path(product.image).resolve())
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    train_catalog(catalog, request.out_dir, config or SkutagConfig.load())
+    return request.out_dir
