@@ -2,22 +2,23 @@
 
 Every photo goes through ``vision.image.load_image`` (EXIF orientation, grayscale/CMYK/palette/
 alpha/16-bit to RGB, decompression-bomb and corrupt-file checks); big JPEGs are decoded at a reduced
-DCT scale that still leaves the shorter side at least the backbone's resize size. A photo that cannot be used gets a
-``VisionResult`` with ``error`` set; the rest of its batch still runs.
+DCT scale that still leaves the shorter side at least the backbone's resize size. Photos of a batch
+are decoded on ``threads`` worker threads. A photo that cannot be used gets a ``VisionResult`` with
+``error`` set; the rest of its batch still runs.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from .backbones import BackboneSource, get_backbone
 from .image import ImageError, ImageLimits, ImageSource, describe_source, load_image
-from .preprocess import preprocess_images
+from .preprocess import normalize_batch, resize_crop
 from .result import LabelScore, VisionResult
 from .runtime import default_threads, runtime_class
 
@@ -44,14 +45,18 @@ def top_k_indices(probs: np.ndarray, k: int) -> np.ndarray:
 class VisionModel:
     """A loaded backbone on a runtime. Thread-safe: ``predict`` may be called from several threads."""
 
-    def __init__(self, source: BackboneSource, engine, *, int8: bool = False, limits: ImageLimits = ImageLimits()):
+    def __init__(
+        self, source: BackboneSource, engine, *, int8: bool = False, limits: ImageLimits = ImageLimits(), threads: int = 1
+    ):
         self.source = source
         self.engine = engine
         self.int8 = int8
         self.limits = limits
+        self.threads = max(1, int(threads))
         self.labels: list[str] = list(source.labels)
         self.embedding_dim: int = int(engine.embedding_dim)
         self._lock = threading.Lock()
+        self._decoder: ThreadPoolExecutor | None = None
 
     @property
     def model_id(self) -> str:
@@ -102,20 +107,37 @@ class VisionModel:
     def predict_one(self, source: ImageSource, top_k: int = 5) -> VisionResult:
         return self.predict([source], top_k=top_k, batch_size=1)[0]
 
+    def _load_crop(self, source: ImageSource) -> np.ndarray | str:
+        """Decode, check and resize+crop one photo (uint8 HxWx3), or the reason it cannot be used."""
+        spec = self.source.preprocess
+        try:
+            return resize_crop(load_image(source, self.limits, min_side=spec.resize_shorter), spec)
+        except ImageError as exc:
+            return str(exc)
+
+    def _load_crops(self, chunk: Sequence[ImageSource]) -> list[np.ndarray | str]:
+        """PIL decodes and resamples without the GIL: spread the photos over ``threads`` workers."""
+        if self.threads == 1 or len(chunk) == 1:
+            return [self._load_crop(source) for source in chunk]
+        with self._lock:
+            if self._decoder is None:
+                self._decoder = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="vision-decode")
+        return list(self._decoder.map(self._load_crop, chunk))
+
     def _predict_chunk(self, chunk: Sequence[ImageSource], k: int) -> list[VisionResult]:
         names = [describe_source(source) for source in chunk]
-        images: list[Image.Image] = []
+        crops: list[np.ndarray] = []
         positions: list[int] = []
         errors: dict[int, str] = {}
-        for position, source in enumerate(chunk):
-            try:
-                images.append(load_image(source, self.limits, min_side=self.source.preprocess.resize_shorter))
+        for position, loaded in enumerate(self._load_crops(chunk)):
+            if isinstance(loaded, str):
+                errors[position] = loaded
+            else:
+                crops.append(loaded)
                 positions.append(position)
-            except ImageError as exc:
-                errors[position] = str(exc)
         results: list[VisionResult | None] = [None] * len(chunk)
-        if images:
-            batch = preprocess_images(images, self.source.preprocess)
+        if crops:
+            batch = normalize_batch(np.stack(crops), self.source.preprocess)
             with self._lock:  # one session run at a time per model; runs use all their threads
                 logits, embeddings = self.engine.run(batch)
             probs = softmax(np.asarray(logits, dtype=np.float32))
@@ -170,7 +192,7 @@ def load_model(
                 source, threads=threads, int8=bool(int8), cache_dir=cache_dir, calibration_dir=calibration_dir
             )
             limits = ImageLimits(max_pixels=max_pixels) if max_pixels else ImageLimits()
-            _CACHE[key] = VisionModel(source, engine, int8=bool(int8), limits=limits)
+            _CACHE[key] = VisionModel(source, engine, int8=bool(int8), limits=limits, threads=threads)
         return _CACHE[key]
 
 
