@@ -38,11 +38,12 @@ def test_cli_pool_of_two_tags_every_row_once_and_reports_bad_rows(tmp_path, mode
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     with catalog.open("a", encoding="utf-8") as handle:
         handle.write('{"id": "bad-json", "title": \n')  # line 31
-        handle.write(json.dumps({"title": "no id here"}) + "\n")  # line 32
+        handle.write(json.dumps({"id": "nothing", "price": 12}) + "\n")  # line 32: neither image nor title
         handle.write(json.dumps({"id": "bad-price", "title": "Arla mjölk", "price": "cheap"}) + "\n")  # 33
         handle.write(json.dumps({"id": val_rows[0]["id"], "title": "again"}) + "\n")  # 34: duplicate id
         handle.write(json.dumps({"id": "broken-photo", "image": "broken.jpg", "title": "Oatly havredryck"}) + "\n")
-        handle.write(json.dumps({"id": "title-only", "title": "Tropicana apelsinjuice"}) + "\n")
+        handle.write(json.dumps({"id": "title-only", "title": "Tropicana apelsinjuice", "price": "¥12,5"}) + "\n")
+        handle.write(json.dumps({"title": val_rows[5]["title"]}) + "\n")  # line 37: no id -> "line-37"
     out = tmp_path / "results.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "skutag", "batch", str(catalog), "--out", str(out), "--workers", "2",
@@ -54,16 +55,17 @@ def test_cli_pool_of_two_tags_every_row_once_and_reports_bad_rows(tmp_path, mode
     assert summary["processes"] == 2 and summary["processes"] * summary["threads_per_process"] <= 2
     assert "products/s" in proc.stderr and "ETA" in proc.stderr  # the progress bar
     rows = {row["id"]: row for row in read_rows(out)}
-    assert len(read_rows(out)) == len(rows) == len(val_rows) + 6
+    assert len(read_rows(out)) == len(rows) == len(val_rows) + 7
     for row in val_rows:
         assert rows[row["id"]]["error"] is None and rows[row["id"]]["image_hash"]
     accuracy = sum(rows[r["id"]]["path"] == r["category"] for r in val_rows) / len(val_rows)
     assert accuracy > 0.8
     assert "line 31" in rows["line:31"]["error"] and "not valid JSON" in rows["line:31"]["error"]
-    assert "line 32" in rows["line:32"]["error"] and "missing 'id'" in rows["line:32"]["error"]
+    assert "line 32" in rows["nothing"]["error"] and "neither an image nor a title" in rows["nothing"]["error"]
     assert "price is not a number" in rows["bad-price"]["error"]
     assert "ImageDecodeError" in rows["broken-photo"]["error"]
     assert rows["title-only"]["error"] is None and rows["title-only"]["path"].startswith("Packages > Juice")
+    assert rows["line-37"]["error"] is None and rows["line-37"]["path"] == val_rows[5]["category"]
     assert f"duplicate id {val_rows[0]['id']!r} (first on line 1)" in rows["line:34"]["error"]
     assert summary["malformed"] == 4 and summary["failed"] == 5 and summary["tagged"] == len(rows)
 

@@ -1,28 +1,29 @@
 """Stream a catalog file (JSONL or CSV) as products, row errors carried with their line number.
 
-Batches run over catalogs of millions of rows, so rows are read lazily, never all at once.
-Uses :mod:`skutag.catalog_io` when it offers a streaming reader; this module's own reader
-follows the same catalog format (``id``, ``image`` relative to the file, ``title``, ``price``,
-``category``, ``brand``) so ``skutag batch`` works on its own.
+Batches run over catalogs of millions of rows, so rows are read lazily, never all at once
+(``skutag.catalog_io.read_catalog`` builds the whole list). Each row is turned into a product by
+``skutag.catalog_io.row_to_product``, so a row means the same to ``batch`` as to ``tag``/``train``
+(price text like "¥12.5", relative image paths, a missing id becoming ``line-N``, a row with
+neither image nor title being malformed).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from skutag.catalog import Product
+from skutag.catalog_io import CatalogError, row_to_product
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 CSV_SUFFIXES = {".csv", ".tsv"}
 FIELDS = ("id", "image", "title", "price", "category", "brand")
 
 
-class CatalogFormatError(ValueError):
+class CatalogFormatError(CatalogError):
     """The catalog file itself cannot be read (missing, unknown format, no header)."""
 
 
@@ -70,13 +71,13 @@ def count_rows(path: str | Path) -> int:
     if path.suffix.lower() in CSV_SUFFIXES:
         return sum(1 for _ in _csv_rows(path, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
     with path.open("rb") as handle:
-        return sum(1 for raw in handle if raw.strip())
+        return sum(1 for raw in handle if raw.strip() and not raw.lstrip().startswith(b"#"))
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
     with path.open(encoding="utf-8", errors="replace") as handle:
         for line, text in enumerate(handle, start=1):
-            if not text.strip():
+            if not text.strip() or text.lstrip().startswith("#"):
                 continue
             try:
                 data = json.loads(text)
@@ -91,51 +92,30 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | RowError]
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        if not reader.fieldnames or "id" not in reader.fieldnames:
-            raise CatalogFormatError(f"{path}: the CSV header must name an 'id' column")
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                yield line, RowError(line, f"{len(row[None])} more cells than header columns", row.get("id"))
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = [name.strip().lower() for name in next(reader, [])]
+        if not {"image", "title"} & set(header):
+            raise CatalogFormatError(f"{path}: the header must name an 'image' or 'title' column; got {header}")
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield reader.line_num, RowError(reader.line_num, f"not valid CSV ({exc})")
                 continue
-            yield line, row
+            line = reader.line_num
+            if not values or all(not value.strip() for value in values):
+                continue
+            if len(values) != len(header):
+                yield line, RowError(line, f"expected {len(header)} fields, got {len(values)}")
+                continue
+            yield line, dict(zip(header, values))
 
 
 def _product(row: Mapping[str, Any], line: int, base: Path) -> Product | RowError:
-    product_id = _text(row.get("id"))
-    if product_id is None:
-        return RowError(line, "missing 'id'")
     try:
-        price = _price(row.get("price"))
-    except ValueError:
-        return RowError(line, f"price is not a number: {row.get('price')!r}", product_id)
-    image = _text(row.get("image"))
-    return Product(
-        id=product_id,
-        image=str(base / image) if image else None,
-        title=_text(row.get("title")),
-        price=price,
-        category=_text(row.get("category")),
-        brand=_text(row.get("brand")),
-    )
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _price(value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(value)
-    price = float(value.strip()) if isinstance(value, str) else float(value)
-    if math.isnan(price) or math.isinf(price) or price < 0:
-        raise ValueError(value)
-    return price
+        return row_to_product(row, line, base_dir=base)
+    except ValueError as exc:
+        product_id = row.get("id")
+        return RowError(line, str(exc), str(product_id).strip() if isinstance(product_id, (str, int)) else None)
