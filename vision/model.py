@@ -148,7 +148,7 @@ class VisionModel:
                     LabelScore(self.labels[index], int(index), float(probs[row, index])) for index in best[row]
                 )
                 results[position] = VisionResult(
-                    image=names[position], top_k=scores, embedding=embeddings[row],
+                    image=names[position], top_k=scores, embedding=embeddings[row].copy(),
                     model_id=self.model_id, model_version=self.model_version,
                 )
         for position, message in errors.items():
