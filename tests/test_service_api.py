@@ -4,11 +4,9 @@ corrections, resources, model versions, retraining, and a clear 4xx for every ba
 from __future__ import annotations
 
 import base64
-import io
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 from service_fixtures import (  # noqa: F401  (fixtures)
     TEST_CLASSES,
     db_url,

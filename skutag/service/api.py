@@ -10,10 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from skutag.service.auth import require_token, token_or_session
 from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
-from skutag.store.repository import Conflict, NotFound
+from skutag.store.repository import NotFound
 
 # HTTPBearer documents the scheme in /openapi.json; require_token does the check (401 with a clear message)
 router = APIRouter(prefix="/v1", dependencies=[Depends(HTTPBearer(auto_error=False)), Depends(require_token)])
@@ -117,8 +118,6 @@ async def create_product(
     service = service_of(request)
     data = await read_upload(image, service.settings.max_upload_bytes)
     upload = Upload(image=data, title=title, price=parse_price(price), id=id, brand=brand)
-    from starlette.concurrency import run_in_threadpool
-
     view = await run_in_threadpool(service.tag, upload)
     return _tag_response(view)
 
@@ -143,8 +142,6 @@ async def create_products_batch(request: Request, body: BatchRequest):
             uploads.append(Upload(image=data, title=item.title, price=item.price, id=item.id, brand=item.brand))
         except InvalidInput as error:
             uploads.append(error)
-    from starlette.concurrency import run_in_threadpool
-
     good = [u for u in uploads if isinstance(u, Upload)]
     outcomes = iter(await run_in_threadpool(service.tag_many, good) if good else [])
     results = []
@@ -155,8 +152,7 @@ async def create_products_batch(request: Request, body: BatchRequest):
         outcome = next(outcomes)
         results.append({"error": {"field": outcome.error.field, "message": outcome.error.message}}
                        if outcome.error else _tag_response(outcome.product))
-    return {"results": results, "n": len(results), "errors": sum(1 for r in results if "error" in r and
-                                                                 isinstance(r["error"], dict))}
+    return {"results": results, "n": len(results), "errors": sum(1 for r in results if isinstance(r.get("error"), dict))}
 
 
 @router.get("/products/{product_id}", summary="A product with its latest prediction and its correction history")
@@ -347,4 +343,3 @@ def stats(request: Request):
     return {**service.store.stats().to_json(), "serving": service.model_version}
 
 
-__all__ = ["router", "images", "Conflict"]

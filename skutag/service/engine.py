@@ -36,7 +36,7 @@ from skutag.service.retrain import (
     to_product,
 )
 from skutag.store.dedup import PerceptualIndex, fingerprint
-from skutag.store.repository import Conflict, NotFound, ProductView, Store
+from skutag.store.repository import Conflict, ProductView, Store
 from vision.image import ImageError, ImageLimits
 
 log = logging.getLogger("skutag.service")
