@@ -300,13 +300,14 @@ class LabelMap:
         ``num_classes`` classes; empty when all is well."""
         found = []
         for entry in self._entries:
+            name = f"label {entry.label!r}" + (f" (index {entry.index})" if entry.index is not None else "")
             node = tree.find_path(entry.path)
             if node is None:
-                found.append(f"label {entry.label!r}: path {entry.path_string!r} is not in the tree")
+                found.append(f"{name}: path {entry.path_string!r} is not in the tree")
             elif not tree.is_leaf(node.id):
-                found.append(f"label {entry.label!r}: path {entry.path_string!r} is not a leaf")
+                found.append(f"{name}: path {entry.path_string!r} is not a leaf")
             if num_classes is not None and entry.index is not None and entry.index >= num_classes:
-                found.append(f"label {entry.label!r}: index {entry.index} >= {num_classes} classes")
+                found.append(f"{name}: index {entry.index} >= {num_classes} classes")
         return found
 
     # ------------------------------------------------------------------ edits

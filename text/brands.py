@@ -47,7 +47,8 @@ class TitleBrand:
     start: int
     end: int
     score: float
-    source: str = "lexicon"  # "lexicon" | "pattern"
+    source: str = "lexicon"  # "lexicon" | "pattern" | "jieba"
+    aliases: tuple[str, ...] = ()  # other names of the same brand seen in the title (ERKE for 鸿星尔克)
 
     @property
     def span(self) -> tuple[int, int]:
@@ -61,6 +62,7 @@ class TitleBrand:
             "end": self.end,
             "score": round(self.score, 4),
             "source": self.source,
+            "aliases": list(self.aliases),
         }
 
 
@@ -201,10 +203,56 @@ def _pattern_brands(title: str) -> list[TitleBrand]:
             if len(latin) < 2:
                 continue
             start, end = match.start("b"), match.end("b")
-            found.append(TitleBrand(title[start:end], title[start:end], start, end, 0.6, "pattern"))
             a_start = match.start("a") + (len(match.group("a")) - len(match.group("a").lstrip()))
-            found.append(TitleBrand(title[start:end], title[a_start : a_start + len(latin)], a_start, a_start + len(latin), 0.55, "pattern"))
+            alias = title[a_start : a_start + len(latin)]
+            found.append(TitleBrand(title[start:end], title[start:end], start, end, 0.6, "pattern", (alias,)))
     return found
+
+
+_LEADING_RE = re.compile(r"^\s*(?P<word>[\u4e00-\u9fff]{2,8}|[a-z][a-z0-9&'.\-]{2,20})\s+\S")
+
+
+def _leading_brand(title: str, matcher: BrandMatcher, stop_words: frozenset[str]) -> list[TitleBrand]:
+    """A title opening with a stand-alone word jieba does not know (``宏情 中老年晨练太极服``) names
+    its brand more often than not; known words and category names are left out."""
+    view = aligned_view(title)
+    match = _LEADING_RE.match(view)
+    if not match:
+        return []
+    word = match.group("word")
+    if word in stop_words:
+        return []
+    from .normalize import _PROMO_RE
+
+    if _PROMO_RE.search(word):
+        return []
+    jieba = matcher.tokenizer._ensure()
+    if _CJK_RE.search(word):
+        pieces = list(jieba.cut(word, HMM=False))
+        if all(jieba.FREQ.get(piece, 0) > 0 and len(piece) > 1 for piece in pieces):
+            return []  # made of ordinary words: a product phrase, not a name
+    elif jieba.FREQ.get(word, 0) > 0:
+        return []
+    start, end = match.start("word"), match.end("word")
+    return [TitleBrand(title[start:end], title[start:end], start, end, 0.45, "jieba")]
+
+
+_stop_cache: dict[str, frozenset[str]] = {}
+
+
+def _stop_words() -> frozenset[str]:
+    """Category names and label-map words: never a brand on their own."""
+    words = _stop_cache.get("default")
+    if words is None:
+        try:
+            from taxonomy import CategoryTree, LabelMap
+
+            raw = CategoryTree.default().words() + LabelMap.default().words()
+        except (ImportError, FileNotFoundError, ValueError):
+            raw = []
+        words = frozenset(aligned_view(w) for w in raw)
+        _stop_cache["default"] = words
+    return words
 
 
 def extract_title_brands(
@@ -212,21 +260,29 @@ def extract_title_brands(
     lexicon: Any,
     min_score: float = 0.0,
     patterns: bool = True,
+    discover: bool = False,
 ) -> list[TitleBrand]:
     """Brands named in ``title``, best first, one per brand.
 
-    ``lexicon``: a ``taxonomy.BrandLexicon`` (anything with ``brands()`` and ``aliases_of()``), a dict
+    ``lexicon``: a ``taxonomy.BrandLexicon`` (anything with ``brands`` and ``aliases_of()``), a dict
     ``brand -> aliases`` or an iterable of brand names. ``patterns`` also reports brands written as
-    ``ERKE/鸿星尔克`` or ``鸿星尔克(ERKE)`` that the lexicon does not know. None/empty titles -> ``[]``.
+    ``ERKE/鸿星尔克`` or ``鸿星尔克(ERKE)`` that the lexicon does not know; ``discover`` also reports an
+    unknown stand-alone word opening the title (a jieba out-of-vocabulary word; lower precision).
+    None/empty titles -> ``[]``.
     """
     if title is None or not isinstance(title, str) or not title.strip():
         return []
-    candidates = brand_matcher(lexicon).find(title)
+    matcher = brand_matcher(lexicon)
+    candidates = matcher.find(title)
+    extra: list[TitleBrand] = []
     if patterns:
-        covered = [(c.start, c.end) for c in candidates]
-        for found in _pattern_brands(title):
-            if not any(s < found.end and found.start < e for s, e in covered):
-                candidates.append(found)
+        extra.extend(_pattern_brands(title))
+    if discover and not candidates:
+        extra.extend(_leading_brand(title, matcher, _stop_words()))
+    covered = [(c.start, c.end) for c in candidates]
+    for found in extra:
+        if not any(s < found.end and found.start < e for s, e in covered):
+            candidates.append(found)
     chosen: list[TitleBrand] = []
     for candidate in sorted(candidates, key=lambda c: (-(c.end - c.start), -c.score, c.start)):
         if any(c.start < candidate.end and candidate.start < c.end for c in chosen):

@@ -1,0 +1,428 @@
+"""``skutag taxonomy ...`` and ``skutag labelmap ...``: manage the category tree and the vision label map.
+
+Both tables are managed files: the working copy lives under ``SKUTAG_HOME/taxonomy/`` (``tree.json``,
+``labelmap.tsv``) and starts as the bundled default (JD tree, ImageNet label map) until the first
+edit or import. ``--file`` works on any other file instead. Every edit is validated before it is
+saved, and prints the new version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from skutag.cli import UserFacingError
+from skutag.paths import artifact_dir
+
+TREE_FILE_NAME = "tree.json"
+LABELMAP_FILE_NAME = "labelmap.tsv"
+
+
+# ---------------------------------------------------------------------------------------- managed files
+def managed_tree_path() -> Path:
+    return artifact_dir("taxonomy") / TREE_FILE_NAME
+
+
+def managed_labelmap_path() -> Path:
+    return artifact_dir("taxonomy") / LABELMAP_FILE_NAME
+
+
+def load_managed_tree(path: str | Path | None = None):
+    """The shop's current tree: ``path``, else the managed copy, else the bundled default."""
+    from taxonomy import CategoryTree
+
+    target = Path(path) if path else managed_tree_path()
+    if target.is_file():
+        return CategoryTree.load(target)
+    if path:
+        raise FileNotFoundError(f"category tree file not found: {target}")
+    return CategoryTree.default()
+
+
+def load_managed_labelmap(path: str | Path | None = None):
+    """The current label map: ``path``, else the managed copy, else the bundled default."""
+    from taxonomy import LabelMap
+
+    target = Path(path) if path else managed_labelmap_path()
+    if target.is_file():
+        return LabelMap.load(target)
+    if path:
+        raise FileNotFoundError(f"label map file not found: {target}")
+    return LabelMap.default()
+
+
+def _guard(func):
+    """Turn the stage's validation errors into user-facing errors (exit status 2, clear message)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from taxonomy import TaxonomyError
+
+        try:
+            return func(args)
+        except (TaxonomyError, KeyError, FileNotFoundError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise UserFacingError(message) from None
+
+    return run
+
+
+def _split_bar(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split("|") if part.strip()]
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")
+
+
+# ---------------------------------------------------------------------------------------- taxonomy
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_taxonomy(subparsers)
+    _register_labelmap(subparsers)
+
+
+def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "taxonomy",
+        help="manage the category tree (list/show/add/update/delete/import/export/validate/version)",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--file", help="work on this tree file instead of the managed copy")
+    sub = parser.add_subparsers(dest="taxonomy_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+    p = sub.add_parser("list", help="list categories (paths)")
+    p.add_argument("--leaves", action="store_true", help="leaves only")
+    p.add_argument("--under", help="only below this path or id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_taxonomy_list))
+
+    p = sub.add_parser("show", help="one category by id or path")
+    p.add_argument("ref", help="id or path 'A > B > C'")
+    p.set_defaults(func=_guard(_taxonomy_show))
+
+    p = sub.add_parser("add", help="add a category path (missing levels are created)")
+    p.add_argument("path", help="'A > B > C'")
+    p.add_argument("--id", help="id of the new node (default: derived from its path)")
+    p.add_argument("--keywords", help="keywords, joined by |")
+    p.add_argument("--synonyms", help="synonyms, joined by |")
+    p.set_defaults(func=_guard(_taxonomy_add))
+
+    p = sub.add_parser("update", help="rename, move or re-tag a category")
+    p.add_argument("ref", help="id or path")
+    p.add_argument("--name", help="new name")
+    move = p.add_mutually_exclusive_group()
+    move.add_argument("--parent", help="new parent (id or path)")
+    move.add_argument("--root", action="store_true", help="make it a root")
+    p.add_argument("--keywords", help="keywords, joined by | ('' clears)")
+    p.add_argument("--synonyms", help="synonyms, joined by | ('' clears)")
+    p.set_defaults(func=_guard(_taxonomy_update))
+
+    p = sub.add_parser("delete", help="delete a category")
+    p.add_argument("ref", help="id or path")
+    p.add_argument("--cascade", action="store_true", help="also delete everything below it")
+    p.set_defaults(func=_guard(_taxonomy_delete))
+
+    p = sub.add_parser("import", help="validate a tree file (.tsv/.csv/.json/.yaml) and make it the managed tree")
+    p.add_argument("source", type=Path)
+    p.set_defaults(func=_guard(_taxonomy_import))
+
+    p = sub.add_parser("export", help="write the tree (format from the suffix: .tsv/.csv/.json/.yaml)")
+    p.add_argument("target", type=Path)
+    p.set_defaults(func=_guard(_taxonomy_export))
+
+    p = sub.add_parser("validate", help="check a tree file; errors name the bad row")
+    p.add_argument("source", type=Path)
+    p.set_defaults(func=_guard(_taxonomy_validate))
+
+    p = sub.add_parser("version", help="print the tree version")
+    p.set_defaults(func=_guard(_taxonomy_version))
+
+    p = sub.add_parser("reset", help="go back to the bundled default tree")
+    p.set_defaults(func=_guard(_taxonomy_reset))
+
+
+def _tree_target(args: argparse.Namespace) -> Path:
+    return Path(args.file) if args.file else managed_tree_path()
+
+
+def _save_tree(tree, args: argparse.Namespace) -> None:
+    target = _tree_target(args)
+    tree.save(target)
+    print(f"saved {target} (version {tree.version}, {len(tree)} categories, {len(tree.leaves())} leaves)")
+
+
+def _taxonomy_list(args: argparse.Namespace) -> int:
+    tree = load_managed_tree(args.file)
+    nodes = tree.leaves() if args.leaves else tree.nodes()
+    if args.under:
+        top = tree.resolve(args.under)
+        below = {n.id for n in tree.descendants(top.id)} | {top.id}
+        nodes = [n for n in nodes if n.id in below]
+    if args.json:
+        _print_json([{**n.to_json(), "path": tree.path_string(n), "leaf": tree.is_leaf(n.id)} for n in nodes])
+        return 0
+    for node in nodes:
+        extra = f"  [{'|'.join(node.keywords)}]" if node.keywords else ""
+        print(f"{node.id}\t{tree.path_string(node)}{extra}")
+    return 0
+
+
+def _taxonomy_show(args: argparse.Namespace) -> int:
+    tree = load_managed_tree(args.file)
+    node = tree.resolve(args.ref)
+    _print_json(
+        {
+            **node.to_json(),
+            "path": tree.path_string(node),
+            "leaf": tree.is_leaf(node.id),
+            "children": [c.id for c in tree.children(node.id)],
+        }
+    )
+    return 0
+
+
+def _taxonomy_add(args: argparse.Namespace) -> int:
+    from taxonomy import split_path
+
+    tree = load_managed_tree(args.file)
+    names = split_path(args.path)
+    if tree.find_path(names) is not None:
+        raise UserFacingError(f"category {args.path!r} already exists (use update)")
+    node = tree.add_path(names, node_id=args.id)
+    if args.keywords is not None or args.synonyms is not None:
+        node = tree.update(node.id, keywords=_split_bar(args.keywords), synonyms=_split_bar(args.synonyms))
+    print(f"added {node.id}\t{tree.path_string(node)}")
+    _save_tree(tree, args)
+    return 0
+
+
+def _taxonomy_update(args: argparse.Namespace) -> int:
+    tree = load_managed_tree(args.file)
+    parent: Any = ...
+    if args.root:
+        parent = None
+    elif args.parent is not None:
+        parent = args.parent
+    node = tree.update(
+        args.ref,
+        name=args.name,
+        parent=parent,
+        keywords=_split_bar(args.keywords),
+        synonyms=_split_bar(args.synonyms),
+    )
+    print(f"updated {node.id}\t{tree.path_string(node)}")
+    _save_tree(tree, args)
+    return 0
+
+
+def _taxonomy_delete(args: argparse.Namespace) -> int:
+    tree = load_managed_tree(args.file)
+    paths = {n.id: tree.path_string(n) for n in tree.nodes()}
+    removed = tree.delete(args.ref, cascade=args.cascade)
+    for node in removed:
+        print(f"deleted {node.id}\t{paths[node.id]}")
+    _save_tree(tree, args)
+    return 0
+
+
+def _taxonomy_import(args: argparse.Namespace) -> int:
+    from taxonomy import CategoryTree
+
+    tree = CategoryTree.load(args.source)
+    _save_tree(tree, args)
+    return 0
+
+
+def _taxonomy_export(args: argparse.Namespace) -> int:
+    tree = load_managed_tree(args.file)
+    tree.save(args.target)
+    print(f"wrote {args.target} (version {tree.version})")
+    return 0
+
+
+def _taxonomy_validate(args: argparse.Namespace) -> int:
+    from taxonomy import CategoryTree
+
+    tree = CategoryTree.load(args.source)
+    print(f"ok: {len(tree)} categories, {len(tree.leaves())} leaves, depth {tree.depth()}, version {tree.version}")
+    return 0
+
+
+def _taxonomy_version(args: argparse.Namespace) -> int:
+    print(load_managed_tree(args.file).version)
+    return 0
+
+
+def _taxonomy_reset(args: argparse.Namespace) -> int:
+    from taxonomy import CategoryTree
+
+    _save_tree(CategoryTree.default(), args)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- label map
+def _register_labelmap(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "labelmap",
+        help="manage the vision label -> category map (list/add/update/delete/import/export/check/version)",
+        description="The vision label -> category path map (标签层级映射).",
+    )
+    parser.add_argument("--file", help="work on this label map file instead of the managed copy")
+    parser.add_argument("--tree", help="category tree file to check paths against (default: the managed tree)")
+    sub = parser.add_subparsers(dest="labelmap_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+    p = sub.add_parser("list", help="list entries")
+    p.add_argument("--under", help="only entries at or below this category path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_labelmap_list))
+
+    p = sub.add_parser("add", help="map a label to a category path")
+    p.add_argument("label")
+    p.add_argument("path", help="'A > B > C' (must exist in the tree unless --force)")
+    p.add_argument("--index", type=int, help="the backbone's class index for this label")
+    p.add_argument("--note", default="", help="free text (e.g. the English label)")
+    p.add_argument("--force", action="store_true", help="allow a path the tree does not have")
+    p.set_defaults(func=_guard(_labelmap_add))
+
+    p = sub.add_parser("update", help="change an entry (by label text or class index)")
+    p.add_argument("ref", help="label text, or a class index")
+    p.add_argument("--path")
+    p.add_argument("--label", help="new label text")
+    index = p.add_mutually_exclusive_group()
+    index.add_argument("--index", type=int)
+    index.add_argument("--no-index", action="store_true", help="clear the class index")
+    p.add_argument("--note")
+    p.add_argument("--force", action="store_true", help="allow a path the tree does not have")
+    p.set_defaults(func=_guard(_labelmap_update))
+
+    p = sub.add_parser("delete", help="remove an entry (by label text or class index)")
+    p.add_argument("ref")
+    p.set_defaults(func=_guard(_labelmap_delete))
+
+    p = sub.add_parser("import", help="validate a label map file (.tsv/.csv/.json/.yaml) and make it the managed map")
+    p.add_argument("source", type=Path)
+    p.add_argument("--force", action="store_true", help="accept paths the tree does not have")
+    p.set_defaults(func=_guard(_labelmap_import))
+
+    p = sub.add_parser("export", help="write the map (format from the suffix)")
+    p.add_argument("target", type=Path)
+    p.set_defaults(func=_guard(_labelmap_export))
+
+    p = sub.add_parser("check", help="check every path against the tree")
+    p.set_defaults(func=_guard(_labelmap_check))
+
+    p = sub.add_parser("version", help="print the label map version")
+    p.set_defaults(func=_guard(_labelmap_version))
+
+    p = sub.add_parser("reset", help="go back to the bundled default map")
+    p.set_defaults(func=_guard(_labelmap_reset))
+
+
+def _ref(value: str) -> str | int:
+    return int(value) if value.strip().isdigit() else value
+
+
+def _labelmap_target(args: argparse.Namespace) -> Path:
+    return Path(args.file) if args.file else managed_labelmap_path()
+
+
+def _check_paths(mapping, args: argparse.Namespace, force: bool) -> None:
+    problems = mapping.problems(load_managed_tree(args.tree))
+    if problems and not force:
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        raise UserFacingError(f"label map does not fit the category tree: {shown} (use --force to accept)")
+
+
+def _save_labelmap(mapping, args: argparse.Namespace) -> None:
+    target = _labelmap_target(args)
+    mapping.save(target)
+    print(f"saved {target} (version {mapping.version}, {len(mapping)} entries)")
+
+
+def _labelmap_list(args: argparse.Namespace) -> int:
+    mapping = load_managed_labelmap(args.file)
+    entries = mapping.labels_under(args.under) if args.under else mapping.entries()
+    if args.json:
+        _print_json([e.to_json() for e in entries])
+        return 0
+    for entry in entries:
+        index = "" if entry.index is None else entry.index
+        print(f"{index}\t{entry.label}\t{entry.path_string}")
+    return 0
+
+
+def _labelmap_add(args: argparse.Namespace) -> int:
+    mapping = load_managed_labelmap(args.file)
+    entry = mapping.add(args.label, args.path, index=args.index, note=args.note)
+    _check_paths(mapping, args, args.force)
+    print(f"added {entry.label} -> {entry.path_string}")
+    _save_labelmap(mapping, args)
+    return 0
+
+
+def _labelmap_update(args: argparse.Namespace) -> int:
+    mapping = load_managed_labelmap(args.file)
+    index: Any = ...
+    if args.no_index:
+        index = None
+    elif args.index is not None:
+        index = args.index
+    entry = mapping.update(_ref(args.ref), path=args.path, label=args.label, index=index, note=args.note)
+    _check_paths(mapping, args, args.force)
+    print(f"updated {entry.label} -> {entry.path_string}")
+    _save_labelmap(mapping, args)
+    return 0
+
+
+def _labelmap_delete(args: argparse.Namespace) -> int:
+    mapping = load_managed_labelmap(args.file)
+    entry = mapping.delete(_ref(args.ref))
+    print(f"deleted {entry.label} -> {entry.path_string}")
+    _save_labelmap(mapping, args)
+    return 0
+
+
+def _labelmap_import(args: argparse.Namespace) -> int:
+    from taxonomy import LabelMap
+
+    mapping = LabelMap.load(args.source)
+    _check_paths(mapping, args, args.force)
+    _save_labelmap(mapping, args)
+    return 0
+
+
+def _labelmap_export(args: argparse.Namespace) -> int:
+    mapping = load_managed_labelmap(args.file)
+    mapping.save(args.target)
+    print(f"wrote {args.target} (version {mapping.version})")
+    return 0
+
+
+def _labelmap_check(args: argparse.Namespace) -> int:
+    mapping = load_managed_labelmap(args.file)
+    problems = mapping.problems(load_managed_tree(args.tree))
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise UserFacingError(f"{len(problems)} label map entries do not fit the category tree")
+    print(f"ok: {len(mapping)} entries fit the tree (label map version {mapping.version})")
+    return 0
+
+
+def _labelmap_version(args: argparse.Namespace) -> int:
+    print(load_managed_labelmap(args.file).version)
+    return 0
+
+
+def _labelmap_reset(args: argparse.Namespace) -> int:
+    from taxonomy import LabelMap
+
+    _save_labelmap(LabelMap.default(), args)
+    return 0
