@@ -231,3 +231,13 @@ def test_openapi_schema_lists_the_endpoints(api):
     assert {"image", "title", "price", "id"} <= set(fields)
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert schema["paths"]["/v1/products"]["post"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_copies_within_one_batch_go_to_the_model_once(api, val_rows):  # noqa: F811
+    client, auth = api
+    photo = val_rows[9].image
+    copies = [photo.read_bytes(), photo.read_bytes(), reencode(photo, 250, 65), val_rows[30].image.read_bytes()]
+    items = [{"id": f"dup{i}", "image_base64": base64.b64encode(data).decode()} for i, data in enumerate(copies)]
+    results = client.post("/v1/products:batch", headers=auth, json={"products": items}).json()["results"]
+    assert [r["cache_hit"] for r in results] == [None, "exact", "near", None]
+    assert results[0]["path"] == results[1]["path"] == results[2]["path"]

@@ -35,7 +35,7 @@ from skutag.service.retrain import (
     split_examples,
     to_product,
 )
-from skutag.store.dedup import PerceptualIndex, fingerprint
+from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
 from skutag.store.repository import Conflict, ProductView, Store
 from vision.image import ImageError, ImageLimits
 
@@ -207,18 +207,47 @@ class TaggingService:
                 outcomes[i] = TagOutcome(reused)
             else:
                 pending.append((i, upload, image_id, phash, created))
-        if pending:
-            products = [Product(id=u.id, image=u.image, title=u.title, price=u.price, brand=u.brand)
-                        for _, u, *_ in pending]
-            started = time.perf_counter()
-            with self._slots:
-                results = call_tagger(tagger, products)
-            latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
-            for (i, upload, image_id, phash, created), result in zip(pending, results):
-                outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms))
-                if created and phash is not None:
-                    self.index.add(image_id, phash)
+        leaders, followers = self._split_duplicates(pending)
+        self._run_model(tagger, version, leaders, outcomes)
+        retry = []
+        for entry in followers:  # same photo as a leader of this batch: reuse its fresh answer
+            i, upload, image_id, phash, _ = entry
+            reused = self._from_cache(upload, image_id, phash, False, version)
+            if reused is not None:
+                outcomes[i] = TagOutcome(reused)
+            else:
+                retry.append(entry)
+        self._run_model(tagger, version, retry, outcomes)
         return outcomes  # type: ignore[return-value]
+
+    def _split_duplicates(self, pending):
+        """Within one batch, only the first of several copies of a photo (same bytes, or a near copy)
+        goes to the model; the others reuse its answer."""
+        if not self.settings.dedup:
+            return pending, []
+        leaders, followers = [], []
+        for entry in pending:
+            _, _, image_id, phash, _ = entry
+            duplicate = image_id is not None and any(
+                image_id == lead[2] or (phash is not None and lead[3] is not None
+                                        and hamming(phash, lead[3]) <= self.settings.near_duplicate_bits)
+                for lead in leaders)
+            (followers if duplicate else leaders).append(entry)
+        return leaders, followers
+
+    def _run_model(self, tagger: Tagger, version: str, entries, outcomes) -> None:
+        if not entries:
+            return
+        products = [Product(id=u.id, image=u.image, title=u.title, price=u.price, brand=u.brand)
+                    for _, u, *_ in entries]
+        started = time.perf_counter()
+        with self._slots:
+            results = call_tagger(tagger, products)
+        latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
+        for (i, upload, image_id, phash, created), result in zip(entries, results):
+            outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms))
+            if created and phash is not None:
+                self.index.add(image_id, phash)
 
     def _store_photo(self, data: bytes | None) -> tuple[int | None, int | None, bool]:
         if data is None:
