@@ -241,3 +241,30 @@ def test_copies_within_one_batch_go_to_the_model_once(api, val_rows):  # noqa: F
     results = client.post("/v1/products:batch", headers=auth, json={"products": items}).json()["results"]
     assert [r["cache_hit"] for r in results] == [None, "exact", "near", None]
     assert results[0]["path"] == results[1]["path"] == results[2]["path"]
+
+
+def test_a_product_that_breaks_the_model_is_isolated(tmp_path, photo_model_dir, val_rows):  # noqa: F811
+    """The model raising on one product of a batch: that product gets an error and goes to review, the
+    others are tagged."""
+    from service_fixtures import PhotoTagger
+
+    class Fragile(PhotoTagger):
+        def tag_batch(self, products):
+            if any(p.title == "boom" for p in products):
+                raise MemoryError("simulated out of memory in the model")
+            return super().tag_batch(products)
+
+    base = PhotoTagger.load(photo_model_dir)
+    fragile = Fragile(base.estimator, "fragile-1")
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'fragile.db'}")
+    app = create_app(settings, tagger_factory=lambda _: fragile, retrainer=None)
+    auth = {"Authorization": f"Bearer {app.state.store.create_token('t')}"}
+    items = [{"id": f"f{i}", "title": "boom" if i == 1 else "fine",
+              "image_base64": base64.b64encode(row.image.read_bytes()).decode()} for i, row in enumerate(val_rows[:3])]
+    with TestClient(app) as client:
+        results = client.post("/v1/products:batch", headers=auth, json={"products": items}).json()["results"]
+        assert [r["status"] for r in results][1] == "error" and "simulated out of memory" in results[1]["error"]
+        assert results[0]["path"] and results[2]["path"] and results[0]["status"] != "error"
+        queue = client.get("/v1/products", headers=auth, params={"status": "error"}).json()
+        assert [p["id"] for p in queue["products"]] == ["f1"]
+    app.state.store.close()

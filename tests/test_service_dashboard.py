@@ -63,6 +63,21 @@ def test_pages_need_a_login_and_wrong_passwords_fail(dash):
     assert no_csrf.status_code == 403
 
 
+def test_password_guessing_is_throttled(dash, monkeypatch):
+    from skutag.service import dashboard
+    from skutag.service.auth import LoginThrottle
+
+    monkeypatch.setattr(dashboard, "throttle", LoginThrottle(limit=3, window_s=60))
+    client, _ = dash
+    for _ in range(3):
+        page = client.post("/login", data={"username": "ann", "password": "guess",
+                                           "csrf_token": csrf_of(client.get("/login").text)})
+        assert "Wrong username or password" in page.text
+    page = client.post("/login", data={"username": "ann", "password": "s3cret-pass",
+                                       "csrf_token": csrf_of(client.get("/login").text)})
+    assert "Too many failed logins" in page.text and "Review queue" not in page.text
+
+
 def test_titles_are_escaped_and_pages_carry_a_strict_csp(dash):
     client, _ = dash
     login(client)

@@ -68,3 +68,40 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         host = request.headers.get("host", "")
         if origin.split("://", 1)[-1].rstrip("/") != host:
             raise HTTPException(403, f"CSRF check failed: request from another origin ({origin})")
+
+
+class LoginThrottle:
+    """Slows password guessing: after ``limit`` failures for a username or a client address within
+    ``window_s`` seconds, further attempts are refused until the window passes."""
+
+    def __init__(self, limit: int = 10, window_s: float = 900.0):
+        import threading
+
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        self._failures[key] = times
+        return times
+
+    def blocked(self, *keys: str) -> bool:
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(key, now)) >= self.limit for key in keys)
+
+    def failed(self, *keys: str) -> None:
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._recent(key, now).append(now)
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)

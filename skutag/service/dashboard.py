@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from skutag.service.auth import SESSION_USER, check_csrf, csrf_token, session_user
+from skutag.service.auth import SESSION_USER, LoginThrottle, check_csrf, csrf_token, session_user
 from skutag.service.engine import InvalidInput, TaggingService, normalise_path
 from skutag.store.repository import Conflict
 
@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
+throttle = LoginThrottle()
 
 
 def require_operator(request: Request) -> str:
@@ -85,9 +86,15 @@ def login_form(request: Request, next: str | None = None):
 def login(request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
           csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/review"):
     check_csrf(request, csrf_token)
+    keys = (f"user:{username}", f"ip:{request.client.host if request.client else '?'}")
+    if throttle.blocked(*keys):
+        flash(request, "Too many failed logins; try again in a few minutes.", "error")
+        return back("/login?next=" + urllib.parse.quote(_safe_next(next)))
     if not username or not service_of(request).store.check_operator(username, password):
+        throttle.failed(*keys)
         flash(request, "Wrong username or password.", "error")
         return back("/login?next=" + urllib.parse.quote(_safe_next(next)))
+    throttle.succeeded(*keys)
     request.session.clear()
     request.session[SESSION_USER] = username  # a new session: the next page gets a new CSRF token
     return back(_safe_next(next))

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -242,7 +243,7 @@ class TaggingService:
                     for _, u, *_ in entries]
         started = time.perf_counter()
         with self._slots:
-            results = call_tagger(tagger, products)
+            results = tag_or_isolate(tagger, products)
         latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
         for (i, upload, image_id, phash, created), result in zip(entries, results):
             outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms))
@@ -453,6 +454,23 @@ def call_tagger(tagger: Tagger, products: Sequence[Product]) -> list[TagResult]:
     if _accepts_audit(type(tagger)):
         return tagger.tag_batch(products, audit=False)
     return tagger.tag_batch(products)
+
+
+def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> list[TagResult]:
+    """One model call for the batch; if the model raises, each product alone, so one product that breaks
+    the model gets an error result (and a place in the review queue) while the others are tagged."""
+    try:
+        results = call_tagger(tagger, products)
+        if len(results) != len(products):
+            raise RuntimeError(f"the model returned {len(results)} results for {len(products)} products")
+        return results
+    except Exception:
+        if len(products) == 1:
+            log.exception("tagging %s failed", products[0].id)
+            kind, message = sys.exc_info()[:2]
+            return [TagResult.failed(products[0].id, f"tagging failed: {kind.__name__}: {message}")]
+        log.warning("batch of %d failed in the model; tagging them one by one", len(products))
+        return [tag_or_isolate(tagger, [product])[0] for product in products]
 
 
 @functools.lru_cache(maxsize=32)
