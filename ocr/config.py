@@ -15,9 +15,10 @@ class OcrConfig:
     """Detection input size cap in pixels. 960 kept small package text that 640/480 lost."""
     det_limit_type: str = "max"
     """``max``: the long side is capped at ``det_limit_side_len`` (``min``: the short side is raised to it)."""
-    min_long_side: int = 0
+    min_long_side: int = 960
     """Photos whose long side is below this are enlarged to it before reading (small shop photos: text a
-    few pixels high is lost otherwise); 0 = never. Boxes are reported in the original photo's pixels."""
+    few pixels high is lost otherwise; 348 px GroceryStore photos gained brand accuracy); 0 = never.
+    Boxes are reported in the original photo's pixels."""
     use_angle_cls: bool = False
     """Run the 0/180 degree text-line classifier (slower; upside-down lines are rare on packages)."""
     rotate: str = "auto"
