@@ -86,7 +86,7 @@ def _article_rate(backbone: str, paths: list[str], threads: int) -> dict:
             logits, _ = network(transform(load_image(path)).unsqueeze(0))
         torch.softmax(logits, dim=1).topk(5)
     seconds = time.perf_counter() - start
-    return {"batch1": len(paths) / seconds}
+    return {"batch1": len(paths) / seconds, "model_mb": entry.resolve().weights_path.stat().st_size / 2**20}
 
 
 def _model_rates(mode: str, backbone: str, paths: list[str], threads: int, repeats: int) -> dict:
@@ -96,7 +96,7 @@ def _model_rates(mode: str, backbone: str, paths: list[str], threads: int, repea
     model = vision.load_model(backbone, runtime="torch" if mode == "torch" else "onnx", int8=mode == "int8", threads=threads)
     load_s = time.perf_counter() - started
     model.predict(paths[:16], batch_size=16)  # warm-up: allocations, kernel selection
-    rates = {"load_s": load_s}
+    rates = {"load_s": load_s, "model_mb": model.model_path.stat().st_size / 2**20}
     for batch_size in (1, 16):
         best = 0.0
         for _ in range(repeats):
@@ -168,12 +168,14 @@ def accuracy(backbones: list[str], threads: int) -> dict:
 
 def print_speed(results: dict, backbone: str, threads: int, images: int) -> None:
     print(f"vision speed: {backbone}, {threads} threads, {images} photos (article mode: {ARTICLE_IMAGES} calls)")
-    print(f"{'mode':<52} {'img/s b1':>9} {'x(a)':>6} {'img/s b16':>10} {'x(a)':>6} {'peak RSS MB':>12} {'load s':>7}")
+    print(f"{'mode':<52} {'img/s b1':>9} {'x(a)':>6} {'img/s b16':>10} {'x(a)':>6} {'peak RSS MB':>12} "
+          f"{'load s':>7} {'model MB':>9}")
     for mode, label in MODES.items():
         f = results[mode]
         b16 = f"{f['batch16']:>10.1f} {f['batch16_x']:>6.1f}" if "batch16" in f else f"{'-':>10} {'-':>6}"
         load = f"{f['load_s']:>7.2f}" if "load_s" in f else f"{'-':>7}"
-        print(f"{label:<52} {f['batch1']:>9.2f} {f['batch1_x']:>6.1f} {b16} {f['peak_rss_mb']:>12.0f} {load}")
+        print(f"{label:<52} {f['batch1']:>9.2f} {f['batch1_x']:>6.1f} {b16} {f['peak_rss_mb']:>12.0f} {load} "
+              f"{f['model_mb']:>9.1f}")
 
 
 def print_accuracy(report: dict) -> None:
