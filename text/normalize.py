@@ -63,8 +63,9 @@ _COUNT_RE = re.compile(
 _MULT_RE = re.compile(r"(?<=[\w\u4e00-\u9fff])\s*[x×*✕✖]\s*(?=\d)")
 _LEADING_MULT_RE = re.compile(r"(?:(?<=\s)|^)[x×*✕✖]\s*(?=\d)")
 _SPACE_RE = re.compile(r"\s+")
+_MARKS_RE = re.compile("[\u2122\u2120\u00ae\u00a9\u24c7]")
 _BRACKET_CHARS_RE = re.compile("[" + re.escape("".join(_BRACKETS) + "".join(_BRACKETS.values())) + "]")
-_SEPARATOR_RE = re.compile(r"[~`!@^|\\;:\"'<>?,，。！？；：、“”‘’…·•~～_=\u3000]+")
+_SEPARATOR_RE = re.compile(r"[~`!@^|\\;:\"<>?,，。！？；：、“”‘’…·•~～_=\u3000]+")
 _PROMO_RE = re.compile("|".join(sorted(map(re.escape, PROMO_TERMS), key=len, reverse=True)))
 
 
@@ -154,8 +155,8 @@ def normalize_title(title: Any, options: NormalizeOptions = DEFAULT_OPTIONS) -> 
         if isinstance(title, float) and title != title:  # NaN from pandas
             return ""
         title = str(title)
-    text = to_halfwidth(strip_junk(title))
-    text = strip_junk(text)  # NFKC can expose new format characters
+    # NFKC first (㎏ -> kg, ① -> 1), except marks it would spell out as letters (™ -> TM)
+    text = strip_junk(to_halfwidth(_MARKS_RE.sub(" ", title)))
     if options.lowercase:
         text = text.lower()
     if options.drop_promo:

@@ -1,0 +1,90 @@
+"""TitleFeaturizer: sparse rows, None/empty titles as zero rows, sklearn contract, a real classification check."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import pickle
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
+
+from conftest import shared_path
+from text import TitleFeaturizer
+
+TITLES = [
+    "农夫山泉 饮用天然水 550ML*24瓶 整箱",
+    "怡宝 纯净水 555ml×24瓶",
+    "ERKE/鸿星尔克 跑步鞋 女式运动鞋",
+    "安踏 跑步鞋 男 2014新款",
+    "雀巢咖啡 1+2 原味 速溶咖啡 15g×30条",
+    "雀巢 咖啡 原味 条装",
+]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> TitleFeaturizer:
+    return TitleFeaturizer(min_df=1, use_default_words=False, user_words=["鸿星尔克", "跑步鞋"]).fit(TITLES)
+
+
+def test_sparse_output_and_missing_titles_are_zero_rows(fitted):
+    X = fitted.transform([TITLES[0], None, "", math.nan, "   \u200b👍", TITLES[2]])
+    assert sp.isspmatrix_csr(X) and X.dtype == np.float32
+    assert X.shape == (6, fitted.n_features_out_) == (6, len(fitted.get_feature_names_out()))
+    assert list(X.getnnz(axis=1)[1:5]) == [0, 0, 0, 0]
+    assert X[0].nnz > 0 and X[5].nnz > 0
+    names = set(fitted.get_feature_names_out())
+    assert {"w:鸿星尔克", "w:跑步鞋", "c:咖啡", "w:#ml"} <= names
+
+
+def test_unseen_words_and_junk_do_not_break_transform(fitted):
+    X = fitted.transform(["完全没见过的东西 xyz", "ＮＯＮＧＦＵ 农夫山泉\x00\u200b"])
+    assert X.shape[0] == 2
+    same = fitted.transform(["农夫山泉"])
+    assert (fitted.transform(["农\u200b夫山泉👍"]) != same).nnz == 0
+
+
+def test_sklearn_contract(fitted):
+    featurizer = TitleFeaturizer(min_df=1)
+    assert featurizer.get_params()["min_df"] == 1 and not hasattr(featurizer, "n_features_out_")
+    assert clone(featurizer).get_params() == featurizer.get_params()
+    clone_fitted = pickle.loads(pickle.dumps(fitted))
+    assert (clone_fitted.transform(TITLES) != fitted.transform(TITLES)).nnz == 0
+    with pytest.raises(ValueError, match="sequence of titles"):
+        fitted.transform("one title")
+    with pytest.raises(ValueError, match="word_ngram_range or char_ngram_range"):
+        TitleFeaturizer(word_ngram_range=None, char_ngram_range=None).fit(TITLES)
+    words_only = TitleFeaturizer(char_ngram_range=None, min_df=1, use_default_words=False).fit(TITLES)
+    assert all(name.startswith("w:") for name in words_only.get_feature_names_out())
+    # a (n, 1) column, as a ColumnTransformer hands it over, works too
+    column = np.array(TITLES, dtype=object).reshape(-1, 1)
+    assert (fitted.transform(column) != fitted.transform(TITLES)).nnz == 0
+
+
+def test_real_titles_classify_well(shared_data):
+    """A small real subset of cn_titles: 12 sibling leaves x 150 titles, held out by a hash of the title."""
+    by_leaf: dict[str, list[str]] = defaultdict(list)
+    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            by_leaf[" > ".join((row["level1"], row["level2"], row["level3"]))].append(row["title"])
+    # siblings under one top level (shoes, bags and clothes of 服饰、鞋、包): not an easy split
+    leaves = sorted(leaf for leaf, titles in by_leaf.items() if len(titles) >= 150 and leaf.startswith("服饰"))[:12]
+    assert len(leaves) == 12
+    titles, labels = [], []
+    for leaf in leaves:
+        for title in by_leaf[leaf][:150]:
+            titles.append(title)
+            labels.append(leaf)
+    test = np.array([int(hashlib.md5(t.encode()).hexdigest(), 16) % 5 == 0 for t in titles])
+    X = np.array(titles, dtype=object)
+    y = np.array(labels)
+    model = make_pipeline(TitleFeaturizer(), LinearSVC(C=0.5)).fit(X[~test], y[~test])
+    accuracy = float(np.mean(model.predict(X[test]) == y[test]))
+    print(f"{len(leaves)} leaves, {int(test.sum())} held out, accuracy {accuracy:.3f}")
+    assert accuracy >= 0.85, accuracy
