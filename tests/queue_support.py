@@ -173,6 +173,7 @@ def load_title_tagger(model_dir: str | None = None, config=None) -> TitleTagger:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("SKUTAG_QUEUE__RESULT_EXPIRES", "3600")  # test results leave the backend within the hour
     env.update(extra)
     return env
 

@@ -45,7 +45,7 @@ def worker(request, model_dir, tmp_path_factory):
     broker, backend = require_broker(request.param)
     queue = f"skutag-test-{uuid.uuid4().hex[:10]}"
     folder = tmp_path_factory.mktemp(f"worker-{request.param}")
-    env = subprocess_env(SKUTAG_TEST_FLAKY_DIR=str(folder), SKUTAG_QUEUE__RETRY_BACKOFF="0.2")
+    env = subprocess_env(SKUTAG_TEST_FLAKY_DIR=str(folder), SKUTAG_QUEUE__RETRY_BACKOFF="0.2", SKUTAG_TEST_CRASH="1")
     log = folder / "worker.log"
     proc = start_worker(broker, queue, model_dir, f"w-{request.param}", log, backend=backend, concurrency=2, env=env)
     try:
@@ -124,3 +124,16 @@ def test_no_wait_enqueues_and_a_rerun_collects_each_product_once(tmp_path, worke
     rows = read_rows(tmp_path / "out.jsonl")
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in val_rows)
     assert all(r["error"] is None for r in rows)
+
+
+def test_a_photo_that_kills_its_worker_process_is_failed_not_requeued_forever(tmp_path, worker, model_dir, val_rows):
+    rows = [dict(r) for r in val_rows[:4]]
+    rows[2]["title"] += " CRASH"  # the worker process running it dies (os._exit) every time
+    rows[2]["id"] = f"poison-{uuid.uuid4().hex[:6]}"
+    catalog = write_catalog(rows, tmp_path / "catalog.jsonl")
+    summary = run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", _client_config(worker, model_dir, tmp_path),
+                                     progress=False))
+    result = {r["id"]: r for r in read_rows(tmp_path / "out.jsonl")}
+    assert len(result) == 4 and summary.failed == 1
+    assert "died 4 times" in result[rows[2]["id"]]["error"]  # 1 delivery + 3 redeliveries, then given up
+    assert all(result[r["id"]]["error"] is None for i, r in enumerate(rows) if i != 2)

@@ -13,6 +13,9 @@ Delivery guarantees (why each setting is here):
   result backend and returns it without tagging again; the client writes each product once.
 - Transient errors (:data:`skutag.queue.core.TRANSIENT_ERRORS`) are retried with exponential
   backoff and jitter; other errors become a failed row with the error, never a lost product.
+- A product that kills its worker process every time (a "poison" photo) would be requeued for
+  ever (``task_reject_on_worker_lost``); redeliveries are counted in the result backend and after
+  ``max_redeliveries`` the product is answered with a failed row instead.
 - The tagger (models) is loaded once per worker process, in ``worker_process_init``.
 
 ``celery -A skutag.queue.celery_app worker`` works too: the module-level ``app`` is built from
@@ -31,6 +34,7 @@ from typing import Any
 from celery import Celery, signals
 from celery.backends.base import BaseKeyValueStoreBackend
 
+from fusion.result import TagResult
 from skutag.queue.config import QueueConfig
 from skutag.queue.core import (
     TRANSIENT_ERRORS,
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "skutag.tag_product"
 SPEC_CONF_KEY = "skutag_tagger_spec"
+MAX_REDELIVERIES_CONF_KEY = "skutag_max_redeliveries"
 DEFAULT_REDIS_BACKEND = "redis://127.0.0.1:6379/0"
 _TASK_ID_NAMESPACE = uuid.UUID("5b0c7a1e-4a57-4d3c-9a53-7f0c2b9d6e11")
 
@@ -109,6 +114,7 @@ def make_app(config: QueueConfig, broker_url: str | None = None, backend_url: st
         worker_send_task_events=False,
     )
     app.conf[SPEC_CONF_KEY] = dataclasses.asdict(spec or TaggerSpec(config.tagger_factory, config.model_dir))
+    app.conf[MAX_REDELIVERIES_CONF_KEY] = config.max_redeliveries
     _register_tasks(app, RetryPolicy(config.max_retries, config.retry_backoff, config.retry_backoff_max))
     global _APP
     _APP = app  # the app whose worker processes load the tagger (worker_process_init)
@@ -151,6 +157,17 @@ def _finished_result(task, task_id: str) -> dict | None:
     return None
 
 
+def _redeliveries(task) -> int | None:
+    """How often this task's message came back after a worker died (Redis result backend only)."""
+    client = getattr(task.backend, "client", None)
+    if client is None or not hasattr(client, "incr"):
+        return None
+    key = f"skutag-redeliveries-{task.request.id}"
+    count = int(client.incr(key))
+    client.expire(key, int(task.app.conf.result_expires or 86400))
+    return count
+
+
 def _register_tasks(app: Celery, policy: RetryPolicy) -> None:
     @app.task(
         name=TASK_NAME,
@@ -171,6 +188,14 @@ def _register_tasks(app: Celery, policy: RetryPolicy) -> None:
         if previous is not None:
             return {**previous, "cached": True, "redelivered": redelivered}
         product = product_from_message(message)
+        count = _redeliveries(self) if redelivered else None
+        limit = self.app.conf.get(MAX_REDELIVERIES_CONF_KEY, 3)
+        if count is not None and count > limit:
+            error = f"the worker process died {count} times while tagging this product; not requeued again"
+            log.error("product %s: %s", product.id, error)
+            return {"row": result_row(TagResult.failed(product.id, error), image_hash(product.image)),
+                    "worker": self.request.hostname, "pid": os.getpid(), "redelivered": True,
+                    "retries": self.request.retries, "cached": False}
         results = tag_batch([product], _worker_tagger(self.app))
         return {
             "row": result_row(results[0], image_hash(product.image)),

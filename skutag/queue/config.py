@@ -36,6 +36,7 @@ class QueueConfig:
     worker_pool: str = "prefork"  # prefork | solo | threads
     visibility_timeout: int = 300  # Redis broker: seconds before an unacked task is redelivered
     restore_interval: int = 10  # Redis broker: seconds between sweeps for unacked tasks
+    max_redeliveries: int = 3  # a product whose worker process died this often is failed, not requeued again
     result_expires: int = 7 * 24 * 3600  # seconds results (and idempotency keys) are kept
     result_timeout: float | None = None  # seconds `batch --broker` waits; None = until done
     embed_images: bool = False  # send image bytes in the message (workers without shared storage)
