@@ -119,3 +119,17 @@ def test_processes_times_threads_never_exceed_cores(workers, threads, cores, exp
     processes, per_process = plan_processes(workers, threads, cores)
     assert (processes, per_process) == expected
     assert processes * per_process <= cores
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_stage_with_a_threads_setting_is_capped_per_process(threads):
+    import dataclasses
+
+    from skutag.queue.tagger_factory import _config_with_threads
+
+    config = _config_with_threads(None, threads)
+    capped = [name for name in config.section_names()
+              if any(f.name == "threads" for f in dataclasses.fields(getattr(config, name)))]
+    assert "vision" in capped
+    for name in capped:
+        assert 0 < getattr(config, name).threads <= threads, name
