@@ -112,7 +112,7 @@ def run_mode(mode: str, backbone: str, threads: int, images: int, repeats: int) 
     if mode == "article":
         result = _article_rate(backbone, paths[:ARTICLE_IMAGES], threads)
     else:
-        result = _model_rates(mode, backbone, paths, threads, repeats)
+        result = _model_rates(mode, backbone, paths, threads, 1 if mode == "torch" else repeats)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet-lite0")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--images", type=int, default=80, help="photos per timed pass (max 80)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes per batch size (best is kept)")
+    parser.add_argument("--images", type=int, default=48, help="photos per timed pass (max 80)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size, best kept (torch: 1)")
     parser.add_argument("--accuracy", action="store_true", help="accuracy only")
     parser.add_argument("--all", action="store_true", help="speed and accuracy")
     parser.add_argument("--accuracy-backbones", default="efficientnet-lite0,efficientnet-lite2")
