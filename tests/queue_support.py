@@ -8,7 +8,7 @@ fast enough for a 200-product batch with a worker killed in the middle to run in
 Worker processes import it as ``queue_support:load_title_tagger`` (tests/ is put on PYTHONPATH).
 Test knobs come from the environment so that they reach ``celery worker`` children:
 ``SKUTAG_TEST_DELAY`` (seconds per product), ``SKUTAG_TEST_EXEC_LOG`` (append
-"start|end <SKUTAG_TEST_WORKER> <pid> <id>" lines), ``SKUTAG_TEST_FLAKY_DIR`` (titles with FLAKY raise
+"load|start|end <SKUTAG_TEST_WORKER> <pid> <id>" lines), ``SKUTAG_TEST_FLAKY_DIR`` (titles with FLAKY raise
 ConnectionError on their first two tries), ``SKUTAG_TEST_CRASH`` (titles with CRASH kill the
 process).
 """
@@ -165,7 +165,9 @@ def load_title_tagger(model_dir: str | None = None, config=None) -> TitleTagger:
     path = Path(model_dir) / MODEL_FILE
     with path.open("rb") as handle:
         model = pickle.load(handle)
-    return TitleTagger(model, model_version=f"title-tfidf-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}")
+    tagger = TitleTagger(model, model_version=f"title-tfidf-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}")
+    tagger._log("load", "-")  # tests count model loads per process
+    return tagger
 
 
 # --- processes --------------------------------------------------------------------------

@@ -48,12 +48,17 @@ def test_cli_pool_of_two_tags_every_row_once_and_reports_bad_rows(tmp_path, mode
     proc = subprocess.run(
         [sys.executable, "-m", "skutag", "batch", str(catalog), "--out", str(out), "--workers", "2",
          "--chunk-size", "4", "--tagger", TAGGER, "--model", str(model_dir), "--json"],
-        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=subprocess_env(SKUTAG_TEST_EXEC_LOG=str(tmp_path / "exec.log")), capture_output=True, text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["processes"] == 2 and summary["processes"] * summary["threads_per_process"] <= 2
     assert "products/s" in proc.stderr and "ETA" in proc.stderr  # the progress bar
+    events = [line.split() for line in (tmp_path / "exec.log").read_text().splitlines()]
+    loads = [pid for event, _, pid, _ in events if event == "load"]
+    assert len(loads) == 2 == len(set(loads))  # each of the 2 processes loaded the model once
+    assert {pid for event, _, pid, _ in events if event == "start"} <= set(loads)
     rows = {row["id"]: row for row in read_rows(out)}
     assert len(read_rows(out)) == len(rows) == len(val_rows) + 7
     for row in val_rows:

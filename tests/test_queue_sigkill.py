@@ -126,6 +126,11 @@ def test_sigkill_mid_batch_every_product_tagged_exactly_once(broker_name, tmp_pa
     assert runs[victim][0] == "A" and "B" in runs[victim][1:]
     assert summary["redelivered"] >= 1
     assert summary["workers"] and any(w.startswith("B@") for w in summary["workers"])
+    # models were loaded once per worker process, before its first task
+    events = _events(exec_log)
+    loads = [pid for event, _name, pid, _ in events if event == "load"]
+    taggers = {pid for event, _name, pid, _ in events if event == "start"}
+    assert len(loads) == len(set(loads)) and taggers <= set(loads)
     victim_row = next(r for r in results if r["id"] == victim)
     victim_photo = next(r["image"] for r in rows if r["id"] == victim)
     assert victim_row["image_hash"] == hashlib.sha256(Path(victim_photo).read_bytes()).hexdigest()
