@@ -76,10 +76,16 @@ def tagger_spec(config: QueueConfig, config_file: str | None, threads: int = 0) 
 
 
 def tagger_namespace(spec: TaggerSpec) -> str:
-    """What makes results reusable: the same factory and model (folder and its last change)."""
+    """What makes results reusable: the same factory and model (folder and its last change).
+
+    The folder's change time is the newest of the folder and its direct entries, so a new bundle
+    version or a rewritten pointer to the current one gives new task ids (results are not reused).
+    """
     stamp = ""
-    if spec.model_dir and os.path.exists(spec.model_dir):
-        stamp = str(os.stat(spec.model_dir).st_mtime_ns)
+    if spec.model_dir and os.path.isdir(spec.model_dir):
+        with os.scandir(spec.model_dir) as entries:
+            times = [entry.stat(follow_symlinks=False).st_mtime_ns for entry in entries]
+        stamp = str(max([os.stat(spec.model_dir).st_mtime_ns, *times]))
     return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}"
 
 
