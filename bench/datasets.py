@@ -37,7 +37,7 @@ def build_grocery(out: Path, shared: Path = SHARED) -> dict[str, Path]:
                     if row["split"] != split:
                         continue
                     record = {
-                        "id": Path(row["image"]).stem,
+                        "id": f"{split}-{Path(row['image']).stem}",
                         "image": str((base / row["image"]).resolve()),
                         "title": None if variant else row["title_sv"],
                         "category": grocery_path(row),

@@ -23,7 +23,7 @@ def grocery_rows(split: str, classes: Sequence[str] = GROCERY_CLASSES, per_class
                 continue
             taken[row["fine"]] = taken.get(row["fine"], 0) + 1
             rows.append({
-                "id": Path(row["image"]).stem,
+                "id": f"{split}-{Path(row['image']).stem}",
                 "image": str((base / row["image"]).resolve()),
                 "title": row["title_sv"],
                 "category": " > ".join([row["top_level"], row["coarse"], row["fine"]]),

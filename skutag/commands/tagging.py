@@ -194,7 +194,8 @@ def _products_from(args: argparse.Namespace) -> tuple[list, Any]:
     return [Product(id=source.name, image=str(source), title=args.title, price=args.price)], None
 
 
-def _print_human(results: Sequence, out=sys.stdout) -> None:
+def _print_human(results: Sequence, out=None) -> None:
+    out = out or sys.stdout
     for r in results:
         if r.path is None:
             print(f"{r.id}: ✗ {r.decision.value} — {r.error or '; '.join(r.reasons)}", file=out)

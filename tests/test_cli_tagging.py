@@ -1,0 +1,109 @@
+"""`skutag train / tag / eval / retrain / demo / bundle` as a user runs them (in-process CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skutag.catalog_io import TAG_JSON_KEYS
+from skutag.cli import main
+from tests.conftest import shared_path
+from tests.fusion_fixtures import GROCERY_CLASSES, grocery_rows, write_catalog
+
+EVAL_KEYS = {"n", "accuracy", "macro_f1", "level_accuracy", "auto_rate", "auto_precision", "slices"}
+
+
+def run(capsys, *argv):
+    code = main([*argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def catalogs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    classes = GROCERY_CLASSES[1:]
+    train = write_catalog(root / "train.jsonl", grocery_rows("train", classes, per_class=6))
+    with train.open("a", encoding="utf-8") as handle:  # a malformed row is reported and skipped
+        handle.write('{"id": "bad", "title": "x", "price": "cheap", "category": "Fruit > Banana > Banana"}\n')
+    val = write_catalog(root / "val.jsonl", grocery_rows("val", classes, per_class=3))
+    return root, train, val
+
+
+@pytest.fixture(scope="module")
+def model_dir(catalogs):
+    root, train, _ = catalogs
+    out = root / "model"
+    assert main(["train", str(train), "--out", str(out), "--cv", "3", "--json"]) == 0
+    return out
+
+
+def test_train_reports_skipped_rows_and_writes_a_version(catalogs, model_dir, capsys):
+    root, train, _ = catalogs
+    code, out, err = run(capsys, "train", str(train), "--out", str(model_dir), "--cv", "3", "--modalities",
+                         "vision,title", "--json")
+    assert code == 0 and "line 19" in err and "price is not a number" in err
+    summary = json.loads(out)
+    assert summary["version"] == "v0002" and summary["rows"] == 18 and summary["metrics"]["modalities"] == ["vision", "title"]
+    code, out, _ = run(capsys, "bundle", "list", str(model_dir), "--json")
+    assert [(r["version"], r["current"]) for r in json.loads(out)] == [("v0001", False), ("v0002", True)]
+    code, out, _ = run(capsys, "bundle", "rollback", str(model_dir), "--json")
+    assert json.loads(out)["current"] == "v0001"
+
+
+def test_tag_json_rows_have_exactly_the_documented_keys(catalogs, model_dir, capsys):
+    _, _, val = catalogs
+    code, out, _ = run(capsys, "tag", str(val), "--model", str(model_dir), "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 9 and all(tuple(r) == TAG_JSON_KEYS for r in rows)
+    assert all(r["decision"] in {"auto", "review", "manual"} and r["path"].count(" > ") == 2 for r in rows)
+    banana = next(json.loads(line)["image"] for line in val.read_text().splitlines() if "Banana" in line)
+    code, out, _ = run(capsys, "tag", banana, "--title", "Banana Ecological Class 1", "--model", str(model_dir))
+    assert code == 0 and "Fruit > Banana > Banana" in out
+    code, out, _ = run(capsys, "tag", "--title", "农夫山泉 饮用天然水 550ml", "--price", "2", "--json")
+    row = json.loads(out)
+    assert row["path"] == "食品饮料、保健食品 > 饮料冲调 > 饮用水" and row["decision"] in {"review", "auto"}
+
+
+def test_eval_json_and_report(catalogs, model_dir, tmp_path, capsys):
+    _, _, val = catalogs
+    code, out, err = run(capsys, "eval", str(val), "--model", str(model_dir), "--json", "--report", str(tmp_path / "r"))
+    metrics = json.loads(out)
+    assert code == 0 and EVAL_KEYS <= set(metrics) and metrics["n"] == 9
+    assert set(metrics["slices"]) == {"branded", "unbranded"} and EVAL_KEYS - {"slices"} <= set(metrics["slices"]["branded"])
+    assert metrics["slices"]["branded"]["n"] == 3 and len(metrics["level_accuracy"]) == 3
+    for name in ("confusion_matrix.png", "coverage_precision.png", "summary.md", "summary.html"):
+        assert (tmp_path / "r" / name).stat().st_size > 500
+    assert (tmp_path / "r" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| accuracy |" in (tmp_path / "r" / "summary.md").read_text(encoding="utf-8")
+
+
+def test_retrain_with_corrections_file(catalogs, model_dir, tmp_path, capsys):
+    _, _, val = catalogs
+    code, out, _ = run(capsys, "retrain", "--model", str(model_dir), "--corrections", str(val), "--out",
+                       str(tmp_path / "new"), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["corrections"]["added"] == 9 and summary["rows"] == 27
+    assert summary["parent"]["bundle"].endswith("v0001")
+
+
+def test_demo_tags_the_bundled_examples(capsys):
+    shared_path("grocery")  # the demo itself needs no shared data; this keeps the suite's data contract
+    code, out, _ = run(capsys, "demo", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 11 and all(tuple(r) == TAG_JSON_KEYS for r in rows)
+    code, out, _ = run(capsys, "demo")
+    assert code == 0 and "[ex-01]" in out and "OCR gate" in out
+
+
+def test_user_errors_are_clear(tmp_path, capsys):
+    code, _, err = run(capsys, "eval", str(tmp_path / "none.jsonl"))
+    assert code == 2 and "catalog file not found" in err
+    code, _, err = run(capsys, "tag")
+    assert code == 2 and "--title" in err
+    code, _, err = run(capsys, "tag", "--title", "x", "--model", str(tmp_path))
+    assert code == 2 and "not a model directory" in err
+    (tmp_path / "one.jsonl").write_text('{"id": "a", "title": "t", "category": "x > y"}\n')
+    code, _, err = run(capsys, "train", str(tmp_path / "one.jsonl"), "--out", str(tmp_path / "m"))
+    assert code == 2 and "at least 2 categories" in err
