@@ -85,12 +85,12 @@ def level_accuracy(y_true: list[str], y_pred: list[str], depth: int) -> float:
 
 def score_model(name: str, make: Callable[[], Any], X_train: list, y_train: list, X_test: list, y_test: list) -> dict:
     model = make()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(X_train, y_train)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
+    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     predicted = list(model.predict(X_test))
-    predict_s = time.perf_counter() - start
+    predict_s, predict_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     result = {
         "model": name,
         "leaf_accuracy": round(accuracy_score(y_test, predicted), 4),
@@ -98,7 +98,9 @@ def score_model(name: str, make: Callable[[], Any], X_train: list, y_train: list
         "level1_accuracy": round(level_accuracy(y_test, predicted, 1), 4),
         "level2_accuracy": round(level_accuracy(y_test, predicted, 2), 4),
         "fit_s": round(fit_s, 1),
+        "fit_cpu_s": round(fit_cpu_s, 1),
         "predict_titles_per_s": round(len(X_test) / predict_s, 1),
+        "predict_titles_per_cpu_s": round(len(X_test) / max(predict_cpu_s, 1e-9), 1),
     }
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return result
@@ -143,6 +145,7 @@ def bench_titles(limit: int | None, variants: bool) -> dict:
     for result in results[1:]:
         result["leaf_accuracy_gain_vs_baseline"] = round(result["leaf_accuracy"] - base["leaf_accuracy"], 4)
         result["fit_time_ratio_vs_baseline"] = round(result["fit_s"] / max(base["fit_s"], 1e-9), 2)
+        result["fit_cpu_ratio_vs_baseline"] = round(result["fit_cpu_s"] / max(base["fit_cpu_s"], 1e-9), 2)
     return {"n_titles": len(titles), "n_train": len(train), "n_test": len(test), "n_leaves": len(set(labels)), "results": results}
 
 
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if not SHARED.is_dir():
         print(f"shared data not found at {SHARED}; set SKUTAG_SHARED_DATA", file=sys.stderr)
         return 2
-    report: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    report: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     if args.only in (None, "titles"):
         report["titles"] = bench_titles(args.limit, args.variants)
     if args.only in (None, "brands"):

@@ -88,3 +88,18 @@ def test_real_titles_classify_well(shared_data):
     accuracy = float(np.mean(model.predict(X[test]) == y[test]))
     print(f"{len(leaves)} leaves, {int(test.sum())} held out, accuracy {accuracy:.3f}")
     assert accuracy >= 0.85, accuracy
+
+
+def test_from_config_reads_the_user_dictionary(tmp_path):
+    from text import TextConfig
+
+    user_dict = tmp_path / "words.txt"
+    user_dict.write_text("# shop words\n鸿星尔克 100 nz\nhello kitty\n\n", encoding="utf-8")
+    featurizer = TitleFeaturizer.from_config(
+        TextConfig(user_dict=str(user_dict), use_default_words=False, char_ngram_max=0, min_df=1)
+    )
+    assert featurizer.user_words == ("鸿星尔克", "hello kitty") and featurizer.char_ngram_range is None
+    featurizer.fit(["ERKE/鸿星尔克 跑步鞋", "hello kitty 女童装"])
+    assert {"w:鸿星尔克", "w:hello kitty"} <= set(featurizer.get_feature_names_out())
+    with pytest.raises(FileNotFoundError, match="user dictionary not found"):
+        TitleFeaturizer.from_config(TextConfig(user_dict=str(tmp_path / "missing.txt")))

@@ -74,6 +74,24 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         self.hmm = hmm
         self.dtype = dtype
 
+    @classmethod
+    def from_config(cls, config: Any) -> "TitleFeaturizer":
+        """From a ``text.config.TextConfig`` (the ``text`` section of the skutag config)."""
+        from .tokenize import read_user_dict
+
+        return cls(
+            user_words=tuple(read_user_dict(config.user_dict)) if config.user_dict else (),
+            use_default_words=config.use_default_words,
+            word_ngram_range=(1, config.word_ngram_max) if config.word_ngram_max > 0 else None,
+            char_ngram_range=(config.char_ngram_min, config.char_ngram_max) if config.char_ngram_max > 0 else None,
+            min_df=config.min_df,
+            max_features=config.max_features,
+            sublinear_tf=config.sublinear_tf,
+            word_weight=config.word_weight,
+            char_weight=config.char_weight,
+            hmm=config.hmm,
+        )
+
     # ------------------------------------------------------------------ sklearn API
     def fit(self, X: Iterable[Any], y: Any = None) -> "TitleFeaturizer":
         self._fit_transform(X, fit=True)

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .normalize import _UNIT_CANON, COUNT_UNITS, normalize_title
@@ -89,6 +90,26 @@ def _default_lexicon() -> Any:
     except (FileNotFoundError, ValueError) as exc:
         logging.getLogger(__name__).warning("bundled brand lexicon not loaded: %s", exc)
         return None
+
+
+def read_user_dict(path: str | Path) -> list[str]:
+    """Words of a user dictionary file: one per line, jieba's ``word [freq] [tag]`` lines too;
+    blank lines and ``#`` comments skipped. Words with spaces are kept whole when the line has no
+    frequency column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"user dictionary not found: {path}")
+    words = []
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            words.append(parts[0])
+        else:
+            words.append(line)
+    return words
 
 
 def lexicon_brand_names(lexicon: Any) -> list[str]:
