@@ -94,7 +94,7 @@ class BrandMatcher:
         self.aliases: dict[str, str] = {}
         for brand, alias in _brand_alias_pairs(lexicon):
             key = _alias_key(alias)
-            if len(key) < 2 or (len(key) < 2 and _CJK_RE.search(key)):
+            if len(key) < 2:  # one character (Chinese or Latin) is never evidence on its own
                 continue
             self.aliases.setdefault(key, brand)
             if " " in key:
@@ -174,24 +174,25 @@ def _brand_alias_pairs(lexicon: Any) -> Iterable[tuple[str, str]]:
             yield brand, brand
 
 
-_cache: dict[tuple[int, str], BrandMatcher] = {}
+_cache: dict[tuple[int, str], tuple[Any, BrandMatcher]] = {}
 _cache_lock = threading.Lock()
 
 
 def brand_matcher(lexicon: Any) -> BrandMatcher:
-    """The (cached) matcher for a lexicon; rebuilt when the lexicon's ``version`` changes."""
+    """The (cached) matcher for a lexicon object; rebuilt when its ``version`` (or, for plain lists
+    and dicts, its length) changes. The cache holds the lexicon itself, so an id is never reused."""
     if lexicon is None:
         raise ValueError("extract_title_brands needs a brand lexicon (BrandLexicon, dict or list of brands)")
     version = str(getattr(lexicon, "version", "")) or str(len(lexicon) if hasattr(lexicon, "__len__") else "")
     key = (id(lexicon), version)
     with _cache_lock:
-        matcher = _cache.get(key)
-        if matcher is None:
-            if len(_cache) > 8:
-                _cache.clear()
-            matcher = BrandMatcher(lexicon)
-            _cache[key] = matcher
-    return matcher
+        cached = _cache.get(key)
+        if cached is None or cached[0] is not lexicon:
+            if len(_cache) >= 8:
+                _cache.pop(next(iter(_cache)))
+            cached = (lexicon, BrandMatcher(lexicon))
+            _cache[key] = cached
+    return cached[1]
 
 
 def _pattern_brands(title: str) -> list[TitleBrand]:
