@@ -268,3 +268,16 @@ def test_a_product_that_breaks_the_model_is_isolated(tmp_path, photo_model_dir, 
         queue = client.get("/v1/products", headers=auth, params={"status": "error"}).json()
         assert [p["id"] for p in queue["products"]] == ["f1"]
     app.state.store.close()
+
+
+def test_resending_a_verified_product_keeps_the_human_verdict_until_its_content_changes(api, val_rows):  # noqa: F811
+    client, auth = api
+    first = upload(client, auth, val_rows[2].image, id="keep-1", title="same title").json()
+    target = next(c for c in TEST_CLASSES if c != first["path"])
+    client.post("/v1/products/keep-1/corrections", headers=auth, json={"category": target})
+    again = upload(client, auth, val_rows[2].image, id="keep-1", title="same title", price="3.5").json()
+    assert again["status"] == "corrected" and again["path"] == target
+    changed = upload(client, auth, val_rows[25].image, id="keep-1", title="same title").json()
+    assert changed["status"] in {"auto", "review", "manual"} and changed["cache_hit"] is None
+    history = client.get("/v1/products/keep-1", headers=auth).json()
+    assert history["price"] is None and len(history["corrections"]) == 1

@@ -333,10 +333,14 @@ class Store:
             if product is None:
                 product = ProductRow(id=product_id)
                 session.add(product)
+            # a human's verdict stands while the photo and title it was given for stay the same
+            keep_verdict = (product.status in HUMAN_STATUSES and product.image_id == image_id
+                            and product.title == title)
             product.title, product.price, product.brand, product.image_id = title, price, brand, image_id
-            product.status, product.path = status, result.path
-            product.audit = bool(audit and result.decision is Decision.AUTO and not result.error)
-            product.audit_verdict = None
+            if not keep_verdict:
+                product.status, product.path = status, result.path
+                product.audit = bool(audit and result.decision is Decision.AUTO and not result.error)
+                product.audit_verdict = None
             product.updated_at = utcnow()
             prediction = PredictionRow(
                 product_id=product_id, image_id=image_id, model_version=model_version, label=result.label,
