@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         for group, s in result["groups"].items():
             print(f"{name:22} {group:22} {s['n']:>4} {s['brand_accuracy']:>9.3f} {s['verbatim_accuracy']:>8.3f} "
                   f"{s['verbatim_any_alias']:>9.3f} {s['median_s']:>8.3f} {s['p90_s']:>7.3f} {result['load_s']:>6.1f}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+        if args.json:  # after every configuration, so a stopped run keeps what it measured
+            args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 
 
