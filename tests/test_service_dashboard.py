@@ -159,3 +159,21 @@ def test_retrain_now_from_the_dashboard(dash, val_rows):  # noqa: F811
     assert job.state in {"promoted", "rejected"}, job.message
     stats = client.get("/stats").text
     assert job.candidate_version in stats and job.state in stats
+
+
+def test_ocr_text_and_vision_labels_are_shown_escaped(dash):
+    from fusion.result import Decision, TagResult
+
+    client, _ = dash
+    store = client.app.state.store
+    result = TagResult(id="ocr-1", label="Oatly-Oat-Milk", path="Packages > Oat-Milk > Oatly-Oat-Milk",
+                       confidence=0.42, decision=Decision.REVIEW, reasons=("confidence 0.42 < 0.60",))
+    store.save_tagging("ocr-1", title="oat drink", price=None, brand=None, image_id=None, result=result,
+                       model_version="photo-base", modalities={
+                           "present": ["vision", "ocr"], "vision": {"labels": [["牛奶", 0.61], ["<b>盒</b>", 0.2]]},
+                           "ocr": {"lines": [["OATLY", 0.99], ["<script>alert(1)</script>", 0.9]],
+                                   "brands": [["Oatly", 0.97]]}})
+    login(client)
+    html = client.get("/review").text + client.get("/products/ocr-1").text
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<strong>Oatly</strong>" in html and "牛奶 61%" in html and "&lt;b&gt;盒&lt;/b&gt;" in html

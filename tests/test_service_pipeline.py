@@ -36,8 +36,13 @@ def test_real_photo_is_tagged_and_its_duplicate_reuses_the_answer(real, shared_d
     assert body["reasons"] and body["decision"] in {"auto", "review", "manual"}
     stored = client.get("/v1/products/oat-1", headers=auth).json()["prediction"]
     assert set(stored["contributions"]) and stored["alternatives"]
+    seen = stored["modalities"]  # what each modality saw, kept with the prediction
+    assert "vision" in seen["present"] and len(seen["vision"]["labels"]) >= 1
+    assert seen["title_brands"] == ["Oatly"]  # the title names the brand
+    assert seen["present"][:1] == ["vision"] and "title" in seen["present"]
     again = client.post("/v1/products", headers=auth, data={"id": "oat-2"}, files={"image": ("o.jpg", photo, "image/jpeg")})
     assert again.json()["cache_hit"] == "exact" and again.json()["path"] == body["path"]
+    assert client.get("/v1/products/oat-2", headers=auth).json()["prediction"]["modalities"] == seen
     categories = client.get("/v1/taxonomy", headers=auth).json()["paths"]
     assert body["path"] in categories and len(categories) > 100  # the bundled JD-style tree
 

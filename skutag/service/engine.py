@@ -243,10 +243,11 @@ class TaggingService:
                     for _, u, *_ in entries]
         started = time.perf_counter()
         with self._slots:
-            results = tag_or_isolate(tagger, products)
+            results, outputs = tag_or_isolate(tagger, products)
         latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
-        for (i, upload, image_id, phash, created), result in zip(entries, results):
-            outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms))
+        for (i, upload, image_id, phash, created), result, seen in zip(entries, results, outputs):
+            outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms,
+                                                modalities=seen))
             if created and phash is not None:
                 self.index.add(image_id, phash)
 
@@ -292,7 +293,7 @@ class TaggingService:
         )
         latency_ms = (time.perf_counter() - started) * 1000.0
         return self._save(upload, image_id, result, version, cache_hit=kind, duplicate_of=prediction.id,
-                          latency_ms=latency_ms)
+                          latency_ms=latency_ms, modalities=prediction.outputs.get("modalities") or {})
 
     def _save(self, upload: Upload, image_id: int | None, result: TagResult, version: str, **extra) -> ProductView:
         result = self.apply_rules(result)
@@ -448,36 +449,67 @@ class TaggingService:
                                    message=message, candidate_version=candidate.model_version, comparison=metrics)
 
 
-def call_tagger(tagger: Tagger, products: Sequence[Product]) -> list[TagResult]:
-    """``tag_batch`` with the engine's own audit sample off when it has one: the service samples
-    auto-tagged products for its audit page itself (``service.audit_rate``), after the fact."""
-    if _accepts_audit(type(tagger)):
-        return tagger.tag_batch(products, audit=False)
-    return tagger.tag_batch(products)
+def call_tagger(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
+    """Results, and what each modality saw (vision labels, OCR lines and brands, title brands) when the
+    model can tell. The engine's own audit sample is off: the service samples auto-tagged products for
+    its audit page itself (``service.audit_rate``), after the fact.
+
+    A pipeline with ``gather(products)`` + ``tag_evidence(evidence)`` (what its ``tag_batch`` runs) is called
+    in those two steps so the evidence can be kept; any other ``Tagger`` through ``tag_batch``."""
+    gather, decide = getattr(tagger, "gather", None), getattr(tagger, "tag_evidence", None)
+    if callable(gather) and callable(decide):
+        evidence = gather(products)
+        results = decide(evidence, audit=False) if _accepts_audit(decide) else decide(evidence)
+        return list(results), [modality_outputs(ev) for ev in evidence]
+    results = tagger.tag_batch(products, audit=False) if _accepts_audit(tagger.tag_batch) else tagger.tag_batch(products)
+    return list(results), [{} for _ in results]
 
 
-def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> list[TagResult]:
+def modality_outputs(evidence: Any) -> dict[str, Any]:
+    """The per-modality part of a pipeline's evidence, as JSON (no embeddings)."""
+    out: dict[str, Any] = {"present": list(getattr(evidence, "modalities", ()))}
+    vision = getattr(evidence, "vision", None)
+    if vision is not None:
+        out["vision"] = {"labels": [[str(label), round(float(prob), 4)] for label, _, prob in vision.labels[:5]],
+                         "model_id": getattr(vision, "model_id", "")}
+    ocr = getattr(evidence, "ocr", None)
+    if ocr is not None:
+        out["ocr"] = {"lines": [[str(text), round(float(score), 3)] for text, score in ocr.lines[:30]],
+                      "brands": [[str(brand), round(float(score), 3)] for brand, score in ocr.brands]}
+    if getattr(evidence, "title_brands", ()):
+        out["title_brands"] = list(evidence.title_brands)
+    if getattr(evidence, "errors", ()):
+        out["errors"] = list(evidence.errors)
+    return out
+
+
+def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
     """One model call for the batch; if the model raises, each product alone, so one product that breaks
     the model gets an error result (and a place in the review queue) while the others are tagged."""
     try:
-        results = call_tagger(tagger, products)
+        results, outputs = call_tagger(tagger, products)
         if len(results) != len(products):
             raise RuntimeError(f"the model returned {len(results)} results for {len(products)} products")
-        return results
+        return results, outputs
     except Exception:
         if len(products) == 1:
             log.exception("tagging %s failed", products[0].id)
             kind, message = sys.exc_info()[:2]
-            return [TagResult.failed(products[0].id, f"tagging failed: {kind.__name__}: {message}")]
+            return [TagResult.failed(products[0].id, f"tagging failed: {kind.__name__}: {message}")], [{}]
         log.warning("batch of %d failed in the model; tagging them one by one", len(products))
-        return [tag_or_isolate(tagger, [product])[0] for product in products]
+        pairs = [tag_or_isolate(tagger, [product]) for product in products]
+        return [r[0] for r, _ in pairs], [o[0] for _, o in pairs]
 
 
-@functools.lru_cache(maxsize=32)
-def _accepts_audit(kind: type) -> bool:
+def _accepts_audit(function) -> bool:
+    return _accepts_audit_cached(getattr(function, "__func__", function))
+
+
+@functools.lru_cache(maxsize=64)
+def _accepts_audit_cached(function) -> bool:
     try:
-        return "audit" in inspect.signature(kind.tag_batch).parameters
-    except (TypeError, ValueError, AttributeError):
+        return "audit" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
         return False
 
 

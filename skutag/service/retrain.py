@@ -83,7 +83,7 @@ def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32) 
     exact = leaf = 0
     for start in range(0, len(products), batch_size):
         chunk = list(products[start:start + batch_size])
-        for product, result in zip(chunk, call_tagger(tagger, chunk)):
+        for product, result in zip(chunk, call_tagger(tagger, chunk)[0]):
             truth = product.category or ""
             exact += int(result.path == truth)
             leaf += int(result.label is not None and result.label == truth.split(" > ")[-1])

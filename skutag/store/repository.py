@@ -72,6 +72,7 @@ class PredictionView:
             "id": self.id, "model_version": self.model_version, "label": self.label, "path": self.path,
             "confidence": self.confidence, "decision": self.decision, "reasons": list(self.reasons),
             "contributions": self.contributions, "alternatives": self.outputs.get("alternatives", []),
+            "modalities": self.outputs.get("modalities", {}),
             "error": self.error, "cache_hit": self.cache_hit, "duplicate_of": self.duplicate_of,
             "latency_ms": self.latency_ms, "created_at": self.created_at.isoformat(),
         }
@@ -314,19 +315,21 @@ class Store:
         cache_hit: str | None = None,
         duplicate_of: int | None = None,
         latency_ms: float | None = None,
+        modalities: dict[str, Any] | None = None,
     ) -> ProductView:
-        """Insert or update the product and record the prediction that decided its status."""
+        """Insert or update the product and record the prediction that decided its status.
+        ``modalities``: what each modality saw (kept in the prediction's ``outputs``)."""
         for attempt in range(3):
             try:
                 return self._save_tagging(product_id, title, price, brand, image_id, result, model_version, audit,
-                                          cache_hit, duplicate_of, latency_ms)
+                                          cache_hit, duplicate_of, latency_ms, modalities)
             except IntegrityError:  # the same new id sent twice at once: the second one becomes an update
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
     def _save_tagging(self, product_id, title, price, brand, image_id, result, model_version, audit, cache_hit,
-                      duplicate_of, latency_ms) -> ProductView:
+                      duplicate_of, latency_ms, modalities) -> ProductView:
         status = "error" if result.error else result.decision.value
         with self.session() as session:
             product = session.get(ProductRow, product_id)
@@ -346,7 +349,8 @@ class Store:
                 product_id=product_id, image_id=image_id, model_version=model_version, label=result.label,
                 path=result.path, confidence=float(result.confidence), decision=result.decision.value,
                 reasons=list(result.reasons), contributions={k: float(v) for k, v in result.contributions.items()},
-                outputs=_jsonable(result.to_json()), error=result.error, cache_hit=cache_hit,
+                outputs=_jsonable({**result.to_json(), "modalities": modalities or {}}), error=result.error,
+                cache_hit=cache_hit,
                 duplicate_of=duplicate_of, latency_ms=latency_ms,
             )
             session.add(prediction)
