@@ -7,7 +7,8 @@
    and promotes it only if it is not worse. Then the rest of val is uploaded through the API and scored
    with the new version; the old version is scored on the same rest in the same process.
 2. **Latency** of one ``POST /v1/products`` (client wall time, p50/p95), with OCR off
-   (``fusion.ocr_gate=never``), with OCR on every photo (``always``) and with the default gate; and the
+   (``fusion.ocr_gate=never``), with the default gate and with OCR on every photo (``always``), each on
+   photos of its own (no cache carries over); and the
    **duplicate-cache hit path**: the same photos again (exact) and resized/re-encoded copies (near), with the
    hit rate, and never-seen photos (false hits).
 
@@ -122,12 +123,16 @@ class Harness:
 # ------------------------------------------------------------------ latency
 def run_latency(args, workdir: Path) -> dict:
     rows = shuffled_val(args.seed + 1)
-    seen, unseen = rows[:args.latency_n], rows[args.latency_n:args.latency_n + args.latency_n // 2]
     modes = [("photo-model", {})] if args.photo_model else [
-        ("ocr_never", {"fusion.ocr_gate": "never"}), ("ocr_always", {"fusion.ocr_gate": "always"}),
-        ("ocr_gate_default", {})]
+        ("ocr_never", {"fusion.ocr_gate": "never"}), ("ocr_gate_default", {}),
+        ("ocr_always", {"fusion.ocr_gate": "always"})]
     report = {}
-    for name, overrides in modes:
+    step = args.latency_n + args.latency_n // 2
+    if step * len(modes) + 3 > len(rows):
+        raise SystemExit(f"--latency-n {args.latency_n} needs {step * len(modes) + 3} val photos; there are {len(rows)}")
+    for k, (name, overrides) in enumerate(modes):
+        # fresh photos for each mode: the OCR engine and feature caches must not carry answers over
+        seen, unseen = rows[k * step:k * step + args.latency_n], rows[k * step + args.latency_n:(k + 1) * step]
         harness = Harness(args, workdir, f"latency-{name}", overrides)
         try:
             for i, row in enumerate(rows[-3:]):  # warm-up (model caches, first-call costs)
