@@ -232,7 +232,8 @@ def run_flow(args, workdir: Path) -> dict:
             base_tagger = harness.service.tagger
             page.goto(harness.server.url + "/stats")
             started = time.perf_counter()
-            page.click("#retrain")
+            with page.expect_navigation():
+                page.click("#retrain")
             while True:
                 page.goto(harness.server.url + "/stats")
                 state = page.inner_text("#retrain-state")
