@@ -13,7 +13,8 @@ Per configuration, on the same photos in the same run:
 * **raw OCR "verbatim"** baseline on the same OCR output: the product's brand string (file-name brand /
   manifest column) appears verbatim (case-insensitive) in the OCR text; and a lenient variant where any of
   the brand's lexicon names may appear verbatim;
-* **latency per image** (median, p90, seconds, decode + OCR + brand extraction), one run, in this process.
+* **latency per image** (median, p90, seconds, decode + OCR + brand extraction), one run, in this process;
+  the configurations take turns photo by photo, so each sees the same share of a busy (shared) CPU.
 
 Configurations: ``rapidocr`` at the chosen settings (detection long side 960 ``max``, angle classifier off,
 1 ONNX Runtime thread, photos under 960 px enlarged to 960, 90/270 degree passes when the first finds no
@@ -128,27 +129,40 @@ def build_engine(name: str) -> OcrEngine:
     return OcrEngine(backend_class(backend)(config, library_defaults=library_defaults), config)
 
 
-def run(name: str, items: list[Photo], lexicon: BrandLexicon) -> dict:
-    started = time.perf_counter()
-    engine = build_engine(name)
-    load_seconds = time.perf_counter() - started
-    accept = brand_found(lexicon) if engine.config.rotate == "auto" else None
-    outcomes: dict[str, Outcome] = {}
-    for photo in items:
-        outcome = outcomes.setdefault(photo.group, Outcome())
+def run(names: list[str], items: list[Photo], lexicon: BrandLexicon) -> list[dict]:
+    """All configurations photo by photo, in turn, so each sees the same share of a busy CPU."""
+    engines, loads = {}, {}
+    for name in names:
         started = time.perf_counter()
-        result = engine.read([photo.path], accept=accept)[0]
-        brands = extract_brands(result, lexicon)
-        outcome.seconds.append(time.perf_counter() - started)
-        outcome.total += 1
-        text = result.text.casefold()
-        outcome.correct += bool(brands) and brands[0].brand == photo.brand
-        outcome.verbatim += photo.brand_string.casefold() in text
-        names = lexicon.get(photo.brand).names
-        outcome.verbatim_any_alias += any(alias.casefold() in text for alias in names)
-        if not brands or brands[0].brand != photo.brand:
-            outcome.misses.append(f"{photo.path.name}:{photo.brand}->{brands[0].brand if brands else '-'}")
-    return {"config": name, "load_s": round(load_seconds, 2), "groups": {g: summarize(o) for g, o in outcomes.items()}}
+        try:
+            engines[name] = build_engine(name)
+        except Exception as exc:  # a backend not installed here: report it and go on
+            print(f"{name:22} unavailable: {type(exc).__name__}: {exc}")
+            continue
+        loads[name] = time.perf_counter() - started
+    outcomes: dict[str, dict[str, Outcome]] = {name: {} for name in engines}
+    for photo in items:
+        for name, engine in engines.items():
+            measure(engine, photo, lexicon, outcomes[name].setdefault(photo.group, Outcome()))
+    return [
+        {"config": name, "load_s": round(loads[name], 2), "groups": {g: summarize(o) for g, o in outcomes[name].items()}}
+        for name in engines
+    ]
+
+
+def measure(engine: OcrEngine, photo: Photo, lexicon: BrandLexicon, outcome: Outcome) -> None:
+    accept = brand_found(lexicon) if engine.config.rotate == "auto" else None
+    started = time.perf_counter()
+    result = engine.read([photo.path], accept=accept)[0]
+    brands = extract_brands(result, lexicon)
+    outcome.seconds.append(time.perf_counter() - started)
+    outcome.total += 1
+    text = result.text.casefold()
+    outcome.correct += bool(brands) and brands[0].brand == photo.brand
+    outcome.verbatim += photo.brand_string.casefold() in text
+    outcome.verbatim_any_alias += any(alias.casefold() in text for alias in lexicon.get(photo.brand).names)
+    if not brands or brands[0].brand != photo.brand:
+        outcome.misses.append(f"{photo.path.name}:{photo.brand}->{brands[0].brand if brands else '-'}")
 
 
 def summarize(outcome: Outcome) -> dict:
@@ -176,24 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lexicon = BrandLexicon.default()
     items = photos(args.limit)
-    results = []
-    header = f"{'config':22} {'set':22} {'n':>4} {'brand acc':>9} {'verbatim':>8} {'any alias':>9} {'median s':>8} {'p90 s':>7} {'load s':>6}"
-    print(header)
-    for name in args.configs.split(","):
-        name = name.strip()
+    names = [name.strip() for name in args.configs.split(",") if name.strip()]
+    for name in names:
         if name not in CONFIGS:
             parser.error(f"unknown config {name!r}")
-        try:
-            result = run(name, items, lexicon)
-        except Exception as exc:  # a backend not installed here: report it and go on
-            print(f"{name:22} unavailable: {type(exc).__name__}: {exc}")
-            continue
-        results.append(result)
+    results = run(names, items, lexicon)
+    print(f"{'config':22} {'set':22} {'n':>4} {'brand acc':>9} {'verbatim':>8} {'any alias':>9} {'median s':>8} {'p90 s':>7} {'load s':>6}")
+    for result in results:
         for group, s in result["groups"].items():
-            print(f"{name:22} {group:22} {s['n']:>4} {s['brand_accuracy']:>9.3f} {s['verbatim_accuracy']:>8.3f} "
-                  f"{s['verbatim_any_alias']:>9.3f} {s['median_s']:>8.3f} {s['p90_s']:>7.3f} {result['load_s']:>6.1f}", flush=True)
-        if args.json:  # after every configuration, so a stopped run keeps what it measured
-            args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+            print(f"{result['config']:22} {group:22} {s['n']:>4} {s['brand_accuracy']:>9.3f} {s['verbatim_accuracy']:>8.3f} "
+                  f"{s['verbatim_any_alias']:>9.3f} {s['median_s']:>8.3f} {s['p90_s']:>7.3f} {result['load_s']:>6.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 
 
