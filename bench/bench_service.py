@@ -248,19 +248,27 @@ def run_flow(args, workdir: Path) -> dict:
         report["retrain"] = job.to_json()
         print(f"[flow] retrain: {job.state}: {job.message}", flush=True)
 
-        new_version = harness.service.model_version
-        report["versions"] = {"before": base_version, "after": new_version}
+        served = harness.service.tagger
+        report["versions"] = {"before": base_version, "served_after_retrain": served.model_version,
+                              "candidate": job.candidate_version}
         started = time.perf_counter()
-        correct_new = 0
+        correct_served = 0
         for i, row in enumerate(rest):
             body, _ = harness.upload(f"r{i:03d}", row.image.read_bytes(), row.title if args.with_titles else None)
-            correct_new += body["path"] == row.path
+            correct_served += body["path"] == row.path
         report["rest_upload_seconds"] = round(time.perf_counter() - started, 1)
-        products = [Product(id=f"old{i}", image=str(row.image), title=row.title if args.with_titles else None,
+        # the version not served is scored on the same rest in this process, without the API
+        if served.model_version == base_version and job.candidate_version:
+            other_name = "candidate"
+            other = harness.service.tagger_factory(harness.store.model(job.candidate_version).model_dir)
+        else:
+            other_name, other = "before", base_tagger
+        products = [Product(id=f"o{i}", image=str(row.image), title=row.title if args.with_titles else None,
                             price=24.9, category=row.path) for i, row in enumerate(rest)]
-        old_acc, old_leaf = accuracy(base_tagger, products)
-        report["rest_accuracy"] = {"served_after_retrain": round(correct_new / len(rest), 4),
-                                   "version_before": round(old_acc, 4), "n": len(rest)}
+        other_acc, _ = accuracy(other, products)
+        served_name = "before" if other_name == "candidate" else "candidate"
+        report["rest_accuracy"] = {"n": len(rest), served_name: round(correct_served / len(rest), 4),
+                                   other_name: round(other_acc, 4), "served": served.model_version}
         print(f"[flow] {json.dumps(report)}", flush=True)
     finally:
         harness.close()
@@ -281,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-flow", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--screens", help="folder for screenshots")
+    parser.add_argument("--workdir", help="keep databases and retrained bundles here (default: a temporary folder)")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
     if not GROCERY.is_dir():
         parser.error(f"GroceryStore not found at {GROCERY}")
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         if args.photo_model:
             train = grocery_rows(GROCERY, "train")
             random.Random(args.seed).shuffle(train)
