@@ -281,3 +281,25 @@ def test_resending_a_verified_product_keeps_the_human_verdict_until_its_content_
     assert changed["status"] in {"auto", "review", "manual"} and changed["cache_hit"] is None
     history = client.get("/v1/products/keep-1", headers=auth).json()
     assert history["price"] is None and len(history["corrections"]) == 1
+
+
+def test_retrain_compares_on_a_fixed_holdout_catalog_too(db_url, photo_model_dir, tmp_path, val_rows):  # noqa: F811
+    import json
+
+    catalog = tmp_path / "holdout.jsonl"
+    catalog.write_text("".join(json.dumps({"id": f"h{i}", "image": str(row.image), "category": row.path}) + "\n"
+                               for i, row in enumerate(val_rows[20:32])), encoding="utf-8")
+    client, auth = make_client(db_url, photo_model_dir, tmp_path, min_corrections_to_retrain=5, min_holdout=12,
+                               holdout_fraction=0.05, holdout_catalog=str(catalog))
+    with client:
+        for i, row in enumerate(val_rows[:10]):
+            upload(client, auth, row.image, id=f"t{i}")
+            client.post(f"/v1/products/t{i}/corrections", headers=auth, json={"category": row.path})
+        job = client.post("/v1/models:retrain?wait=true", headers=auth).json()
+        assert job["state"] in {"promoted", "rejected"}, job
+        assert job["comparison"]["holdout_n"] >= 12  # the 12 catalog rows (+ any verified ones held out)
+        broken = ServiceConfig(holdout_catalog=str(tmp_path / "missing.jsonl"))
+        client.app.state.service.settings = broken
+        refused = client.post("/v1/models:retrain?wait=true", headers=auth)
+        assert refused.status_code == 409 and "holdout_catalog" in refused.json()["detail"]
+    client.app.state.store.close()

@@ -27,6 +27,7 @@ class ServiceConfig:
     cookie_secure: bool = False  # set True behind HTTPS
     holdout_fraction: float = 0.2  # share of human-verified products kept out of retraining to compare models
     min_holdout: int = 5
+    holdout_catalog: str = ""  # a labelled catalog (JSONL/CSV) added to the held-out products of every comparison
     min_corrections_to_retrain: int = 5
     bundles_dir: str = ""  # where retrained candidates go; empty: $SKUTAG_HOME/bundles/service
 

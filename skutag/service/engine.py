@@ -397,7 +397,8 @@ class TaggingService:
     def _retrain_plan(self):
         if self.retrainer is None:
             raise Conflict("this service has no retrainer configured")
-        train, holdout = split_examples(self.store.training_examples(), self.settings.holdout_fraction)
+        train, verified_holdout = split_examples(self.store.training_examples(), self.settings.holdout_fraction)
+        holdout = [to_product(e) for e in verified_holdout] + self.holdout_catalog()
         if len(train) < self.settings.min_corrections_to_retrain:
             raise Conflict(f"{len(train)} verified products to train on; need at least "
                            f"{self.settings.min_corrections_to_retrain} (accept or correct more in the review queue)")
@@ -405,6 +406,18 @@ class TaggingService:
             raise Conflict(f"{len(holdout)} verified products held out; need at least {self.settings.min_holdout} "
                            f"to compare models")
         return train, holdout
+
+    def holdout_catalog(self) -> list[Product]:
+        """The labelled products of ``service.holdout_catalog`` (a fixed yardstick for every retraining)."""
+        if not self.settings.holdout_catalog:
+            return []
+        from skutag.catalog_io import CatalogError, read_catalog
+
+        try:
+            catalog = read_catalog(self.settings.holdout_catalog, require_category=True)
+        except (CatalogError, OSError) as exc:
+            raise Conflict(f"service.holdout_catalog: {exc}") from None
+        return list(catalog.products)
 
     def _retrain_thread(self, plan) -> None:
         try:
@@ -430,7 +443,7 @@ class TaggingService:
         if candidate.model_version == base.model_version:
             raise Conflict(f"the retrained model reports the same version {candidate.model_version!r} as the "
                            f"served one")
-        comparison: Comparison = compare(base, candidate, [to_product(e) for e in holdout])
+        comparison: Comparison = compare(base, candidate, holdout)
         metrics = {**comparison.to_json(), "train_n": len(train), "train_seconds": round(train_seconds, 2)}
         promote = comparison.not_worse
         self.store.register_model(candidate.model_version, candidate_dir, status="candidate",
