@@ -30,7 +30,7 @@ def test_batch_saves_products_and_predictions_in_the_store(tmp_path, model_dir):
     catalog = write_catalog(rows, tmp_path / "catalog.jsonl")
     db = tmp_path / "skutag.db"
     out = tmp_path / "out.jsonl"
-    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=2, chunk_size=3)
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1, chunk_size=3)
     summary = run_batch(BatchRequest(catalog, out, config, progress=False, store_url=str(db)))
     assert summary.tagged == len(rows) and summary.failed == 1
 
