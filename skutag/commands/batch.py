@@ -120,7 +120,9 @@ def _print_summary(summary, request) -> None:
         f"{summary.failed} failed ({summary.malformed} malformed rows), {summary.skipped} skipped (already done)",
     ]
     if summary.mode == "local":
-        lines.append(f"local pool: {summary.processes} processes x {summary.threads_per_process} threads")
+        processes, threads = summary.processes, summary.threads_per_process
+        lines.append(f"local pool: {processes} process{'es' if processes != 1 else ''} x "
+                     f"{threads} thread{'s' if threads != 1 else ''} each")
     else:
         lines.append(
             f"celery: {summary.enqueued} enqueued, {summary.already_done_in_backend} already done, "
