@@ -190,7 +190,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def start_worker(broker: str, queue: str, model_dir: Path | None, name: str, log_path: Path, *,
                  backend: str | None = None,
-                 concurrency: int = 1, pool: str = "prefork", env: dict | None = None) -> subprocess.Popen:
+                 concurrency: int = 1, pool: str = "prefork", env: dict | None = None,
+                 extra_args: Sequence[str] = ()) -> subprocess.Popen:
     """A real ``skutag worker`` (Celery worker) process in its own process group."""
     cmd = [sys.executable, "-m", "skutag", "worker", "--broker", broker, "--queue", queue,
            "--concurrency", str(concurrency), "--pool", pool, "--hostname", f"{name}@%h", "--loglevel", "INFO"]
@@ -198,6 +199,7 @@ def start_worker(broker: str, queue: str, model_dir: Path | None, name: str, log
         cmd += ["--tagger", "queue_support:load_title_tagger", "--model", str(model_dir)]
     if backend:
         cmd += ["--backend", backend]
+    cmd += list(extra_args)
     log = log_path.open("w")
     return subprocess.Popen(cmd, cwd=ROOT, env=env or subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import shared_path
-from queue_support import cached_title_model, grocery_rows, read_rows, write_catalog
+from queue_support import (
+    cached_title_model,
+    delete_queue,
+    grocery_rows,
+    read_rows,
+    require_broker,
+    start_worker,
+    stop_process_group,
+    wait_until_ready,
+    write_catalog,
+)
 from skutag.queue.config import QueueConfig
 from skutag.queue.runner import BatchRequest, run_batch
 
@@ -50,3 +64,50 @@ def test_batch_saves_products_and_predictions_in_the_store(tmp_path, model_dir):
             store.get_product("not-in-the-catalog")
     finally:
         store.close()
+
+
+def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, model_dir):
+    pytest.importorskip("sqlalchemy")
+    from skutag.store import NotFound, Store
+
+    broker, backend = require_broker("redis")
+    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=8, step=30)
+    catalog = write_catalog(rows, tmp_path / "catalog.jsonl")
+    db = tmp_path / "workers.db"
+    Store.open(str(db)).close()  # migrated once, before two worker processes open it
+    queue = f"skutag-store-{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "worker.log"
+    proc = start_worker(broker, queue, model_dir, "db", log, backend=backend, concurrency=2,
+                        extra_args=["--db", str(db)])
+    own_model = tmp_path / "model"  # fresh task ids
+    shutil.copytree(model_dir, own_model)
+    config = QueueConfig(broker_url=broker, result_backend=backend, queue_name=queue, tagger_factory=TAGGER,
+                         model_dir=str(own_model))
+    try:
+        wait_until_ready(log, proc)
+        sent = run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, wait=False, progress=False))
+        assert sent.enqueued == 8 and sent.tagged == 0
+        store = Store.open(str(db), migrate=False)
+        try:
+            deadline = time.monotonic() + 90
+            saved = {}
+            while len(saved) < 8 and time.monotonic() < deadline:
+                for row in rows:
+                    try:
+                        saved[row["id"]] = store.get_product(row["id"])
+                    except NotFound:
+                        pass
+                time.sleep(0.3)
+        finally:
+            store.close()
+    finally:
+        stop_process_group(proc, signal.SIGTERM)
+        proc.wait(timeout=30)
+        delete_queue(broker, queue)
+    assert len(saved) == 8
+    right = sum(saved[r["id"]].path == r["category"] for r in rows)
+    assert right >= 6 and all(p.image_sha256 and p.title for p in saved.values())
+    # a later collecting run writes the same answers to the JSONL output
+    collected = run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, progress=False))
+    assert collected.already_done_in_backend == 8 and collected.enqueued == 0
+    assert {r["id"]: r["path"] for r in read_rows(tmp_path / "out.jsonl")} == {k: v.path for k, v in saved.items()}

@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--pool", choices=("prefork", "solo", "threads"), help="Celery pool (default: prefork)")
     worker.add_argument("--model", help="model bundle folder")
     worker.add_argument("--tagger", help="tagger factory 'module:function'")
+    worker.add_argument("--db", help="also save every result in this product database (SQLite path or URL); "
+                        "for `batch --no-wait`")
     worker.add_argument("--hostname", help="worker name (default: skutag-<pid>@<host>)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=run_worker_command)
@@ -152,7 +154,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
     if pool == "solo":
         processes = 1
     try:
-        app = make_app(config, spec=tagger_spec(config, args.config, threads))
+        app = make_app(config, spec=tagger_spec(config, args.config, threads), store_url=args.db)
     except BrokerUrlError as exc:
         raise UserFacingError(str(exc)) from exc
     hostname = args.hostname or f"skutag-{os.getpid()}@%h"

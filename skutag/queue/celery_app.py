@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 TASK_NAME = "skutag.tag_product"
 SPEC_CONF_KEY = "skutag_tagger_spec"
 MAX_REDELIVERIES_CONF_KEY = "skutag_max_redeliveries"
+STORE_CONF_KEY = "skutag_store_url"
 DEFAULT_REDIS_BACKEND = "redis://127.0.0.1:6379/0"
 _TASK_ID_NAMESPACE = uuid.UUID("5b0c7a1e-4a57-4d3c-9a53-7f0c2b9d6e11")
 
@@ -81,8 +82,12 @@ def task_id_for(namespace: str, product_id: str, digest: str | None) -> str:
 
 
 def make_app(config: QueueConfig, broker_url: str | None = None, backend_url: str | None = None,
-             spec: TaggerSpec | None = None) -> Celery:
-    """A Celery app for ``config`` with the ``tag_product`` task registered."""
+             spec: TaggerSpec | None = None, store_url: str | None = None) -> Celery:
+    """A Celery app for ``config`` with the ``tag_product`` task registered.
+
+    ``store_url`` (workers only): each worker also saves every result in that product database, so
+    ``skutag batch --no-wait`` lands results in the database without a client waiting.
+    """
     broker = broker_url or config.broker_url
     if not broker:
         raise BrokerUrlError("no broker URL: pass --broker redis://... or amqp://... (or set queue.broker_url)")
@@ -115,6 +120,7 @@ def make_app(config: QueueConfig, broker_url: str | None = None, backend_url: st
     )
     app.conf[SPEC_CONF_KEY] = dataclasses.asdict(spec or TaggerSpec(config.tagger_factory, config.model_dir))
     app.conf[MAX_REDELIVERIES_CONF_KEY] = config.max_redeliveries
+    app.conf[STORE_CONF_KEY] = store_url
     _register_tasks(app, RetryPolicy(config.max_retries, config.retry_backoff, config.retry_backoff_max))
     global _APP
     _APP = app  # the app whose worker processes load the tagger (worker_process_init)
@@ -124,6 +130,7 @@ def make_app(config: QueueConfig, broker_url: str | None = None, backend_url: st
 # --- the worker side ------------------------------------------------------------------
 
 _APP: Celery | None = None
+_STORE = None
 _TAGGER = None
 _TAGGER_LOCK = threading.Lock()
 
@@ -138,6 +145,25 @@ def _worker_tagger(app: Celery):
                 log.info("loading tagger %s in process %d", spec.factory, os.getpid())
                 _TAGGER = spec.load()
     return _TAGGER
+
+
+def _save_in_store(app: Celery, product, result: TagResult) -> None:
+    """Save the result in the worker's product database (when it has one); a busy database is transient."""
+    global _STORE
+    url = app.conf.get(STORE_CONF_KEY)
+    if not url:
+        return
+    from sqlalchemy.exc import OperationalError
+
+    from skutag.queue.core import TransientError
+    from skutag.queue.store_sink import StoreSink
+
+    try:
+        if _STORE is None:
+            _STORE = StoreSink(url)
+        _STORE.save(product, result)
+    except OperationalError as exc:  # locked / unreachable database: retry the task with backoff
+        raise TransientError(f"product database: {exc}") from exc
 
 
 @signals.worker_process_init.connect
@@ -197,6 +223,7 @@ def _register_tasks(app: Celery, policy: RetryPolicy) -> None:
                     "worker": self.request.hostname, "pid": os.getpid(), "redelivered": True,
                     "retries": self.request.retries, "cached": False}
         results = tag_batch([product], _worker_tagger(self.app))
+        _save_in_store(self.app, product, results[0])
         return {
             "row": result_row(results[0], image_hash(product.image)),
             "worker": self.request.hostname,
