@@ -303,3 +303,17 @@ def test_retrain_compares_on_a_fixed_holdout_catalog_too(db_url, photo_model_dir
         refused = client.post("/v1/models:retrain?wait=true", headers=auth)
         assert refused.status_code == 409 and "holdout_catalog" in refused.json()["detail"]
     client.app.state.store.close()
+
+
+def test_near_duplicates_of_photos_stored_by_another_process_are_found(db_url, photo_model_dir, tmp_path,  # noqa: F811
+                                                                        val_rows):
+    """A second service instance (or a batch worker) on the same database: its photos join the index."""
+    first, auth = make_client(db_url, photo_model_dir, tmp_path)
+    second, auth2 = make_client(db_url, photo_model_dir, tmp_path)
+    with first, second:
+        original = upload(first, auth, val_rows[4].image, id="from-first").json()
+        second.app.state.service._index_synced_at = float("-inf")  # as if the sync interval had passed
+        copy = upload(second, auth2, reencode(val_rows[4].image, 230, 60), id="at-second").json()
+        assert copy["cache_hit"] == "near" and copy["path"] == original["path"]
+    first.app.state.store.close()
+    second.app.state.store.close()

@@ -42,6 +42,7 @@ from vision.image import ImageError, ImageLimits
 
 log = logging.getLogger("skutag.service")
 
+INDEX_SYNC_S = 2.0  # how often photos stored by other processes are looked for
 PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
 
@@ -107,6 +108,8 @@ class TaggingService:
         self._swap_lock = threading.Lock()
         self._retrain_lock = threading.Lock()
         self.retrain_job = RetrainJob()
+        self._index_synced_at = float("-inf")
+        self._index_max_id = 0
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -118,10 +121,23 @@ class TaggingService:
         tagger = self.tagger_factory(model_dir)
         self.store.register_model(tagger.model_version, model_dir, status="active")
         self._install(tagger, model_dir)
-        for image_id, phash in self.store.iter_phashes():
-            self.index.add(image_id, phash)
+        self.sync_index(force=True)
         log.info("serving model %s (%s); %d photos indexed", tagger.model_version, model_dir or "cold start",
                  len(self.index))
+
+    def sync_index(self, force: bool = False) -> int:
+        """Add photos stored by other processes (more service instances, batch workers) to the
+        near-duplicate index; at most every ``INDEX_SYNC_S`` seconds unless forced. Returns how many."""
+        now = time.monotonic()
+        if not force and now - self._index_synced_at < INDEX_SYNC_S:
+            return 0
+        self._index_synced_at = now
+        added = 0
+        for image_id, phash in self.store.iter_phashes(after_id=self._index_max_id):
+            self.index.add(image_id, phash)
+            self._index_max_id = max(self._index_max_id, image_id)
+            added += 1
+        return added
 
     @property
     def tagger(self) -> Tagger:
@@ -271,6 +287,7 @@ class TaggingService:
         if not created:
             hit, kind = self.store.reusable_prediction(image_id, version), "exact"
         if hit is None and phash is not None and self.settings.near_duplicate_bits > 0:
+            self.sync_index()
             near = self.index.nearest(phash, exclude=image_id)
             if near is not None:
                 hit, kind, distance = self.store.reusable_prediction(near[0], version), "near", near[1]

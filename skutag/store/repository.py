@@ -272,9 +272,11 @@ class Store:
                 raise NotFound(f"no image {image_id}")
             return row.data, row.content_type
 
-    def iter_phashes(self) -> Iterator[tuple[int, int]]:
+    def iter_phashes(self, after_id: int = 0) -> Iterator[tuple[int, int]]:
+        """``(image_id, phash)`` of the stored photos with an id above ``after_id``, in id order."""
         with self.session() as session:
-            rows = session.execute(select(ImageRow.id, ImageRow.phash).order_by(ImageRow.id)).all()
+            rows = session.execute(select(ImageRow.id, ImageRow.phash).where(ImageRow.id > after_id)
+                                   .order_by(ImageRow.id)).all()
         yield from ((int(r[0]), int(r[1])) for r in rows)
 
     def reusable_prediction(self, image_id: int, model_version: str) -> tuple[PredictionView, ProductView] | None:
