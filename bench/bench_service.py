@@ -14,7 +14,9 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_service.py --model MODEL_DIR            # the real pipeline bundle
+    .venv/bin/python bench/bench_service.py --make-train-subset /tmp/g10.jsonl   # 10 % of train, no titles
+    skutag train /tmp/g10.jsonl --out /tmp/g10-model                             # the base model
+    .venv/bin/python bench/bench_service.py --model /tmp/g10-model       # the real pipeline bundle
     .venv/bin/python bench/bench_service.py --photo-model                # a small colour-histogram model (quick)
     .venv/bin/python bench/bench_service.py --model M --skip-flow --latency-n 30 --json /tmp/bench_service.json
 
@@ -275,6 +277,26 @@ def run_flow(args, workdir: Path) -> dict:
     return report
 
 
+def write_train_subset(out: Path, share: float = 0.1, minimum: int = 5, seed: int = 7) -> int:
+    """The base model's catalog: per class max(``minimum``, ``share`` of its train photos), no titles, no
+    prices (GroceryStore has none). Written outside the repository."""
+    by_class: dict[str, list] = {}
+    for row in grocery_rows(GROCERY, "train"):
+        by_class.setdefault(row.path, []).append(row)
+    rng = random.Random(seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for path, rows in sorted(by_class.items()):
+            rows = sorted(rows, key=lambda r: r.image.name)
+            rng.shuffle(rows)
+            for row in rows[:max(minimum, round(share * len(rows)))]:
+                handle.write(json.dumps({"id": row.image.stem, "image": str(row.image), "title": None,
+                                         "category": path, "brand": row.brand}) + "\n")
+                n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     which = parser.add_mutually_exclusive_group()
@@ -291,9 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screens", help="folder for screenshots")
     parser.add_argument("--workdir", help="keep databases and retrained bundles here (default: a temporary folder)")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--make-train-subset", metavar="OUT_JSONL",
+                        help="only write the 10%% GroceryStore train catalog the base model is trained on, and exit")
     args = parser.parse_args(argv)
     if not GROCERY.is_dir():
         parser.error(f"GroceryStore not found at {GROCERY}")
+    if args.make_train_subset:
+        print(f"{write_train_subset(Path(args.make_train_subset))} rows -> {args.make_train_subset}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
