@@ -133,9 +133,7 @@ def fit_estimator(X: np.ndarray, y: Sequence[str], classes: Sequence[str]):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    # every known class must stay a class even before corrections show it: add one class-mean row
-    # per class seen in no training row (none in practice: the base set covers every class)
-    missing = [c for c in classes if c not in set(y)]
+    missing = [c for c in classes if c not in set(y)]  # a class without a row could never be answered
     if missing:
         raise ValueError(f"no training rows for {missing}")
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(X, list(y))
