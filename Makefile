@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.skutag-installed
 
-.PHONY: setup run test bench clean-venv
+.PHONY: setup run test clean-venv
 
 $(STAMP): pyproject.toml scripts/setup_env.sh
 	bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)"
@@ -18,9 +18,6 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/run_tests.sh "$(VENV)"
-
-bench: $(STAMP)
-	$(PY) -m bench.run_all
 
 clean-venv:
 	rm -rf $(VENV)
