@@ -21,8 +21,8 @@ class FusionConfig:
     # folds for the out-of-fold per-modality probabilities the stack is trained on
     cv: int = 5
     # base estimator per modality, by name in fusion.estimators.BASE_ESTIMATORS
-    vision_estimator: str = "logreg"
-    ocr_estimator: str = "logreg"
+    vision_estimator: str = "linear_svc"
+    ocr_estimator: str = "linear_svc"
     title_estimator: str = "linear_svc"
     price_estimator: str = "logreg"
     # regularisation of the stacker's class-specific modality weights (larger: closer to one weight per modality)

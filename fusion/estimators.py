@@ -29,7 +29,7 @@ def _scaled_logreg() -> BaseEstimator:
 def _linear_svc() -> BaseEstimator:
     from sklearn.svm import LinearSVC
 
-    return LinearSVC(C=0.5)
+    return LinearSVC(C=1.0)
 
 
 def _sgd() -> BaseEstimator:

@@ -19,7 +19,9 @@ from skutag.feature_cache import FeatureCache
 
 log = logging.getLogger(__name__)
 
-VISION_LABELS_KEPT = 20  # labels cached per image (features use the top vision_top_k of them)
+VISION_LABELS_KEPT = 20
+# OCR settings that change speed or memory but never the text read
+_OCR_SETTINGS_NOT_AFFECTING_TEXT = {"threads", "cache_size", "model_dir"}  # labels cached per image (features use the top vision_top_k of them)
 Progress = Callable[[int], None]
 
 
@@ -98,8 +100,14 @@ class EvidenceCollector:
         return f"{model.model_id}-{model.model_version}-{cfg.runtime}"
 
     def ocr_key(self) -> str:
+        """The OCR backend and a digest of every OCR setting (any change means other text may be read)."""
+        import dataclasses
+        import json
+
         cfg = self.config.ocr
-        return f"{cfg.backend}-{cfg.model_size}-{cfg.det_limit_side_len}{cfg.det_limit_type}-{cfg.rotate}-{cfg.min_score}"
+        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _OCR_SETTINGS_NOT_AFFECTING_TEXT}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{cfg.backend}-{digest}"
 
     # ------------------------------------------------------------------ collection
     def collect(
@@ -147,7 +155,7 @@ class EvidenceCollector:
         if not todo:
             return out
         cache = FeatureCache("vision", self.vision_key()) if self.use_cache else None
-        found = cache.get_many(images[i].digest for i in todo) if cache else {}
+        found = cache.get_many(images[i].digest for i in todo) if cache is not None else {}
         missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
         self.stats["vision_cached"] += len(todo) - len(missing)
         if missing:
@@ -156,7 +164,7 @@ class EvidenceCollector:
                                                 batch_size=cfg.batch_size, progress=progress)
             fresh = {images[i].digest: _vision_record(r) for i, r in zip(missing, results)}
             self.stats["vision_run"] += len(missing)
-            if cache:
+            if cache is not None:
                 cache.put_many(fresh)
             found.update(fresh)
         model_id = self.vision_model.model_id if missing else ""
@@ -171,14 +179,14 @@ class EvidenceCollector:
         if not todo:
             return out
         cache = FeatureCache("ocr", self.ocr_key()) if self.use_cache else None
-        found = cache.get_many(images[i].digest for i in todo) if cache else {}
+        found = cache.get_many(images[i].digest for i in todo) if cache is not None else {}
         missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
         self.stats["ocr_cached"] += len(todo) - len(missing)
         if missing:
             results = self.ocr_engine.read([images[i].data for i in missing])
             fresh = {images[i].digest: (r.to_json(), None) for i, r in zip(missing, results)}
             self.stats["ocr_run"] += len(missing)
-            if cache:
+            if cache is not None:
                 cache.put_many(fresh)
             found.update(fresh)
         for i in todo:
