@@ -20,6 +20,9 @@ class FusionConfig:
     modalities: tuple[str, ...] = MODALITIES
     # folds for the out-of-fold per-modality probabilities the stack is trained on
     cv: int = 5
+    # False: folds are contiguous runs of catalog rows within each class, so near-duplicate photos of one
+    # session stay on one side; True: shuffled stratified folds
+    cv_shuffle: bool = False
     # base estimator per modality, by name in fusion.estimators.BASE_ESTIMATORS
     vision_estimator: str = "linear_svc"
     ocr_estimator: str = "linear_svc"

@@ -73,7 +73,7 @@ class FusionModel:
         blocks = [(name, columns, make_base_estimator(getattr(cfg, f"{name}_estimator")))
                   for name, columns in self.featurizer_.blocks_]
         self.tagger_ = FusionTagger(
-            blocks=blocks, cv=cfg.cv, meta_l2=cfg.meta_l2, modality_dropout=cfg.modality_dropout,
+            blocks=blocks, cv=cfg.cv, shuffle=cfg.cv_shuffle, meta_l2=cfg.meta_l2, modality_dropout=cfg.modality_dropout,
             calibration=cfg.calibration, random_state=cfg.random_state,
         ).fit(X, np.asarray(paths, dtype=object))
         self.classes_ = np.asarray(self.tagger_.classes_, dtype=object)

@@ -63,6 +63,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         Used for blocks that name none. Default: ``LogisticRegression(max_iter=300)``.
     cv : int
         Folds for the out-of-fold block scores (at least 2).
+    shuffle : bool
+        Shuffle rows before making folds. False keeps each fold a contiguous run of rows within each class,
+        so near-duplicate shots that sit together in a catalog (one photo session, one product's variants)
+        land on the same side and held-out scores stay honest.
     meta_l2 : float
         Strength of the pull of class-specific modality weights towards one weight per modality,
         in pseudo-rows per class.
@@ -79,6 +83,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         blocks: Sequence[tuple] | None = None,
         base_estimator: Any = None,
         cv: int = 5,
+        shuffle: bool = True,
         meta_l2: float = 10.0,
         modality_dropout: float = 0.3,
         calibration: str = "temperature",
@@ -88,6 +93,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.blocks = blocks
         self.base_estimator = base_estimator
         self.cv = cv
+        self.shuffle = shuffle
         self.meta_l2 = meta_l2
         self.modality_dropout = modality_dropout
         self.calibration = calibration
@@ -180,12 +186,12 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         n_splits = min(int(self.cv), len(y_enc))
         if n_splits < 2:
             return []
-        seed = rng.randint(np.iinfo(np.int32).max)
+        seed = rng.randint(np.iinfo(np.int32).max) if self.shuffle else None
         counts = np.bincount(y_enc)
         if counts.max() >= n_splits:
-            splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            splitter = StratifiedKFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
         else:
-            splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            splitter = KFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The least populated class")
             return list(splitter.split(np.zeros(len(y_enc)), y_enc))
