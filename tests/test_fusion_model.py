@@ -69,3 +69,16 @@ def test_featurizer_rejects_embeddings_of_another_backbone(evidence):
     ocr_only = [Evidence(id=str(i), ocr=OcrEvidence(lines=(("ARLA", 0.9),))) for i in range(4)]
     fitted = FusionModel(FusionConfig(cv=2, modalities=("ocr",))).fit(ocr_only, ["a > b", "a > b", "a > c", "a > c"])
     assert fitted.modalities_ == ["ocr"]
+
+
+def test_price_block_learns_price_ranges_and_missing_prices_fall_back():
+    rng = np.random.RandomState(0)
+    water = [Evidence(id=f"w{i}", price=float(p)) for i, p in enumerate(rng.uniform(1.5, 5, 30))]
+    phones = [Evidence(id=f"p{i}", price=float(p)) for i, p in enumerate(rng.uniform(2000, 8000, 30))]
+    paths = ["食品 > 饮料 > 饮用水"] * 30 + ["手机 > 手机通讯 > 手机"] * 30
+    model = FusionModel(FusionConfig(cv=3)).fit(water + phones, paths)
+    assert model.modalities_ == ["price"]
+    scores = model.score([Evidence(id="a", price=2.5), Evidence(id="b", price=4999.0), Evidence(id="c", title="x")])
+    predicted, confidence = scores.best()
+    assert list(predicted[:2]) == ["食品 > 饮料 > 饮用水", "手机 > 手机通讯 > 手机"] and confidence[:2].min() > 0.8
+    assert confidence[2] < 0.75 and scores.contributions[2] == {}  # no evidence: no confident answer
