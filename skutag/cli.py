@@ -25,7 +25,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skutag", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="skutag", description="Tag e-commerce products from photo, title and price: label, category path, decision."
+    )
     parser.add_argument("--config", help="TOML/YAML config file (defaults < file < SKUTAG_* env < flags)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
