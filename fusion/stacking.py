@@ -75,6 +75,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
     calibration : {"temperature", "none"}
     max_iter : int
         Iterations of the stacker's L-BFGS fit.
+    meta_max_rows : int
+        The stacker (few parameters) is fitted on at most this many training rows, sampled at random;
+        keeps large catalogs (tens of thousands of rows, hundreds of classes) fast.
     random_state : int, RandomState or None
     """
 
@@ -88,6 +91,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         modality_dropout: float = 0.3,
         calibration: str = "temperature",
         max_iter: int = 200,
+        meta_max_rows: int = 20000,
         random_state: Any = None,
     ):
         self.blocks = blocks
@@ -98,6 +102,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.modality_dropout = modality_dropout
         self.calibration = calibration
         self.max_iter = max_iter
+        self.meta_max_rows = meta_max_rows
         self.random_state = random_state
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -217,6 +222,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ stacker
     def _fit_meta(self, Z, y_enc, rows, mask):
         n_blocks, _, n_classes = Z.shape
+        if len(rows) > int(self.meta_max_rows):
+            keep = np.sort(np.random.RandomState(0).choice(len(rows), int(self.meta_max_rows), replace=False))
+            rows, mask = rows[keep], mask[keep]
         theta0 = np.concatenate([np.zeros(n_classes), np.ones(n_blocks), np.zeros(n_blocks * n_classes)])
         n_unique = max(len(np.unique(rows)), 1)
         l2 = float(self.meta_l2) / n_unique
