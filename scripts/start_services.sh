@@ -17,9 +17,10 @@ if ! have_port 5672 && command -v rabbitmq-server >/dev/null; then
   echo "starting RabbitMQ"; rabbitmq-server -detached || true
   for _ in $(seq 1 60); do have_port 5672 && break; sleep 1; done
 fi
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-  echo "installing chromium + chromium-driver"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
-    || echo "warning: could not install chromium" >&2
+# chromium + driver for the browser tests; a CJK font so eval reports draw Chinese labels
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  echo "installing chromium, chromium-driver, fonts-wqy-microhei"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei) \
+    >/dev/null 2>&1 || echo "warning: could not install chromium / CJK font" >&2
 fi
 exit 0
