@@ -126,6 +126,29 @@ class FusionModel:
         """Held-out (out-of-fold) predicted paths and confidences of the training rows."""
         return self.tagger_.oof_predictions_, self.tagger_.oof_confidences_
 
+    def calibrate(self, evidence: Sequence[Evidence], paths: Sequence[str], *, temperature: bool = True
+                  ) -> "FusionModel":
+        """Fit the temperature (optional) and keep held-out answers on a separate labelled calibration set;
+        per-class thresholds are then chosen on these rows instead of the out-of-fold training rows."""
+        if len(evidence) != len(paths) or not len(paths):
+            raise ValueError(f"calibration needs labelled rows; got {len(evidence)} evidence rows, {len(paths)} paths")
+        truth = np.asarray(paths, dtype=object)
+        if temperature:
+            self.tagger_.refit_temperature(self.featurizer_.transform(list(evidence)), truth)
+        predicted, confidence = self.score(evidence).best()
+        self.calibration_ = (np.asarray(predicted, dtype=object), np.asarray(confidence, dtype=float), truth)
+        return self
+
+    @property
+    def threshold_rows_(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(predicted, confidence, truth) held-out rows to choose per-class thresholds on: the calibration set
+        when the model has one, else the out-of-fold training rows."""
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:
+            return calibration
+        predicted, confidence = self.oof_
+        return predicted, confidence, self.train_paths_
+
     def summary(self) -> dict[str, Any]:
         return {
             "classes": int(len(self.classes_)),

@@ -154,6 +154,19 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.oof_log_loss_ = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_enc)), y_enc], 1e-12, 1))))
         return self
 
+    def refit_temperature(self, X, y) -> "FusionTagger":
+        """Fit the calibration temperature again on labelled rows the model never saw (a calibration set).
+        Rows of classes the model does not know are ignored here."""
+        check_is_fitted(self, "base_estimators_")
+        y = np.asarray(y, dtype=object)
+        known = np.isin(y, self.classes_)
+        if self.calibration != "temperature" or not known.any():
+            return self
+        Z, present = self._block_scores(X)
+        y_enc = np.searchsorted(self.classes_, y[known])
+        self.temperature_ = _fit_temperature(self._logits(Z, present)[known], y_enc)
+        return self
+
     def _check_params(self) -> None:
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
             raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")

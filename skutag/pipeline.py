@@ -103,9 +103,9 @@ class Pipeline:
         thresholds: dict[str, float] = {}
         known = None
         if self.model is not None:
-            predicted, confidence = self.model.oof_
-            thresholds = fit_class_thresholds(predicted, confidence, self.model.train_paths_,
-                                              cfg.target_precision, cfg.min_class_support)
+            predicted, confidence, truth = self.model.threshold_rows_
+            thresholds = fit_class_thresholds(predicted, confidence, truth, cfg.target_precision,
+                                              cfg.min_class_support)
             known = [str(c) for c in self.model.classes_]
         else:
             known = [str(c) for c in self.cold_start.classes]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fusion import bundle as bundles
-from fusion.decision import coverage_at_precision
+from fusion.decision import coverage_at_precision, fit_class_thresholds
 from fusion.evidence import Evidence
 from fusion.metrics import expected_calibration_error, tagging_metrics
 from fusion.model import FusionModel
@@ -92,13 +92,17 @@ def _keep(ev: Evidence, wanted: set[str]) -> Evidence:
 
 
 def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, collector: EvidenceCollector,
-                 source: dict[str, Any]) -> tuple[bundles.BundleVersion, dict[str, Any]]:
+                 source: dict[str, Any], calibration: TrainingSet | None = None,
+                 calibration_source: dict[str, Any] | None = None) -> tuple[bundles.BundleVersion, dict[str, Any]]:
     if len(training) == 0:
         raise ValueError("no labelled rows to train on (every row needs a category)")
     classes = sorted(set(training.paths))
     if len(classes) < 2:
         raise ValueError(f"training needs at least 2 categories; the catalog has {len(classes)}")
     model = FusionModel(config.fusion).fit(training.evidence, training.paths, training.brands)
+    calibration_record = None
+    if calibration is not None:
+        calibration_record = {**_calibrate(model, calibration, config), **(calibration_source or {})}
     predicted, confidence = model.oof_
     truth = np.asarray(training.paths, dtype=object)
     correct = predicted == truth
@@ -120,10 +124,15 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         "metrics": metrics,
         "config": {"fusion": _plain(config.fusion), "decision": _plain(config.decision)},
     }
+    if calibration_record is not None:
+        manifest["calibration"] = calibration_record
+        metrics["temperature"] = calibration_record["temperature"]
     training = replace(training, evidence=[_compact(ev) for ev in training.evidence])
     version = bundles.save(out, model, manifest, training=training)
-    return version, {"bundle": str(version.path), "version": version.name, **manifest["training_data"],
-                     "metrics": metrics}
+    summary = {"bundle": str(version.path), "version": version.name, **manifest["training_data"], "metrics": metrics}
+    if calibration_record is not None:
+        summary["calibration"] = calibration_record
+    return version, summary
 
 
 def _compact(ev: Evidence) -> Evidence:
@@ -156,17 +165,77 @@ def _stage_versions(collector: EvidenceCollector, model: FusionModel) -> dict[st
     return stages
 
 
+# ---------------------------------------------------------------------- calibration
+def _calibrate(model: FusionModel, calibration: TrainingSet, config: SkutagConfig) -> dict[str, Any]:
+    """Refit the temperature and keep the held-out answers for per-class thresholds on a calibration set;
+    returns what the manifest records about it."""
+    if len(calibration) == 0:
+        raise ValueError("the calibration catalog has no labelled rows (every row needs a category)")
+    before = float(model.tagger_.temperature_)
+    model.calibrate(calibration.evidence, calibration.paths, temperature=config.fusion.calibration == "temperature")
+    predicted, confidence, truth = model.threshold_rows_
+    correct = predicted == truth
+    target = config.decision.target_precision
+    coverage, _ = coverage_at_precision(confidence, correct, target)
+    thresholds = fit_class_thresholds(predicted, confidence, truth, target, config.decision.min_class_support)
+    known = np.isin(truth, model.classes_)
+    return {
+        "sha256": calibration.data_hash, "rows": len(calibration), "rows_of_unknown_classes": int((~known).sum()),
+        "temperature_before": round(before, 4), "temperature": round(float(model.tagger_.temperature_), 4),
+        "accuracy": round(float(correct.mean()), 4), "ece": expected_calibration_error(confidence, correct),
+        f"auto_rate_at_{int(round(target * 100))}": round(coverage, 4), "class_thresholds": len(thresholds),
+    }
+
+
+def read_calibration_set(path: str | Path, collector: EvidenceCollector, config: SkutagConfig,
+                         progress: Progress | None = None) -> tuple[TrainingSet, Catalog]:
+    catalog = read_catalog(path, require_category=True)
+    calibration = collect_training_set(collector, catalog.products, config, progress)
+    calibration.data_hash = catalog.content_hash()
+    return calibration, catalog
+
+
+def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: str | Path, config: SkutagConfig,
+                     progress: Progress | None = None) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
+    """The current version of ``model_dir``, calibrated on a separate labelled catalog, saved as a new
+    version in ``out`` (``model_dir`` itself to add a version there). No refit of the classifier."""
+    started = time.perf_counter()
+    model, manifest, parent = bundles.load(model_dir)
+    config = _config_from_manifest(config, manifest)
+    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
+    calibration, catalog = read_calibration_set(calibration_path, collector, config, progress)
+    record = _calibrate(model, calibration, config)
+    record.update(catalog=str(Path(calibration_path).resolve()), skipped_rows=len(catalog.errors),
+                  parent={"bundle": str(parent.path), "version": parent.name})
+    new_manifest = {k: v for k, v in manifest.items() if k not in ("format", "version", "created", "libraries")}
+    new_manifest["calibration"] = record
+    new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"]}
+    training = bundles.load_training(parent) if (parent.path / bundles.TRAINING_FILE).is_file() else None
+    version = bundles.save(out, model, new_manifest, training=training)
+    summary = {"bundle": str(version.path), "version": version.name, "calibration": record,
+               "seconds": {"total": round(time.perf_counter() - started, 2)}}
+    return version, summary, catalog
+
+
 # ---------------------------------------------------------------------- commands
 def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfig,
-                  progress: Progress | None = None) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
+                  progress: Progress | None = None, calibration_path: str | Path | None = None
+                  ) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
+    """Train on ``catalog_path``; with ``calibration_path``, fit the temperature and per-class thresholds on
+    that separate labelled catalog instead of the training rows' out-of-fold answers."""
     started = time.perf_counter()
     catalog = read_catalog(catalog_path, require_category=True)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
     training = collect_training_set(collector, catalog.products, config, progress)
     training.data_hash = catalog.content_hash()
+    calibration, calibration_source = None, None
+    if calibration_path is not None:
+        calibration, cal_catalog = read_calibration_set(calibration_path, collector, config, progress)
+        calibration_source = {"catalog": str(Path(calibration_path).resolve()), "skipped_rows": len(cal_catalog.errors)}
     features_seconds = time.perf_counter() - started
     version, summary = fit_and_save(training, out, config, collector,
-                                    {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors)})
+                                    {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors)},
+                                    calibration=calibration, calibration_source=calibration_source)
     summary["seconds"] = {"features": round(features_seconds, 2), "total": round(time.perf_counter() - started, 2)}
     return version, summary, catalog
 

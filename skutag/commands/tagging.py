@@ -4,6 +4,7 @@
     skutag tag CATALOG_OR_IMAGE [--title T] [--price P] [--model MODEL_DIR] [--json]
     skutag eval CATALOG [--model MODEL_DIR] [--json] [--report DIR]
     skutag retrain --model MODEL_DIR --corrections FILE --out NEW_DIR
+    skutag calibrate --model MODEL_DIR CAL_CATALOG [--out NEW_DIR]
     skutag demo                       # tag the bundled example products end to end
     skutag bundle list|info|rollback MODEL_DIR
 """
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_tag(subparsers)
     _register_eval(subparsers)
     _register_retrain(subparsers)
+    _register_calibrate(subparsers)
     _register_demo(subparsers)
     _register_bundle(subparsers)
 
@@ -48,6 +50,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR")
     p.add_argument("--modalities", help="comma list from vision,ocr,title,price (default: all)")
     p.add_argument("--cv", type=int, help="folds for the out-of-fold stack (default: fusion.cv = 5)")
+    p.add_argument("--calibration", type=Path, metavar="CAL_CATALOG",
+                   help="separate labelled catalog to fit the temperature and per-class auto thresholds on "
+                        "(default: the training rows' out-of-fold answers)")
     p.add_argument("--json", action="store_true", help="print the training summary as JSON")
     _common(p)
     p.set_defaults(func=run_train)
@@ -92,6 +97,18 @@ def _register_retrain(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=run_retrain)
+
+
+def _register_calibrate(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="fit temperature and auto thresholds on a separate labelled catalog",
+                              description="Calibrate the current version of MODEL_DIR on CAL_CATALOG (labelled rows "
+                                          "the model was not trained on) and save it as a new version.")
+    p.add_argument("calibration", type=Path, metavar="CAL_CATALOG")
+    p.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR")
+    p.add_argument("--out", type=Path, metavar="NEW_DIR", help="where the new version goes (default: MODEL_DIR)")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=run_calibrate)
 
 
 def _register_demo(subparsers) -> None:
@@ -235,7 +252,7 @@ def run_train(args: argparse.Namespace) -> int:
         extra["fusion.cv"] = args.cv
     config = _config(args, **extra)
     with _user_errors():
-        version, summary, catalog = train_catalog(args.catalog, args.out, config)
+        version, summary, catalog = train_catalog(args.catalog, args.out, config, calibration_path=args.calibration)
     _report_row_errors(catalog)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
@@ -311,6 +328,22 @@ def run_retrain(args: argparse.Namespace) -> int:
         print(f"retrained {version.path}: {c['rows']} corrections ({c['replaced']} replaced, {c['added']} added), "
               f"{summary['rows']} rows, held-out accuracy {summary['metrics']['oof_accuracy']:.3f}, "
               f"{summary['seconds']['total']:.1f} s")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from skutag.training import calibrate_bundle
+
+    config = _config(args)
+    with _user_errors():
+        version, summary, catalog = calibrate_bundle(args.model, args.calibration, args.out or args.model, config)
+    _report_row_errors(catalog)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        c = summary["calibration"]
+        print(f"calibrated {version.path} on {c['rows']} rows: temperature {c['temperature_before']:.3f} -> "
+              f"{c['temperature']:.3f}, accuracy {c['accuracy']:.3f}, {c['class_thresholds']} class thresholds")
     return 0
 
 

@@ -1,0 +1,81 @@
+"""Calibration on a separate labelled catalog: temperature and per-class auto thresholds fitted on rows the
+model never trained on, recorded in a new bundle version (real GroceryStore photos, vision only)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fusion import bundle as bundles
+from fusion.decision import fit_class_thresholds
+from skutag.catalog_io import read_catalog
+from skutag.cli import main
+from skutag.config import SkutagConfig
+from skutag.pipeline import load_pipeline
+from skutag.training import calibrate_bundle, evaluate_catalog, train_catalog
+from tests.fusion_fixtures import grocery_rows, write_catalog
+
+SETTINGS = {"fusion.modalities": ("vision",), "fusion.cv": 3, "decision.min_class_support": 3}
+
+
+def config():
+    return SkutagConfig.load(environ={}, overrides=SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calibration")
+    train = write_catalog(root / "train.jsonl", grocery_rows("train", per_class=8))
+    cal_rows = grocery_rows("val", per_class=6)
+    cal_rows.append({**cal_rows[0], "id": "unknown-class", "category": "Fruit > Kiwi > Kiwi"})
+    cal = write_catalog(root / "cal.jsonl", cal_rows)
+    store = root / "model"
+    train_catalog(train, store, config())
+    return root, train, cal, store
+
+
+def test_calibrate_writes_a_new_version_whose_thresholds_come_from_the_calibration_rows(trained):
+    root, _, cal, store = trained
+    before = load_pipeline(config(), store)
+    version, summary, _ = calibrate_bundle(store, cal, store, config())
+    assert version.name == "v0002" and bundles.current(store) == version
+    record = version.manifest()["calibration"]
+    assert record["sha256"] == read_catalog(cal).content_hash()
+    rows = len(read_catalog(cal).products)
+    assert record["rows"] == rows > 16 and record["rows_of_unknown_classes"] == 1
+    assert record["parent"]["version"] == "v0001" and record["temperature_before"] > 0
+    assert version.manifest()["metrics"]["temperature"] == record["temperature"] > 0
+    assert bundles.load_training(version) is not None  # retrain still works from the calibrated version
+
+    after = load_pipeline(config(), store)
+    predicted, confidence, truth = after.model.threshold_rows_
+    assert len(truth) == rows and "Fruit > Kiwi > Kiwi" in set(truth)
+    expected = fit_class_thresholds(predicted, confidence, truth, 0.95, 3)
+    assert after.decider.class_thresholds == expected and expected
+    assert after.decider.class_thresholds != before.decider.class_thresholds
+    # the calibration rows' confidences are what the calibrated model says on them
+    report = evaluate_catalog(after, cal)
+    got = {r.id: r.confidence for r in report["details"]["results"]}
+    ids = [p.id for p in read_catalog(cal).products]
+    assert np.allclose([got[i] for i in ids], confidence, atol=1e-3)
+    # rollback restores the uncalibrated thresholds
+    bundles.rollback(store)
+    assert load_pipeline(config(), store).decider.class_thresholds == before.decider.class_thresholds
+    bundles.rollback(store, to="v0002")
+
+
+def test_train_with_calibration_and_the_cli(trained, capsys):
+    root, train, cal, _ = trained
+    out = root / "with-cal"
+    version, summary, _ = train_catalog(train, out, config(), calibration_path=cal)
+    record = version.manifest()["calibration"]
+    assert record["sha256"] == read_catalog(cal).content_hash() and record["catalog"] == str(cal.resolve())
+    assert summary["calibration"]["rows"] == len(read_catalog(cal).products)
+
+    assert main(["calibrate", str(cal), "--model", str(out), "--out", str(root / "cli"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["version"] == "v0001" and printed["calibration"]["parent"]["version"] == "v0001"
+    assert main(["calibrate", str(root / "missing.jsonl"), "--model", str(out)]) != 0
+    assert "missing.jsonl" in capsys.readouterr().err
