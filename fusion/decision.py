@@ -143,6 +143,16 @@ def fit_class_thresholds(predicted: Sequence[str], confidence: Sequence[float], 
     return thresholds
 
 
+def fit_calibrated_thresholds(predicted: Sequence[str], confidence: Sequence[float], truth: Sequence[str],
+                              classes: Iterable[str], target_precision: float, min_support: int) -> dict[str, float]:
+    """Thresholds from a separate calibration set: per-class cuts where a class has ``min_support`` rows, and
+    for every other class the one global cut that reaches ``target_precision`` on all calibration rows."""
+    correct = np.asarray(predicted, dtype=object) == np.asarray(truth, dtype=object)
+    _, fallback = coverage_at_precision(confidence, correct, target_precision)
+    per_class = fit_class_thresholds(predicted, confidence, truth, target_precision, min_support)
+    return {**{str(c): fallback for c in classes}, **per_class}
+
+
 def coverage_precision_curve(confidence: Sequence[float], correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thresholds, coverage, precision) when everything at or above a global threshold is auto-tagged."""
     confidence = np.asarray(confidence, dtype=float)

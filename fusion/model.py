@@ -140,6 +140,10 @@ class FusionModel:
         return self
 
     @property
+    def calibrated_(self) -> bool:
+        return getattr(self, "calibration_", None) is not None
+
+    @property
     def threshold_rows_(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(predicted, confidence, truth) held-out rows to choose per-class thresholds on: the calibration set
         when the model has one, else the out-of-fold training rows."""

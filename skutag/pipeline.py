@@ -24,7 +24,7 @@ import numpy as np
 
 from fusion import bundle as bundles
 from fusion.coldstart import ColdStartScorer
-from fusion.decision import Decider, fit_class_thresholds
+from fusion.decision import Decider, fit_calibrated_thresholds, fit_class_thresholds
 from fusion.evidence import Evidence
 from fusion.model import FusionModel, Scores
 from fusion.result import TagResult
@@ -100,16 +100,22 @@ class Pipeline:
 
     def _make_decider(self, **overrides: Any) -> Decider:
         cfg = self.config.decision
-        thresholds: dict[str, float] = {}
-        known = None
-        if self.model is not None:
-            predicted, confidence, truth = self.model.threshold_rows_
-            thresholds = fit_class_thresholds(predicted, confidence, truth, cfg.target_precision,
-                                              cfg.min_class_support)
-            known = [str(c) for c in self.model.classes_]
-        else:
+        if self.model is None:
             known = [str(c) for c in self.cold_start.classes]
-        return Decider(cfg, class_thresholds=thresholds, known_paths=known, top_k=self.config.fusion.top_k)
+            return Decider(cfg, known_paths=known, top_k=self.config.fusion.top_k)
+        known = [str(c) for c in self.model.classes_]
+        return Decider(cfg, class_thresholds=self._class_thresholds(known), known_paths=known,
+                       top_k=self.config.fusion.top_k)
+
+    def _class_thresholds(self, known: Sequence[str]) -> dict[str, float]:
+        """Per-class auto thresholds on the model's calibration set (every class gets one), else on its
+        out-of-fold training answers (classes without enough support keep the global threshold)."""
+        cfg = self.config.decision
+        predicted, confidence, truth = self.model.threshold_rows_
+        if self.model.calibrated_:
+            return fit_calibrated_thresholds(predicted, confidence, truth, known, cfg.target_precision,
+                                             cfg.min_class_support)
+        return fit_class_thresholds(predicted, confidence, truth, cfg.target_precision, cfg.min_class_support)
 
     # ------------------------------------------------------------------ tagging
     def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:

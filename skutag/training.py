@@ -2,6 +2,7 @@
 
     version, summary = train_catalog("train.jsonl", "models/shop", config)
     version, summary = retrain_bundle("models/shop", "corrections.jsonl", "models/shop", config)
+    version, summary, _ = calibrate_bundle("models/shop", "holdout.jsonl", "models/shop", config)
     report = evaluate_catalog(load_pipeline(config, "models/shop"), "val.jsonl")
 """
 
@@ -176,7 +177,7 @@ def _calibrate(model: FusionModel, calibration: TrainingSet, config: SkutagConfi
     predicted, confidence, truth = model.threshold_rows_
     correct = predicted == truth
     target = config.decision.target_precision
-    coverage, _ = coverage_at_precision(confidence, correct, target)
+    coverage, global_threshold = coverage_at_precision(confidence, correct, target)
     thresholds = fit_class_thresholds(predicted, confidence, truth, target, config.decision.min_class_support)
     known = np.isin(truth, model.classes_)
     return {
@@ -184,6 +185,7 @@ def _calibrate(model: FusionModel, calibration: TrainingSet, config: SkutagConfi
         "temperature_before": round(before, 4), "temperature": round(float(model.tagger_.temperature_), 4),
         "accuracy": round(float(correct.mean()), 4), "ece": expected_calibration_error(confidence, correct),
         f"auto_rate_at_{int(round(target * 100))}": round(coverage, 4), "class_thresholds": len(thresholds),
+        "global_threshold": round(global_threshold, 4),
     }
 
 
