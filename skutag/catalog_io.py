@@ -37,11 +37,17 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class RowError:
+    """A malformed row: skipped, reported with its line number (and its id when the row had one)."""
+
     line: int
     message: str
+    id: str | None = None
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
+
+    def describe(self, catalog: Path | str) -> str:
+        return f"{catalog}:{self.line}: {self.message}"
 
 
 @dataclass
@@ -99,9 +105,7 @@ def read_catalog(path: str | Path, *, require_category: bool = False) -> Catalog
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"catalog file not found: {path}")
-    kind = CATALOG_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise CatalogError(f"catalog must be .jsonl, .csv or .tsv: {path}")
+    kind = catalog_kind(path)
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         return parse_catalog(handle, kind, base_dir=path.parent, source=path, require_category=require_category)
 
@@ -115,23 +119,48 @@ def parse_catalog(
     require_category: bool = False,
 ) -> Catalog:
     catalog = Catalog(path=source)
-    rows = _jsonl_rows(handle) if kind == "jsonl" else _csv_rows(handle, "\t" if kind == "tsv" else ",")
+    for item in iter_products(handle, kind, base_dir=base_dir, require_category=require_category):
+        (catalog.errors if isinstance(item, RowError) else catalog.products).append(item)
+    return catalog
+
+
+def catalog_kind(path: Path) -> str:
+    """'jsonl', 'csv' or 'tsv' from the file name, or a CatalogError."""
+    kind = CATALOG_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise CatalogError(f"catalog must be .jsonl, .csv or .tsv: {path}")
+    return kind
+
+
+def iter_rows(handle: TextIO, kind: str) -> Iterator[tuple[int, Any]]:
+    """Raw rows (dicts) with their line numbers, or RowError for rows that cannot be parsed."""
+    return _jsonl_rows(handle) if kind == "jsonl" else _csv_rows(handle, "\t" if kind == "tsv" else ",")
+
+
+def iter_products(
+    handle: TextIO, kind: str, *, base_dir: Path | None = None, require_category: bool = False
+) -> Iterator[Product | RowError]:
+    """Products in file order, lazily; malformed rows and duplicate ids as RowError."""
     seen: dict[str, int] = {}
-    for line, raw in rows:
+    for line, raw in iter_rows(handle, kind):
         if isinstance(raw, RowError):
-            catalog.errors.append(raw)
+            yield raw
             continue
         try:
             product = row_to_product(raw, line, base_dir=base_dir, require_category=require_category)
         except ValueError as exc:
-            catalog.errors.append(RowError(line, str(exc)))
+            yield RowError(line, str(exc), _row_id(raw))
             continue
         if product.id in seen:
-            catalog.errors.append(RowError(line, f"duplicate id {product.id!r} (first on line {seen[product.id]})"))
+            yield RowError(line, f"duplicate id {product.id!r} (first on line {seen[product.id]})")
             continue
         seen[product.id] = line
-        catalog.products.append(product)
-    return catalog
+        yield product
+
+
+def _row_id(row: Mapping[str, Any]) -> str | None:
+    value = row.get("id")
+    return str(value).strip() or None if isinstance(value, (str, int)) else None
 
 
 def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
