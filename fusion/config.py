@@ -54,6 +54,8 @@ class FusionConfig:
     cold_start_brand_weight: float = 1.0
     # loading a bundle trained with another brand lexicon / taxonomy version: warn (False) or fail (True)
     strict_versions: bool = False
+    # threads for the per-modality fits (folds run side by side); -1: one per CPU, 1: sequential
+    n_jobs: int = -1
     random_state: int = 0
 
 

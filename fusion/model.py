@@ -74,7 +74,7 @@ class FusionModel:
                   for name, columns in self.featurizer_.blocks_]
         self.tagger_ = FusionTagger(
             blocks=blocks, cv=cfg.cv, shuffle=cfg.cv_shuffle, meta_l2=cfg.meta_l2, modality_dropout=cfg.modality_dropout,
-            calibration=cfg.calibration, random_state=cfg.random_state,
+            calibration=cfg.calibration, n_jobs=cfg.n_jobs, random_state=cfg.random_state,
         ).fit(X, np.asarray(paths, dtype=object))
         self.classes_ = np.asarray(self.tagger_.classes_, dtype=object)
         self.brand_sensitive_ = self._brand_sensitive(evidence, paths, brands)

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import logsumexp
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
@@ -78,6 +79,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
     meta_max_rows : int
         The stacker (few parameters) is fitted on at most this many training rows, sampled at random;
         keeps large catalogs (tens of thousands of rows, hundreds of classes) fast.
+    n_jobs : int or None
+        Base-estimator fits (the folds and the final fit of each block) run in this many threads
+        (None: 1; -1: one per CPU). scikit-learn's liblinear and L-BFGS solvers release the GIL, so on
+        large catalogs two cores nearly halve the fit; memory grows by one fit's working set per thread.
     random_state : int, RandomState or None
     """
 
@@ -92,6 +97,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         calibration: str = "temperature",
         max_iter: int = 200,
         meta_max_rows: int = 20000,
+        n_jobs: int | None = None,
         random_state: Any = None,
     ):
         self.blocks = blocks
@@ -103,6 +109,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.max_iter = max_iter
         self.meta_max_rows = meta_max_rows
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -224,13 +231,20 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             fitted = clone(block.estimator).fit(Xb[rows], y_enc[rows])
             Z_out[rows] = _scores(fitted, Xb[rows], n_classes)
             return fitted
+        jobs = []
         for train, test in folds:
             train, test = train[present[train]], test[present[test]]
             if len(test) == 0 or len(np.unique(y_enc[train])) < 2:
                 continue  # no model for this fold: those rows keep z = 0 (no evidence)
-            fold_model = clone(block.estimator).fit(Xb[train], y_enc[train])
-            Z_out[test] = _scores(fold_model, Xb[test], n_classes)
-        return clone(block.estimator).fit(Xb[rows], y_enc[rows])
+            jobs.append((train, test))
+        # Fold models are scored and dropped inside their job: only scores stay in memory.
+        outputs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(_fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes)
+            for train, test in [*jobs, (rows, None)]
+        )
+        for (_, test), scores in zip(jobs, outputs):
+            Z_out[test] = scores
+        return outputs[-1]
 
     # ------------------------------------------------------------------ stacker
     def _fit_meta(self, Z, y_enc, rows, mask):
@@ -358,6 +372,12 @@ def _block_matrix(X, columns: np.ndarray):
     if nan.any():
         Xb = np.where(nan, 0.0, Xb)
     return Xb, present
+
+
+def _fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.ndarray | None, n_classes: int) -> Any:
+    """Fit a clone on ``train``; return its scores on ``test``, or the fitted model when ``test`` is None."""
+    model = clone(prototype).fit(Xb[train], y_enc[train])
+    return model if test is None else _scores(model, Xb[test], n_classes)
 
 
 def _scores(estimator, Xb, n_classes: int) -> np.ndarray:

@@ -85,6 +85,22 @@ def test_two_partial_views_fuse_better_than_either_and_missing_blocks_still_pred
     assert model.score(X_missing, y_test) >= head_only - 0.05
 
 
+def test_parallel_fold_fits_give_the_same_model_as_sequential_ones(titles):
+    from sklearn.svm import LinearSVC
+
+    train_t, y_train, test_t, _ = titles
+    Xt_train, Xt_test = _char_tfidf(train_t, test_t)
+    split = Xt_train.shape[1] // 2
+    blocks = [("a", slice(0, split), LinearSVC(random_state=0)), ("b", slice(split, None))]
+    sequential = FusionTagger(blocks=blocks, cv=3, random_state=0, n_jobs=1).fit(Xt_train, y_train)
+    parallel = FusionTagger(blocks=blocks, cv=3, random_state=0, n_jobs=2).fit(Xt_train, y_train)
+    assert np.array_equal(sequential.oof_predictions_, parallel.oof_predictions_)
+    # the same fits; only BLAS rounding may differ between threads
+    assert np.array_equal(sequential.predict(Xt_test), parallel.predict(Xt_test))
+    assert np.allclose(sequential.predict_proba(Xt_test), parallel.predict_proba(Xt_test), rtol=1e-3, atol=1e-6)
+    assert sequential.temperature_ == pytest.approx(parallel.temperature_, rel=1e-3)
+
+
 def test_dense_nan_block_is_missing_and_oof_answers_are_kept(titles):
     train_t, y_train, test_t, y_test = titles
     Xt_train, Xt_test = _char_tfidf(train_t, test_t)
