@@ -1,4 +1,5 @@
-# Quick start: `make run` (set up + tag the bundled examples), `make test` (set up + run the tests).
+# Quick start: `make run` (set up + tag the bundled examples), `make test` (set up, start the local services
+# the tests use if they are down, run the tests).
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,6 +18,7 @@ run: $(STAMP)
 	$(VENV)/bin/skutag demo
 
 test: $(STAMP)
+	bash scripts/start_services.sh
 	bash scripts/run_tests.sh "$(VENV)"
 
 clean-venv:

@@ -6,6 +6,10 @@ PYTHON=${1:-python3.11}
 VENV=${2:-.venv}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    echo "skutag needs Python 3.11 (torch 2.14.1 wheels): install python3.11 or run make PYTHON=/path/to/python3.11" >&2
+    exit 1
+  fi
   "$PYTHON" -m venv "$VENV"
 fi
 PIP="$VENV/bin/python -m pip"

@@ -1,7 +1,7 @@
 """The backbones really classify: imagenet_retail photos get their right ImageNet class.
 
-Measured here (80 photos): lite0 71 top-1 / 79 top-5, lite2 75 / 78; INT8 lite0 72 / 78 with 78 of 80
-top-1 agreeing with fp32. The thresholds sit a few photos below those, far above chance (1/1000).
+Measured here (80 photos, vision/README.md): lite0 69 top-1 / 78 top-5, lite2 75 / 78; INT8 lite0 69 / 78
+with 79 of 80 top-1 agreeing with fp32. The thresholds sit a few photos below those, far above chance (1/1000).
 """
 
 from __future__ import annotations

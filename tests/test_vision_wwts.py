@@ -83,9 +83,13 @@ def test_modelscope_format_resnest_loads_and_matches(tmp_path):
         assert np.allclose([s.prob for s in result.top_k], probs[best], atol=1e-4), runtime
 
 
-def test_article_resnet50_with_plain_label_file(tmp_path):
+@pytest.mark.parametrize("wrap", ["plain", "twice_wrapped"])
+def test_article_resnet50_with_plain_label_file(tmp_path, wrap):
     source = article_resnet50(len(LABELS))
-    torch.save(source.state_dict(), tmp_path / "resnet50_wwts.pth")
+    state = source.state_dict()
+    if wrap == "twice_wrapped":  # DataParallel around DistributedDataParallel, inside a {"state_dict": ...}
+        state = {"state_dict": {"module.module." + key: value for key, value in state.items()}}
+    torch.save(state, tmp_path / "resnet50_wwts.pth")
     (tmp_path / "labels_zh.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
     model = vision.load_model("wwts", runtime="torch", weights=tmp_path)
     photo = retail_photo(414)

@@ -62,14 +62,20 @@ def find_labels(folder: Path) -> Path:
 
 
 def clean_state_dict(checkpoint) -> dict:
-    """Unwrap ``{"state_dict": ...}``/``{"model": ...}`` and drop a DataParallel ``module.`` prefix."""
+    """Unwrap ``{"state_dict": ...}``/``{"model": ...}`` and drop DataParallel ``module.`` wrappers
+    (a leading ``module.`` and nested ``.module.``, as ModelScope's own loader does)."""
     state_dict = checkpoint
     for wrapper in ("state_dict", "model"):
         if isinstance(state_dict, dict) and isinstance(state_dict.get(wrapper), dict):
             state_dict = state_dict[wrapper]
     if not isinstance(state_dict, dict) or not state_dict:
         raise CheckpointFormatError("the checkpoint holds no state_dict")
-    return {key.removeprefix("module."): tensor for key, tensor in state_dict.items()}
+    return {_unwrapped_key(key): tensor for key, tensor in state_dict.items()}
+
+
+def _unwrapped_key(key: str) -> str:
+    """``module.module.layer1.0.conv1.weight`` / ``layer1.module.0...`` -> ``layer1.0.conv1.weight``."""
+    return ".".join(part for part in key.split(".") if part != "module")
 
 
 def _layer_depths(state_dict: dict) -> list[int]:
