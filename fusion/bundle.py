@@ -7,6 +7,8 @@ Layout of a model directory (a *store*)::
       v0001/manifest.json  what the version is: library versions, taxonomy / label map / lexicon
       v0001/model.joblib   versions, vision model, training-data hash, metrics, config
       v0001/training.joblib  the training evidence (so `retrain` needs no original photos)
+      v0001/calibration.joblib  the calibration evidence of a calibrated version (`retrain` calibrates
+                           the new version on it again)
       v0002/...
 
 Saving adds a version and points CURRENT at it; nothing is overwritten. ``rollback`` points CURRENT
@@ -32,6 +34,7 @@ BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.joblib"
+CALIBRATION_FILE = "calibration.joblib"
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -165,7 +168,8 @@ def rollback(store: str | Path, to: str | None = None) -> BundleVersion:
     return set_current(store, names[position - 1])
 
 
-def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: Any = None) -> BundleVersion:
+def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: Any = None,
+         calibration: Any = None) -> BundleVersion:
     """Write a new version into ``store`` and make it current."""
     import joblib
 
@@ -183,6 +187,8 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
         joblib.dump(model, staging / MODEL_FILE, compress=3)
         if training is not None:
             joblib.dump(training, staging / TRAINING_FILE, compress=3)
+        if calibration is not None:
+            joblib.dump(calibration, staging / CALIBRATION_FILE, compress=3)
         full = {"format": BUNDLE_FORMAT, "version": name,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "libraries": library_versions(), **manifest}
@@ -208,6 +214,14 @@ def load(path: str | Path) -> tuple[Any, dict[str, Any], BundleVersion]:
     except (ModuleNotFoundError, AttributeError, ImportError) as exc:
         raise BundleError(f"model bundle {version.path} needs code this install lacks ({exc}); retrain it") from None
     return model, manifest, version
+
+
+def load_calibration(version: BundleVersion) -> Any:
+    """The calibration evidence a calibrated version was calibrated on, or None."""
+    import joblib
+
+    file = version.path / CALIBRATION_FILE
+    return joblib.load(file) if file.is_file() else None
 
 
 def load_training(version: BundleVersion) -> Any:

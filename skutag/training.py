@@ -129,7 +129,9 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         manifest["calibration"] = calibration_record
         metrics["temperature"] = calibration_record["temperature"]
     training = replace(training, evidence=[_compact(ev) for ev in training.evidence])
-    version = bundles.save(out, model, manifest, training=training)
+    if calibration is not None:
+        calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
+    version = bundles.save(out, model, manifest, training=training, calibration=calibration)
     summary = {"bundle": str(version.path), "version": version.name, **manifest["training_data"], "metrics": metrics}
     if calibration_record is not None:
         summary["calibration"] = calibration_record
@@ -213,7 +215,8 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
     new_manifest["calibration"] = record
     new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"]}
     training = bundles.load_training(parent) if (parent.path / bundles.TRAINING_FILE).is_file() else None
-    version = bundles.save(out, model, new_manifest, training=training)
+    calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
+    version = bundles.save(out, model, new_manifest, training=training, calibration=calibration)
     summary = {"bundle": str(version.path), "version": version.name, "calibration": record,
                "seconds": {"total": round(time.perf_counter() - started, 2)}}
     return version, summary, catalog
@@ -266,13 +269,32 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     import hashlib
 
     merged.data_hash = hashlib.sha256((old.data_hash + corrections.content_hash()).encode()).hexdigest()
+    calibration, calibration_source = _carried_calibration(parent, manifest, set(fresh.ids))
     version, summary = fit_and_save(merged, out, config, collector, {
         "parent": {"bundle": str(parent.path), "version": parent.name},
         "corrections": {"catalog": where, "rows": len(fresh),
                         "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors)},
-    })
+    }, calibration=calibration, calibration_source=calibration_source)
     summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
     return version, summary, corrections
+
+
+def _carried_calibration(parent: bundles.BundleVersion, manifest: dict[str, Any], corrected_ids: set[str]
+                         ) -> tuple[TrainingSet | None, dict[str, Any] | None]:
+    """A calibrated parent's calibration set, to calibrate the retrained model on again. Rows that came
+    back as corrections are training rows now and leave it (a row is never in both)."""
+    kept: TrainingSet | None = bundles.load_calibration(parent)
+    if kept is None:
+        return None, None
+    keep = [i for i, pid in enumerate(kept.ids) if pid not in corrected_ids]
+    if not keep:
+        return None, None
+    pick = lambda values: [values[i] for i in keep]  # noqa: E731
+    carried = TrainingSet(pick(kept.ids), pick(kept.evidence), pick(kept.paths), pick(kept.brands), kept.data_hash)
+    previous = manifest.get("calibration", {})
+    source = {"carried_from": parent.name, "catalog": previous.get("catalog"),
+              "dropped_corrected_rows": len(kept) - len(carried)}
+    return carried, source
 
 
 def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:

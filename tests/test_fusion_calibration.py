@@ -14,7 +14,7 @@ from skutag.catalog_io import read_catalog
 from skutag.cli import main
 from skutag.config import SkutagConfig
 from skutag.pipeline import load_pipeline
-from skutag.training import calibrate_bundle, evaluate_catalog, train_catalog
+from skutag.training import calibrate_bundle, evaluate_catalog, retrain_bundle, train_catalog
 from tests.fusion_fixtures import grocery_rows, write_catalog
 
 SETTINGS = {"fusion.modalities": ("vision",), "fusion.cv": 3, "decision.min_class_support": 3}
@@ -81,3 +81,39 @@ def test_train_with_calibration_and_the_cli(trained, capsys):
     assert printed["version"] == "v0001" and printed["calibration"]["parent"]["version"] == "v0001"
     assert main(["calibrate", str(root / "missing.jsonl"), "--model", str(out)]) != 0
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_retrain_calibrates_the_new_version_on_the_parents_calibration_rows(trained):
+    root, train, cal, _ = trained
+    store = root / "carry"
+    train_catalog(train, store, config(), calibration_path=cal)
+    cal_rows = [json.loads(line) for line in cal.read_text(encoding="utf-8").splitlines()]
+    moved = cal_rows[0]  # an operator corrects a product that was in the calibration set
+    fresh = grocery_rows("train", per_class=10)[-12:]  # rows the first model never saw
+    corrections = write_catalog(root / "fixes.jsonl", [*fresh, moved])
+
+    version, summary, _ = retrain_bundle(store, corrections, store, config())
+    record = version.manifest()["calibration"]
+    assert version.name == "v0002" and summary["calibration"] == record
+    assert record["carried_from"] == "v0001" and record["dropped_corrected_rows"] == 1
+    assert record["rows"] == len(cal_rows) - 1
+    kept = bundles.load_calibration(version)
+    assert moved["id"] not in kept.ids and len(kept) == len(cal_rows) - 1
+    assert moved["id"] in bundles.load_training(version).ids
+
+    pipeline = load_pipeline(config(), store)
+    assert pipeline.model.calibrated_
+    predicted, confidence, truth = pipeline.model.threshold_rows_
+    assert len(truth) == len(cal_rows) - 1
+    assert version.manifest()["metrics"]["temperature"] == record["temperature"] != 1.0
+
+
+def test_retrain_of_an_uncalibrated_bundle_stays_uncalibrated(trained):
+    root, train, _, _ = trained
+    store = root / "plain"
+    train_catalog(train, store, config())
+    fixes = write_catalog(root / "plain-fixes.jsonl", grocery_rows("train", per_class=10)[-6:])
+    version, summary, _ = retrain_bundle(store, fixes, store, config())
+    assert "calibration" not in version.manifest() and "calibration" not in summary
+    assert bundles.load_calibration(version) is None
+    assert not load_pipeline(config(), store).model.calibrated_
