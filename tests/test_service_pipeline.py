@@ -97,3 +97,53 @@ def test_first_model_from_corrections_replaces_the_cold_start(tmp_path, shared_d
                                ).json()["path"] for r in fresh]
         assert all(a in classes for a in answers), answers
     app.state.store.close()
+
+
+def test_served_trained_bundle_is_retrained_from_corrections_by_the_default_retrainer(tmp_path):
+    """A trained (titles-only) fusion bundle is served; products of a category it never saw are corrected
+    through the API; the default retrainer (``skutag.pipeline.retrain_from_corrections``) trains a new
+    version on top of it, which is promoted, served, and now answers the corrected products right."""
+    from fusion import bundle as bundles
+    from skutag.config import SkutagConfig
+    from skutag.training import train_catalog
+    from tests.fusion_fixtures import grocery_rows, write_catalog
+
+    config = SkutagConfig.load(environ={}, overrides={"fusion.cv": 3, "fusion.modalities": ("title",)})
+    known = ("Banana", "Lemon", "Lime", "Watermelon")
+    base_rows = grocery_rows("train", known, per_class=6)
+    base_dir = tmp_path / "model"
+    base_version, _, _ = train_catalog(write_catalog(tmp_path / "train.jsonl", base_rows, drop=("image",)),
+                                       base_dir, config)
+    new = ("Oatly-Oat-Milk", "Tropicana-Apple-Juice")  # categories the served bundle never saw
+    corrected = grocery_rows("train", new, per_class=10)
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'svc.db'}", model_dir=str(base_dir),
+                             bundles_dir=str(tmp_path / "bundles"), min_corrections_to_retrain=5, min_holdout=2,
+                             holdout_fraction=0.25, audit_rate=0.0)
+    app = create_app(settings, config=config)  # default tagger factory and default retrainer
+    auth = {"Authorization": f"Bearer {app.state.store.create_token('retrain')}"}
+    with TestClient(app) as client:
+        base = client.get("/v1/models", headers=auth).json()["active"]
+        assert base == f"{base_dir.name}/{base_version.name}"
+        for path in sorted({r["category"] for r in corrected}):
+            assert client.post("/v1/taxonomy/categories", headers=auth, json={"path": path}).status_code == 201
+        for row in corrected:
+            tagged = client.post("/v1/products", headers=auth, data={"id": row["id"], "title": row["title"]})
+            assert tagged.status_code == 200, tagged.text
+            assert tagged.json()["path"] != row["category"]  # the served model cannot know these
+            fixed = client.post(f"/v1/products/{row['id']}/corrections", headers=auth, json={"category": row["category"]})
+            assert fixed.status_code == 201, fixed.text
+        response = client.post("/v1/models:retrain?wait=true", headers=auth)
+        job = response.json()
+        assert response.status_code == 202 and job["state"] == "promoted", job
+        assert job["comparison"]["candidate_accuracy"] > job["comparison"]["current_accuracy"]
+        served = client.get("/v1/models", headers=auth).json()
+        assert served["active"] == job["candidate_version"] != base
+        assert client.app.state.service.model_version == job["candidate_version"]
+        manifest = bundles.resolve(app.state.store.model(job["candidate_version"]).model_dir).manifest()
+        assert manifest["training_data"]["parent"]["version"] == base_version.name  # on top of the served bundle
+        assert manifest["training_data"]["corrections"]["added"] == job["comparison"]["train_n"]
+        again = [client.post("/v1/products", headers=auth, data={"id": f"again-{row['id']}", "title": row["title"]})
+                 .json() for row in corrected]
+        assert all(a["model_version"] == job["candidate_version"] for a in again)
+        assert [a["path"] for a in again] == [row["category"] for row in corrected]
+    app.state.store.close()
