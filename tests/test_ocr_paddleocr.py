@@ -8,6 +8,7 @@ import socket
 import time
 
 import numpy as np
+import paddleocr  # noqa: F401  (scripts/setup_env.sh installs it: a broken install fails here, never skips)
 import pytest
 import yaml
 
@@ -19,7 +20,6 @@ from taxonomy.brands import BrandLexicon
 from tests.conftest import shared_path
 from tests.ocr_support import render
 
-pytest.importorskip("paddleocr", reason="paddleocr is installed by scripts/setup_env.sh")
 
 
 @pytest.fixture(scope="module")
