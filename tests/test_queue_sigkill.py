@@ -4,7 +4,8 @@ Two real `skutag worker`s (prefork, one process each) consume a 200-product batc
 `skutag batch --broker` process. When worker A is inside a task (its tagger logged "start" with no
 "end"), A's whole process group gets SIGKILL. The task was not acknowledged (acks_late), so the
 broker hands it to worker B (RabbitMQ: when A's connection drops; Redis: after the visibility
-timeout, 6 s here). The output must hold 200 rows, one per product, none failed.
+timeout, 6 s here). The output must hold 200 rows, one per product, none failed; only the killed
+product ran twice, and the client dropped no duplicate result.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ def test_sigkill_mid_batch_every_product_tagged_exactly_once(broker_name, tmp_pa
         if event == "start":
             runs[product_id].append(name)
     assert runs[victim][0] == "A" and "B" in runs[victim][1:]
+    # the output drops duplicate rows, so "200 distinct rows" alone would not see a product tagged twice:
+    # every other product ran exactly once, and the client had nothing to drop
+    assert set(runs) == {r["id"] for r in rows}
+    twice = {p: v for p, v in runs.items() if p != victim and len(v) != 1}
+    assert not twice, f"products run more than once: {twice}"
+    assert summary["duplicates_dropped"] == 0
     assert summary["redelivered"] >= 1
     assert summary["workers"] and any(w.startswith("B@") for w in summary["workers"])
     # models were loaded once per worker process, before its first task
