@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import pickle
 import socket
 import uuid
@@ -202,17 +203,40 @@ def free_port() -> int:
 
 
 PG_BASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
 
-def postgres_reachable() -> str | None:
-    """None when PostgreSQL answers at 127.0.0.1:5432, else the reason."""
+def in_ci() -> bool:
+    """True when the environment variable CI is set (CI=true), as CI runners do."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip the test with ``message`` on a developer machine; fail it under CI, where a missing service
+    would otherwise turn a whole group of tests into silent skips."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"{message} (CI is set: this must not skip)")
+    pytest.skip(message)
+
+
+def postgres_reachable(dsn: str = PG_DSN) -> str | None:
+    """None when PostgreSQL answers at ``dsn``, else the reason."""
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=3):
+        with psycopg.connect(dsn, connect_timeout=3):
             return None
-    except Exception as exc:  # any connection problem means: skip with this reason
-        return f"PostgreSQL at 127.0.0.1:5432 db 'test' unreachable ({type(exc).__name__}: {exc})"
+    except Exception as exc:  # any connection problem means: skip (fail under CI) with this reason
+        return f"PostgreSQL ({dsn}) unreachable ({type(exc).__name__}: {exc})"
+
+
+def require_postgres(dsn: str = PG_DSN) -> None:
+    """Skip without PostgreSQL; fail under CI (scripts/start_services.sh starts it there)."""
+    reason = postgres_reachable(dsn)
+    if reason:
+        skip_or_fail(reason + "; scripts/start_services.sh starts it")
 
 
 def create_pg_schema() -> tuple[str, str]:
@@ -220,7 +244,7 @@ def create_pg_schema() -> tuple[str, str]:
     import psycopg
 
     schema = f"skutag_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as conn:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return schema, f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
 
@@ -228,7 +252,7 @@ def create_pg_schema() -> tuple[str, str]:
 def drop_pg_schema(schema: str) -> None:
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as conn:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
@@ -239,9 +263,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def pg_url():
     """A PostgreSQL URL on a fresh schema, dropped after the test session."""
-    reason = postgres_reachable()
-    if reason:
-        pytest.skip(reason + " (CI has it: scripts/start_services.sh)")
+    require_postgres()
     schema, url = create_pg_schema()
     yield url
     drop_pg_schema(schema)
