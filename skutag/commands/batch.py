@@ -20,9 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     batch.add_argument("catalog", type=Path, help="catalog file (.jsonl or .csv)")
     batch.add_argument("--out", type=Path, help="results JSONL (default: ./<catalog name>.results.jsonl)")
-    batch.add_argument("--workers", type=int, help="local processes (default: one per core)")
-    batch.add_argument("--threads", type=int, help="compute threads per process (default: cores / processes)")
-    batch.add_argument("--chunk-size", type=int, help="products per tagger call (images batched together)")
+    batch.add_argument("--workers", type=int, help="local processes (default: one per core; not with --broker)")
+    batch.add_argument("--threads", type=int,
+                       help="compute threads per process (default: cores / processes; not with --broker)")
+    batch.add_argument("--chunk-size", type=int,
+                       help="products per tagger call (images batched together; not with --broker)")
     batch.add_argument("--broker", help="redis://... or amqp://...: enqueue for `skutag worker`s instead")
     batch.add_argument("--backend", help="Celery result backend (default: the Redis broker, or local Redis)")
     batch.add_argument("--queue", help="Celery queue name (default: skutag)")
@@ -83,6 +85,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     if args.no_wait and not args.broker:
         raise UserFacingError("--no-wait needs --broker (the local pool always waits)")
+    _refuse_local_pool_options(args)
     for name in ("workers", "chunk_size", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -114,6 +117,29 @@ def run_batch_command(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary, request)
     return 0
+
+
+# local-pool options and what sets the same thing for Celery workers
+LOCAL_POOL_OPTIONS = {
+    "workers": "`skutag worker --concurrency N`",
+    "threads": "`skutag worker --threads N`",
+    "chunk_size": "none needed, each Celery task tags one product",
+}
+
+
+def _refuse_local_pool_options(args: argparse.Namespace) -> None:
+    """With --broker the client only enqueues and collects, so local-pool options would be silently ignored."""
+    if not args.broker:
+        return
+    given = [name for name in LOCAL_POOL_OPTIONS if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join(_flag(name) for name in given)
+        instead = "; ".join(f"instead of {_flag(name)}: {LOCAL_POOL_OPTIONS[name]}" for name in given)
+        raise UserFacingError(f"{flags}: local-pool option(s), ignored with --broker (the workers tag); {instead}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _print_summary(summary, request) -> None:
