@@ -189,6 +189,91 @@ def test_taxonomy_label_map_and_brand_edits_are_versioned(api, val_rows):  # noq
     assert [v["version"] for v in versions] == [1] and versions[0]["created_by"] == "token:tests"
 
 
+def test_taxonomy_update_renames_moves_and_retags_with_clear_errors(api, val_rows):  # noqa: F811
+    client, auth = api
+    store = client.app.state.store
+
+    def put(**body):
+        return client.put("/v1/taxonomy/categories", headers=auth, json=body)
+
+    def taxonomy():
+        return client.get("/v1/taxonomy", headers=auth).json()
+
+    assert client.put("/v1/label-map/Banana", headers=auth, json={"path": "Fruit > Banana > Banana"}).status_code == 200
+    store.save_resource("whitelist", {"paths": ["Fruit > Banana", "Vegetables"]}, who="tests")
+    product = upload(client, auth, val_rows[0].image, id="tax-1").json()
+
+    # rename an inner category: its leaf follows, and so do the label map and the whitelist
+    renamed = put(path="Fruit > Banana", name="Bananas", keywords=["banan", " banan ", "plátano"])
+    assert renamed.status_code == 200, renamed.text
+    body = renamed.json()
+    assert body["version"] == 1 and body["created_by"] == "token:tests" and body["note"] == "update Fruit > Banana"
+    assert body["category"]["path"] == "Fruit > Bananas" and body["category"]["keywords"] == ["banan", "plátano"]
+    assert body["category"]["renamed"] == {"Fruit > Banana": "Fruit > Bananas",
+                                           "Fruit > Banana > Banana": "Fruit > Bananas > Banana"}
+    now = taxonomy()
+    assert now["version"] == 1 and len(now["paths"]) == len(TEST_CLASSES)
+    assert "Fruit > Bananas > Banana" in now["paths"] and "Fruit > Banana > Banana" not in now["paths"]
+    assert now["tags"] == {"Fruit > Bananas": {"keywords": ["banan", "plátano"], "synonyms": []}}
+    assert client.get("/v1/label-map", headers=auth).json() == {"version": 2,
+                                                               "labels": {"Banana": "Fruit > Bananas > Banana"}}
+    assert store.resource("whitelist").content["paths"] == ["Fruit > Bananas", "Vegetables"]
+    # corrections take the new path, not the old one
+    old = client.post("/v1/products/tax-1/corrections", headers=auth, json={"category": "Fruit > Banana > Banana"})
+    assert old.status_code == 422 and "not in the taxonomy" in old.json()["detail"]
+    new = client.post("/v1/products/tax-1/corrections", headers=auth, json={"category": "Fruit > Bananas > Banana"})
+    assert new.status_code == 201 and product["path"] in TEST_CLASSES
+
+    # move to the top level, then under another category; tags survive adds and removes
+    assert put(path="Packages > Juice", root=True).json()["category"]["path"] == "Juice"
+    assert "Juice > Tropicana-Apple-Juice" in taxonomy()["paths"]
+    moved = put(path="Juice", parent="Fruit").json()
+    assert moved["version"] == 3 and moved["category"]["path"] == "Fruit > Juice"
+    assert "Fruit > Juice > Tropicana-Apple-Juice" in taxonomy()["paths"]
+    assert client.post("/v1/taxonomy/categories", headers=auth, json={"path": "Fruit > Bananas > Plantain"}
+                       ).status_code == 201
+    assert client.delete("/v1/taxonomy/categories", headers=auth, params={"path": "Fruit > Bananas > Plantain"}
+                         ).status_code == 200
+    assert taxonomy()["tags"] == {"Fruit > Bananas": {"keywords": ["banan", "plátano"], "synonyms": []}}
+    retagged = put(path="Fruit > Bananas", keywords=[], synonyms=["banana"])
+    assert retagged.json()["category"]["renamed"] == {}
+    assert taxonomy()["tags"] == {"Fruit > Bananas": {"keywords": [], "synonyms": ["banana"]}}
+    version = taxonomy()["version"]
+
+    cases = [
+        (put(path="Toys > Lego", name="Duplo"), 404, "not in the taxonomy"),
+        (put(path="Fruit", parent="Fruit > Lemon"), 409, "inside it"),
+        (put(path="Fruit > Lemon", parent="Fruit > Lemon"), 409, "inside it"),
+        (put(path="Fruit > Lemon", name="Lime"), 409, "'Fruit > Lime' already exists"),
+        (put(path="Vegetables > Carrots", parent="Fruit", name="Lime"), 409, "already exists"),
+        (put(path="Fruit > Lemon", name="Citrus > Lemon"), 422, "no '>'"),
+        (put(path="Fruit > Lemon", name="  "), 422, "1-100 characters"),
+        (put(path="Fruit > Lemon"), 422, "nothing to change"),
+        (put(path="Fruit > Lemon", parent="Citrus"), 422, "'Citrus' is not in the taxonomy"),
+        (put(path="Fruit > Lemon", parent="Fruit", root=True), 422, "not both"),
+        (put(path="Fruit >  > Lemon", name="X"), 422, "not a category path"),
+        (client.put("/v1/taxonomy/categories", json={"path": "Fruit", "name": "X"}), 401, ""),
+    ]
+    for response, status, message in cases:
+        assert response.status_code == status and message in response.json()["detail"], response.text
+    assert taxonomy()["version"] == version  # nothing was stored by the refused edits
+
+
+def test_category_update_keeps_an_emptied_parent_and_refuses_too_deep_paths():
+    from skutag.service.categories import CategoryChange, update_category
+    from skutag.service.engine import InvalidInput
+
+    stored = {"paths": ["A > B > C", "A > D"], "tags": {"A > B": {"keywords": ["b"], "synonyms": []}}}
+    moved = update_category(stored, (), "A > B > C", CategoryChange(parent="A > D"))
+    assert moved.content == {"paths": ["A > B", "A > D > C"], "tags": stored["tags"]}  # B stays, as a leaf
+    assert moved.renamed == {"A > B > C": "A > D > C"} and moved.follow("A > D") == "A > D"
+    deep = {"paths": [" > ".join("L" + str(i) for i in range(8)), "X"]}
+    with pytest.raises(InvalidInput, match="deeper than 8 levels"):
+        update_category(deep, (), "L0", CategoryChange(parent="X"))
+    seeded = update_category({"paths": []}, ["A > B"], "A", CategoryChange(name="Z"))  # before one is stored
+    assert seeded.content == {"paths": ["Z > B"]}
+
+
 def test_retrain_from_corrections_promotes_only_if_not_worse_then_rolls_back(api, val_rows):  # noqa: F811
     client, auth = api
     truth = {}
@@ -222,10 +307,12 @@ def test_openapi_schema_lists_the_endpoints(api):
     client, _ = api
     schema = client.get("/openapi.json").json()
     for path in ["/v1/products", "/v1/products:batch", "/v1/products/{product_id}",
-                 "/v1/products/{product_id}/corrections", "/v1/taxonomy", "/v1/label-map/{label}",
+                 "/v1/products/{product_id}/corrections", "/v1/taxonomy", "/v1/taxonomy/categories",
+                 "/v1/label-map/{label}",
                  "/v1/brands/{name}", "/v1/models", "/v1/models/{version}/promote", "/v1/models:rollback",
                  "/v1/models:retrain"]:
         assert path in schema["paths"], path
+    assert {"post", "put", "delete"} <= set(schema["paths"]["/v1/taxonomy/categories"])
     body = schema["paths"]["/v1/products"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     fields = schema["components"]["schemas"][body.rsplit("/", 1)[-1]]["properties"]
     assert {"image", "title", "price", "id"} <= set(fields)

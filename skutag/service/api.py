@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from skutag.service.auth import require_token, token_or_session
+from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
 from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
 from skutag.store.repository import NotFound
 
@@ -60,6 +61,16 @@ class CorrectionRequest(BaseModel):
 
 class CategoryRequest(BaseModel):
     path: str
+
+
+class CategoryUpdateRequest(BaseModel):
+    path: str = Field(..., description="the category to change (any level), levels joined by ' > '",
+                      examples=["Fruit > Banana"])
+    name: str | None = Field(None, description="rename it (everything below it follows)")
+    parent: str | None = Field(None, description="move it under this category path")
+    root: bool = Field(False, description="move it to the top level")
+    keywords: list[str] | None = Field(None, description="replace its keywords ([] clears)")
+    synonyms: list[str] | None = Field(None, description="replace its synonyms ([] clears)")
 
 
 class LabelMapEntry(BaseModel):
@@ -215,7 +226,8 @@ def _empty(kind: str) -> Any:
 def get_taxonomy(request: Request):
     service = service_of(request)
     stored = service.store.resource("taxonomy")
-    return {"version": stored.version if stored else 0, "paths": service.categories()}
+    return {"version": stored.version if stored else 0, "paths": service.categories(),
+            "tags": stored.content.get("tags", {}) if stored else {}}
 
 
 @router.get("/taxonomy/versions")
@@ -234,7 +246,7 @@ def add_category(request: Request, body: CategoryRequest, caller: Caller):
         levels = path.split(" > ")
         paths.add(path)
         paths.difference_update(" > ".join(levels[:i]) for i in range(1, len(levels)))  # keep leaves only
-        return {"paths": sorted(paths)}
+        return keep_tags(content, paths)
 
     return _edit(request, "taxonomy", caller, change, f"add {path}")
 
@@ -246,7 +258,45 @@ def remove_category(request: Request, path: Annotated[str, Query()], caller: Cal
     paths = set(service.categories())
     if path not in paths:
         raise NotFound(f"category {path!r} is not in the taxonomy")
-    return _edit(request, "taxonomy", caller, lambda c: {"paths": sorted(paths - {path})}, f"remove {path}")
+    return _edit(request, "taxonomy", caller, lambda c: keep_tags(c, paths - {path}), f"remove {path}")
+
+
+@router.put("/taxonomy/categories", summary="Rename, move or re-tag a category (like `skutag taxonomy update`)")
+def update_category_route(request: Request, body: CategoryUpdateRequest, caller: Caller):
+    """Everything below the category follows it; label-map targets and whitelisted prefixes on a changed
+    path are rewritten (new versions of those resources). 404 unknown category, 409 a cycle or a path that
+    already exists, 422 a bad name or parent."""
+    service = service_of(request)
+    change = CategoryChange(name=body.name, parent=body.parent, root=body.root,
+                            keywords=tuple(body.keywords) if body.keywords is not None else None,
+                            synonyms=tuple(body.synonyms) if body.synonyms is not None else None)
+    seed = service.categories()
+    done: list[CategoryUpdate] = []
+
+    def change_taxonomy(content):
+        done.append(update_category(content, seed, body.path, change))
+        return done[-1].content
+
+    saved = _edit(request, "taxonomy", caller, change_taxonomy, f"update {normalise_path(body.path)}")
+    update = done[-1]
+    if update.renamed:
+        _follow_renames(request, caller, update)
+    return {**saved, "category": update.to_json()}
+
+
+def _follow_renames(request: Request, caller: str, update: CategoryUpdate) -> None:
+    """Label-map targets and whitelisted prefixes on a renamed or moved path move with it."""
+    store = service_of(request).store
+    note = f"follow taxonomy update {update.old_path} -> {update.path}"
+    label_map = store.resource("label_map")
+    if label_map and any(update.follow(p) != p for p in label_map.content.values()):
+        store.save_resource("label_map", {k: update.follow(p) for k, p in label_map.content.items()}, who=caller,
+                            note=note)
+    whitelist = store.resource("whitelist")
+    paths = whitelist.content.get("paths", []) if whitelist else []
+    if any(update.follow(p) != p for p in paths):
+        store.save_resource("whitelist", {**whitelist.content, "paths": sorted({update.follow(p) for p in paths})},
+                            who=caller, note=note)
 
 
 @router.get("/label-map", summary="Service-level label -> category overrides")
