@@ -1,0 +1,397 @@
+"""GroceryStore leaf accuracy without titles: ways to adapt a frozen EfficientNet-Lite on CPU.
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_vision_adapt --backbone efficientnet-lite0 \
+        [--aug-views 4] [--epochs 6] [--train-threads 1] [--cache /tmp/vision_adapt] [--json-out FILE]
+
+Trained on the manifest's ``train`` split only, measured on ``val`` (296): leaf accuracy (81 fine
+classes) and accuracy on the ``Packages`` slice. Variants:
+
+a. baseline: L2-normalised penultimate embedding (centre crop) + LogisticRegression;
+b. augmentation: train on the centre, flipped and ``--aug-views`` random-resized-crop/flip/colour-jitter
+   views of every train photo; test-time averaging of probabilities over views (centre+flip, and
+   centre+flip+whole-photo+flipped whole photo);
+c. multi-stage pooled features: global-average-pooled outputs of the last stages concatenated with the
+   embedding, each block L2-normalised (and scaled by 1/sqrt(blocks));
+d. tail fine-tuning: the network is frozen up to ``--cut`` (stage.block); that activation is cached for
+   every train view, then the remaining blocks + conv_head + a new 81-way head are trained (AdamW, BN
+   statistics frozen) from the cache; evaluated on val with and without flip TTA.
+
+Per-view features/activations are cached under ``--cache`` (keyed by backbone, split, view, cut), so a rerun
+only recomputes what is missing. Seeds are fixed. Prints a JSON summary with wall seconds for every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "grocery"
+SEED = 0
+"""Seed of the augmented views (part of the cache: fixed); --seed changes only the training."""
+TRAIN_SEED = 0
+
+
+@dataclass
+class Split:
+    paths: list[Path]
+    labels: np.ndarray
+    packages: np.ndarray
+
+
+@dataclass
+class Score:
+    name: str
+    leaf_acc: float
+    packages_acc: float
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def load_splits(data: Path) -> tuple[dict[str, Split], list[str]]:
+    rows = list(csv.DictReader((data / "manifest.csv").open(encoding="utf-8")))
+    classes = sorted({" > ".join([r["top_level"], r["coarse"], r["fine"]]) for r in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split in ("train", "val"):
+        chosen = [r for r in rows if r["split"] == split]
+        splits[split] = Split(
+            paths=[data / r["image"] for r in chosen],
+            labels=np.array([index[" > ".join([r["top_level"], r["coarse"], r["fine"]])] for r in chosen]),
+            packages=np.array([r["top_level"] == "Packages" for r in chosen]),
+        )
+    return splits, classes
+
+
+# ---------------------------------------------------------------- views
+
+
+def _view_crop(image, view: str, spec, seed: int) -> np.ndarray:
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    from vision.preprocess import resize_crop
+
+    if view == "center":
+        return resize_crop(image, spec)
+    if view == "flip":
+        return resize_crop(image, spec)[:, ::-1]
+    if view in ("full", "fullflip"):
+        crop = np.asarray(image.resize((spec.size, spec.size), Image.Resampling.BICUBIC), dtype=np.uint8)
+        return crop[:, ::-1] if view == "fullflip" else crop
+    if view.startswith("aug"):
+        torch.manual_seed(seed)
+        augment = transforms.Compose([
+            transforms.RandomResizedCrop(spec.size, scale=(0.3, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.RandomHorizontalFlip(),
+            transforms.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+        ])
+        return np.asarray(augment(image), dtype=np.uint8)
+    raise ValueError(view)
+
+
+class Tapped:
+    """Runs a timm EfficientNet block by block: embedding, pooled stage outputs, activation at the cut."""
+
+    def __init__(self, model, cut: tuple[int, int], pooled_stages: tuple[int, ...]):
+        self.model, self.cut, self.pooled_stages = model, cut, pooled_stages
+
+    def __call__(self, x):
+        m = self.model
+        x = m.bn1(m.conv_stem(x))
+        pooled, act = {}, None
+        for s, stage in enumerate(m.blocks):
+            for i, block in enumerate(stage):
+                x = block(x)
+                if (s, i) == self.cut:
+                    act = x
+            if s in self.pooled_stages:
+                pooled[s] = x.mean((2, 3))
+        embedding = m.forward_head(m.bn2(m.conv_head(x)), pre_logits=True)
+        return embedding, pooled, act
+
+
+def extract_view(network, split: Split, view: str, spec, tapped: Tapped, keep_act: bool, batch: int = 32) -> dict:
+    import torch
+    from PIL import Image
+
+    from vision.preprocess import normalize_batch
+
+    out: dict[str, list] = {"emb": [], **{f"gap{s}": [] for s in tapped.pooled_stages}, "act": []}
+    view_seed = sum(ord(c) * 131 ** k for k, c in enumerate(view)) % 100_000
+    for start in range(0, len(split.paths), batch):
+        crops = []
+        for k, path in enumerate(split.paths[start:start + batch]):
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+            crops.append(_view_crop(image, view, spec, SEED * 1_000_003 + view_seed * 10_007 + start + k))
+        x = torch.from_numpy(normalize_batch(np.stack(crops), spec))
+        with torch.inference_mode():
+            emb, pooled, act = tapped(x)
+        out["emb"].append(emb.numpy())
+        for s, v in pooled.items():
+            out[f"gap{s}"].append(v.numpy())
+        if keep_act:
+            out["act"].append(act.numpy().astype(np.float16))
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def cached_views(network, split_name: str, split: Split, views: list[str], spec, tapped: Tapped,
+                 keep_act: set[str], cache: Path, tag: str, timings: dict) -> dict[str, dict]:
+    result = {}
+    for view in views:
+        with_act = view in keep_act
+        path = cache / f"{tag}_{split_name}_{view}{'_act' if with_act else ''}.npz"
+        if path.is_file():
+            result[view] = dict(np.load(path))
+            continue
+        t0 = time.perf_counter()
+        data = extract_view(network, split, view, spec, tapped, with_act)
+        np.savez(path, **data)
+        timings[f"extract_{split_name}_{view}"] = round(time.perf_counter() - t0, 1)
+        print(f"  extracted {split_name}/{view}: {timings[f'extract_{split_name}_{view}']} s", flush=True)
+        result[view] = data
+    return result
+
+
+# ---------------------------------------------------------------- linear classifiers
+
+
+def l2(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def features(view: dict, blocks: tuple[str, ...]) -> np.ndarray:
+    parts = [l2(view[b].astype(np.float32)) for b in blocks]
+    return np.concatenate(parts, axis=1) / np.sqrt(len(parts))
+
+
+def fit_lr(x: np.ndarray, y: np.ndarray, c: float):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=300, random_state=TRAIN_SEED).fit(x, y)
+
+
+def score(name: str, proba: np.ndarray, classes_: np.ndarray, split: Split, seconds: float, **extra) -> Score:
+    pred = classes_[proba.argmax(1)]
+    ok = pred == split.labels
+    return Score(name, round(float(ok.mean()), 4), round(float(ok[split.packages].mean()), 4), round(seconds, 1), extra)
+
+
+def linear_variants(train: dict, val: dict, split_val: Split, y_train: np.ndarray, train_views: list[str],
+                    blocks_c: tuple[str, ...], cs: list[float]) -> list[Score]:
+    scores = []
+    emb = ("emb",)
+    tta2, tta4 = ["center", "flip"], ["center", "flip", "full", "fullflip"]
+
+    def run(name, blocks, views, tests, c):
+        t0 = time.perf_counter()
+        x = np.concatenate([features(train[v], blocks) for v in views])
+        y = np.concatenate([y_train] * len(views))
+        clf = fit_lr(x, y, c)
+        out = []
+        for test_name, test_views in tests:
+            proba = np.mean([clf.predict_proba(features(val[v], blocks)) for v in test_views], axis=0)
+            out.append(score(f"{name}{test_name}", proba, clf.classes_, split_val, time.perf_counter() - t0,
+                             C=c, train_rows=len(y), dim=x.shape[1]))
+        for s in out:
+            print(f"  {s.name} C={c}: leaf {s.leaf_acc} packages {s.packages_acc} ({s.seconds} s)", flush=True)
+        return out
+
+    center_only = [("", ["center"])]
+    all_tests = [("", ["center"]), ("+tta2", tta2), ("+tta4", tta4)]
+    for c in cs:  # cheap (2,640 rows): a C grid, reported in full
+        scores += run("a_baseline", emb, ["center"], all_tests, c)
+        scores += run("c_multistage", blocks_c, ["center"], center_only + [("+tta2", tta2)], c)
+    base = [s for s in scores if s.name == "a_baseline"]
+    c = max(base, key=lambda s: s.leaf_acc).extra["C"]  # the baseline's best C, reused as is below
+    scores += run("b_flip_train", emb, ["center", "flip"], all_tests, c)
+    scores += run("b_aug_train", emb, train_views, all_tests, c)
+    scores += run("bc_multistage_aug", blocks_c, train_views, all_tests, c)
+    return scores
+
+
+# ---------------------------------------------------------------- tail fine-tuning
+
+
+def build_tail(model, cut: tuple[int, int], n_classes: int, dropout: float):
+    import torch
+    from torch import nn
+
+    s0, i0 = cut
+    blocks = list(model.blocks[s0][i0 + 1:]) + [b for stage in model.blocks[s0 + 1:] for b in stage]
+
+    class Tail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(*blocks)
+            self.conv_head, self.bn2 = model.conv_head, model.bn2
+            self.drop = nn.Dropout(dropout)
+            self.head = nn.Linear(model.num_features, n_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.bn2(self.conv_head(self.blocks(x)))
+            return self.head(self.drop(x.mean((2, 3))))
+
+    return Tail()
+
+
+def train_tail(model, cut, train_acts: list[np.ndarray], y: np.ndarray, n_classes: int, epochs: int,
+               lr: float, head_lr: float, batch: int, threads: int, log: list) -> object:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(TRAIN_SEED)
+    torch.set_num_threads(threads)
+    tail = build_tail(model, cut, n_classes, dropout=0.2)
+    for p in tail.parameters():
+        p.requires_grad_(True)
+    head_params = list(tail.head.parameters())
+    body_params = [p for n, p in tail.named_parameters() if not n.startswith("head.")]
+    opt = torch.optim.AdamW([{"params": body_params, "lr": lr}, {"params": head_params, "lr": head_lr}],
+                            weight_decay=1e-4)
+    n = len(y)
+    steps = epochs * ((n + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, head_lr], total_steps=steps, pct_start=0.15)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    rng = np.random.default_rng(TRAIN_SEED)
+    yt = torch.from_numpy(y).long()
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        tail.train()
+        for mod in tail.modules():  # BN statistics stay frozen (small data, small batches)
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.eval()
+        view_pick = rng.integers(0, len(train_acts), size=n)
+        order = rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            x = torch.from_numpy(np.stack([train_acts[view_pick[i]][i] for i in idx]).astype(np.float32))
+            loss = loss_fn(tail(x), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        log.append({"epoch": epoch, "loss": round(total / n, 4), "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  tail epoch {epoch}: loss {total / n:.4f} ({log[-1]['seconds']} s)", flush=True)
+    return tail.eval()
+
+
+def tail_proba(tail, acts: np.ndarray, batch: int = 128) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(acts), batch):
+            out.append(torch.softmax(tail(torch.from_numpy(acts[start:start + batch].astype(np.float32))), 1).numpy())
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--aug-views", type=int, default=4)
+    parser.add_argument("--tail-aug-views", type=int, default=None, help="aug views used by (d); default all")
+    parser.add_argument("--cut", default="5.1", help="stage.block after which the network is frozen")
+    parser.add_argument("--pooled-stages", default="4,5")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--head-lr", type=float, default=3e-3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--train-threads", type=int, default=1)
+    parser.add_argument("--cs", default="1,4,16,64")
+    parser.add_argument("--skip", default="", help="comma list of: linear,tail")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/vision_adapt"))
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (LogisticRegression, tail)")
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args()
+    global TRAIN_SEED
+    TRAIN_SEED = args.seed
+
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(TRAIN_SEED)
+    from vision.backbones import get_backbone
+
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    splits, classes = load_splits(args.data)
+    source = get_backbone(args.backbone).resolve()
+    network = source.build_network().eval()
+    model = network.model
+    cut = tuple(int(v) for v in args.cut.split("."))
+    pooled = tuple(int(v) for v in args.pooled_stages.split(","))
+    tapped = Tapped(model, cut, pooled)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    tag = f"{args.backbone}_cut{cut[0]}.{cut[1]}_p{''.join(map(str, pooled))}"
+
+    train_views = ["center", "flip"] + [f"aug{k}" for k in range(args.aug_views)]
+    val_views = ["center", "flip", "full", "fullflip"]
+    skip = set(filter(None, args.skip.split(",")))
+    keep_train_act = set() if "tail" in skip else set(train_views)
+    t0 = time.perf_counter()
+    train = cached_views(network, "train", splits["train"], train_views, source.preprocess, tapped,
+                         keep_train_act, args.cache, tag, timings)
+    val = cached_views(network, "val", splits["val"], val_views, source.preprocess, tapped,
+                       set() if "tail" in skip else {"center", "flip"}, args.cache, tag, timings)
+    timings["features_total"] = round(time.perf_counter() - t0, 1)
+
+    scores: list[Score] = []
+    y_train = splits["train"].labels
+    blocks_c = tuple(f"gap{s}" for s in pooled) + ("emb",)
+    if "linear" not in skip:
+        t0 = time.perf_counter()
+        scores += linear_variants(train, val, splits["val"], y_train, train_views, blocks_c,
+                                  [float(c) for c in args.cs.split(",")])
+        timings["linear_total"] = round(time.perf_counter() - t0, 1)
+    if "tail" not in skip:
+        t0 = time.perf_counter()
+        n_aug = args.aug_views if args.tail_aug_views is None else args.tail_aug_views
+        tail_views = ["center", "flip"] + [f"aug{k}" for k in range(n_aug)]
+        log: list = []
+        tail = train_tail(model, cut, [train[v]["act"] for v in tail_views], y_train, len(classes),
+                          args.epochs, args.lr, args.head_lr, args.batch, args.train_threads, log)
+        timings["tail_train"] = round(time.perf_counter() - t0, 1)
+        torch.set_num_threads(1)
+        t1 = time.perf_counter()
+        pc = tail_proba(tail, val["center"]["act"])
+        pf = tail_proba(tail, val["flip"]["act"])
+        labels = np.arange(len(classes))
+        extra = {"epochs": args.epochs, "views": len(tail_views), "cut": args.cut, "log": log}
+        scores.append(score("d_tail", pc, labels, splits["val"], timings["tail_train"], **extra))
+        scores.append(score("d_tail+tta2", (pc + pf) / 2, labels, splits["val"], timings["tail_train"], **extra))
+        timings["tail_eval"] = round(time.perf_counter() - t1, 1)
+        for s in scores[-2:]:
+            print(f"  {s.name}: leaf {s.leaf_acc} packages {s.packages_acc}", flush=True)
+        torch.save(tail.state_dict(), args.cache / f"{tag}_tail_e{args.epochs}_v{len(tail_views)}_s{TRAIN_SEED}.pt")
+    timings["total"] = round(time.perf_counter() - t_all, 1)
+    summary = {
+        "backbone": args.backbone, "seed": TRAIN_SEED, "train": len(y_train), "val": len(splits["val"].labels),
+        "val_packages": int(splits["val"].packages.sum()), "classes": len(classes),
+        "threads": {"extract": 1, "tail_train": args.train_threads},
+        "scores": [asdict(s) for s in scores], "seconds": timings,
+    }
+    text = json.dumps(summary, indent=1, ensure_ascii=False)
+    print(text)
+    if args.json_out:
+        args.json_out.write_text(text)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
