@@ -1,0 +1,122 @@
+"""vision.tail: cut activations of real GroceryStore photos, and a tail fine-tuned on them."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from tests.conftest import shared_path
+
+pytest.importorskip("timm")
+
+
+@pytest.fixture(scope="module")
+def grocery_rows() -> list[tuple[str, str]]:
+    """4 train photos of each of 3 classes, and 1 val photo of each: (path, fine class)."""
+    folder = shared_path("grocery")
+    rows = list(csv.DictReader((folder / "manifest.csv").open(encoding="utf-8")))
+    chosen = []
+    for fine in ("Golden-Delicious", "Oatly-Oat-Milk", "Yoggi-Strawberry-Yoghurt"):
+        train = [r for r in rows if r["fine"] == fine and r["split"] == "train"][:4]
+        val = [r for r in rows if r["fine"] == fine and r["split"] == "val"][:1]
+        assert len(train) == 4 and len(val) == 1, fine
+        chosen += [(str(folder / r["image"]), fine, r["split"]) for r in train + val]
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    from vision.tail import CutExtractor
+
+    return CutExtractor("efficientnet-lite0", cut="5.1")
+
+
+@pytest.fixture(scope="module")
+def train_views(extractor, grocery_rows):
+    paths = [p for p, _, split in grocery_rows if split == "train"]
+    return [extractor.transform(paths, view) for view in ("center", "flip", "aug0")]
+
+
+@pytest.fixture(scope="module")
+def train_labels(grocery_rows):
+    return np.array([fine for _, fine, split in grocery_rows if split == "train"])
+
+
+@pytest.fixture(scope="module")
+def fitted(train_views, train_labels):
+    from vision.tail import TailClassifier
+
+    return TailClassifier("efficientnet-lite0", cut="5.1", epochs=4, batch_size=4).fit(train_views, train_labels)
+
+
+def test_cut_activations_shape_and_views(extractor, grocery_rows):
+    paths = [p for p, _, _ in grocery_rows[:2]]
+    center = extractor.transform(paths, "center")
+    assert center.shape == (2, 192, 7, 7) and center.dtype == np.float16
+    again = extractor.transform(paths, "aug1")
+    assert np.array_equal(again, extractor.transform(paths, "aug1")), "augmented views are seeded"
+    assert not np.array_equal(again, extractor.transform(paths, "aug2"))
+    with pytest.raises(ValueError, match="unknown view"):
+        extractor.transform(paths, "rotate")
+
+
+def test_untrained_tail_reproduces_the_backbone_embedding(extractor, grocery_rows):
+    import torch
+
+    import vision
+    from vision.tail import Cut, build_tail
+
+    paths = [p for p, _, _ in grocery_rows[:3]]
+    tail = build_tail(extractor.network.model, Cut.parse("5.1"), n_classes=3).eval()
+    with torch.inference_mode():
+        features = tail.features(torch.from_numpy(extractor.transform(paths).astype(np.float32))).numpy()
+    ours = features / np.linalg.norm(features, axis=1, keepdims=True)
+    reference = [r.embedding for r in vision.load_model("efficientnet-lite0", runtime="torch", threads=1).predict(paths)]
+    # the cut activation is stored as float16: tiny differences only
+    assert np.abs(ours - np.stack(reference)).max() < 2e-3
+
+
+def test_fit_learns_the_training_classes(fitted, train_views, train_labels):
+    assert list(fitted.classes_) == sorted(set(train_labels))
+    proba = fitted.predict_proba(train_views[:2])
+    assert proba.shape == (12, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert (fitted.predict(train_views[0]) == train_labels).mean() >= 0.9
+    assert fitted.history_[-1] < fitted.history_[0]
+
+
+def test_val_photos_are_recognised(fitted, extractor, grocery_rows):
+    val = [(p, fine) for p, fine, split in grocery_rows if split == "val"]
+    views = [extractor.transform([p for p, _ in val], view) for view in ("center", "flip")]
+    assert (fitted.predict(views) == np.array([fine for _, fine in val])).sum() >= 2
+
+
+def test_fit_is_deterministic(fitted, train_views, train_labels):
+    again = clone(fitted).fit(train_views, train_labels)
+    assert np.allclose(again.predict_proba(train_views[0]), fitted.predict_proba(train_views[0]), atol=1e-6)
+
+
+def test_pickle_round_trip_keeps_predictions(fitted, train_views):
+    restored = pickle.loads(pickle.dumps(fitted))
+    assert "_module" not in restored.__dict__
+    assert np.allclose(restored.predict_proba(train_views[0]), fitted.predict_proba(train_views[0]), atol=1e-6)
+    emb = restored.embed(train_views[:2])
+    assert emb.shape == (12, 1280) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_bad_inputs_are_refused(train_views, train_labels):
+    from vision.tail import Cut, TailClassifier
+
+    with pytest.raises(ValueError, match="labels"):
+        TailClassifier(epochs=1).fit(train_views, train_labels[:-1])
+    with pytest.raises(ValueError, match="same shape"):
+        TailClassifier(epochs=1).fit([train_views[0], train_views[1][:-1]], train_labels)
+    with pytest.raises(ValueError, match="two classes"):
+        TailClassifier(epochs=1).fit(train_views[0][:4], train_labels[:4])
+    with pytest.raises(ValueError, match="STAGE.BLOCK"):
+        Cut.parse("five")
+    with pytest.raises(ValueError, match="not a block"):
+        TailClassifier(cut="9.0", epochs=1).fit(train_views[0], train_labels)
