@@ -12,9 +12,10 @@ b. augmentation: train on the centre, flipped and ``--aug-views`` random-resized
    centre+flip+whole-photo+flipped whole photo);
 c. multi-stage pooled features: global-average-pooled outputs of the last stages concatenated with the
    embedding, each block L2-normalised (and scaled by 1/sqrt(blocks));
-d. tail fine-tuning: the network is frozen up to ``--cut`` (stage.block); that activation is cached for
-   every train view, then the remaining blocks + conv_head + a new 81-way head are trained (AdamW, BN
-   statistics frozen) from the cache; evaluated on val with and without flip TTA.
+d. tail fine-tuning (``vision.tail.TailClassifier``): the network is frozen up to ``--cut`` (stage.block);
+   that activation is cached for every train view, then the remaining blocks + conv_head + a new 81-way
+   head are trained (AdamW, one-cycle, BN statistics frozen) from the cache; evaluated on val with and
+   without flip TTA, and as the fusion would use it (LogisticRegression on the fine-tuned embedding).
 
 Per-view features/activations are cached under ``--cache`` (keyed by backbone, split, view, cut), so a rerun
 only recomputes what is missing. Seeds are fixed. Prints a JSON summary with wall seconds for every step.
@@ -150,6 +151,9 @@ def cached_views(network, split_name: str, split: Split, views: list[str], spec,
     for view in views:
         with_act = view in keep_act
         path = cache / f"{tag}_{split_name}_{view}{'_act' if with_act else ''}.npz"
+        with_act_path = cache / f"{tag}_{split_name}_{view}_act.npz"
+        if not with_act and with_act_path.is_file():  # a superset of what is asked for
+            path = with_act_path
         if path.is_file():
             result[view] = dict(np.load(path))
             continue
@@ -219,82 +223,43 @@ def linear_variants(train: dict, val: dict, split_val: Split, y_train: np.ndarra
     return scores
 
 
-# ---------------------------------------------------------------- tail fine-tuning
+# ---------------------------------------------------------------- tail fine-tuning (vision.tail)
 
 
-def build_tail(model, cut: tuple[int, int], n_classes: int, dropout: float):
-    import torch
-    from torch import nn
+def tail_variants(args, train: dict, val: dict, split_val: Split, y_train: np.ndarray, tag: str,
+                  timings: dict) -> list[Score]:
+    """(d): ``vision.tail.TailClassifier`` on the cached cut activations; also an LR on its fine-tuned
+    embedding (what the fusion vision block would consume)."""
+    import joblib
 
-    s0, i0 = cut
-    blocks = list(model.blocks[s0][i0 + 1:]) + [b for stage in model.blocks[s0 + 1:] for b in stage]
+    from vision.tail import TailClassifier
 
-    class Tail(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.blocks = nn.Sequential(*blocks)
-            self.conv_head, self.bn2 = model.conv_head, model.bn2
-            self.drop = nn.Dropout(dropout)
-            self.head = nn.Linear(model.num_features, n_classes)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.bn2(self.conv_head(self.blocks(x)))
-            return self.head(self.drop(x.mean((2, 3))))
-
-    return Tail()
-
-
-def train_tail(model, cut, train_acts: list[np.ndarray], y: np.ndarray, n_classes: int, epochs: int,
-               lr: float, head_lr: float, batch: int, threads: int, log: list) -> object:
-    import torch
-    from torch import nn
-
-    torch.manual_seed(TRAIN_SEED)
-    torch.set_num_threads(threads)
-    tail = build_tail(model, cut, n_classes, dropout=0.2)
-    for p in tail.parameters():
-        p.requires_grad_(True)
-    head_params = list(tail.head.parameters())
-    body_params = [p for n, p in tail.named_parameters() if not n.startswith("head.")]
-    opt = torch.optim.AdamW([{"params": body_params, "lr": lr}, {"params": head_params, "lr": head_lr}],
-                            weight_decay=1e-4)
-    n = len(y)
-    steps = epochs * ((n + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, head_lr], total_steps=steps, pct_start=0.15)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    rng = np.random.default_rng(TRAIN_SEED)
-    yt = torch.from_numpy(y).long()
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        tail.train()
-        for mod in tail.modules():  # BN statistics stay frozen (small data, small batches)
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.eval()
-        view_pick = rng.integers(0, len(train_acts), size=n)
-        order = rng.permutation(n)
-        total = 0.0
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
-            x = torch.from_numpy(np.stack([train_acts[view_pick[i]][i] for i in idx]).astype(np.float32))
-            loss = loss_fn(tail(x), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        log.append({"epoch": epoch, "loss": round(total / n, 4), "seconds": round(time.perf_counter() - t0, 1)})
-        print(f"  tail epoch {epoch}: loss {total / n:.4f} ({log[-1]['seconds']} s)", flush=True)
-    return tail.eval()
-
-
-def tail_proba(tail, acts: np.ndarray, batch: int = 128) -> np.ndarray:
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(acts), batch):
-            out.append(torch.softmax(tail(torch.from_numpy(acts[start:start + batch].astype(np.float32))), 1).numpy())
-    return np.concatenate(out)
+    n_aug = args.aug_views if args.tail_aug_views is None else args.tail_aug_views
+    tail_views = ["center", "flip"] + [f"aug{k}" for k in range(n_aug)]
+    t0 = time.perf_counter()
+    tail = TailClassifier(args.backbone, cut=args.cut, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr,
+                          batch_size=args.batch, threads=args.train_threads, random_state=TRAIN_SEED)
+    tail.fit([train[v]["act"] for v in tail_views], y_train)
+    timings["tail_train"] = round(time.perf_counter() - t0, 1)
+    print(f"  tail losses per epoch: {[round(v, 4) for v in tail.history_]} ({timings['tail_train']} s)", flush=True)
+    t1 = time.perf_counter()
+    center, flip = val["center"]["act"], val["flip"]["act"]
+    extra = {"epochs": args.epochs, "views": len(tail_views), "cut": args.cut,
+             "losses": [round(v, 4) for v in tail.history_]}
+    scores = [
+        score("d_tail", tail.predict_proba(center), tail.classes_, split_val, timings["tail_train"], **extra),
+        score("d_tail+tta2", tail.predict_proba([center, flip]), tail.classes_, split_val, timings["tail_train"], **extra),
+    ]
+    timings["tail_eval"] = round(time.perf_counter() - t1, 1)
+    t2 = time.perf_counter()
+    train_emb = np.concatenate([tail.embed(train[v]["act"]) for v in ("center", "flip")])
+    clf = fit_lr(train_emb, np.concatenate([y_train, y_train]), 16.0)
+    proba = np.mean([clf.predict_proba(tail.embed(v)) for v in (center, flip)], axis=0)
+    scores.append(score("d_tail_embedding+LR+tta2", proba, clf.classes_, split_val, time.perf_counter() - t2, C=16.0))
+    for s in scores:
+        print(f"  {s.name}: leaf {s.leaf_acc} packages {s.packages_acc}", flush=True)
+    joblib.dump(tail, args.cache / f"{tag}_tail_e{args.epochs}_v{len(tail_views)}_s{TRAIN_SEED}.joblib")
+    return scores
 
 
 # ---------------------------------------------------------------- main
@@ -360,25 +325,7 @@ def main() -> None:
                                   [float(c) for c in args.cs.split(",")])
         timings["linear_total"] = round(time.perf_counter() - t0, 1)
     if "tail" not in skip:
-        t0 = time.perf_counter()
-        n_aug = args.aug_views if args.tail_aug_views is None else args.tail_aug_views
-        tail_views = ["center", "flip"] + [f"aug{k}" for k in range(n_aug)]
-        log: list = []
-        tail = train_tail(model, cut, [train[v]["act"] for v in tail_views], y_train, len(classes),
-                          args.epochs, args.lr, args.head_lr, args.batch, args.train_threads, log)
-        timings["tail_train"] = round(time.perf_counter() - t0, 1)
-        torch.set_num_threads(1)
-        t1 = time.perf_counter()
-        pc = tail_proba(tail, val["center"]["act"])
-        pf = tail_proba(tail, val["flip"]["act"])
-        labels = np.arange(len(classes))
-        extra = {"epochs": args.epochs, "views": len(tail_views), "cut": args.cut, "log": log}
-        scores.append(score("d_tail", pc, labels, splits["val"], timings["tail_train"], **extra))
-        scores.append(score("d_tail+tta2", (pc + pf) / 2, labels, splits["val"], timings["tail_train"], **extra))
-        timings["tail_eval"] = round(time.perf_counter() - t1, 1)
-        for s in scores[-2:]:
-            print(f"  {s.name}: leaf {s.leaf_acc} packages {s.packages_acc}", flush=True)
-        torch.save(tail.state_dict(), args.cache / f"{tag}_tail_e{args.epochs}_v{len(tail_views)}_s{TRAIN_SEED}.pt")
+        scores += tail_variants(args, train, val, splits["val"], y_train, tag, timings)
     timings["total"] = round(time.perf_counter() - t_all, 1)
     summary = {
         "backbone": args.backbone, "seed": TRAIN_SEED, "train": len(y_train), "val": len(splits["val"].labels),

@@ -120,3 +120,11 @@ def test_bad_inputs_are_refused(train_views, train_labels):
         Cut.parse("five")
     with pytest.raises(ValueError, match="not a block"):
         TailClassifier(cut="9.0", epochs=1).fit(train_views[0], train_labels)
+
+
+def test_out_of_fold_embeddings_come_from_tails_that_did_not_see_the_row(fitted, train_views, train_labels):
+    from vision.tail import out_of_fold_embeddings
+
+    oof = out_of_fold_embeddings(clone(fitted).set_params(epochs=1), train_views, train_labels, n_splits=2)
+    assert oof.shape == (12, 1280) and np.allclose(np.linalg.norm(oof, axis=1), 1, atol=1e-5)
+    assert not np.allclose(oof, fitted.embed(train_views[:2]), atol=1e-3)

@@ -320,3 +320,28 @@ def torch_softmax(logits):
 
 def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5) -> np.ndarray:
+    """Fine-tuned embeddings of the training rows, each from a tail fitted without that row's fold.
+
+    What a downstream model trained on these rows (the fusion stacker) must see: embeddings from a
+    tail that saw the row are fitted to its label and would make the vision block look surer than
+    it is on new photos. Costs ``n_splits`` fits; ``embed`` of the embedding uses the centre view
+    and its mirror where given (the first two views).
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    views, y = _as_views(X), np.asarray(y)
+    _, counts = np.unique(y, return_counts=True)
+    folds = StratifiedKFold(n_splits=min(n_splits, int(counts.min())), shuffle=True,
+                            random_state=int(tail.random_state))
+    out = np.zeros((len(y), 0), dtype=np.float32)
+    for fit_rows, held_rows in folds.split(views[0], y):
+        fold_tail = clone(tail).fit([v[fit_rows] for v in views], y[fit_rows])
+        emb = fold_tail.embed([v[held_rows] for v in views[:2]])
+        if out.shape[1] == 0:
+            out = np.zeros((len(y), emb.shape[1]), dtype=np.float32)
+        out[held_rows] = emb
+    return out
