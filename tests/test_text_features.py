@@ -58,13 +58,28 @@ def test_sklearn_contract(fitted):
     assert (clone_fitted.transform(TITLES) != fitted.transform(TITLES)).nnz == 0
     with pytest.raises(ValueError, match="sequence of titles"):
         fitted.transform("one title")
-    with pytest.raises(ValueError, match="word_ngram_range or char_ngram_range"):
+    with pytest.raises(ValueError, match="word_ngram_range, char_ngram_range or char_blocks"):
         TitleFeaturizer(word_ngram_range=None, char_ngram_range=None).fit(TITLES)
     words_only = TitleFeaturizer(char_ngram_range=None, min_df=1, use_default_words=False).fit(TITLES)
     assert all(name.startswith("w:") for name in words_only.get_feature_names_out())
     # a (n, 1) column, as a ColumnTransformer hands it over, works too
     column = np.array(TITLES, dtype=object).reshape(-1, 1)
     assert (fitted.transform(column) != fitted.transform(TITLES)).nnz == 0
+
+
+def test_char_blocks_are_normalised_apart_and_capped():
+    featurizer = TitleFeaturizer(min_df=1, use_default_words=False, word_ngram_range=None,
+                                 char_blocks=((1, 1, None), (2, 5, 40)))
+    X = featurizer.fit_transform(TITLES).toarray()
+    names = featurizer.get_feature_names_out()
+    singles = np.array([len(n) == 3 for n in names])  # "c:" + one character
+    assert singles.sum() == len(featurizer.char_vectorizers_[0].vocabulary_) and (~singles).sum() == 40
+    assert all(2 <= len(n) - 2 <= 5 for n in names[~singles])
+    # each block is L2-normalised on its own: a title has unit norm in both
+    assert np.allclose(np.linalg.norm(X[:, singles], axis=1), 1.0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(X[:, ~singles], axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="char_blocks entries"):
+        TitleFeaturizer(char_blocks=((3, 2, None),)).fit(TITLES)
 
 
 def test_real_titles_classify_well(shared_data):

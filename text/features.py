@@ -44,6 +44,10 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
     min_df, max_df, max_features, sublinear_tf: as in ``TfidfVectorizer`` (per block).
     word_weight, char_weight: scale of each block (rows of each block are L2-normalised first).
     hmm: jieba's HMM for unknown words.
+    char_blocks: several character TF-IDF blocks instead of the one from ``char_ngram_range``, each
+        ``(min_n, max_n, max_features)``, each L2-normalised on its own; e.g. ``((1, 1, None), (2, 5, 300000))``
+        keeps single characters as their own block and caps the long n-grams (the most accurate setting
+        on cn_titles, see ``bench/bench_titles.py``).
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         word_weight: float = 1.0,
         char_weight: float = 1.0,
         hmm: bool = True,
+        char_blocks: Sequence[tuple[int, int, int | None]] | None = None,
         dtype: Any = np.float32,
     ):
         self.user_words = user_words
@@ -72,6 +77,7 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         self.word_weight = word_weight
         self.char_weight = char_weight
         self.hmm = hmm
+        self.char_blocks = char_blocks
         self.dtype = dtype
 
     @classmethod
@@ -109,8 +115,8 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         names: list[str] = []
         if self.word_vectorizer_ is not None:
             names.extend(f"w:{' '.join(n.split())}" for n in self.word_vectorizer_.get_feature_names_out())
-        if self.char_vectorizer_ is not None:
-            names.extend(f"c:{n}" for n in self.char_vectorizer_.get_feature_names_out())
+        for vectorizer in self.char_vectorizers_:
+            names.extend(f"c:{n}" for n in vectorizer.get_feature_names_out())
         return np.asarray(names, dtype=object)
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
@@ -121,14 +127,24 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _check_params(self) -> None:
-        if self.word_ngram_range is None and self.char_ngram_range is None:
-            raise ValueError("TitleFeaturizer needs word_ngram_range or char_ngram_range (both are None)")
+        if self.word_ngram_range is None and self.char_ngram_range is None and not self.char_blocks:
+            raise ValueError("TitleFeaturizer needs word_ngram_range, char_ngram_range or char_blocks (all are None)")
+        for block in self.char_blocks or ():
+            if len(block) != 3 or not 1 <= int(block[0]) <= int(block[1]):
+                raise ValueError(f"char_blocks entries are (min_n, max_n, max_features) with 1 <= min_n <= max_n; got {block!r}")
 
-    def _vectorizer(self, **kwargs: Any) -> TfidfVectorizer:
+    def _char_specs(self) -> list[tuple[tuple[int, int], int | None]]:
+        if self.char_blocks:
+            return [((int(lo), int(hi)), cap) for lo, hi, cap in self.char_blocks]
+        if self.char_ngram_range is not None:
+            return [(tuple(self.char_ngram_range), self.max_features)]
+        return []
+
+    def _vectorizer(self, max_features: int | None = None, **kwargs: Any) -> TfidfVectorizer:
         return TfidfVectorizer(
             min_df=self.min_df,
             max_df=self.max_df,
-            max_features=self.max_features,
+            max_features=max_features,
             sublinear_tf=self.sublinear_tf,
             dtype=self.dtype,
             lowercase=False,
@@ -149,23 +165,22 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
                     preprocessor=_identity,
                     token_pattern=None,
                     ngram_range=tuple(self.word_ngram_range),
+                    max_features=self.max_features,
                 )
                 if self.word_ngram_range is not None
                 else None
             )
-            self.char_vectorizer_ = (
-                self._vectorizer(analyzer="char", ngram_range=tuple(self.char_ngram_range))
-                if self.char_ngram_range is not None
-                else None
-            )
+            self.char_vectorizers_ = [
+                self._vectorizer(analyzer="char", ngram_range=ngrams, max_features=cap) for ngrams, cap in self._char_specs()
+            ]
         blocks = []
         if self.word_vectorizer_ is not None:
             tokens = [self.tokenizer_.tokenize_normalized(t) for t in titles]
             matrix = self.word_vectorizer_.fit_transform(tokens) if fit else self.word_vectorizer_.transform(tokens)
             blocks.append(matrix * self.word_weight if self.word_weight != 1.0 else matrix)
-        if self.char_vectorizer_ is not None:
-            compact = [t.replace(" ", "") for t in titles]
-            matrix = self.char_vectorizer_.fit_transform(compact) if fit else self.char_vectorizer_.transform(compact)
+        compact = [t.replace(" ", "") for t in titles] if self.char_vectorizers_ else []
+        for vectorizer in self.char_vectorizers_:
+            matrix = vectorizer.fit_transform(compact) if fit else vectorizer.transform(compact)
             blocks.append(matrix * self.char_weight if self.char_weight != 1.0 else matrix)
         out = sp.hstack(blocks, format="csr", dtype=self.dtype) if len(blocks) > 1 else blocks[0].tocsr()
         if fit:
