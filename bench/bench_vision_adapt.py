@@ -75,9 +75,7 @@ def load_splits(data: Path) -> tuple[dict[str, Split], list[str]]:
 
 
 def _view_crop(image, view: str, spec, seed: int) -> np.ndarray:
-    import torch
     from PIL import Image
-    from torchvision import transforms
 
     from vision.preprocess import resize_crop
 
@@ -89,13 +87,9 @@ def _view_crop(image, view: str, spec, seed: int) -> np.ndarray:
         crop = np.asarray(image.resize((spec.size, spec.size), Image.Resampling.BICUBIC), dtype=np.uint8)
         return crop[:, ::-1] if view == "fullflip" else crop
     if view.startswith("aug"):
-        torch.manual_seed(seed)
-        augment = transforms.Compose([
-            transforms.RandomResizedCrop(spec.size, scale=(0.3, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.RandomHorizontalFlip(),
-            transforms.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
-        ])
-        return np.asarray(augment(image), dtype=np.uint8)
+        from vision.tail import _augmented
+
+        return _augmented(image, spec, seed)
     raise ValueError(view)
 
 
