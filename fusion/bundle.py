@@ -9,6 +9,7 @@ Layout of a model directory (a *store*)::
       v0001/training.joblib  the training evidence (so `retrain` needs no original photos)
       v0001/calibration.joblib  the calibration evidence of a calibrated version (`retrain` calibrates
                            the new version on it again)
+      v0001/vision_tail.joblib  the fine-tuned vision tail of a model trained with one (serving runs it)
       v0002/...
 
 Saving adds a version and points CURRENT at it; nothing is overwritten. ``rollback`` points CURRENT
@@ -35,6 +36,7 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.joblib"
 CALIBRATION_FILE = "calibration.joblib"
+TAIL_FILE = "vision_tail.joblib"
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -169,7 +171,7 @@ def rollback(store: str | Path, to: str | None = None) -> BundleVersion:
 
 
 def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: Any = None,
-         calibration: Any = None) -> BundleVersion:
+         calibration: Any = None, vision_tail: Any = None) -> BundleVersion:
     """Write a new version into ``store`` and make it current."""
     import joblib
 
@@ -189,6 +191,8 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
             joblib.dump(training, staging / TRAINING_FILE, compress=3)
         if calibration is not None:
             joblib.dump(calibration, staging / CALIBRATION_FILE, compress=3)
+        if vision_tail is not None:
+            joblib.dump(vision_tail, staging / TAIL_FILE, compress=3)
         full = {"format": BUNDLE_FORMAT, "version": name,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "libraries": library_versions(), **manifest}
@@ -222,6 +226,22 @@ def load_calibration(version: BundleVersion) -> Any:
 
     file = version.path / CALIBRATION_FILE
     return joblib.load(file) if file.is_file() else None
+
+
+def load_tail(version: BundleVersion) -> Any:
+    """The fine-tuned vision tail of a version trained with one (``vision.tail.VisionTail``), or None."""
+    import joblib
+
+    file = version.path / TAIL_FILE
+    if not file.is_file():
+        if (version.manifest().get("stages", {}).get("vision") or {}).get("tail"):
+            raise BundleError(f"model bundle {version.path} was trained with a fine-tuned vision tail but "
+                              f"{TAIL_FILE} is missing; copy the whole version folder or retrain")
+        return None
+    try:
+        return joblib.load(file)
+    except (ModuleNotFoundError, AttributeError, ImportError) as exc:
+        raise BundleError(f"model bundle {version.path} needs code this install lacks ({exc}); retrain it") from None
 
 
 def load_training(version: BundleVersion) -> Any:

@@ -53,11 +53,14 @@ class EvidenceCollector:
 
     config: SkutagConfig
     use_cache: bool = True
+    tail: Any = None
+    """A ``vision.tail.VisionTail`` (from a model bundle): its fine-tuned embeddings replace the backbone's."""
     _vision: Any = field(default=None, init=False, repr=False)
     _ocr: Any = field(default=None, init=False, repr=False)
     _lexicon: Any = field(default=None, init=False, repr=False)
-    stats: dict[str, int] = field(default_factory=lambda: {"vision_run": 0, "vision_cached": 0,
-                                                            "ocr_run": 0, "ocr_cached": 0}, init=False)
+    stats: dict[str, int] = field(default_factory=lambda: {"vision_run": 0, "vision_cached": 0, "ocr_run": 0,
+                                                            "ocr_cached": 0, "tail_run": 0, "tail_cached": 0,
+                                                            "cut_run": 0, "cut_cached": 0}, init=False)
 
     # ------------------------------------------------------------------ stages (lazy)
     @property
@@ -171,7 +174,68 @@ class EvidenceCollector:
         for i in todo:
             meta, blob = found[images[i].digest]
             out[i] = _vision_evidence(meta, blob, model_id)
+        if self.tail is not None:
+            self._apply_tail(images, out)
         return out
+
+    # ------------------------------------------------------------------ fine-tuned tail
+    def _apply_tail(self, images: Sequence[_Image], out: list) -> None:
+        """Put the tail's fine-tuned embedding in place of the backbone's (cached per tail and photo)."""
+        from dataclasses import replace
+
+        rows = [i for i, (ev, _) in enumerate(out) if ev is not None]
+        if not rows:
+            return
+        cache = FeatureCache("vision-tail", self.tail.digest[:24]) if self.use_cache else None
+        found = cache.get_many(images[i].digest for i in rows) if cache is not None else {}
+        missing = sorted({images[i].digest: i for i in rows if images[i].digest not in found}.values())
+        self.stats["tail_cached"] += len(rows) - len(missing)
+        self.stats["tail_run"] += len(missing)
+        if missing:
+            self.tail.threads = self.config.vision.threads or _cpu_threads()
+            embeddings = self.tail.embed([images[i].data for i in missing], keys=[images[i].digest for i in missing])
+            fresh = {images[i].digest: ({"ok": e is not None}, None if e is None else np.asarray(e, np.float32).tobytes())
+                     for i, e in zip(missing, embeddings)}
+            if cache is not None:
+                cache.put_many(fresh)
+            found.update(fresh)
+        for i in rows:
+            ev, err = out[i]
+            _, blob = found[images[i].digest]
+            if blob is None:
+                out[i] = (None, err or "image: the vision tail could not read the photo")
+            else:
+                out[i] = (replace(ev, embedding=np.frombuffer(blob, dtype=np.float32).copy()), err)
+
+    def cut_activations(self, images: Sequence[_Image], views: Sequence[str], cut: str,
+                        progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """Backbone activations at ``cut`` for each view of each (readable) photo, cached per photo and view;
+        what tail fine-tuning trains on. Random views are seeded by the photo's content hash."""
+        from vision.tail import CutExtractor
+
+        cfg = self.config.vision
+        cache = (FeatureCache("cut", f"{self.vision_model.model_id}-{self.vision_model.model_version}-{cut}")
+                 if self.use_cache else None)
+        keys = [f"{img.digest}:{view}" for img in images for view in views]
+        found = cache.get_many(keys) if cache is not None else {}
+        missing = sorted({img.digest: i for i, img in enumerate(images)
+                          if any(f"{img.digest}:{view}" not in found for view in views)}.values())
+        self.stats["cut_run"] += len(missing)
+        self.stats["cut_cached"] += len(images) - len(missing)
+        if missing:
+            extractor = CutExtractor(cfg.backbone, cut, cfg.weights or None, threads=cfg.threads or _cpu_threads())
+            for start in range(0, len(missing), 64):
+                chunk = missing[start:start + 64]
+                acts = extractor.transform_views([images[i].data for i in chunk], views,
+                                                 [images[i].digest for i in chunk])
+                fresh = {f"{images[i].digest}:{view}": ({"shape": list(acts[view].shape[1:])}, acts[view][k].tobytes())
+                         for view in views for k, i in enumerate(chunk)}
+                if cache is not None:
+                    cache.put_many(fresh)
+                found.update(fresh)
+                if progress is not None:
+                    progress(len(chunk))
+        return {view: np.stack([_activation(found[f"{img.digest}:{view}"]) for img in images]) for view in views}
 
     def ocr(self, images: Sequence[_Image]) -> list[tuple[OcrEvidence | None, str | None]]:
         out: list[tuple[OcrEvidence | None, str | None]] = [(None, None)] * len(images)
@@ -211,6 +275,17 @@ class EvidenceCollector:
             lines=tuple((line.text, float(line.score)) for line in lines),
             brands=tuple((m.brand, float(m.score)) for m in brands),
         ), None
+
+
+def _cpu_threads() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _activation(entry: tuple[dict, bytes | None]) -> np.ndarray:
+    meta, blob = entry
+    return np.frombuffer(blob, dtype=np.float16).reshape(meta["shape"])
 
 
 def _vision_record(result) -> tuple[dict, bytes | None]:

@@ -215,7 +215,8 @@ def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | No
     if not isinstance(model, FusionModel):
         raise bundles.BundleError(f"{version.path}: the bundle does not hold a fusion model")
     config = _config_for_bundle(config, manifest, version)
-    pipeline = Pipeline(config, model=model, manifest=manifest, bundle=version)
+    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(version))
+    pipeline = Pipeline(config, model=model, manifest=manifest, bundle=version, collector=collector)
     _warn_version_drift(pipeline, manifest, version)
     return pipeline
 

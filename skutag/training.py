@@ -94,7 +94,9 @@ def _keep(ev: Evidence, wanted: set[str]) -> Evidence:
 
 def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, collector: EvidenceCollector,
                  source: dict[str, Any], calibration: TrainingSet | None = None,
-                 calibration_source: dict[str, Any] | None = None) -> tuple[bundles.BundleVersion, dict[str, Any]]:
+                 calibration_source: dict[str, Any] | None = None, tail_record: dict[str, Any] | None = None
+                 ) -> tuple[bundles.BundleVersion, dict[str, Any]]:
+    """Fit the fusion model and save it (with ``collector.tail``, the fine-tuned vision tail, if any)."""
     if len(training) == 0:
         raise ValueError("no labelled rows to train on (every row needs a category)")
     classes = sorted(set(training.paths))
@@ -120,7 +122,7 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         "kind": "skutag-fusion",
         "training_data": {"sha256": training.data_hash, "rows": len(training), "classes": len(classes), **source},
         "versions": _managed_versions(collector),
-        "stages": _stage_versions(collector, model),
+        "stages": _stage_versions(collector, model, tail_record),
         "modalities": model.modalities_,
         "metrics": metrics,
         "config": {"fusion": _plain(config.fusion), "decision": _plain(config.decision)},
@@ -131,8 +133,11 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     training = replace(training, evidence=[_compact(ev) for ev in training.evidence])
     if calibration is not None:
         calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
-    version = bundles.save(out, model, manifest, training=training, calibration=calibration)
+    tail = collector.tail if "vision" in model.modalities_ else None
+    version = bundles.save(out, model, manifest, training=training, calibration=calibration, vision_tail=tail)
     summary = {"bundle": str(version.path), "version": version.name, **manifest["training_data"], "metrics": metrics}
+    if tail is not None:
+        summary["vision_tail"] = tail_record
     if calibration_record is not None:
         summary["calibration"] = calibration_record
     return version, summary
@@ -155,7 +160,8 @@ def _managed_versions(collector: EvidenceCollector) -> dict[str, str]:
             "lexicon": collector.lexicon.version}
 
 
-def _stage_versions(collector: EvidenceCollector, model: FusionModel) -> dict[str, Any]:
+def _stage_versions(collector: EvidenceCollector, model: FusionModel,
+                    tail_record: dict[str, Any] | None = None) -> dict[str, Any]:
     stages: dict[str, Any] = {}
     cfg = collector.config
     if "vision" in model.modalities_:
@@ -163,6 +169,8 @@ def _stage_versions(collector: EvidenceCollector, model: FusionModel) -> dict[st
         stages["vision"] = {"backbone": cfg.vision.backbone, "model_id": vision.model_id,
                             "model_version": vision.model_version, "runtime": cfg.vision.runtime,
                             "embedding_dim": vision.embedding_dim}
+        if collector.tail is not None:
+            stages["vision"]["tail"] = tail_record or {"digest": collector.tail.digest}
     if "ocr" in model.modalities_:
         stages["ocr"] = {"key": collector.ocr_key()}
     return stages
@@ -206,7 +214,7 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
     started = time.perf_counter()
     model, manifest, parent = bundles.load(model_dir)
     config = _config_from_manifest(config, manifest)
-    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
+    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(parent))
     calibration, catalog = read_calibration_set(calibration_path, collector, config, progress)
     record = _calibrate(model, calibration, config)
     record.update(catalog=str(Path(calibration_path).resolve()), skipped_rows=len(catalog.errors),
@@ -216,7 +224,8 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
     new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"]}
     training = bundles.load_training(parent) if (parent.path / bundles.TRAINING_FILE).is_file() else None
     calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
-    version = bundles.save(out, model, new_manifest, training=training, calibration=calibration)
+    version = bundles.save(out, model, new_manifest, training=training, calibration=calibration,
+                           vision_tail=collector.tail)
     summary = {"bundle": str(version.path), "version": version.name, "calibration": record,
                "seconds": {"total": round(time.perf_counter() - started, 2)}}
     return version, summary, catalog
@@ -233,6 +242,12 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
     training = collect_training_set(collector, catalog.products, config, progress)
     training.data_hash = catalog.content_hash()
+    tail_record = None
+    if config.vision.tail and "vision" in modalities_wanted(config):
+        from skutag.tail_training import fit_training_tail
+
+        labelled = [p for p in catalog.products if p.category]
+        collector.tail, training, tail_record = fit_training_tail(collector, labelled, training, config, progress)
     calibration, calibration_source = None, None
     if calibration_path is not None:
         calibration, cal_catalog = read_calibration_set(calibration_path, collector, config, progress)
@@ -240,7 +255,8 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     features_seconds = time.perf_counter() - started
     version, summary = fit_and_save(training, out, config, collector,
                                     {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors)},
-                                    calibration=calibration, calibration_source=calibration_source)
+                                    calibration=calibration, calibration_source=calibration_source,
+                                    tail_record=tail_record)
     summary["seconds"] = {"features": round(features_seconds, 2), "total": round(time.perf_counter() - started, 2)}
     return version, summary, catalog
 
@@ -263,7 +279,8 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     else:
         corrections = Catalog(path=None, products=[p for p in corrections_path if p.category])
         where = "<products>"
-    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
+    # the parent's fine-tuned tail stays: the old rows' embeddings came from it (retraining needs no photos)
+    collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(parent))
     fresh = collect_training_set(collector, corrections.products, config, progress)
     merged, replaced, added = old.merged_with(fresh)
     import hashlib
@@ -274,7 +291,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
         "parent": {"bundle": str(parent.path), "version": parent.name},
         "corrections": {"catalog": where, "rows": len(fresh),
                         "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors)},
-    }, calibration=calibration, calibration_source=calibration_source)
+    }, calibration=calibration, calibration_source=calibration_source, tail_record=_carried_tail(manifest, parent))
     summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
     return version, summary, corrections
 
@@ -295,6 +312,13 @@ def _carried_calibration(parent: bundles.BundleVersion, manifest: dict[str, Any]
     source = {"carried_from": parent.name, "catalog": previous.get("catalog"),
               "dropped_corrected_rows": len(kept) - len(carried)}
     return carried, source
+
+
+def _carried_tail(manifest: dict[str, Any], parent: bundles.BundleVersion) -> dict[str, Any] | None:
+    record = (manifest.get("stages", {}).get("vision") or {}).get("tail")
+    if not record:
+        return None
+    return {**record, "carried_from": record.get("carried_from") or parent.name}
 
 
 def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:

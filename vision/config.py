@@ -26,6 +26,19 @@ class VisionConfig:
     """Photos used to calibrate INT8; empty = the bundled ``models/calibration`` photos."""
     max_pixels: int = 64_000_000
     """Decompression-bomb limit per image."""
+    tail: bool = False
+    """Training only: fine-tune the backbone's last blocks on the shop's categories (``vision.tail``) and
+    use that fine-tuned embedding instead of the frozen one. The fitted tail goes into the model bundle
+    and serving runs it whenever the bundle has one (this flag does not matter there)."""
+    tail_cut: str = ""
+    """Where the frozen part ends (``STAGE.BLOCK``); empty = the backbone's default (``vision.tail.DEFAULT_CUTS``)."""
+    tail_epochs: int = 6
+    tail_aug_views: int = 4
+    """Random views (crop, flip, colour) per training photo besides the centre crop and its mirror."""
+    tail_folds: int = 3
+    """Folds for the out-of-fold fine-tuned embeddings the fusion stack is trained on (each costs a fit)."""
+    tail_tta: bool = True
+    """Serving: average the embedding of the centre crop and its mirror (False: centre only, ~2x faster)."""
 
     @property
     def wwts_dir(self) -> str:

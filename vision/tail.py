@@ -21,8 +21,9 @@ A fitted ``TailClassifier`` pickles (joblib) with its weights as numpy arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -95,6 +96,12 @@ def view_crop(image, view: str, spec: PreprocessSpec, seed: int = 0) -> np.ndarr
     raise ValueError(f"unknown view {view!r}: one of {', '.join(VIEWS)} or aug0, aug1, ...")
 
 
+def _key_seed(view: str, key: str, seed: int) -> int:
+    """The random view ``view`` of the photo named ``key`` (e.g. its content hash): the same whatever
+    batch or position the photo comes in, so activations can be cached per photo."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{view}:{key}".encode()).digest()[:4], "little")
+
+
 def _view_seed(view: str, row: int, seed: int) -> int:
     view_seed = sum(ord(c) * 131 ** k for k, c in enumerate(view)) % 100_000
     return seed * 1_000_003 + view_seed * 10_007 + row
@@ -122,6 +129,12 @@ class CutExtractor:
         self.spec: PreprocessSpec = get_backbone(backbone).resolve(weights).preprocess
         self._torch = torch
 
+    def _forward(self, crops: list[np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            act = self._frozen(torch.from_numpy(normalize_batch(np.stack(crops), self.spec)))
+        return act.numpy().astype(np.float16)
+
     def _frozen(self, x):
         m = self.network.model
         x = m.bn1(m.conv_stem(x))
@@ -143,12 +156,29 @@ class CutExtractor:
                           _view_seed(view, start + k, seed))
                 for k, source in enumerate(sources[start:start + batch_size])
             ]
-            with torch.inference_mode():
-                act = self._frozen(torch.from_numpy(normalize_batch(np.stack(crops), self.spec)))
-            out.append(act.numpy().astype(np.float16))
+            out.append(self._forward(crops))
         if not out:
             raise ValueError("no photos given")
         return np.concatenate(out)
+
+    def transform_views(self, sources: Sequence[ImageSource], views: Sequence[str], keys: Sequence[str],
+                        seed: int = 0, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Activations of several views, each photo decoded once. Random views are seeded by the photo's
+        ``key`` (its content hash), so a photo's views do not depend on the batch it came in."""
+        if len(keys) != len(sources):
+            raise ValueError(f"{len(sources)} photos but {len(keys)} keys")
+        self._torch.set_num_threads(self.threads)
+        out: dict[str, list[np.ndarray]] = {view: [] for view in views}
+        for start in range(0, len(sources), batch_size):
+            images = [load_image(source, self.limits, min_side=self.spec.resize_shorter)
+                      for source in sources[start:start + batch_size]]
+            for view in views:
+                crops = [view_crop(image, view, self.spec, _key_seed(view, key, seed))
+                         for image, key in zip(images, keys[start:start + batch_size])]
+                out[view].append(self._forward(crops))
+        if not sources:
+            raise ValueError("no photos given")
+        return {view: np.concatenate(parts) for view, parts in out.items()}
 
 
 # ---------------------------------------------------------------- the trained part
@@ -322,26 +352,110 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5) -> np.ndarray:
+def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5,
+                           folds: Iterable[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Fine-tuned embeddings of the training rows, each from a tail fitted without that row's fold.
 
     What a downstream model trained on these rows (the fusion stacker) must see: embeddings from a
     tail that saw the row are fitted to its label and would make the vision block look surer than
     it is on new photos. Costs ``n_splits`` fits; ``embed`` of the embedding uses the centre view
-    and its mirror where given (the first two views).
+    and its mirror where given (the first two views). ``folds``: (fit rows, held rows) pairs to use
+    instead of shuffled stratified folds (e.g. folds that keep near-duplicate photos together).
     """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
     views, y = _as_views(X), np.asarray(y)
-    _, counts = np.unique(y, return_counts=True)
-    folds = StratifiedKFold(n_splits=min(n_splits, int(counts.min())), shuffle=True,
-                            random_state=int(tail.random_state))
+    if folds is None:
+        _, counts = np.unique(y, return_counts=True)
+        splitter = StratifiedKFold(n_splits=min(n_splits, int(counts.min())), shuffle=True,
+                                   random_state=int(tail.random_state))
+        folds = splitter.split(views[0], y)
     out = np.zeros((len(y), 0), dtype=np.float32)
-    for fit_rows, held_rows in folds.split(views[0], y):
+    for fit_rows, held_rows in folds:
         fold_tail = clone(tail).fit([v[fit_rows] for v in views], y[fit_rows])
         emb = fold_tail.embed([v[held_rows] for v in views[:2]])
         if out.shape[1] == 0:
             out = np.zeros((len(y), emb.shape[1]), dtype=np.float32)
         out[held_rows] = emb
     return out
+
+
+# ---------------------------------------------------------------- serving
+
+DEFAULT_CUTS: dict[str, str] = {"efficientnet-lite0": "5.1", "efficientnet-lite2": "5.2"}
+"""Where the frozen part ends by default, per backbone (chosen on GroceryStore, bench_vision_adapt)."""
+
+
+def default_cut(backbone: str) -> str:
+    try:
+        return DEFAULT_CUTS[backbone]
+    except KeyError:
+        raise ValueError(f"tail fine-tuning needs an EfficientNet backbone ({', '.join(DEFAULT_CUTS)}); "
+                         f"{backbone!r} is not one: turn vision.tail off or set vision.tail_cut for your "
+                         "own timm EfficientNet weights") from None
+
+
+@dataclass
+class VisionTail:
+    """A fitted tail and how to run it on photos; what a model bundle keeps and serving runs.
+
+    ``embed(photos)`` gives the fine-tuned embedding of each photo (``views`` averaged: the centre crop
+    and its mirror by default), in place of the backbone's own embedding.
+    """
+
+    classifier: TailClassifier
+    views: tuple[str, ...] = ("center", "flip")
+    threads: int = 1
+    _extractor: CutExtractor | None = field(default=None, init=False, repr=False, compare=False)
+    _digest: str = field(default="", init=False, repr=False, compare=False)
+
+    @property
+    def backbone(self) -> str:
+        return self.classifier.backbone
+
+    @property
+    def cut(self) -> str:
+        return self.classifier.cut
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over the tail's weights and views: what cached embeddings are keyed by."""
+        if not self._digest:
+            h = hashlib.sha256(f"{self.backbone}|{self.cut}|{','.join(self.views)}".encode())
+            for name in sorted(self.classifier.state_):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(self.classifier.state_[name]).tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
+    def extractor(self) -> CutExtractor:
+        if self._extractor is None:
+            self._extractor = CutExtractor(self.backbone, self.cut, self.classifier.weights, threads=self.threads)
+        return self._extractor
+
+    def embed(self, sources: Sequence[ImageSource], keys: Sequence[str] | None = None) -> list[np.ndarray | None]:
+        """One fine-tuned embedding per photo; None for a photo that cannot be decoded."""
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(sources))]
+        out: list[np.ndarray | None] = [None] * len(sources)
+        extractor = self.extractor()
+        readable, images = [], []
+        for i, source in enumerate(sources):
+            try:
+                images.append(load_image(source, extractor.limits, min_side=extractor.spec.resize_shorter))
+                readable.append(i)
+            except Exception:  # noqa: BLE001 - the vision stage reports the photo's error
+                continue
+        if not readable:
+            return out
+        acts = extractor.transform_views(images, self.views, [keys[i] for i in readable])
+        self.classifier.threads = self.threads
+        embeddings = self.classifier.embed([acts[view] for view in self.views])
+        for i, embedding in zip(readable, embeddings):
+            out[i] = embedding
+        return out
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_extractor"] = None
+        return state

@@ -53,6 +53,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--calibration", type=Path, metavar="CAL_CATALOG",
                    help="separate labelled catalog to fit the temperature and per-class auto thresholds on "
                         "(default: the training rows' out-of-fold answers)")
+    p.add_argument("--vision-tail", action="store_true",
+                   help="fine-tune the backbone's last blocks on these categories (vision.tail; minutes per "
+                        "thousand photos on a CPU, the bundle keeps the tail and serving runs it)")
     p.add_argument("--json", action="store_true", help="print the training summary as JSON")
     _common(p)
     p.set_defaults(func=run_train)
@@ -250,6 +253,8 @@ def run_train(args: argparse.Namespace) -> int:
         extra["fusion.modalities"] = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
     if args.cv:
         extra["fusion.cv"] = args.cv
+    if args.vision_tail:
+        extra["vision.tail"] = True
     config = _config(args, **extra)
     with _user_errors():
         version, summary, catalog = train_catalog(args.catalog, args.out, config, calibration_path=args.calibration)
@@ -262,6 +267,10 @@ def run_train(args: argparse.Namespace) -> int:
               f"modalities {', '.join(m['modalities'])}")
         print(f"held-out (out-of-fold) accuracy {m['oof_accuracy']:.3f}, calibration error {m['oof_ece']:.3f}, "
               f"fit {m['fit_seconds']:.1f} s")
+        if summary.get("vision_tail"):
+            t = summary["vision_tail"]
+            print(f"vision tail: cut {t['cut']}, {t['epochs']} epochs, {t['train_views']} views, {t['folds']} folds; "
+                  f"activations {t['seconds']['activations']} s, fit {t['seconds']['fit']} s")
     return 0
 
 

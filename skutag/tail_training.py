@@ -1,0 +1,140 @@
+"""Tail fine-tuning inside ``skutag train`` (``vision.tail = true``).
+
+The backbone's last blocks are retrained on the shop's categories (``vision.tail``), and the fusion
+model is trained on the fine-tuned embedding instead of the frozen one:
+
+1. activations at the cut, for the centre crop, its mirror and ``tail_aug_views`` random views of every
+   training photo (cached per photo under ``$SKUTAG_HOME/features``: a second run skips the backbone);
+   the fitted tails too (``$SKUTAG_HOME/tails``, keyed by photos, labels, folds and settings: training
+   again with other fusion modalities or estimators reuses them);
+2. ``tail_folds`` tails, each fitted without one fold, embed that fold's rows: the *out-of-fold*
+   embeddings the fusion stack is trained on (a tail's embedding of a photo it was trained on separates
+   the classes too well, and the stack would trust vision more than it should on new photos);
+3. one tail fitted on every row: what the bundle keeps and serving runs on new photos.
+
+Folds follow ``fusion.cv_shuffle`` like the stack's own: unshuffled folds are contiguous runs of rows
+within each class, so near-duplicate photos of one capture session stay on one side.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from skutag.catalog import Product
+from skutag.config import SkutagConfig
+from skutag.evidence import EvidenceCollector, _cpu_threads, load_image_bytes
+
+Progress = Callable[[int], None]
+
+
+def tail_views(config: SkutagConfig) -> list[str]:
+    """The views each training photo is seen in: centre crop, mirror, then random views."""
+    return ["center", "flip"] + [f"aug{k}" for k in range(max(0, int(config.vision.tail_aug_views)))]
+
+
+def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held rows) pairs; empty when ``n_splits`` < 2 (in-sample embeddings)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n_splits = min(int(n_splits), len(y))
+    if n_splits < 2:
+        return []
+    _, counts = np.unique(y, return_counts=True)
+    state = seed if shuffle else None
+    splitter = (StratifiedKFold(n_splits, shuffle=shuffle, random_state=state) if counts.max() >= n_splits
+                else KFold(n_splits, shuffle=shuffle, random_state=state))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        return [(fit, held) for fit, held in splitter.split(np.zeros(len(y)), y) if len(np.unique(y[fit])) >= 2]
+
+
+def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product], training: Any,
+                      config: SkutagConfig, progress: Progress | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Fit the tail on the training rows that have a readable photo.
+
+    ``labelled[i]`` is the product of ``training`` row ``i``. Returns (the fitted ``VisionTail``, the
+    training set with out-of-fold fine-tuned embeddings in place of the frozen ones, what the manifest
+    records about the tail)."""
+    from vision.tail import TailClassifier, VisionTail, default_cut, out_of_fold_embeddings
+
+    cfg = config.vision
+    cut = cfg.tail_cut or default_cut(cfg.backbone)
+    rows = [i for i, ev in enumerate(training.evidence) if ev.vision is not None]
+    y = np.asarray([training.paths[i] for i in rows], dtype=object)
+    if len(set(y)) < 2:
+        raise ValueError("vision.tail needs readable photos of at least 2 categories; "
+                         f"the catalog has {len(set(y))} (turn vision.tail off to train without it)")
+    views = tail_views(config)
+    started = time.perf_counter()
+    images = [load_image_bytes(labelled[i].image) for i in rows]
+    acts = collector.cut_activations(images, views, cut, progress=progress)
+    extracted = time.perf_counter()
+    threads = cfg.threads or _cpu_threads()
+    classifier = TailClassifier(cfg.backbone, cut=cut, weights=cfg.weights or None, epochs=cfg.tail_epochs,
+                                threads=threads, random_state=config.fusion.random_state)
+    X = [acts[view] for view in views]
+    folds = tail_folds(y, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state)
+    cache = _fit_cache_file(classifier, views, folds, images, y) if collector.use_cache else None
+    if cache is not None and cache.is_file():  # same photos, labels and settings: e.g. other fusion modalities
+        classifier, oof = joblib_load(cache)
+    else:
+        oof = out_of_fold_embeddings(classifier, X, y, folds=folds) if folds else None
+        classifier.fit(X, y)
+        if cache is not None:
+            joblib_dump((classifier, oof), cache)
+    tail = VisionTail(classifier, views=("center", "flip") if cfg.tail_tta else ("center",), threads=threads)
+    in_sample = np.ones(len(rows), bool) if oof is None else np.linalg.norm(oof, axis=1) == 0  # never held out
+    if in_sample.any():
+        fitted = classifier.embed([acts[view][in_sample] for view in tail.views])
+        oof = fitted if oof is None else oof
+        oof[in_sample] = fitted
+    evidence = list(training.evidence)
+    for k, i in enumerate(rows):
+        evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))
+    record = {
+        "backbone": cfg.backbone, "cut": cut, "epochs": int(cfg.tail_epochs), "train_views": len(views),
+        "serving_views": list(tail.views), "folds": len(folds), "rows": len(rows), "digest": tail.digest,
+        "final_train_loss": round(float(classifier.history_[-1]), 4),
+        "seconds": {"activations": round(extracted - started, 1), "fit": round(time.perf_counter() - extracted, 1)},
+    }
+    return tail, replace(training, evidence=evidence), record
+
+
+def _fit_cache_file(classifier: Any, views: Sequence[str], folds: list, images: Sequence[Any], y: np.ndarray):
+    """Where a tail fitted on exactly these photos, labels, views, folds and settings is kept."""
+    import hashlib
+    import json
+
+    from skutag.paths import artifact_dir
+
+    h = hashlib.sha256(json.dumps({"params": {k: v for k, v in classifier.get_params().items() if k != "threads"},
+                                   "views": list(views)},
+                                  sort_keys=True, default=str).encode())
+    for image, label in zip(images, y):
+        h.update(f"{image.digest}\t{label}\n".encode())
+    for _, held in folds:
+        h.update(np.asarray(held, np.int64).tobytes())
+    return artifact_dir("tails") / f"{h.hexdigest()[:32]}.joblib"
+
+
+def joblib_load(path):
+    import joblib
+
+    return joblib.load(path)
+
+
+def joblib_dump(value, path) -> None:
+    import os
+    import tempfile
+
+    import joblib
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    joblib.dump(value, tmp, compress=3)
+    os.replace(tmp, path)

@@ -1,0 +1,159 @@
+"""`skutag train` with a fine-tuned vision tail (vision.tail): trained on out-of-fold fine-tuned
+embeddings, kept in the bundle, run by serving, carried by retrain and calibrate; real GroceryStore photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fusion_fixtures import grocery_rows, write_catalog
+
+pytest.importorskip("timm")
+pytestmark = pytest.mark.slow
+
+TAIL_SETTINGS = {"fusion.modalities": ("vision",), "fusion.cv": 3, "vision.tail": True, "vision.tail_epochs": 3,
+                 "vision.tail_aug_views": 1, "vision.tail_folds": 2, "vision.threads": 2}
+
+
+def _config(**extra):
+    from skutag.config import SkutagConfig
+
+    return SkutagConfig.load(environ={}, overrides={**TAIL_SETTINGS, **extra})
+
+
+@pytest.fixture(scope="module")
+def catalogs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tail-catalogs")
+    train = grocery_rows("train", per_class=6)
+    val = grocery_rows("val", per_class=3)
+    return {"train": write_catalog(folder / "train.jsonl", train), "val": write_catalog(folder / "val.jsonl", val),
+            "val_rows": val, "train_rows": train}
+
+
+@pytest.fixture(scope="module")
+def trained(catalogs, tmp_path_factory):
+    from skutag.training import train_catalog
+
+    out = tmp_path_factory.mktemp("tail-model") / "shop"
+    version, summary, _ = train_catalog(catalogs["train"], out, _config())
+    return version, summary
+
+
+def _products(rows):
+    from skutag.catalog import Product
+
+    return [Product(id=r["id"], image=r["image"], title=r["title"], category=r["category"]) for r in rows]
+
+
+def _frozen_embeddings(products):
+    from skutag.evidence import EvidenceCollector, load_image_bytes
+
+    collector = EvidenceCollector(_config(), use_cache=False)
+    return np.stack([ev.embedding for ev, _ in collector.vision([load_image_bytes(p.image) for p in products])])
+
+
+def test_the_bundle_keeps_the_tail_and_the_fusion_model_learned_out_of_fold_embeddings(trained, catalogs):
+    from fusion import bundle as bundles
+
+    version, summary = trained
+    tail = bundles.load_tail(version)
+    record = version.manifest()["stages"]["vision"]["tail"]
+    assert record["digest"] == tail.digest and summary["vision_tail"]["digest"] == tail.digest
+    assert (record["cut"], record["folds"], record["train_views"], record["rows"]) == ("5.1", 2, 3, 24)
+    assert list(tail.views) == ["center", "flip"]
+
+    training = bundles.load_training(version)
+    stored = np.stack([ev.vision.embedding for ev in training.evidence])
+    products = _products(catalogs["train_rows"])
+    assert training.ids == [p.id for p in products]
+    final = np.stack(tail.embed([p.image for p in products]))
+    frozen = _frozen_embeddings(products)
+    assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-4)
+    # out-of-fold: neither the frozen backbone's embedding nor the final tail's (which saw these rows)
+    assert np.abs(stored - frozen).max(axis=1).min() > 1e-3
+    assert np.abs(stored - final).max(axis=1).min() > 1e-3
+
+
+def test_serving_runs_the_bundles_tail_and_caches_its_embeddings(trained, catalogs):
+    from fusion import bundle as bundles
+    from skutag.pipeline import load_pipeline
+
+    version, _ = trained
+    config = _config(**{"vision.tail": False})  # serving follows the bundle, not the training flag
+    pipeline = load_pipeline(config, version.store)
+    assert pipeline.collector.tail is not None and pipeline.collector.tail.digest == bundles.load_tail(version).digest
+    products = _products(catalogs["val_rows"])
+    evidence = pipeline.gather(products, ocr_gate="never")
+    expected = np.stack(pipeline.collector.tail.embed([p.image for p in products]))
+    assert np.allclose(np.stack([ev.vision.embedding for ev in evidence]), expected, atol=1e-5)
+    assert not np.allclose(expected, _frozen_embeddings(products), atol=1e-2)
+
+    results = pipeline.tag_evidence(evidence, audit=False)
+    correct = sum(r.path == p.category for r, p in zip(results, products))
+    assert correct >= 9, [(r.path, p.category) for r, p in zip(results, products)]
+
+    again = load_pipeline(config, version.store)
+    again.gather(products, ocr_gate="never")
+    assert again.collector.stats["tail_cached"] == len(products) and again.collector.stats["tail_run"] == 0
+
+
+def test_training_again_with_other_fusion_settings_reuses_the_fitted_tail(trained, catalogs, tmp_path):
+    from fusion import bundle as bundles
+    from skutag.training import train_catalog
+
+    version, _ = trained
+    again, summary, _ = train_catalog(catalogs["train"], tmp_path / "again", _config(**{"fusion.cv": 2}))
+    assert bundles.load_tail(again).digest == bundles.load_tail(version).digest
+    first_rows = [ev.vision.embedding for ev in bundles.load_training(version).evidence]
+    assert np.array_equal(np.stack(first_rows), np.stack([ev.vision.embedding for ev in bundles.load_training(again).evidence]))
+    other, _, _ = train_catalog(catalogs["train"], tmp_path / "other", _config(**{"vision.tail_epochs": 2}))
+    assert bundles.load_tail(other).digest != bundles.load_tail(version).digest
+
+
+def test_retrain_and_calibrate_keep_the_parents_tail(trained, catalogs, tmp_path):
+    from fusion import bundle as bundles
+    from skutag.training import calibrate_bundle, retrain_bundle
+
+    version, _ = trained
+    tail = bundles.load_tail(version)
+    corrections = write_catalog(tmp_path / "corrections.jsonl", catalogs["val_rows"][:4])
+    retrained, summary, _ = retrain_bundle(version.store, corrections, tmp_path / "retrained", _config())
+    assert bundles.load_tail(retrained).digest == tail.digest
+    carried = retrained.manifest()["stages"]["vision"]["tail"]
+    assert carried["carried_from"] == version.name and carried["digest"] == tail.digest
+    training = bundles.load_training(retrained)
+    new_rows = [training.ids.index(r["id"]) for r in catalogs["val_rows"][:4]]
+    expected = np.stack(tail.embed([r["image"] for r in catalogs["val_rows"][:4]]))
+    assert np.allclose(np.stack([training.evidence[i].vision.embedding for i in new_rows]), expected, atol=1e-5)
+
+    calibrated, _, _ = calibrate_bundle(retrained.path, catalogs["val"], tmp_path / "calibrated", _config())
+    assert bundles.load_tail(calibrated).digest == tail.digest
+    assert calibrated.manifest()["stages"]["vision"]["tail"]["digest"] == tail.digest
+
+
+def test_cut_activations_are_cached_per_photo_and_view_whatever_the_order(catalogs, tmp_path, monkeypatch):
+    import functools
+
+    import skutag.evidence
+    from skutag.evidence import EvidenceCollector, load_image_bytes
+    from skutag.feature_cache import FeatureCache
+
+    monkeypatch.setattr(skutag.evidence, "FeatureCache", functools.partial(FeatureCache, root=tmp_path))
+    images = [load_image_bytes(r["image"]) for r in catalogs["train_rows"][:3]]
+    first = EvidenceCollector(_config())
+    acts = first.cut_activations(images, ["center", "aug0"], "5.1")
+    assert acts["aug0"].shape == (3, 192, 7, 7) and first.stats["cut_run"] == 3
+    second = EvidenceCollector(_config())
+    backwards = second.cut_activations(images[::-1], ["center", "aug0"], "5.1")
+    assert second.stats["cut_run"] == 0 and second.stats["cut_cached"] == 3
+    assert np.array_equal(backwards["aug0"], acts["aug0"][::-1])
+    fresh = EvidenceCollector(_config(), use_cache=False).cut_activations(images[::-1], ["aug0"], "5.1")
+    assert np.array_equal(fresh["aug0"], acts["aug0"][::-1]), "a photo's random view depends on the photo only"
+
+
+def test_a_backbone_without_blocks_to_tune_is_refused_with_the_setting_to_change():
+    from vision.tail import default_cut
+
+    assert default_cut("efficientnet-lite2") == "5.2"
+    with pytest.raises(ValueError, match="vision.tail"):
+        default_cut("wwts")
