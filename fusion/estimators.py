@@ -32,6 +32,13 @@ def _linear_svc() -> BaseEstimator:
     return LinearSVC(C=1.0, random_state=0)  # fixed: liblinear shuffles, and folds may fit in parallel threads
 
 
+def _linear_svc_balanced() -> BaseEstimator:
+    from sklearn.svm import LinearSVC
+
+    # many categories with few rows (shop catalogs, cn_titles): balanced class weights lift the rare ones
+    return LinearSVC(C=0.5, class_weight="balanced", random_state=0)
+
+
 def _sgd() -> BaseEstimator:
     from sklearn.linear_model import SGDClassifier
 
@@ -48,6 +55,7 @@ BASE_ESTIMATORS: dict[str, Callable[[], BaseEstimator]] = {
     "logreg": _logreg,
     "scaled_logreg": _scaled_logreg,
     "linear_svc": _linear_svc,
+    "linear_svc_balanced": _linear_svc_balanced,
     "sgd": _sgd,
     "complement_nb": _complement_nb,
 }

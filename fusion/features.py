@@ -168,14 +168,16 @@ class _TitlePart:
         titles = [e.title for e in evidence if e.title]
         if not titles:
             return False
+        from sklearn.base import clone
+
         if self.prototype is None:
-            from text import TitleFeaturizer
+            from text import TextConfig, TitleFeaturizer
 
-            self.featurizer = TitleFeaturizer(min_df=1 if len(titles) < 200 else 2)
+            self.featurizer = TitleFeaturizer.from_config(TextConfig())
         else:
-            from sklearn.base import clone
-
             self.featurizer = clone(self.prototype)
+        if len(titles) < 200:  # a small catalog: a word seen once is still worth a column
+            self.featurizer.set_params(min_df=1)
         self.featurizer.fit(titles)
         self.brands = DictVectorizer().fit([{b: 1.0 for b in e.title_brands} for e in evidence])
         return True

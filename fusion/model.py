@@ -58,8 +58,9 @@ class FusionModel:
     brand-sensitive (OCR gating).
     """
 
-    def __init__(self, config: FusionConfig | None = None):
+    def __init__(self, config: FusionConfig | None = None, title_featurizer: Any = None):
         self.config = config or FusionConfig()
+        self.title_featurizer = title_featurizer  # unfitted; None: text.TitleFeaturizer on the default TextConfig
 
     # ------------------------------------------------------------------ training
     def fit(self, evidence: Sequence[Evidence], paths: Sequence[str], brands: Sequence[str | None] | None = None
@@ -68,7 +69,8 @@ class FusionModel:
             raise ValueError(f"{len(evidence)} evidence rows but {len(paths)} category paths")
         cfg = self.config
         started = time.perf_counter()
-        self.featurizer_ = EvidenceFeaturizer(modalities=cfg.modalities, vision_top_k=cfg.vision_top_k)
+        self.featurizer_ = EvidenceFeaturizer(modalities=cfg.modalities, vision_top_k=cfg.vision_top_k,
+                                              title_featurizer=getattr(self, "title_featurizer", None))
         X = self.featurizer_.fit_transform(list(evidence))
         blocks = [(name, columns, make_base_estimator(getattr(cfg, f"{name}_estimator")))
                   for name, columns in self.featurizer_.blocks_]

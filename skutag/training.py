@@ -28,6 +28,7 @@ from skutag.evidence import EvidenceCollector
 from skutag.pipeline import Pipeline
 
 Progress = Callable[[int], None]
+COLLECT_CHUNK = 256  # products per evidence-collection call when building a training set
 
 
 @dataclass
@@ -79,9 +80,12 @@ def collect_training_set(collector: EvidenceCollector, products: Sequence[Produc
     if "vision" not in wanted and not uses_ocr:
         evidence = [Evidence(id=p.id, title=p.title, price=p.price, title_brands=collector.title_brands(p.title))
                     for p in labelled]
-    else:
-        evidence = collector.collect(labelled, ocr=[uses_ocr and p.image is not None for p in labelled],
-                                     progress=progress)
+    else:  # in chunks: stage outputs reach the feature cache as they come (an interrupted run resumes)
+        evidence = []
+        for start in range(0, len(labelled), COLLECT_CHUNK):
+            chunk = labelled[start:start + COLLECT_CHUNK]
+            evidence.extend(collector.collect(chunk, ocr=[uses_ocr and p.image is not None for p in chunk],
+                                              progress=progress))
     evidence = [_keep(ev, wanted) for ev in evidence]
     return TrainingSet(ids=[p.id for p in labelled], evidence=evidence, paths=[p.category for p in labelled],
                        brands=[p.brand for p in labelled])
@@ -102,7 +106,8 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     classes = sorted(set(training.paths))
     if len(classes) < 2:
         raise ValueError(f"training needs at least 2 categories; the catalog has {len(classes)}")
-    model = FusionModel(config.fusion).fit(training.evidence, training.paths, training.brands)
+    model = FusionModel(config.fusion, title_featurizer=_title_featurizer(config)).fit(
+        training.evidence, training.paths, training.brands)
     calibration_record = None
     if calibration is not None:
         calibration_record = {**_calibrate(model, calibration, config), **(calibration_source or {})}
@@ -125,7 +130,7 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         "stages": _stage_versions(collector, model, tail_record),
         "modalities": model.modalities_,
         "metrics": metrics,
-        "config": {"fusion": _plain(config.fusion), "decision": _plain(config.decision)},
+        "config": {"fusion": _plain(config.fusion), "decision": _plain(config.decision), "text": _plain(config.text)},
     }
     if calibration_record is not None:
         manifest["calibration"] = calibration_record
@@ -141,6 +146,13 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     if calibration_record is not None:
         summary["calibration"] = calibration_record
     return version, summary
+
+
+def _title_featurizer(config: SkutagConfig):
+    """The title features the ``text`` config section asks for (jieba words + character blocks)."""
+    from text import TitleFeaturizer
+
+    return TitleFeaturizer.from_config(config.text)
 
 
 def _compact(ev: Evidence) -> Evidence:
@@ -322,10 +334,12 @@ def _carried_tail(manifest: dict[str, Any], parent: bundles.BundleVersion) -> di
 
 
 def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:
-    """Retraining keeps the parent's fusion settings (modalities, estimators) unless the user overrides them."""
-    recorded = manifest.get("config", {}).get("fusion", {})
-    overrides = {f"fusion.{k}": (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()
-                 if hasattr(config.fusion, k)}
+    """Retraining keeps the parent's fusion and title-feature settings (modalities, estimators, n-grams)."""
+    overrides = {}
+    for section in ("fusion", "text"):
+        recorded = manifest.get("config", {}).get(section, {})
+        overrides.update({f"{section}.{k}": (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()
+                          if hasattr(getattr(config, section), k)})
     return config.with_overrides(overrides)
 
 

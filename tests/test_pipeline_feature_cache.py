@@ -32,7 +32,8 @@ def test_second_collection_reads_the_cache_not_the_models(tmp_path, monkeypatch)
     assert first.stats["vision_run"] == 3 and first.stats["ocr_run"] == 3
     second = EvidenceCollector(config)
     again = second.collect(products, ocr=True)
-    assert second.stats == {"vision_run": 0, "vision_cached": 4, "ocr_run": 0, "ocr_cached": 4}
+    assert {k: second.stats[k] for k in ("vision_run", "vision_cached", "ocr_run", "ocr_cached")} == {
+        "vision_run": 0, "vision_cached": 4, "ocr_run": 0, "ocr_cached": 4}
     for a, b in zip(evidence, again):
         assert a.vision.labels == b.vision.labels and np.array_equal(a.vision.embedding, b.vision.embedding)
         assert a.ocr == b.ocr

@@ -118,3 +118,19 @@ def test_from_config_reads_the_user_dictionary(tmp_path):
     assert {"w:鸿星尔克", "w:hello kitty"} <= set(featurizer.get_feature_names_out())
     with pytest.raises(FileNotFoundError, match="user dictionary not found"):
         TitleFeaturizer.from_config(TextConfig(user_dict=str(tmp_path / "missing.txt")))
+
+
+def test_char_blocks_setting_is_read_and_bad_entries_are_named():
+    from text import TextConfig
+    from text.config import parse_char_blocks
+
+    assert parse_char_blocks("1-1, 2-5:300000") == ((1, 1, None), (2, 5, 300000))
+    assert parse_char_blocks("3") == ((3, 3, None),) and parse_char_blocks("") is None
+    for bad in ("5-2", "a-b", "2-5:0", "2-5:many"):
+        with pytest.raises(ValueError, match="text.char_blocks"):
+            parse_char_blocks(bad)
+    assert TitleFeaturizer.from_config(TextConfig()).char_blocks == ((1, 1, None), (2, 5, 300000))
+    one_range = TitleFeaturizer.from_config(TextConfig(char_blocks="", char_ngram_max=4))
+    assert one_range.char_blocks is None and one_range.char_ngram_range == (1, 4)
+    words_only = TitleFeaturizer.from_config(TextConfig(char_ngram_max=0, min_df=1)).fit(TITLES)
+    assert all(name.startswith("w:") for name in words_only.get_feature_names_out())

@@ -96,6 +96,8 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
             word_weight=config.word_weight,
             char_weight=config.char_weight,
             hmm=config.hmm,
+            # char_ngram_max = 0 turns characters off; otherwise char_blocks (when set) replace the one range
+            char_blocks=config.char_block_specs() if config.char_ngram_max > 0 else None,
         )
 
     # ------------------------------------------------------------------ sklearn API
