@@ -50,6 +50,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 from text import TitleFeaturizer, extract_title_brands, normalize_title  # noqa: E402
+from text.brand_spans import BrandSpanModel  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------- titles
@@ -188,7 +189,8 @@ def _norm(text: str) -> str:
     return normalize_title(text).replace(" ", "")
 
 
-def brand_prf(rows: list[dict], lexicon: Any, patterns: bool, discover: bool = False, min_score: float = 0.0) -> dict:
+def brand_prf(rows: list[dict], lexicon: Any, patterns: bool, discover: bool = False, min_score: float = 0.0,
+              learned: Any = None) -> dict:
     """Micro P/R/F1 over (title, gold brand name) pairs. A found brand is right when its canonical
     name, the text it matched or an alias seen beside it (``ERKE/鸿星尔克``) equals a gold name (after
     normalisation); it then covers every gold name it equals. A found brand equal to none is wrong."""
@@ -197,7 +199,8 @@ def brand_prf(rows: list[dict], lexicon: Any, patterns: bool, discover: bool = F
     start = time.perf_counter()
     for row in rows:
         gold = {_norm(b) for b in row["brands"] if _norm(b)}
-        found = extract_title_brands(row["title"], lexicon, min_score=min_score, patterns=patterns, discover=discover)
+        found = extract_title_brands(row["title"], lexicon, min_score=min_score, patterns=patterns, discover=discover,
+                                     learned=learned)
         hit: set[str] = set()
         for match in found:
             names = {_norm(match.brand), _norm(match.text), *(_norm(a) for a in match.aliases)}
@@ -258,6 +261,14 @@ def bench_brands() -> dict:
     ]:
         results[name] = brand_prf(dev, lexicon, bool(patterns), discover=patterns == "discover")
         print(f"  {name}: {json.dumps(results[name])}", flush=True)
+    started = time.perf_counter()
+    learned = BrandSpanModel(C=4.0).fit([r["title"] for r in train], [r["brands"] for r in train])
+    fit_s = round(time.perf_counter() - started, 1)
+    for name, lexicon in [("learned spans (BrandSpanModel fitted on train.jsonl)", []),
+                          ("train-split brands + patterns + learned spans", train_brands)]:
+        results[name] = {**brand_prf(dev, lexicon, True, learned=learned), "fit_s": fit_s,
+                         "threshold": learned.threshold_}
+        print(f"  {name}: {json.dumps(results[name])}", flush=True)
     out["cn_title_brands_dev"] = results
 
     cosmetics = _read_jsonl(SHARED / "cn_cosmetics_titles" / "dev.jsonl")
@@ -278,6 +289,9 @@ def bench_brands() -> dict:
     results["other-fold brands (5-fold) + patterns"] = {
         "precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / max(p + r, 1e-9), 4), **totals
     }
+    results["cn_title_brands learned spans + patterns (no cosmetics brand known)"] = brand_prf(
+        cosmetics, [], True, learned=learned)
+    print(f"  learned spans from cn_title_brands: {json.dumps(results['cn_title_brands learned spans + patterns (no cosmetics brand known)'])}", flush=True)
     for name, lexicon, patterns in [
         (f"bundled lexicon ({len(bundled)} brands)", bundled, False),
         (f"bundled lexicon + patterns + jieba discovery", bundled, "discover"),

@@ -58,6 +58,7 @@ class EvidenceCollector:
     _vision: Any = field(default=None, init=False, repr=False)
     _ocr: Any = field(default=None, init=False, repr=False)
     _lexicon: Any = field(default=None, init=False, repr=False)
+    _brand_model: Any = field(default=None, init=False, repr=False)
     stats: dict[str, int] = field(default_factory=lambda: {"vision_run": 0, "vision_cached": 0, "ocr_run": 0,
                                                             "ocr_cached": 0, "tail_run": 0, "tail_cached": 0,
                                                             "cut_run": 0, "cut_cached": 0}, init=False)
@@ -96,6 +97,15 @@ class EvidenceCollector:
     @lexicon.setter
     def lexicon(self, value) -> None:
         self._lexicon = value
+
+    @property
+    def brand_model(self) -> tuple[Any, str | None]:
+        """(the learned brand-span model or None, its digest) per ``text.brand_model``."""
+        if self._brand_model is None:
+            from skutag.brand_model import load_brand_model
+
+            self._brand_model = load_brand_model(self.config.text.brand_model)
+        return self._brand_model
 
     def vision_key(self) -> str:
         cfg = self.config.vision
@@ -149,7 +159,10 @@ class EvidenceCollector:
             return ()
         from text import extract_title_brands
 
-        return tuple(dict.fromkeys(m.brand for m in extract_title_brands(title, self.lexicon)))
+        cfg = self.config.text
+        found = extract_title_brands(title, self.lexicon, min_score=cfg.brand_min_score, patterns=cfg.brand_patterns,
+                                     learned=self.brand_model[0])
+        return tuple(dict.fromkeys(m.brand for m in found))
 
     def vision(self, images: Sequence[_Image], progress: Progress | None = None
                ) -> list[tuple[VisionEvidence | None, str | None]]:

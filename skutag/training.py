@@ -168,8 +168,11 @@ def _plain(section: Any) -> dict[str, Any]:
 def _managed_versions(collector: EvidenceCollector) -> dict[str, str]:
     from taxonomy import CategoryTree, LabelMap
 
-    return {"taxonomy": CategoryTree.default().version, "label_map": LabelMap.default().version,
-            "lexicon": collector.lexicon.version}
+    versions = {"taxonomy": CategoryTree.default().version, "label_map": LabelMap.default().version,
+                "lexicon": collector.lexicon.version}
+    if collector.brand_model[1]:
+        versions["brand_model"] = collector.brand_model[1]
+    return versions
 
 
 def _stage_versions(collector: EvidenceCollector, model: FusionModel,

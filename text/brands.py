@@ -262,6 +262,7 @@ def extract_title_brands(
     min_score: float = 0.0,
     patterns: bool = True,
     discover: bool = False,
+    learned: Any = None,
 ) -> list[TitleBrand]:
     """Brands named in ``title``, best first, one per brand.
 
@@ -269,7 +270,8 @@ def extract_title_brands(
     ``brand -> aliases`` or an iterable of brand names. ``patterns`` also reports brands written as
     ``ERKE/鸿星尔克`` or ``鸿星尔克(ERKE)`` that the lexicon does not know; ``discover`` also reports an
     unknown stand-alone word opening the title (a jieba out-of-vocabulary word; lower precision).
-    None/empty titles -> ``[]``.
+    ``learned``: a fitted ``text.brand_spans.BrandSpanModel`` (trained on the shop's titles) adds the
+    brands it finds. None/empty titles -> ``[]``.
     """
     if title is None or not isinstance(title, str) or not title.strip():
         return []
@@ -280,6 +282,8 @@ def extract_title_brands(
         extra.extend(_pattern_brands(title))
     if discover and not candidates:
         extra.extend(_leading_brand(title, matcher, _stop_words()))
+    if learned is not None:
+        extra.extend(learned.find(title))
     covered = [(c.start, c.end) for c in candidates]
     for found in extra:
         if not any(s < found.end and found.start < e for s, e in covered):

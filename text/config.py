@@ -31,6 +31,9 @@ class TextConfig:
     price_min_count: int = 20
     brand_min_score: float = 0.5
     brand_patterns: bool = True
+    brand_model: str = ""
+    """A brand-span model learned from your titles (``skutag brands learn``): empty = the one in
+    ``$SKUTAG_HOME/taxonomy/brand_spans.joblib`` when there is one, ``off`` = none, else a file path."""
 
     def char_block_specs(self) -> tuple[tuple[int, int, int | None], ...] | None:
         """``char_blocks`` as ``TitleFeaturizer(char_blocks=...)`` takes it; None when empty."""

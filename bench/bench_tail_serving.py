@@ -1,0 +1,72 @@
+"""What the fine-tuned vision tail costs at serving time, as a ratio to the plain vision stage, same process.
+
+Vision evidence (top-k labels + embedding) for the same photos, no feature cache, in batches:
+
+* ``plain``: the backbone on ONNX Runtime (what a bundle without a tail runs);
+* ``tail``: plus the tail on the centre crop and its mirror (the default, ``vision.tail_tta``);
+* ``tail-centre``: plus the tail on the centre crop only;
+* ``plain`` again, to see how much the shared machine drifted during the run.
+
+Usage (a bundle trained with ``skutag train --vision-tail``, and a catalog with photos)::
+
+    python -m bench.bench_tail_serving --model /tmp/runs/g_tail_v --catalog /tmp/skutag-data/grocery_val.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from copy import copy
+from pathlib import Path
+
+import numpy as np
+
+
+def _photos_per_second(collector, products, batch: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(products), batch):
+        collector.collect(products[start:start + batch], ocr=False)
+    return len(products) / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fusion import bundle as bundles
+    from skutag.catalog_io import read_catalog
+    from skutag.config import SkutagConfig
+    from skutag.evidence import EvidenceCollector
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="model directory trained with --vision-tail")
+    parser.add_argument("--catalog", type=Path, required=True, help="catalog with photos")
+    parser.add_argument("--n", type=int, default=96, help="photos timed per variant")
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args(argv)
+
+    tail = bundles.load_tail(bundles.resolve(args.model))
+    if tail is None:
+        parser.error(f"{args.model} has no vision tail; train it with `skutag train --vision-tail`")
+    backbone = bundles.resolve(args.model).manifest()["stages"]["vision"]["backbone"]
+    config = SkutagConfig.load(overrides={"vision.backbone": backbone})
+    products = [p for p in read_catalog(args.catalog).products if p.image is not None][:args.n]
+    centre = copy(tail)
+    centre.views = ("center",)
+    variants = [("plain", None), ("tail", tail), ("tail-centre", centre), ("plain-again", None)]
+    warm = EvidenceCollector(config, use_cache=False, tail=tail)
+    warm.collect(products[:args.batch], ocr=False)  # model loads and ONNX export outside the timings
+    rates = {}
+    for name, chosen in variants:
+        collector = EvidenceCollector(config, use_cache=False, tail=chosen)
+        collector._vision = warm.vision_model
+        rates[name] = _photos_per_second(collector, products, args.batch)
+        print(f"{name}: {rates[name]:.1f} photos/s", flush=True)
+    base = float(np.mean([rates["plain"], rates["plain-again"]]))
+    report = {"photos": len(products), "batch": args.batch, "backbone": backbone,
+              "photos_per_s": {k: round(v, 2) for k, v in rates.items()},
+              "cost_vs_plain": {k: round(base / v, 2) for k, v in rates.items() if not k.startswith("plain")}}
+    print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
