@@ -236,7 +236,10 @@ class EvidenceCollector:
         self.stats["cut_run"] += len(missing)
         self.stats["cut_cached"] += len(images) - len(missing)
         if missing:
-            extractor = CutExtractor(cfg.backbone, cut, cfg.weights or None, threads=cfg.threads or _cpu_threads())
+            from vision.image import ImageLimits
+
+            extractor = CutExtractor(cfg.backbone, cut, cfg.weights or None, threads=cfg.threads or _cpu_threads(),
+                                     limits=ImageLimits(max_pixels=cfg.max_pixels))
             for start in range(0, len(missing), 64):
                 chunk = missing[start:start + 64]
                 acts = extractor.transform_views([images[i].data for i in chunk], views,
