@@ -106,6 +106,8 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     classes = sorted(set(training.paths))
     if len(classes) < 2:
         raise ValueError(f"training needs at least 2 categories; the catalog has {len(classes)}")
+    if collector.tail is not None:
+        config = config.with_overrides({"fusion.vision_top_k": config.fusion.vision_top_k_with_tail})
     model = FusionModel(config.fusion, title_featurizer=_title_featurizer(config)).fit(
         training.evidence, training.paths, training.brands)
     calibration_record = None
