@@ -3,8 +3,10 @@
 Vision evidence (top-k labels + embedding) for the same photos, no feature cache, in batches:
 
 * ``plain``: the backbone on ONNX Runtime (what a bundle without a tail runs);
-* ``tail``: plus the tail on the centre crop and its mirror (the default, ``vision.tail_tta``);
-* ``tail-centre``: plus the tail on the centre crop only;
+* ``tail``: plus the tuned network (frozen part + tail, one ONNX graph) on the centre crop and its mirror
+  (the default, ``vision.tail_tta``);
+* ``tail-centre``: the same on the centre crop only;
+* ``tail-torch``: the tail as trained, eager PyTorch on cut activations (both views);
 * ``plain`` again, to see how much the shared machine drifted during the run.
 
 Usage (a bundle trained with ``skutag train --vision-tail``, and a catalog with photos)::
@@ -49,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     backbone = bundles.resolve(args.model).manifest()["stages"]["vision"]["backbone"]
     config = SkutagConfig.load(overrides={"vision.backbone": backbone})
     products = [p for p in read_catalog(args.catalog).products if p.image is not None][:args.n]
+    eager = copy(tail)
+    eager.runtime, eager._session = "torch", None
     centre = copy(tail)
     centre.views = ("center",)
-    variants = [("plain", None), ("tail", tail), ("tail-centre", centre), ("plain-again", None)]
+    variants = [("plain", None), ("tail", tail), ("tail-centre", centre), ("tail-torch", eager), ("plain-again", None)]
     warm = EvidenceCollector(config, use_cache=False, tail=tail)
     warm.collect(products[:args.batch], ocr=False)  # model loads and ONNX export outside the timings
     rates = {}

@@ -97,6 +97,21 @@ def test_serving_runs_the_bundles_tail_and_caches_its_embeddings(trained, catalo
     assert again.collector.stats["tail_cached"] == len(products) and again.collector.stats["tail_run"] == 0
 
 
+def test_onnx_runtime_serving_gives_the_torch_embedding(trained, catalogs):
+    from copy import copy
+
+    from fusion import bundle as bundles
+
+    version, _ = trained
+    tail = bundles.load_tail(version)
+    assert tail.runtime == "onnx"
+    eager = copy(tail)
+    eager.runtime, eager._session = "torch", None
+    photos = [r["image"] for r in catalogs["val_rows"][:5]]
+    served, reference = np.stack(tail.embed(photos)), np.stack(eager.embed(photos))
+    assert np.abs(served - reference).max() < 5e-3  # the torch path keeps cut activations in float16
+
+
 def test_training_again_with_other_fusion_settings_reuses_the_fitted_tail(trained, catalogs, tmp_path):
     from fusion import bundle as bundles
     from skutag.training import train_catalog

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -407,8 +407,12 @@ class VisionTail:
     classifier: TailClassifier
     views: tuple[str, ...] = ("center", "flip")
     threads: int = 1
+    runtime: str = "onnx"
+    """``onnx``: the frozen part and the tail exported as one ONNX graph (cached by digest under
+    ``$SKUTAG_HOME/vision``) and run by ONNX Runtime; ``torch``: eager PyTorch, as in training."""
     _extractor: CutExtractor | None = field(default=None, init=False, repr=False, compare=False)
     _digest: str = field(default="", init=False, repr=False, compare=False)
+    _session: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def backbone(self) -> str:
@@ -448,14 +452,89 @@ class VisionTail:
                 continue
         if not readable:
             return out
-        acts = extractor.transform_views(images, self.views, [keys[i] for i in readable])
-        self.classifier.threads = self.threads
-        embeddings = self.classifier.embed([acts[view] for view in self.views])
+        read_keys = [keys[i] for i in readable]
+        if getattr(self, "runtime", "torch") == "onnx":
+            embeddings = self._embed_onnx(images, read_keys)
+        else:
+            acts = extractor.transform_views(images, self.views, read_keys)
+            self.classifier.threads = self.threads
+            embeddings = self.classifier.embed([acts[view] for view in self.views])
         for i, embedding in zip(readable, embeddings):
             out[i] = embedding
         return out
 
+    # ------------------------------------------------------------------ ONNX Runtime
+    def _embed_onnx(self, images: list, keys: list[str], batch_size: int = 32) -> np.ndarray:
+        session, spec = self._onnx_session(), self.extractor().spec
+        per_view = []
+        for view in self.views:
+            parts = []
+            for start in range(0, len(images), batch_size):
+                crops = [view_crop(image, view, spec, _key_seed(view, key, 0))
+                         for image, key in zip(images[start:start + batch_size], keys[start:start + batch_size])]
+                parts.append(session.run(None, {"input": normalize_batch(np.stack(crops), spec)})[0])
+            per_view.append(_l2(np.concatenate(parts)))
+        return _l2(np.mean(per_view, axis=0)).astype(np.float32)
+
+    def _onnx_session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, int(self.threads))
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(self._onnx_file()), options, providers=["CPUExecutionProvider"])
+        return self._session
+
+    def _onnx_file(self):
+        """The frozen part + the fine-tuned tail, photo -> pooled features, exported once per tail."""
+        import os
+        import warnings
+
+        import torch
+
+        from .export import default_cache_dir
+        from .networks import freeze_same_padding
+
+        path = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}.onnx"
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = self.extractor().spec.size
+        frozen = freeze_same_padding(_load_network(self.backbone, self.classifier.weights), size).model
+        tail, cut = self.classifier._fitted_module(), Cut.parse(self.cut)
+
+        class Tuned(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.frozen, self.tail = frozen, tail
+
+            def forward(self, x):
+                x = self.frozen.bn1(self.frozen.conv_stem(x))
+                for stage in range(cut.stage):
+                    x = self.frozen.blocks[stage](x)
+                for block in range(cut.block + 1):
+                    x = self.frozen.blocks[cut.stage][block](x)
+                return self.tail.features(x)
+
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Tuned().eval(), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["features"],
+                              dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}})
+        os.replace(tmp, path)
+        return path
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_extractor"] = None
+        state["_session"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("runtime", "onnx")
+        state.setdefault("_session", None)
+        self.__dict__.update(state)
