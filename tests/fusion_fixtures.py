@@ -38,3 +38,15 @@ def write_catalog(path: Path, rows: Sequence[dict], drop: Sequence[str] = ()) ->
         for row in rows:
             handle.write(json.dumps({k: v for k, v in row.items() if k not in drop}, ensure_ascii=False) + "\n")
     return path
+
+
+def cn_titles_by_leaf() -> dict[str, list[str]]:
+    """Titles of ../shared/data/cn_titles by their leaf path (``level1 > level2 > level3``), in file order."""
+    import csv
+    from collections import defaultdict
+
+    by_leaf: dict[str, list[str]] = defaultdict(list)
+    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            by_leaf[" > ".join((row["level1"], row["level2"], row["level3"]))].append(row["title"])
+    return by_leaf

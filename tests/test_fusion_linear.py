@@ -3,25 +3,19 @@
 
 from __future__ import annotations
 
-import csv
-from collections import defaultdict
-
 import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
 
 from fusion.linear import ClassParallelLinearSVC
-from tests.conftest import shared_path
+from tests.fusion_fixtures import cn_titles_by_leaf
 
 
 @pytest.fixture(scope="module")
 def titles():
     from text import TextConfig, TitleFeaturizer
 
-    by_leaf: dict[str, list[str]] = defaultdict(list)
-    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-            by_leaf[row["level3"]].append(row["title"])
+    by_leaf = cn_titles_by_leaf()
     leaves = sorted(leaf for leaf, rows in by_leaf.items() if len(rows) >= 60)[:40]
     # uneven class sizes, so balanced weights matter
     pairs = [(t, leaf) for k, leaf in enumerate(leaves) for t in by_leaf[leaf][:20 + 2 * k]]

@@ -3,23 +3,17 @@ cn_titles rows through the catalog commands."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-from collections import defaultdict
 
 import pytest
 
-from tests.conftest import shared_path
-from tests.fusion_fixtures import write_catalog
+from tests.fusion_fixtures import cn_titles_by_leaf, write_catalog
 
 
 @pytest.fixture(scope="module")
 def title_catalogs(tmp_path_factory):
     """8 leaves under 家用电器 x 30 titles (title only), 80/20 by a hash of the title."""
-    by_leaf: dict[str, list[str]] = defaultdict(list)
-    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-            by_leaf[" > ".join((row["level1"], row["level2"], row["level3"]))].append(row["title"])
+    by_leaf = cn_titles_by_leaf()
     leaves = sorted(leaf for leaf, titles in by_leaf.items() if len(titles) >= 30 and leaf.startswith("家用电器"))[:8]
     assert len(leaves) == 8
     rows = [{"id": f"t{k}-{i}", "title": title, "category": leaf}
