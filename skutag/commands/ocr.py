@@ -160,7 +160,7 @@ def _register_brands(subparsers: argparse._SubParsersAction) -> None:
     learn = actions.add_parser(
         "learn", help="learn what brands look like in your titles (finds brands the lexicon lacks)",
         description="Fit a brand-span model on a catalog's titles whose `brand` value is written in the title. "
-        "It is checked on 20%% of those titles held out (by a hash of the title), then fitted on all and saved; "
+        "It is checked on 20% of those titles held out (by a hash of the title), then fitted on all and saved; "
         "title brand extraction (tagging, training) uses it from then on (text.brand_model).")
     learn.add_argument("catalog", type=Path, metavar="CATALOG", help="JSONL/CSV with title and brand columns")
     learn.add_argument("--out", type=Path, help="model file (default: $SKUTAG_HOME/taxonomy/brand_spans.joblib)")
