@@ -228,7 +228,7 @@ class EvidenceCollector:
         from vision.tail import CutExtractor
 
         cfg = self.config.vision
-        cache = (FeatureCache("cut", f"{self.vision_model.model_id}-{self.vision_model.model_version}-{cut}")
+        cache = (FeatureCache("cut", f"{self.vision_model.model_id}-{self.vision_model.model_version}-{cut}-onnx")
                  if self.use_cache else None)
         keys = [f"{img.digest}:{view}" for img in images for view in views]
         found = cache.get_many(keys) if cache is not None else {}

@@ -113,7 +113,7 @@ def _fit_cache_file(classifier: Any, views: Sequence[str], folds: list, images: 
     from skutag.paths import artifact_dir
 
     h = hashlib.sha256(json.dumps({"params": {k: v for k, v in classifier.get_params().items() if k != "threads"},
-                                   "views": list(views)},
+                                   "views": list(views), "activations": "onnx"},
                                   sort_keys=True, default=str).encode())
     for image, label in zip(images, y):
         h.update(f"{image.digest}\t{label}\n".encode())

@@ -64,6 +64,19 @@ def test_cut_activations_shape_and_views(extractor, grocery_rows):
         extractor.transform(paths, "rotate")
 
 
+def test_onnx_runtime_activations_match_eager_torch(extractor, grocery_rows):
+    from vision.tail import CutExtractor
+
+    paths = [p for p, _, _ in grocery_rows[:4]]
+    assert extractor.runtime == "onnx"
+    eager = CutExtractor("efficientnet-lite0", cut="5.1", runtime="torch")
+    keys = [str(k) for k in range(len(paths))]
+    ours, reference = extractor.transform_views(paths, ["aug0"], keys)["aug0"], eager.transform_views(paths, ["aug0"], keys)["aug0"]
+    assert np.abs(ours.astype(np.float32) - reference.astype(np.float32)).max() < 0.05  # a float16 step or two
+    with pytest.raises(ValueError, match="runtime"):
+        CutExtractor("efficientnet-lite0", runtime="tensorrt")
+
+
 def test_untrained_tail_reproduces_the_backbone_embedding(extractor, grocery_rows):
     import torch
 

@@ -116,33 +116,87 @@ def _load_network(backbone: str, weights: str | None):
     return network
 
 
+def run_to_cut(model, cut: Cut, x):
+    """The frozen part of a timm EfficientNet: stem, then every block up to and including the cut."""
+    x = model.bn1(model.conv_stem(x))
+    for stage in range(cut.stage):
+        x = model.blocks[stage](x)
+    for block in range(cut.block + 1):
+        x = model.blocks[cut.stage][block](x)
+    return x
+
+
 class CutExtractor:
-    """Photos -> activations at the cut (float16, N x C x H x W), one call per view. Runs torch on CPU."""
+    """Photos -> activations at the cut (float16, N x C x H x W), one call per view.
+
+    ``runtime``: ``onnx`` (the frozen part exported once under ``$SKUTAG_HOME/vision``, ONNX Runtime) or
+    ``torch`` (eager)."""
 
     def __init__(self, backbone: str = "efficientnet-lite0", cut: str = "5.1", weights: str | None = None,
-                 threads: int = 1, limits: ImageLimits = ImageLimits()):
+                 threads: int = 1, limits: ImageLimits = ImageLimits(), runtime: str = "onnx"):
         import torch
 
+        if runtime not in ("onnx", "torch"):
+            raise ValueError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
         self.backbone, self.cut, self.threads, self.limits = backbone, Cut.parse(cut), int(threads), limits
+        self.runtime, self.weights = runtime, weights
         self.network = _load_network(backbone, weights)
         self.cut.check(self.network.model)
         self.spec: PreprocessSpec = get_backbone(backbone).resolve(weights).preprocess
         self._torch = torch
+        self._session = None
 
     def _forward(self, crops: list[np.ndarray]) -> np.ndarray:
+        batch = normalize_batch(np.stack(crops), self.spec)
+        if self.runtime == "onnx":
+            return self._onnx_session().run(None, {"input": batch})[0].astype(np.float16)
         torch = self._torch
         with torch.inference_mode():
-            act = self._frozen(torch.from_numpy(normalize_batch(np.stack(crops), self.spec)))
+            act = self._frozen(torch.from_numpy(batch))
         return act.numpy().astype(np.float16)
 
+    def _onnx_session(self):
+        if self._session is None:
+            import os
+            import warnings
+
+            import onnxruntime as ort
+
+            from .export import export_dir
+            from .networks import freeze_same_padding
+
+            source = get_backbone(self.backbone).resolve(self.weights)
+            path = export_dir(source, None) / f"cut-{self.cut.stage}.{self.cut.block}.onnx"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                model = freeze_same_padding(_load_network(self.backbone, self.weights), self.spec.size).model
+                torch, cut = self._torch, self.cut
+
+                class Frozen(torch.nn.Module):
+                    def __init__(self):
+                        super().__init__()
+                        self.model = model
+
+                    def forward(self, x):
+                        return run_to_cut(self.model, cut, x)
+
+                tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+                with warnings.catch_warnings(), torch.inference_mode():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(Frozen().eval(), (torch.zeros(1, 3, self.spec.size, self.spec.size),), str(tmp),
+                                      dynamo=False, opset_version=17, input_names=["input"], output_names=["act"],
+                                      dynamic_axes={"input": {0: "batch"}, "act": {0: "batch"}})
+                os.replace(tmp, path)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, self.threads)
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return self._session
+
     def _frozen(self, x):
-        m = self.network.model
-        x = m.bn1(m.conv_stem(x))
-        for s in range(self.cut.stage):
-            x = m.blocks[s](x)
-        for b in range(self.cut.block + 1):
-            x = m.blocks[self.cut.stage][b](x)
-        return x
+        return run_to_cut(self.network.model, self.cut, x)
 
     def transform(self, sources: Sequence[ImageSource], view: str = "center", seed: int = 0,
                   batch_size: int = 32) -> np.ndarray:
@@ -512,12 +566,7 @@ class VisionTail:
                 self.frozen, self.tail = frozen, tail
 
             def forward(self, x):
-                x = self.frozen.bn1(self.frozen.conv_stem(x))
-                for stage in range(cut.stage):
-                    x = self.frozen.blocks[stage](x)
-                for block in range(cut.block + 1):
-                    x = self.frozen.blocks[cut.stage][block](x)
-                return self.tail.features(x)
+                return self.tail.features(run_to_cut(self.frozen, cut, x))
 
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
         with warnings.catch_warnings(), torch.inference_mode():
