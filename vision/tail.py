@@ -116,6 +116,34 @@ def _load_network(backbone: str, weights: str | None):
     return network
 
 
+def _ort_session(path, threads: int):
+    """An ONNX Runtime CPU session for one of the tail's exported graphs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _export_onnx(module, path, size: int, output: str) -> None:
+    """Export ``module`` (N x 3 x size x size -> ``output``) to ``path``, atomically, batch size free."""
+    import os
+    import warnings
+
+    import torch
+
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
+        torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=[output],
+                          dynamic_axes={"input": {0: "batch"}, output: {0: "batch"}})
+    os.replace(tmp, path)
+
+
 def run_to_cut(model, cut: Cut, x):
     """The frozen part of a timm EfficientNet: stem, then every block up to and including the cut."""
     x = model.bn1(model.conv_stem(x))
@@ -157,11 +185,6 @@ class CutExtractor:
 
     def _onnx_session(self):
         if self._session is None:
-            import os
-            import warnings
-
-            import onnxruntime as ort
-
             from .export import export_dir
             from .networks import freeze_same_padding
 
@@ -180,19 +203,8 @@ class CutExtractor:
                     def forward(self, x):
                         return run_to_cut(self.model, cut, x)
 
-                tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-                with warnings.catch_warnings(), torch.inference_mode():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(Frozen().eval(), (torch.zeros(1, 3, self.spec.size, self.spec.size),), str(tmp),
-                                      dynamo=False, opset_version=17, input_names=["input"], output_names=["act"],
-                                      dynamic_axes={"input": {0: "batch"}, "act": {0: "batch"}})
-                os.replace(tmp, path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(1, self.threads)
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                _export_onnx(Frozen(), path, self.spec.size, "act")
+            self._session = _ort_session(path, self.threads)
         return self._session
 
     def _frozen(self, x):
@@ -532,21 +544,11 @@ class VisionTail:
 
     def _onnx_session(self):
         if self._session is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(1, int(self.threads))
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(self._onnx_file()), options, providers=["CPUExecutionProvider"])
+            self._session = _ort_session(self._onnx_file(), self.threads)
         return self._session
 
     def _onnx_file(self):
         """The frozen part + the fine-tuned tail, photo -> pooled features, exported once per tail."""
-        import os
-        import warnings
-
         import torch
 
         from .export import default_cache_dir
@@ -568,13 +570,7 @@ class VisionTail:
             def forward(self, x):
                 return self.tail.features(run_to_cut(self.frozen, cut, x))
 
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(Tuned().eval(), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=17,
-                              input_names=["input"], output_names=["features"],
-                              dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}})
-        os.replace(tmp, path)
+        _export_onnx(Tuned(), path, size, "features")
         return path
 
     def __getstate__(self) -> dict:
