@@ -199,7 +199,7 @@ class EvidenceCollector:
         rows = [i for i, (ev, _) in enumerate(out) if ev is not None]
         if not rows:
             return
-        key = f"{self.tail.digest[:24]}-{getattr(self.tail, 'runtime', 'torch')}"  # runtimes differ in the last digits
+        key = f"{self.tail.digest[:24]}-{self.tail.runtime}"  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
         found = cache.get_many(images[i].digest for i in rows) if cache is not None else {}
         missing = sorted({images[i].digest: i for i in rows if images[i].digest not in found}.values())

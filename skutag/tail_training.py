@@ -23,6 +23,7 @@ import warnings
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
+import joblib
 import numpy as np
 
 from skutag.catalog import Product
@@ -81,18 +82,18 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     folds = tail_folds(y, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state)
     cache = _fit_cache_file(classifier, views, folds, images, y) if collector.use_cache else None
     if cache is not None and cache.is_file():  # same photos, labels and settings: e.g. other fusion modalities
-        classifier, oof = joblib_load(cache)
+        classifier, oof = joblib.load(cache)
     else:
         oof = out_of_fold_embeddings(classifier, X, y, folds=folds) if folds else None
         classifier.fit(X, y)
         if cache is not None:
-            joblib_dump((classifier, oof), cache)
+            _dump_atomically((classifier, oof), cache)
     tail = VisionTail(classifier, views=("center", "flip") if cfg.tail_tta else ("center",), threads=threads)
-    in_sample = np.ones(len(rows), bool) if oof is None else np.linalg.norm(oof, axis=1) == 0  # never held out
-    if in_sample.any():
-        fitted = classifier.embed([acts[view][in_sample] for view in tail.views])
-        oof = fitted if oof is None else oof
-        oof[in_sample] = fitted
+    if oof is None:  # no folds: in-sample embeddings
+        oof = classifier.embed([acts[view] for view in tail.views])
+    never_held = np.linalg.norm(oof, axis=1) == 0  # rows of folds skipped for having a single class
+    if never_held.any():
+        oof[never_held] = classifier.embed([acts[view][never_held] for view in tail.views])
     evidence = list(training.evidence)
     for k, i in enumerate(rows):
         evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))
@@ -122,17 +123,9 @@ def _fit_cache_file(classifier: Any, views: Sequence[str], folds: list, images: 
     return artifact_dir("tails") / f"{h.hexdigest()[:32]}.joblib"
 
 
-def joblib_load(path):
-    import joblib
-
-    return joblib.load(path)
-
-
-def joblib_dump(value, path) -> None:
+def _dump_atomically(value, path) -> None:
     import os
     import tempfile
-
-    import joblib
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)

@@ -192,7 +192,8 @@ class CutExtractor:
             path = export_dir(source, None) / f"cut-{self.cut.stage}.{self.cut.block}.onnx"
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                model = freeze_same_padding(_load_network(self.backbone, self.weights), self.spec.size).model
+                # the loaded network itself: fixed pads for this input size change no output
+                model = freeze_same_padding(self.network, self.spec.size).model
                 torch, cut = self._torch, self.cut
 
                 class Frozen(torch.nn.Module):
@@ -519,7 +520,7 @@ class VisionTail:
         if not readable:
             return out
         read_keys = [keys[i] for i in readable]
-        if getattr(self, "runtime", "torch") == "onnx":
+        if self.runtime == "onnx":
             embeddings = self._embed_onnx(images, read_keys)
         else:
             acts = extractor.transform_views(images, self.views, read_keys)
@@ -559,7 +560,7 @@ class VisionTail:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         size = self.extractor().spec.size
-        frozen = freeze_same_padding(_load_network(self.backbone, self.classifier.weights), size).model
+        frozen = freeze_same_padding(self.extractor().network, size).model  # the network already loaded
         tail, cut = self.classifier._fitted_module(), Cut.parse(self.cut)
 
         class Tuned(torch.nn.Module):
