@@ -3,9 +3,11 @@
 Vision evidence (top-k labels + embedding) for the same photos, no feature cache, in batches:
 
 * ``plain``: the backbone on ONNX Runtime (what a bundle without a tail runs);
-* ``tail``: plus the tuned network (frozen part + tail, one ONNX graph) on the centre crop and its mirror
-  (the default, ``vision.tail_tta``);
-* ``tail-centre``: the same on the centre crop only;
+* ``tail``: what serving runs: one ONNX graph gives the labels, the plain embedding and the tuned
+  embedding of the centre crop (the frozen part once), the tuned graph the mirror's (``vision.tail_tta``);
+* ``tail-two-graphs``: the plain backbone for the labels, then the tuned graph on both views (the frozen
+  part three times per photo: how serving ran before the joint graph);
+* ``tail-centre``: the joint graph on the centre crop only;
 * ``tail-torch``: the tail as trained, eager PyTorch on cut activations (both views);
 * ``plain`` again, to see how much the shared machine drifted during the run.
 
@@ -51,13 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     backbone = bundles.resolve(args.model).manifest()["stages"]["vision"]["backbone"]
     config = SkutagConfig.load(overrides={"vision.backbone": backbone})
     products = [p for p in read_catalog(args.catalog).products if p.image is not None][:args.n]
+    warm = EvidenceCollector(config, use_cache=False, tail=tail)
+    warm.collect(products[:args.batch], ocr=False)  # model loads and ONNX exports outside the timings
+    tail.embed([p.image for p in products[:2]])
     eager = copy(tail)
     eager.runtime, eager._session = "torch", None
     centre = copy(tail)
     centre.views = ("center",)
-    variants = [("plain", None), ("tail", tail), ("tail-centre", centre), ("tail-torch", eager), ("plain-again", None)]
-    warm = EvidenceCollector(config, use_cache=False, tail=tail)
-    warm.collect(products[:args.batch], ocr=False)  # model loads and ONNX export outside the timings
+    separate = copy(tail)
+    separate.joint = False
+    variants = [("plain", None), ("tail", tail), ("tail-two-graphs", separate), ("tail-centre", centre),
+                ("tail-torch", eager), ("plain-again", None)]
     rates = {}
     for name, chosen in variants:
         collector = EvidenceCollector(config, use_cache=False, tail=chosen)

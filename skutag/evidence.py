@@ -174,10 +174,9 @@ class EvidenceCollector:
         found = cache.get_many(images[i].digest for i in todo) if cache is not None else {}
         missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
         self.stats["vision_cached"] += len(todo) - len(missing)
+        tuned: dict[str, np.ndarray | None] = {}
         if missing:
-            cfg = self.config.vision
-            results = self.vision_model.predict([images[i].data for i in missing], top_k=VISION_LABELS_KEPT,
-                                                batch_size=cfg.batch_size, progress=progress)
+            results, tuned = self._run_vision([images[i] for i in missing], progress)
             fresh = {images[i].digest: _vision_record(r) for i, r in zip(missing, results)}
             self.stats["vision_run"] += len(missing)
             if cache is not None:
@@ -188,12 +187,28 @@ class EvidenceCollector:
             meta, blob = found[images[i].digest]
             out[i] = _vision_evidence(meta, blob, model_id)
         if self.tail is not None:
-            self._apply_tail(images, out)
+            self._apply_tail(images, out, tuned)
         return out
 
+    def _run_vision(self, images: Sequence[_Image], progress: Progress | None
+                    ) -> tuple[list, dict[str, np.ndarray | None]]:
+        """Vision results of ``images``, and their tuned embeddings (by digest) where the bundle's tail
+        computes both in one pass of the frozen part (``VisionTail.label_and_embed``)."""
+        cfg, data = self.config.vision, [img.data for img in images]
+        if self.tail is not None and self.tail.serves_labels_of(self.vision_model):
+            self.tail.threads = cfg.threads or _cpu_threads()
+            results, embeddings = self.tail.label_and_embed(self.vision_model, data, top_k=VISION_LABELS_KEPT,
+                                                            batch_size=cfg.batch_size)
+            if progress is not None:
+                progress(len(data))
+            return results, {img.digest: e for img, e in zip(images, embeddings)}
+        return self.vision_model.predict(data, top_k=VISION_LABELS_KEPT, batch_size=cfg.batch_size,
+                                         progress=progress), {}
+
     # ------------------------------------------------------------------ fine-tuned tail
-    def _apply_tail(self, images: Sequence[_Image], out: list) -> None:
-        """Put the tail's fine-tuned embedding in place of the backbone's (cached per tail and photo)."""
+    def _apply_tail(self, images: Sequence[_Image], out: list, tuned: dict[str, np.ndarray | None]) -> None:
+        """Put the tail's fine-tuned embedding in place of the backbone's (cached per tail and photo);
+        ``tuned``: embeddings already computed beside the labels, by digest."""
         from dataclasses import replace
 
         rows = [i for i, (ev, _) in enumerate(out) if ev is not None]
@@ -201,10 +216,16 @@ class EvidenceCollector:
             return
         key = f"{self.tail.digest[:24]}-{self.tail.runtime}"  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
-        found = cache.get_many(images[i].digest for i in rows) if cache is not None else {}
+        found = cache.get_many(images[i].digest for i in rows if images[i].digest not in tuned) if cache is not None else {}
+        if tuned:
+            joint = {d: ({"ok": e is not None}, None if e is None else np.asarray(e, np.float32).tobytes())
+                     for d, e in tuned.items()}
+            if cache is not None:
+                cache.put_many(joint)
+            found.update(joint)
         missing = sorted({images[i].digest: i for i in rows if images[i].digest not in found}.values())
-        self.stats["tail_cached"] += len(rows) - len(missing)
-        self.stats["tail_run"] += len(missing)
+        self.stats["tail_cached"] += sum(images[i].digest not in tuned for i in rows) - len(missing)
+        self.stats["tail_run"] += len(missing) + len(tuned)
         if missing:
             self.tail.threads = self.config.vision.threads or _cpu_threads()
             embeddings = self.tail.embed([images[i].data for i in missing], keys=[images[i].digest for i in missing])

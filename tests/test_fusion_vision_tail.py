@@ -97,6 +97,33 @@ def test_serving_runs_the_bundles_tail_and_caches_its_embeddings(trained, catalo
     assert again.collector.stats["tail_cached"] == len(products) and again.collector.stats["tail_run"] == 0
 
 
+def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedding(trained, catalogs):
+    from types import SimpleNamespace
+
+    from fusion import bundle as bundles
+    from vision import load_model
+
+    version, _ = trained
+    tail = bundles.load_tail(version)
+    model = load_model("efficientnet-lite0", runtime="onnx", threads=2)
+    photos = [r["image"] for r in catalogs["val_rows"][:6]] + [b"not a photo"]
+    assert tail.serves_labels_of(model)
+    results, tuned = tail.label_and_embed(model, photos, top_k=5, batch_size=4)
+    alone = model.predict(photos, top_k=5, batch_size=4)
+    for joint, plain in zip(results[:-1], alone[:-1]):
+        assert joint.top_k[0].index == plain.top_k[0].index
+        assert np.allclose([s.prob for s in joint.top_k], [s.prob for s in plain.top_k], atol=1e-4)
+        assert np.allclose(joint.embedding, plain.embedding, atol=1e-4)
+    assert results[-1].error == alone[-1].error and results[-1].error and tuned[-1] is None
+    assert np.allclose(np.stack(tuned[:-1]), np.stack(tail.embed(photos[:-1])), atol=1e-5)
+    # labels from another network or the INT8 export cannot come from the tail's graph
+    assert not tail.serves_labels_of(load_model("efficientnet-lite0", runtime="torch", threads=2))
+    like = dict(runtime="onnx", int8=False, model_id=model.model_id, model_version=model.model_version)
+    assert tail.serves_labels_of(SimpleNamespace(**like))
+    assert not tail.serves_labels_of(SimpleNamespace(**{**like, "int8": True}))
+    assert not tail.serves_labels_of(SimpleNamespace(**{**like, "model_id": "efficientnet-lite2"}))
+
+
 def test_onnx_runtime_serving_gives_the_torch_embedding(trained, catalogs):
     from copy import copy
 

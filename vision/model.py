@@ -124,8 +124,9 @@ class VisionModel:
                 self._decoder = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="vision-decode")
         return list(self._decoder.map(self._load_crop, chunk))
 
-    def _predict_chunk(self, chunk: Sequence[ImageSource], k: int) -> list[VisionResult]:
-        names = [describe_source(source) for source in chunk]
+    def load_batch(self, chunk: Sequence[ImageSource]) -> tuple[list[np.ndarray], list[int], dict[int, str]]:
+        """The network-ready crops of the readable sources, their positions in ``chunk``, and why the
+        others cannot be used (position -> message)."""
         crops: list[np.ndarray] = []
         positions: list[int] = []
         errors: dict[int, str] = {}
@@ -135,11 +136,27 @@ class VisionModel:
             else:
                 crops.append(loaded)
                 positions.append(position)
-        results: list[VisionResult | None] = [None] * len(chunk)
+        return crops, positions, errors
+
+    def _predict_chunk(self, chunk: Sequence[ImageSource], k: int) -> list[VisionResult]:
+        crops, positions, errors = self.load_batch(chunk)
+        outputs = None
         if crops:
             batch = normalize_batch(np.stack(crops), self.source.preprocess)
             with self._lock:  # one session run at a time per model; runs use all their threads
-                logits, embeddings = self.engine.run(batch)
+                outputs = self.engine.run(batch)
+        return self.results_from_outputs(chunk, positions, outputs, errors, k)
+
+    def results_from_outputs(self, chunk: Sequence[ImageSource], positions: Sequence[int],
+                             outputs: tuple[np.ndarray, np.ndarray] | None, errors: dict[int, str],
+                             k: int) -> list[VisionResult]:
+        """``VisionResult`` per source of ``chunk`` from the network's ``(logits, embedding)`` rows (row i is
+        ``chunk[positions[i]]``) and the reasons the other sources could not be read. Also what a graph
+        computing these outputs beside others (``vision.tail``'s joint graph) turns into results."""
+        names = [describe_source(source) for source in chunk]
+        results: list[VisionResult | None] = [None] * len(chunk)
+        if positions:
+            logits, embeddings = outputs
             probs = softmax(np.asarray(logits, dtype=np.float32))
             embeddings = l2_normalize(np.asarray(embeddings, dtype=np.float32))
             best = top_k_indices(probs, k)

@@ -128,19 +128,21 @@ def _ort_session(path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _export_onnx(module, path, size: int, output: str) -> None:
-    """Export ``module`` (N x 3 x size x size -> ``output``) to ``path``, atomically, batch size free."""
+def _export_onnx(module, path, size: int, output: str | tuple[str, ...]) -> None:
+    """Export ``module`` (N x 3 x size x size -> ``output``, one name or several) to ``path``, atomically,
+    batch size free."""
     import os
     import warnings
 
     import torch
 
+    outputs = (output,) if isinstance(output, str) else tuple(output)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=[output],
-                          dynamic_axes={"input": {0: "batch"}, output: {0: "batch"}})
+                          input_names=["input"], output_names=list(outputs),
+                          dynamic_axes={"input": {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
     os.replace(tmp, path)
 
 
@@ -152,6 +154,16 @@ def run_to_cut(model, cut: Cut, x):
     for block in range(cut.block + 1):
         x = model.blocks[cut.stage][block](x)
     return x
+
+
+def run_after_cut(model, cut: Cut, x):
+    """The rest of the frozen network from the cut's activation: the later blocks, conv_head and bn2
+    (what ``forward_features`` ends with); ``run_after_cut(m, c, run_to_cut(m, c, x))`` is the whole."""
+    for block in model.blocks[cut.stage][cut.block + 1:]:
+        x = block(x)
+    for stage in model.blocks[cut.stage + 1:]:
+        x = stage(x)
+    return model.bn2(model.conv_head(x))
 
 
 class CutExtractor:
@@ -477,9 +489,13 @@ class VisionTail:
     runtime: str = "onnx"
     """``onnx``: the frozen part and the tail exported as one ONNX graph (cached by digest under
     ``$SKUTAG_HOME/vision``) and run by ONNX Runtime; ``torch``: eager PyTorch, as in training."""
+    joint: bool = True
+    """Serving computes the plain network's labels in the same pass as the tuned embedding where it can
+    (``label_and_embed``); False: two separate graphs (what ``bench_tail_serving`` compares against)."""
     _extractor: CutExtractor | None = field(default=None, init=False, repr=False, compare=False)
     _digest: str = field(default="", init=False, repr=False, compare=False)
     _session: Any = field(default=None, init=False, repr=False, compare=False)
+    _joint: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def backbone(self) -> str:
@@ -530,6 +546,78 @@ class VisionTail:
             out[i] = embedding
         return out
 
+    # ------------------------------------------------------------------ labels and tuned embedding at once
+    JOINT_VIEWS = frozenset({"center", "flip"})
+
+    def serves_labels_of(self, model) -> bool:
+        """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: both on ONNX Runtime
+        in fp32, the same backbone and weights, serving views among the centre crop and its mirror."""
+        source = get_backbone(self.backbone).resolve(self.classifier.weights)
+        return (self.joint and self.runtime == "onnx" and model.runtime == "onnx" and not model.int8
+                and "center" in self.views and set(self.views) <= self.JOINT_VIEWS
+                and (model.model_id, model.model_version) == (source.model_id, source.version))
+
+    def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16
+                        ) -> tuple[list, list[np.ndarray | None]]:
+        """``model.predict(sources)`` and ``embed(sources)`` with the frozen part run once per view: one
+        graph gives the plain network's labels and embedding and the tuned embedding of the centre crop,
+        the tuned graph the mirror's. Check ``serves_labels_of(model)`` first."""
+        if not self.serves_labels_of(model):
+            raise ValueError(f"this tail ({self.backbone}, {self.runtime}, views {self.views}) cannot serve "
+                             f"labels for {model!r}")
+        k = max(1, min(int(top_k), len(model.labels)))
+        results, embeddings = [], []
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start:start + batch_size]
+            crops, positions, errors = model.load_batch(chunk)
+            outputs, tuned = None, [None] * len(chunk)
+            if crops:
+                logits, plain, center = self._joint_session().run(None, {"input": normalize_batch(np.stack(crops), model.preprocess)})
+                per_view = [_l2(center)]
+                if "flip" in self.views:
+                    mirrored = np.stack([np.ascontiguousarray(crop[:, ::-1]) for crop in crops])
+                    per_view.append(_l2(self._onnx_session().run(None, {"input": normalize_batch(mirrored, model.preprocess)})[0]))
+                for row, embedding in zip(positions, _l2(np.mean(per_view, axis=0)).astype(np.float32)):
+                    tuned[row] = embedding
+                outputs = (logits, plain)
+            results.extend(model.results_from_outputs(chunk, positions, outputs, errors, k))
+            embeddings.extend(tuned)
+        return results, embeddings
+
+    def _joint_session(self):
+        if self._joint is None:
+            self._joint = _ort_session(self._joint_file(), self.threads)
+        return self._joint
+
+    def _joint_file(self):
+        """Photo -> (ImageNet logits, frozen embedding, tuned features): the frozen part once, then the
+        network's own rest and the tuned tail side by side. Exported once per tail."""
+        import torch
+
+        from .export import default_cache_dir
+        from .networks import freeze_same_padding
+
+        path = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}-joint.onnx"
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = self.extractor().spec.size
+        frozen = freeze_same_padding(self.extractor().network, size).model
+        tail, cut = self.classifier._fitted_module(), Cut.parse(self.cut)
+
+        class Joint(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.frozen, self.tail = frozen, tail
+
+            def forward(self, x):
+                act = run_to_cut(self.frozen, cut, x)
+                embedding = self.frozen.forward_head(run_after_cut(self.frozen, cut, act), pre_logits=True)
+                return self.frozen.get_classifier()(embedding), embedding, self.tail.features(act)
+
+        _export_onnx(Joint(), path, size, ("logits", "embedding", "features"))
+        return path
+
     # ------------------------------------------------------------------ ONNX Runtime
     def _embed_onnx(self, images: list, keys: list[str], batch_size: int = 32) -> np.ndarray:
         session, spec = self._onnx_session(), self.extractor().spec
@@ -578,9 +666,12 @@ class VisionTail:
         state = self.__dict__.copy()
         state["_extractor"] = None
         state["_session"] = None
+        state["_joint"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("runtime", "onnx")
         state.setdefault("_session", None)
+        state.setdefault("_joint", None)
+        state.setdefault("joint", True)
         self.__dict__.update(state)
