@@ -216,7 +216,7 @@ class EvidenceCollector:
             return
         key = f"{self.tail.digest[:24]}-{self.tail.runtime}"  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
-        found = cache.get_many(images[i].digest for i in rows if images[i].digest not in tuned) if cache is not None else {}
+        found = {} if cache is None else cache.get_many(images[i].digest for i in rows if images[i].digest not in tuned)
         if tuned:
             joint = {d: ({"ok": e is not None}, None if e is None else np.asarray(e, np.float32).tobytes())
                      for d, e in tuned.items()}

@@ -229,12 +229,15 @@ class RetrainOutcome:
 
 
 def retrain_from_corrections(model_dir: str | Path, corrections: Sequence[Product] | str | Path,
-                             out_dir: str | Path, config: SkutagConfig | None = None) -> RetrainOutcome:
+                             out_dir: str | Path, config: SkutagConfig | None = None,
+                             renamed: dict[str, str] | None = None) -> RetrainOutcome:
     """Retrain the bundle in ``model_dir`` with corrected products; the new version goes to ``out_dir``
-    (a new model directory, or ``model_dir`` itself to add a version there)."""
+    (a new model directory, or ``model_dir`` itself to add a version there). ``renamed``: old category
+    path -> new, for the parent's training rows (categories renamed since it was trained)."""
     from skutag.training import retrain_bundle
 
-    version, summary, _ = retrain_bundle(model_dir, corrections, out_dir, config or SkutagConfig.load())
+    version, summary, _ = retrain_bundle(model_dir, corrections, out_dir, config or SkutagConfig.load(),
+                                         renamed=renamed)
     return RetrainOutcome(model_dir=version.store, version=version.name, summary=summary)
 
 

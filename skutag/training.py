@@ -44,6 +44,12 @@ class TrainingSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def relabelled(self, renamed: dict[str, str]) -> "TrainingSet":
+        """The same rows with category paths renamed (old path -> new); itself when nothing changes."""
+        if not any(path in renamed for path in self.paths):
+            return self
+        return replace(self, paths=[renamed.get(path, path) for path in self.paths])
+
     def merged_with(self, other: "TrainingSet") -> tuple["TrainingSet", int, int]:
         """Rows of ``other`` replace rows with the same id and are appended otherwise.
         Returns (merged, replaced, added)."""
@@ -279,16 +285,18 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
 
 
 def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequence[Product], out: str | Path,
-                   config: SkutagConfig, progress: Progress | None = None
+                   config: SkutagConfig, progress: Progress | None = None, renamed: dict[str, str] | None = None
                    ) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
     """Old training rows + corrections (same id: replaced; new id: added) -> a new version in ``out``.
 
-    ``corrections``: a catalog file, or products whose ``category`` is the right path."""
+    ``corrections``: a catalog file, or products whose ``category`` is the right path. ``renamed``: old
+    category path -> new (categories renamed since the parent was trained): the parent's training and
+    calibration rows are relabelled, so the new model answers with the new names only."""
     started = time.perf_counter()
     parent = bundles.resolve(model_dir)
     manifest = parent.manifest()
     bundles.check_compatible(manifest, parent.path)
-    old: TrainingSet = bundles.load_training(parent)
+    old: TrainingSet = bundles.load_training(parent).relabelled(renamed or {})
     config = _config_from_manifest(config, manifest)
     if isinstance(corrections_path, (str, Path)):
         corrections = read_catalog(corrections_path, require_category=True)
@@ -303,23 +311,25 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     import hashlib
 
     merged.data_hash = hashlib.sha256((old.data_hash + corrections.content_hash()).encode()).hexdigest()
-    calibration, calibration_source = _carried_calibration(parent, manifest, set(fresh.ids))
+    calibration, calibration_source = _carried_calibration(parent, manifest, set(fresh.ids), renamed or {})
     version, summary = fit_and_save(merged, out, config, collector, {
         "parent": {"bundle": str(parent.path), "version": parent.name},
         "corrections": {"catalog": where, "rows": len(fresh),
                         "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors)},
+        **({"renamed": dict(renamed)} if renamed else {}),
     }, calibration=calibration, calibration_source=calibration_source, tail_record=_carried_tail(manifest, parent))
     summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
     return version, summary, corrections
 
 
-def _carried_calibration(parent: bundles.BundleVersion, manifest: dict[str, Any], corrected_ids: set[str]
-                         ) -> tuple[TrainingSet | None, dict[str, Any] | None]:
+def _carried_calibration(parent: bundles.BundleVersion, manifest: dict[str, Any], corrected_ids: set[str],
+                         renamed: dict[str, str]) -> tuple[TrainingSet | None, dict[str, Any] | None]:
     """A calibrated parent's calibration set, to calibrate the retrained model on again. Rows that came
     back as corrections are training rows now and leave it (a row is never in both)."""
     kept: TrainingSet | None = bundles.load_calibration(parent)
     if kept is None:
         return None, None
+    kept = kept.relabelled(renamed)
     keep = [i for i, pid in enumerate(kept.ids) if pid not in corrected_ids]
     if not keep:
         return None, None

@@ -166,7 +166,8 @@ def photo_tagger_factory(default_dir: Path):
 def photo_retrainer(request: RetrainRequest) -> Path:
     """``Retrainer``: the base model's training rows + the corrections (a correction of the same photo wins)."""
     base = PhotoTagger.load(request.base_model_dir)
-    X_base, y_base = base.training["X"], list(base.training["y"])
+    X_base = base.training["X"]
+    y_base = [request.renames.get(path, path) for path in base.training["y"]]  # categories renamed since
     rows, labels = [], []
     for product in request.corrections:
         if product.image is None or not product.category:

@@ -101,3 +101,26 @@ def test_retrain_from_corrections_adds_a_version_that_can_be_rolled_back(trained
     same_store = retrain_from_corrections(store, corrections[:1], store, config=config(**{"fusion.cv": 3}))
     assert same_store.version == "v0002" and bundles.rollback(store).name == "v0001"
     assert json.loads((store / "v0002" / "manifest.json").read_text())["training_data"]["corrections"]["added"] == 1
+
+
+def test_retrain_with_renamed_categories_answers_only_the_new_names(trained):
+    root, store, version, _, val = trained
+    parent = bundles.load_training(version)
+    old_leaf = sorted(set(parent.paths))[0]
+    old_parent = old_leaf.rsplit(" > ", 1)[0]
+    new_parent = old_parent + " (renamed)"
+    new_leaf = old_leaf.replace(old_parent, new_parent, 1)
+    renamed = {old_parent: new_parent, old_leaf: new_leaf}
+    corrections = [Product(id=f"fresh-{r['id']}", image=r["image"], title=r["title"], brand=r["brand"],
+                           category=renamed.get(r["category"], r["category"]))
+                   for r in grocery_rows("val", per_class=1)]
+    outcome = retrain_from_corrections(store, corrections, root / "model-renamed", config=config(**{"fusion.cv": 3}),
+                                       renamed=renamed)
+    child = bundles.resolve(outcome.model_dir)
+    assert child.manifest()["training_data"]["renamed"] == renamed
+    assert old_leaf not in set(bundles.load_training(child).paths) and new_leaf in set(bundles.load_training(child).paths)
+    pipeline = load_pipeline(config(), outcome.model_dir)
+    assert old_leaf not in set(pipeline.model.classes_) and new_leaf in set(pipeline.model.classes_)
+    photos = [r for r in grocery_rows("val", per_class=4) if r["category"] == old_leaf]
+    answers = pipeline.tag_batch([Product(id=r["id"], image=r["image"]) for r in photos], audit=False)
+    assert sum(a.path == new_leaf for a in answers) >= len(photos) // 2, [a.path for a in answers]

@@ -259,6 +259,58 @@ def test_taxonomy_update_renames_moves_and_retags_with_clear_errors(api, val_row
     assert taxonomy()["version"] == version  # nothing was stored by the refused edits
 
 
+def test_a_renamed_category_is_followed_by_stored_products_new_answers_and_the_next_retraining(
+        api, val_rows, photo_model_dir):  # noqa: F811
+    from service_fixtures import PhotoTagger
+
+    client, auth = api
+    store = client.app.state.store
+    old_leaf, new_leaf = "Fruit > Banana > Banana", "Fruit > Banane > Banana"
+    bananas = [row for row in val_rows if row.path == old_leaf]
+    first, later = [r for r in val_rows if r not in bananas[len(bananas) // 2:]], bananas[len(bananas) // 2:]
+    before = {f"rn{i:02d}": (row, upload(client, auth, row.image, id=f"rn{i:02d}").json()) for i, row in enumerate(first)}
+    filed_as_banana = [pid for pid, (_, body) in before.items() if body["path"] == old_leaf]
+    assert filed_as_banana, "the photo model files no val banana under bananas"
+
+    def put(**body):
+        response = client.put("/v1/taxonomy/categories", headers=auth, json=body)
+        assert response.status_code == 200, response.text
+
+    put(path="Fruit > Banana", name="Bananas")
+    put(path="Fruit > Bananas", name="Banane")  # a second edit: the alias map stays one lookup deep
+    assert store.resource("path_aliases").content == {
+        "Fruit > Banana": "Fruit > Banane", old_leaf: new_leaf,
+        "Fruit > Bananas": "Fruit > Banane", "Fruit > Bananas > Banana": new_leaf}
+    for pid in filed_as_banana:  # stored products moved with the category
+        assert client.get(f"/v1/products/{pid}", headers=auth).json()["path"] == new_leaf
+
+    # the served model still knows only the old name; its answers come out under the new one
+    answers = [upload(client, auth, row.image, id=f"rn-later{i}").json() for i, row in enumerate(later)]
+    assert all(a["path"] != old_leaf for a in answers)
+    fresh = [a for a in answers if a["path"] == new_leaf]
+    assert fresh and all(f"taxonomy: {old_leaf} is now {new_leaf}" in a["reasons"] for a in fresh)
+    assert all(alt["path"] != old_leaf for a in answers for alt in a["alternatives"])
+
+    # the operators confirm every product under today's names; the retrained model knows only those
+    for pid, (row, _) in before.items():
+        truth = new_leaf if row.path == old_leaf else row.path
+        assert client.post(f"/v1/products/{pid}/corrections", headers=auth, json={"category": truth}).status_code == 201
+    job = client.post("/v1/models:retrain?wait=true", headers=auth).json()
+    assert job["state"] in {"promoted", "rejected"}, job
+    candidate = next(m for m in client.get("/v1/models", headers=auth).json()["models"]
+                     if m["version"] == job["candidate_version"])
+    classes = PhotoTagger.load(candidate["model_dir"]).categories
+    assert new_leaf in classes and old_leaf not in classes
+    # the served model is compared under today's names too: it is not marked down for the rename
+    from skutag.catalog import Product
+    from skutag.service.retrain import accuracy
+
+    served = PhotoTagger.load(photo_model_dir)
+    filed = [Product(id=pid, image=before[pid][0].image.read_bytes(), category=new_leaf) for pid in filed_as_banana]
+    assert accuracy(served, filed, renames=store.resource("path_aliases").content) == (1.0, 1.0)
+    assert accuracy(served, filed)[0] == 0.0
+
+
 def test_category_update_keeps_an_emptied_parent_and_refuses_too_deep_paths():
     from skutag.service.categories import CategoryChange, update_category
     from skutag.service.engine import InvalidInput

@@ -572,11 +572,12 @@ class VisionTail:
             crops, positions, errors = model.load_batch(chunk)
             outputs, tuned = None, [None] * len(chunk)
             if crops:
-                logits, plain, center = self._joint_session().run(None, {"input": normalize_batch(np.stack(crops), model.preprocess)})
+                batch = normalize_batch(np.stack(crops), model.preprocess)
+                logits, plain, center = self._joint_session().run(None, {"input": batch})
                 per_view = [_l2(center)]
-                if "flip" in self.views:
-                    mirrored = np.stack([np.ascontiguousarray(crop[:, ::-1]) for crop in crops])
-                    per_view.append(_l2(self._onnx_session().run(None, {"input": normalize_batch(mirrored, model.preprocess)})[0]))
+                if "flip" in self.views:  # the mirror of a normalised crop is the normalised mirror
+                    mirrored = np.ascontiguousarray(batch[:, :, :, ::-1])
+                    per_view.append(_l2(self._onnx_session().run(None, {"input": mirrored})[0]))
                 for row, embedding in zip(positions, _l2(np.mean(per_view, axis=0)).astype(np.float32)):
                     tuned[row] = embedding
                 outputs = (logits, plain)

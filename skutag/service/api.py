@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from skutag.service.auth import require_token, token_or_session
 from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
+from skutag.service import renames
 from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
 from skutag.store.repository import NotFound
 
@@ -285,9 +286,14 @@ def update_category_route(request: Request, body: CategoryUpdateRequest, caller:
 
 
 def _follow_renames(request: Request, caller: str, update: CategoryUpdate) -> None:
-    """Label-map targets and whitelisted prefixes on a renamed or moved path move with it."""
+    """Label-map targets, whitelisted prefixes and stored products on a renamed or moved path move with it;
+    the path aliases (what the served model's old answers now mean) take the edit in."""
     store = service_of(request).store
     note = f"follow taxonomy update {update.old_path} -> {update.path}"
+    aliases = store.resource("path_aliases")
+    store.save_resource("path_aliases", renames.compose(aliases.content if aliases else {}, update.renamed),
+                        who=caller, note=note)
+    store.rename_paths(update.renamed)
     label_map = store.resource("label_map")
     if label_map and any(update.follow(p) != p for p in label_map.content.values()):
         store.save_resource("label_map", {k: update.follow(p) for k, p in label_map.content.items()}, who=caller,

@@ -27,6 +27,7 @@ from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.paths import artifact_dir
 from skutag.pipeline import Tagger
 from skutag.service.config import ServiceConfig
+from skutag.service.renames import renamed_result
 from skutag.service.retrain import (
     Comparison,
     RetrainRequest,
@@ -320,9 +321,11 @@ class TaggingService:
 
     # ---------------------------------------------------------------- rules
     def apply_rules(self, result: TagResult) -> TagResult:
-        """Service-level rules on top of the model: label-map overrides and the review whitelist."""
+        """Service-level rules on top of the model: renamed categories, label-map overrides and the review
+        whitelist."""
         if result.error:
             return result
+        result = renamed_result(result, self.path_aliases())
         label_map = self.label_map()
         if result.label and result.label in label_map and label_map[result.label] != result.path:
             result = dataclasses.replace(result, path=label_map[result.label],
@@ -351,6 +354,11 @@ class TaggingService:
 
     def label_map(self) -> dict[str, str]:
         stored = self.store.resource("label_map")
+        return dict(stored.content) if stored else {}
+
+    def path_aliases(self) -> dict[str, str]:
+        """Old category path -> the path the taxonomy gives it now (``skutag.service.renames``)."""
+        stored = self.store.resource("path_aliases")
         return dict(stored.content) if stored else {}
 
     def whitelist(self) -> list[str]:
@@ -453,14 +461,15 @@ class TaggingService:
         out_dir = out_root / f"retrain-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         out_root.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
+        renames = self.path_aliases()
         candidate_dir = str(self.retrainer(RetrainRequest(base_dir, base.model_version,
-                                                          [to_product(e) for e in train], out_dir)))
+                                                          [to_product(e) for e in train], out_dir, renames)))
         train_seconds = time.perf_counter() - started
         candidate = self.tagger_factory(candidate_dir)
         if candidate.model_version == base.model_version:
             raise Conflict(f"the retrained model reports the same version {candidate.model_version!r} as the "
                            f"served one")
-        comparison: Comparison = compare(base, candidate, holdout)
+        comparison: Comparison = compare(base, candidate, holdout, renames)
         metrics = {**comparison.to_json(), "train_n": len(train), "train_seconds": round(train_seconds, 2)}
         promote = comparison.not_worse
         self.store.register_model(candidate.model_version, candidate_dir, status="candidate",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from skutag.catalog import Product
 from skutag.pipeline import Tagger
@@ -28,6 +28,7 @@ class RetrainRequest:
     base_version: str
     corrections: Sequence[Product]  # human-verified products, ``category`` = the right path
     out_dir: Path  # where the candidate bundle must be written (does not exist yet)
+    renames: Mapping[str, str] = field(default_factory=dict)  # old path -> current path (taxonomy edits)
 
 
 class Retrainer(Protocol):
@@ -74,9 +75,12 @@ def to_product(example: TrainingExample) -> Product:
                    category=example.path, brand=example.brand)
 
 
-def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32) -> tuple[float | None, float | None]:
-    """(path accuracy, leaf accuracy) of ``tagger`` on products whose ``category`` is known."""
+def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32,
+             renames: Mapping[str, str] | None = None) -> tuple[float | None, float | None]:
+    """(path accuracy, leaf accuracy) of ``tagger`` on products whose ``category`` is known; answers go
+    through ``renames`` first (a model trained before a taxonomy edit answers with the old names)."""
     from skutag.service.engine import call_tagger
+    from skutag.service.renames import renamed_result
 
     if not products:
         return None, None
@@ -84,15 +88,17 @@ def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32) 
     for start in range(0, len(products), batch_size):
         chunk = list(products[start:start + batch_size])
         for product, result in zip(chunk, call_tagger(tagger, chunk)[0]):
+            result = renamed_result(result, renames or {})
             truth = product.category or ""
             exact += int(result.path == truth)
             leaf += int(result.label is not None and result.label == truth.split(" > ")[-1])
     return exact / len(products), leaf / len(products)
 
 
-def compare(current: Tagger, candidate: Tagger, holdout: Sequence[Product]) -> Comparison:
-    current_acc, current_leaf = accuracy(current, holdout)
-    candidate_acc, candidate_leaf = accuracy(candidate, holdout)
+def compare(current: Tagger, candidate: Tagger, holdout: Sequence[Product],
+            renames: Mapping[str, str] | None = None) -> Comparison:
+    current_acc, current_leaf = accuracy(current, holdout, renames=renames)
+    candidate_acc, candidate_leaf = accuracy(candidate, holdout, renames=renames)
     return Comparison(len(holdout), current_acc, candidate_acc, current_leaf, candidate_leaf)
 
 
@@ -122,7 +128,8 @@ def default_retrainer(config=None) -> Retrainer:
         if function is None:
             raise RuntimeError("skutag.pipeline has no retrain_from_corrections in this build; pass retrainer= "
                                "to create_app")
-        result = function(request.base_model_dir, list(request.corrections), request.out_dir, config=config)
+        result = function(request.base_model_dir, list(request.corrections), request.out_dir, config=config,
+                          renamed=dict(request.renames))
         return getattr(result, "model_dir", result)
 
     return retrain

@@ -38,7 +38,7 @@ from skutag.store.models import (
 
 HUMAN_STATUSES = ("accepted", "corrected")
 QUEUE_STATUSES = ("review", "manual", "error")
-RESOURCE_KINDS = ("taxonomy", "label_map", "lexicon", "whitelist")
+RESOURCE_KINDS = ("taxonomy", "label_map", "lexicon", "whitelist", "path_aliases")
 CORRECTION_KINDS = ("accept", "correct", "audit_ok", "audit_fix")
 
 
@@ -434,6 +434,17 @@ class Store:
             session.add(row)
             session.flush()
             return _correction_view(row)
+
+    def rename_paths(self, renamed: dict[str, str]) -> int:
+        """Products filed under a renamed or moved category follow it (old path -> new path); the number of
+        products changed. Their corrections keep the paths an operator chose at the time (history)."""
+        changed = 0
+        with self.session() as session:
+            for old, new in renamed.items():
+                result = session.execute(update(ProductRow).where(ProductRow.path == old)
+                                         .values(path=new, updated_at=utcnow()))
+                changed += int(result.rowcount or 0)
+        return changed
 
     def corrections(self, product_id: str | None = None, limit: int = 1000) -> list[CorrectionView]:
         with self.session() as session:
