@@ -31,6 +31,7 @@ from fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
+from skutag.paths import artifact_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class Pipeline:
     bundle: bundles.BundleVersion | None = None
     collector: EvidenceCollector | None = None
     gate_stats: GateStats = field(default_factory=GateStats)
+    path_aliases: dict[str, str] = field(default_factory=dict)
+    """Old category path -> today's (``taxonomy.aliases``): a model trained before a rename answers,
+    thresholds and checks its paths under the new names."""
 
     def __post_init__(self) -> None:
         if self.collector is None:
@@ -103,7 +107,7 @@ class Pipeline:
         if self.model is None:
             known = [str(c) for c in self.cold_start.classes]
             return Decider(cfg, known_paths=known, top_k=self.config.fusion.top_k)
-        known = [str(c) for c in self.model.classes_]
+        known = [self._renamed(str(c)) for c in self.model.classes_]
         return Decider(cfg, class_thresholds=self._class_thresholds(known), known_paths=known,
                        top_k=self.config.fusion.top_k)
 
@@ -112,6 +116,7 @@ class Pipeline:
         out-of-fold training answers (classes without enough support keep the global threshold)."""
         cfg = self.config.decision
         predicted, confidence, truth = self.model.threshold_rows_
+        predicted, truth = [self._renamed(p) for p in predicted], [self._renamed(t) for t in truth]
         if self.model.calibrated_:
             return fit_calibrated_thresholds(predicted, confidence, truth, known, cfg.target_precision,
                                              cfg.min_class_support)
@@ -183,9 +188,15 @@ class Pipeline:
         return confidence < self.config.fusion.ocr_gate_confidence
 
     def score(self, evidence: Sequence[Evidence]) -> Scores:
-        if self.model is not None:
-            return self.model.score(evidence)
-        return self.cold_start.score(evidence)
+        if self.model is None:
+            return self.cold_start.score(evidence)
+        scores = self.model.score(evidence)
+        if self.path_aliases:
+            scores.classes = np.asarray([self._renamed(str(c)) for c in scores.classes], dtype=object)
+        return scores
+
+    def _renamed(self, path: str) -> str:
+        return self.path_aliases.get(path, path)
 
     def tag_evidence(self, evidence: Sequence[Evidence], *, audit: bool = True) -> list[TagResult]:
         scores = self.score(evidence)
@@ -206,8 +217,11 @@ def _with_gate(model: FusionModel, gate: str) -> FusionModel:
 
 
 # ---------------------------------------------------------------------- loading
-def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | None = None) -> Pipeline:
-    """A ready pipeline: cold start on the bundled defaults, or the trained bundle in ``model_dir``."""
+def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | None = None,
+                  path_aliases: dict[str, str] | None = None) -> Pipeline:
+    """A ready pipeline: cold start on the bundled defaults, or the trained bundle in ``model_dir``.
+    ``path_aliases``: old category path -> new for a bundle trained before renames (default: the map
+    ``skutag taxonomy update`` keeps beside the managed tree)."""
     config = config or SkutagConfig.load()
     if model_dir is None:
         return Pipeline(config)
@@ -216,9 +230,18 @@ def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | No
         raise bundles.BundleError(f"{version.path}: the bundle does not hold a fusion model")
     config = _config_for_bundle(config, manifest, version)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(version))
-    pipeline = Pipeline(config, model=model, manifest=manifest, bundle=version, collector=collector)
+    aliases = managed_path_aliases() if path_aliases is None else dict(path_aliases)
+    pipeline = Pipeline(config, model=model, manifest=manifest, bundle=version, collector=collector,
+                        path_aliases=aliases)
     _warn_version_drift(pipeline, manifest, version)
     return pipeline
+
+
+def managed_path_aliases() -> dict[str, str]:
+    """The renames ``skutag taxonomy update`` recorded beside the managed tree (empty when none)."""
+    from taxonomy.aliases import ALIASES_FILE_NAME, load_aliases
+
+    return load_aliases(artifact_dir("taxonomy") / ALIASES_FILE_NAME)
 
 
 @dataclass(frozen=True)

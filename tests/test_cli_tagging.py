@@ -107,3 +107,44 @@ def test_user_errors_are_clear(tmp_path, capsys):
     (tmp_path / "one.jsonl").write_text('{"id": "a", "title": "t", "category": "x > y"}\n')
     code, _, err = run(capsys, "train", str(tmp_path / "one.jsonl"), "--out", str(tmp_path / "m"))
     assert code == 2 and "at least 2 categories" in err
+
+
+def test_a_renamed_category_is_recorded_and_followed_by_retrain_and_tagging(catalogs, model_dir, tmp_path, capsys):
+    from skutag.catalog import Product
+    from skutag.config import SkutagConfig
+    from skutag.pipeline import load_pipeline
+    from taxonomy import CategoryTree
+
+    _, _, val = catalogs
+    rows = [json.loads(line) for line in val.read_text(encoding="utf-8").splitlines()]
+    tree_file = tmp_path / "tree.json"
+    CategoryTree.from_paths(sorted({r["category"] for r in rows})).save(tree_file)
+    code, out, _ = run(capsys, "taxonomy", "--file", str(tree_file), "update", "Fruit > Banana", "--name", "Bananas")
+    old_leaf, new_leaf = "Fruit > Banana > Banana", "Fruit > Bananas > Banana"
+    renamed = {"Fruit > Banana": "Fruit > Bananas", old_leaf: new_leaf}
+    assert code == 0 and f"renamed {old_leaf} -> {new_leaf}" in out
+    aliases = tmp_path / "path_aliases.json"
+    assert json.loads(aliases.read_text(encoding="utf-8")) == renamed
+
+    # a bundle trained before the rename answers under the new name once given the aliases
+    config = SkutagConfig.load(environ={})
+    photos = [Product(id=r["id"], image=r["image"]) for r in rows if r["category"] == old_leaf]
+    before = load_pipeline(config, model_dir, path_aliases={})
+    after = load_pipeline(config, model_dir, path_aliases=json.loads(aliases.read_text(encoding="utf-8")))
+    assert old_leaf in before.model.classes_
+    answers = after.tag_batch(photos, audit=False)
+    assert [a.path for a in answers] == [new_leaf if b.path == old_leaf else b.path
+                                         for b in before.tag_batch(photos, audit=False)]
+    assert any(a.path == new_leaf for a in answers) and new_leaf in after.decider.rules.known_paths
+
+    # retraining relabels the old rows: the new bundle knows only the new name
+    corrections = tmp_path / "corrections.jsonl"
+    corrections.write_text(val.read_text(encoding="utf-8").replace(f'"{old_leaf}"', f'"{new_leaf}"'), encoding="utf-8")
+    code, out, _ = run(capsys, "retrain", "--model", str(model_dir), "--corrections", str(corrections), "--out",
+                       str(tmp_path / "renamed"), "--renamed", str(aliases), "--json")
+    assert code == 0 and json.loads(out)["renamed"] == renamed
+    classes = set(load_pipeline(config, tmp_path / "renamed", path_aliases={}).model.classes_)
+    assert new_leaf in classes and old_leaf not in classes
+    code, _, err = run(capsys, "retrain", "--model", str(model_dir), "--corrections", str(corrections), "--out",
+                       str(tmp_path / "again"), "--renamed", str(tmp_path / "missing.json"))
+    assert code == 2 and "missing.json" in err

@@ -126,3 +126,31 @@ def test_delete_cascade_removes_the_subtree(jd):
     removed = tree.delete("食品饮料、保健食品 > 饮料冲调", cascade=True)
     assert len(removed) == 1 + len(jd.children(jd.find_path("食品饮料、保健食品 > 饮料冲调").id))
     assert tree.find_path(WATER) is None and len(tree) == len(jd) - len(removed)
+
+
+def test_path_aliases_compose_over_edits_and_refuse_a_malformed_file(tmp_path):
+    from taxonomy.aliases import compose, follow, load_aliases, paths_by_id, renamed_between, save_aliases
+
+    tree = CategoryTree.from_paths(["食品 > 饮料 > 饮用水", "食品 > 饮料 > 果汁", "日用 > 纸品"])
+    before = paths_by_id(tree)
+    tree.update(tree.resolve("食品 > 饮料").id, name="饮品")
+    first = renamed_between(before, paths_by_id(tree))
+    assert first == {"食品 > 饮料": "食品 > 饮品", "食品 > 饮料 > 饮用水": "食品 > 饮品 > 饮用水",
+                     "食品 > 饮料 > 果汁": "食品 > 饮品 > 果汁"}
+    second = {"食品 > 饮品": "食品 > 酒水饮料", "食品 > 饮品 > 饮用水": "食品 > 酒水饮料 > 饮用水",
+              "食品 > 饮品 > 果汁": "食品 > 酒水饮料 > 果汁"}
+    chained = compose(first, second)
+    assert follow("食品 > 饮料 > 果汁", chained) == "食品 > 酒水饮料 > 果汁" == follow("食品 > 饮品 > 果汁", chained)
+    assert follow("日用 > 纸品", chained) == "日用 > 纸品" and follow(None, chained) is None
+    undo = {v: k for k, v in second.items()}
+    back = compose(chained, undo)  # renamed back: 饮品 maps to nothing, answers under the middle name return
+    assert back == {**first, **undo} and all(old != new for old, new in back.items())
+
+    save_aliases(tmp_path / "a.json", chained)
+    assert load_aliases(tmp_path / "a.json") == chained and load_aliases(tmp_path / "none.json") == {}
+    (tmp_path / "bad.json").write_text('{"食品": 3}', encoding="utf-8")
+    with pytest.raises(ValueError, match="old category path -> new path"):
+        load_aliases(tmp_path / "bad.json")
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ValueError, match="not JSON"):
+        load_aliases(tmp_path / "broken.json")

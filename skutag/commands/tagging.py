@@ -97,6 +97,9 @@ def _register_retrain(subparsers) -> None:
     p.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR")
     p.add_argument("--corrections", type=Path, required=True, metavar="FILE")
     p.add_argument("--out", type=Path, required=True, metavar="NEW_DIR")
+    p.add_argument("--renamed", type=Path, metavar="FILE",
+                   help="JSON object old category path -> new: the model's training rows are relabelled (default: "
+                        "the renames `skutag taxonomy update` recorded beside the managed tree)")
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=run_retrain)
@@ -324,11 +327,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
+    from skutag.pipeline import managed_path_aliases
     from skutag.training import retrain_bundle
+    from taxonomy.aliases import load_aliases
 
     config = _config(args)
     with _user_errors():
-        version, summary, corrections = retrain_bundle(args.model, args.corrections, args.out, config)
+        if args.renamed and not args.renamed.is_file():
+            raise FileNotFoundError(f"--renamed: no such file {args.renamed}")
+        renamed = load_aliases(args.renamed) if args.renamed else managed_path_aliases()
+        version, summary, corrections = retrain_bundle(args.model, args.corrections, args.out, config,
+                                                       renamed=renamed)
     _report_row_errors(corrections)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))

@@ -202,8 +202,18 @@ def _taxonomy_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def managed_aliases_path(tree_file: str | Path | None = None) -> Path:
+    """The path aliases kept beside a tree file (default: beside the managed tree)."""
+    from taxonomy.aliases import ALIASES_FILE_NAME
+
+    return (Path(tree_file) if tree_file else managed_tree_path()).with_name(ALIASES_FILE_NAME)
+
+
 def _taxonomy_update(args: argparse.Namespace) -> int:
+    from taxonomy.aliases import compose, load_aliases, paths_by_id, renamed_between, save_aliases
+
     tree = load_managed_tree(args.file)
+    before = paths_by_id(tree)
     parent: Any = ...
     if args.root:
         parent = None
@@ -218,6 +228,14 @@ def _taxonomy_update(args: argparse.Namespace) -> int:
     )
     print(f"updated {node.id}\t{tree.path_string(node)}")
     _save_tree(tree, args)
+    renamed = renamed_between(before, paths_by_id(tree))
+    if renamed:
+        aliases = managed_aliases_path(args.file)
+        save_aliases(aliases, compose(load_aliases(aliases), renamed))
+        for old, new in renamed.items():
+            print(f"renamed {old} -> {new}")
+        print(f"saved {aliases} (bundles trained before answer with the new paths; `skutag retrain` relabels "
+              f"their training rows)")
     return 0
 
 

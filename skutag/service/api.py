@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from skutag.service.auth import require_token, token_or_session
 from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
-from skutag.service import renames
 from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
 from skutag.store.repository import NotFound
+from taxonomy.aliases import compose
 
 # HTTPBearer documents the scheme in /openapi.json; require_token does the check (401 with a clear message)
 router = APIRouter(prefix="/v1", dependencies=[Depends(HTTPBearer(auto_error=False)), Depends(require_token)])
@@ -291,7 +291,7 @@ def _follow_renames(request: Request, caller: str, update: CategoryUpdate) -> No
     store = service_of(request).store
     note = f"follow taxonomy update {update.old_path} -> {update.path}"
     aliases = store.resource("path_aliases")
-    store.save_resource("path_aliases", renames.compose(aliases.content if aliases else {}, update.renamed),
+    store.save_resource("path_aliases", compose(aliases.content if aliases else {}, update.renamed),
                         who=caller, note=note)
     store.rename_paths(update.renamed)
     label_map = store.resource("label_map")

@@ -1,10 +1,9 @@
-"""Category paths that a taxonomy edit renamed or moved, and what follows them.
+"""A served model's answers under today's category names.
 
 A model keeps answering with the class names it was trained on; after ``PUT /v1/taxonomy/categories``
 renames ``食品 > 饮料`` to ``食品 > 饮品``, its answers, the stored products, the parent model's training
 rows (at the next retraining) and the not-worse comparison all go through one map, old path -> current
-path, kept as the service resource ``path_aliases``. A chain of edits (A -> B, then B -> C) is kept
-composed (A -> C, B -> C), and a rename back drops the entry, so one lookup is always enough.
+path (``taxonomy.aliases``), kept as the service resource ``path_aliases``.
 """
 
 from __future__ import annotations
@@ -14,18 +13,7 @@ from typing import Mapping
 
 from fusion.result import Alternative, TagResult
 from skutag.catalog import PATH_SEPARATOR
-
-
-def follow(path: str | None, renames: Mapping[str, str]) -> str | None:
-    """``path`` as the taxonomy names it now."""
-    return renames.get(path, path) if path else path
-
-
-def compose(existing: Mapping[str, str], renamed: Mapping[str, str]) -> dict[str, str]:
-    """The alias map after one more edit: earlier targets move on with ``renamed``; identities drop."""
-    merged = {old: renamed.get(target, target) for old, target in existing.items()}
-    merged.update(renamed)
-    return {old: new for old, new in merged.items() if old != new}
+from taxonomy.aliases import follow
 
 
 def renamed_result(result: TagResult, renames: Mapping[str, str]) -> TagResult:
