@@ -28,6 +28,9 @@ class OcrConfig:
     """``rotate=auto``: fewer confident characters than this in the first pass triggers the extra passes."""
     threads: int = 1
     """ONNX Runtime intra-op threads per session; one thread was faster than the default here."""
+    workers: int = 0
+    """Photos of one batch read side by side, each worker with its own backend (model sessions, ~100 MB
+    each); 0 = one per CPU core, at most 4; 1 = one photo at a time."""
     min_score: float = 0.5
     """Recognised lines scoring below this are dropped."""
     model_size: str = "small"
@@ -48,5 +51,7 @@ class OcrConfig:
             raise ValueError(f"ocr.model_size must be 'small' or 'tiny', got {self.model_size!r}")
         if self.min_long_side < 0 or self.min_long_side > 4096:
             raise ValueError(f"ocr.min_long_side must be 0..4096, got {self.min_long_side}")
+        if not 0 <= self.workers <= 64:
+            raise ValueError(f"ocr.workers must be 0..64 (0 = one per CPU core, at most 4), got {self.workers}")
         if self.threads < 0:
             raise ValueError(f"ocr.threads must be >= 0 (0 = ONNX Runtime default), got {self.threads}")

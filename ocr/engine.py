@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -54,14 +56,28 @@ def backend_class(name: str) -> type:
 
 
 class OcrEngine:
-    """Reads batches of images with one backend; thread-safe; caches results by content hash."""
+    """Reads batches of images; thread-safe; caches results by content hash.
 
-    def __init__(self, backend: OcrBackend, config: OcrConfig):
+    A batch is spread over ``config.workers`` threads, each reading with a backend of its own (ONNX
+    Runtime runs without the GIL); ``make_backend`` builds the extra ones when first needed. Without it
+    the engine reads one photo at a time with ``backend``."""
+
+    def __init__(self, backend: OcrBackend, config: OcrConfig, make_backend: Callable[[], OcrBackend] | None = None):
         self.backend = backend
         self.config = config
+        self.make_backend = make_backend
         self._lock = threading.Lock()
+        self._idle: list[OcrBackend] = [backend]
+        self._built = 1
+        self._free = threading.Condition(self._lock)
         self._cache: OrderedDict[str, OcrResult] = OrderedDict()
         self.cache_hits = 0
+
+    @property
+    def workers(self) -> int:
+        if self.make_backend is None:
+            return 1
+        return self.config.workers or max(1, min(4, os.cpu_count() or 1))
 
     @property
     def name(self) -> str:
@@ -75,7 +91,11 @@ class OcrEngine:
         """
         if isinstance(sources, (str, bytes, bytearray)) or not isinstance(sources, Sequence):
             sources = [sources]
-        return [self.read_one(source, accept) for source in sources]
+        workers = min(self.workers, len(sources))
+        if workers <= 1:
+            return [self.read_one(source, accept) for source in sources]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocr") as pool:
+            return list(pool.map(lambda source: self.read_one(source, accept), sources))
 
     def read_one(self, source, accept: Callable[[list[OcrLine]], bool] | None = None) -> OcrResult:
         name = describe_source(source)
@@ -117,22 +137,52 @@ class OcrEngine:
             return [_scaled(line, 1.0 / scale) for line in lines], passes
         return self._recognize_at_size(bgr, accept)
 
+    def _checkout(self) -> OcrBackend:
+        """An idle backend for this thread (built when all are busy and fewer than ``workers`` exist)."""
+        with self._free:
+            while not self._idle:
+                if self._built < self.workers:
+                    self._built += 1
+                    break
+                self._free.wait()
+            else:
+                return self._idle.pop()
+        try:
+            return self.make_backend()
+        except BaseException:
+            with self._free:
+                self._built -= 1
+                self._free.notify()
+            raise
+
+    def _checkin(self, backend: OcrBackend) -> None:
+        with self._free:
+            self._idle.append(backend)
+            self._free.notify()
+
     def _recognize_at_size(self, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
-        with self._lock:
-            lines = [line for line in self.backend.recognize(bgr) if line.score >= self.config.min_score]
-            passes = [0]
-            if self._wants_rotation(lines, accept):
-                height, width = bgr.shape[:2]
-                for quarter_turns in (1, 3):
-                    turned = np.ascontiguousarray(np.rot90(bgr, quarter_turns))
-                    extra = self.backend.recognize(turned)
-                    lines += [
-                        _unrotate(line, quarter_turns, width, height)
-                        for line in extra
-                        if line.score >= self.config.min_score
-                    ]
-                    passes.append(quarter_turns * 90)
-            return _dedupe(lines), passes
+        backend = self._checkout()
+        try:
+            return self._passes(backend, bgr, accept)
+        finally:
+            self._checkin(backend)
+
+    def _passes(self, backend: OcrBackend, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
+        """The first pass, then the 90/270-degree passes when ``rotate`` asks for them."""
+        lines = [line for line in backend.recognize(bgr) if line.score >= self.config.min_score]
+        passes = [0]
+        if self._wants_rotation(lines, accept):
+            height, width = bgr.shape[:2]
+            for quarter_turns in (1, 3):
+                turned = np.ascontiguousarray(np.rot90(bgr, quarter_turns))
+                extra = backend.recognize(turned)
+                lines += [
+                    _unrotate(line, quarter_turns, width, height)
+                    for line in extra
+                    if line.score >= self.config.min_score
+                ]
+                passes.append(quarter_turns * 90)
+        return _dedupe(lines), passes
 
     def _wants_rotation(self, lines: list[OcrLine], accept=None) -> bool:
         mode = self.config.rotate
@@ -228,7 +278,7 @@ def load_engine(name: str | None = None, config: OcrConfig | None = None) -> Ocr
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            backend = backend_class(name)(config)
-            engine = OcrEngine(backend, config)
+            make = backend_class(name)
+            engine = OcrEngine(make(config), config, make_backend=lambda: make(config))
             _ENGINES[key] = engine
         return engine

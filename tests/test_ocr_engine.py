@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import socket
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -159,3 +160,20 @@ def test_small_photos_can_be_enlarged_and_boxes_stay_in_the_photos_pixels():
     assert "农夫山泉" in result.text
     assert (result.width, result.height) == (320, 240)
     assert all(0 <= x <= 320 and 0 <= y <= 240 for line in result.lines for x, y in line.box)
+
+
+def test_workers_read_a_batch_side_by_side_with_the_same_answers_in_order():
+    photos = sorted(shared_path("cn_bottles", "images").glob("*.jpg"))[:6]
+    batch = [str(p) for p in photos[:3]] + [b"not a photo"] + [str(p) for p in photos[3:]]
+    config = OcrConfig(rotate="off", min_long_side=0, cache_size=0)
+    make = backend_class("rapidocr")
+    alone = OcrEngine(make(config), config).read(batch)
+    side_by_side = OcrEngine(make(config), replace(config, workers=2), make_backend=lambda: make(config))
+    assert side_by_side.workers == 2
+    together = side_by_side.read(batch)
+    assert [r.image for r in together] == [r.image for r in alone]
+    assert [r.text for r in together] == [r.text for r in alone] and any(r.text for r in together)
+    assert together[3].error and not any(r.error for i, r in enumerate(together) if i != 3)
+    assert side_by_side._built == 2 and len(side_by_side._idle) == 2  # every backend came back
+    with pytest.raises(ValueError, match="ocr.workers"):
+        OcrConfig(workers=-1)

@@ -133,3 +133,4 @@ def test_every_stage_with_a_threads_setting_is_capped_per_process(threads):
     assert "vision" in capped
     for name in capped:
         assert 0 < getattr(config, name).threads <= threads, name
+    assert 0 < config.ocr.workers <= threads  # photos read side by side count as threads too

@@ -64,8 +64,8 @@ def load_tagger(spec: str, model_dir: str | None = None, config_file: str | None
                 threads: int = 0) -> Tagger:
     """Call the factory named by ``spec`` and check that it returned a tagger.
 
-    With ``threads``, every config section that has a ``threads`` field (vision, OCR ...) is capped
-    at it (0 = "library default" counts as unlimited), so processes x threads stay within the cores.
+    With ``threads``, every config section's ``threads`` and ``workers`` fields (vision, OCR ...) are
+    capped at it (0 = "library default" counts as unlimited), so processes x threads stay within the cores.
     """
     factory = resolve_factory(spec)
     kwargs: dict[str, Any] = {}
@@ -90,9 +90,10 @@ def _config_with_threads(config_file: str | None, threads: int):
     overrides = {}
     for name in config.section_names():
         section = getattr(config, name)
-        if any(f.name == "threads" for f in dataclasses.fields(section)):
-            current = section.threads
-            overrides[f"{name}.threads"] = threads if not current or current > threads else current
+        for knob in ("threads", "workers"):  # workers: e.g. OCR reading photos side by side
+            if any(f.name == knob for f in dataclasses.fields(section)):
+                current = getattr(section, knob)
+                overrides[f"{name}.{knob}"] = threads if not current or current > threads else current
     return config.with_overrides(overrides)
 
 
