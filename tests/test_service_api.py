@@ -276,8 +276,11 @@ def test_a_renamed_category_is_followed_by_stored_products_new_answers_and_the_n
         response = client.put("/v1/taxonomy/categories", headers=auth, json=body)
         assert response.status_code == 200, response.text
 
+    assert client.put("/v1/brands/Chiquita", headers=auth, json={"aliases": ["CHIQUITA"],
+                      "categories": [old_leaf]}).status_code == 200
     put(path="Fruit > Banana", name="Bananas")
     put(path="Fruit > Bananas", name="Banane")  # a second edit: the alias map stays one lookup deep
+    assert client.get("/v1/brands", headers=auth).json()["brands"]["Chiquita"]["categories"] == [new_leaf]
     assert store.resource("path_aliases").content == {
         "Fruit > Banana": "Fruit > Banane", old_leaf: new_leaf,
         "Fruit > Bananas": "Fruit > Banane", "Fruit > Bananas > Banana": new_leaf}

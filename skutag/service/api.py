@@ -286,14 +286,19 @@ def update_category_route(request: Request, body: CategoryUpdateRequest, caller:
 
 
 def _follow_renames(request: Request, caller: str, update: CategoryUpdate) -> None:
-    """Label-map targets, whitelisted prefixes and stored products on a renamed or moved path move with it;
-    the path aliases (what the served model's old answers now mean) take the edit in."""
+    """Label-map targets, whitelisted prefixes, brands' categories and stored products on a renamed or moved
+    path move with it; the path aliases (what the served model's old answers now mean) take the edit in."""
     store = service_of(request).store
     note = f"follow taxonomy update {update.old_path} -> {update.path}"
     aliases = store.resource("path_aliases")
     store.save_resource("path_aliases", compose(aliases.content if aliases else {}, update.renamed),
                         who=caller, note=note)
     store.rename_paths(update.renamed)
+    brands = service_of(request).lexicon_entries()
+    if any(update.follow(c) != c for entry in brands.values() for c in entry.get("categories", ())):
+        _edit_lexicon(request, caller, lambda content: {
+            name: {**entry, "categories": [update.follow(c) for c in entry.get("categories", ())]}
+            for name, entry in content.items()}, note)
     label_map = store.resource("label_map")
     if label_map and any(update.follow(p) != p for p in label_map.content.values()):
         store.save_resource("label_map", {k: update.follow(p) for k, p in label_map.content.items()}, who=caller,
