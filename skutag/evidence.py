@@ -198,9 +198,7 @@ class EvidenceCollector:
         if self.tail is not None and self.tail.serves_labels_of(self.vision_model):
             self.tail.threads = cfg.threads or _cpu_threads()
             results, embeddings = self.tail.label_and_embed(self.vision_model, data, top_k=VISION_LABELS_KEPT,
-                                                            batch_size=cfg.batch_size)
-            if progress is not None:
-                progress(len(data))
+                                                            batch_size=cfg.batch_size, progress=progress)
             return results, {img.digest: e for img, e in zip(images, embeddings)}
         return self.vision_model.predict(data, top_k=VISION_LABELS_KEPT, batch_size=cfg.batch_size,
                                          progress=progress), {}

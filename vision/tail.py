@@ -557,8 +557,8 @@ class VisionTail:
                 and "center" in self.views and set(self.views) <= self.JOINT_VIEWS
                 and (model.model_id, model.model_version) == (source.model_id, source.version))
 
-    def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16
-                        ) -> tuple[list, list[np.ndarray | None]]:
+    def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16,
+                        progress: Callable[[int], None] | None = None) -> tuple[list, list[np.ndarray | None]]:
         """``model.predict(sources)`` and ``embed(sources)`` with the frozen part run once per view: one
         graph gives the plain network's labels and embedding and the tuned embedding of the centre crop,
         the tuned graph the mirror's. Check ``serves_labels_of(model)`` first."""
@@ -583,6 +583,8 @@ class VisionTail:
                 outputs = (logits, plain)
             results.extend(model.results_from_outputs(chunk, positions, outputs, errors, k))
             embeddings.extend(tuned)
+            if progress is not None:
+                progress(len(chunk))
         return results, embeddings
 
     def _joint_session(self):
