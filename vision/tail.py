@@ -475,6 +475,16 @@ def default_cut(backbone: str) -> str:
                          "own timm EfficientNet weights") from None
 
 
+def _tuned_forward(frozen, tail, cut: Cut, x):
+    return tail.features(run_to_cut(frozen, cut, x))
+
+
+def _joint_forward(frozen, tail, cut: Cut, x):
+    act = run_to_cut(frozen, cut, x)
+    embedding = frozen.forward_head(run_after_cut(frozen, cut, act), pre_logits=True)
+    return frozen.get_classifier()(embedding), embedding, tail.features(act)
+
+
 @dataclass
 class VisionTail:
     """A fitted tail and how to run it on photos; what a model bundle keeps and serving runs.
@@ -595,31 +605,7 @@ class VisionTail:
     def _joint_file(self):
         """Photo -> (ImageNet logits, frozen embedding, tuned features): the frozen part once, then the
         network's own rest and the tuned tail side by side. Exported once per tail."""
-        import torch
-
-        from .export import default_cache_dir
-        from .networks import freeze_same_padding
-
-        path = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}-joint.onnx"
-        if path.is_file():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        size = self.extractor().spec.size
-        frozen = freeze_same_padding(self.extractor().network, size).model
-        tail, cut = self.classifier._fitted_module(), Cut.parse(self.cut)
-
-        class Joint(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.frozen, self.tail = frozen, tail
-
-            def forward(self, x):
-                act = run_to_cut(self.frozen, cut, x)
-                embedding = self.frozen.forward_head(run_after_cut(self.frozen, cut, act), pre_logits=True)
-                return self.frozen.get_classifier()(embedding), embedding, self.tail.features(act)
-
-        _export_onnx(Joint(), path, size, ("logits", "embedding", "features"))
-        return path
+        return self._exported("-joint", ("logits", "embedding", "features"), _joint_forward)
 
     # ------------------------------------------------------------------ ONNX Runtime
     def _embed_onnx(self, images: list, keys: list[str], batch_size: int = 32) -> np.ndarray:
@@ -641,28 +627,33 @@ class VisionTail:
 
     def _onnx_file(self):
         """The frozen part + the fine-tuned tail, photo -> pooled features, exported once per tail."""
+        return self._exported("", "features", _tuned_forward)
+
+    def _exported(self, suffix: str, outputs: str | tuple[str, ...], forward: Callable):
+        """``forward(frozen_model, tail, cut, x)`` exported as an ONNX graph (once per tail) with the network
+        already loaded (its TF-"SAME" pads fixed for the input size) and the fitted tail."""
         import torch
 
         from .export import default_cache_dir
         from .networks import freeze_same_padding
 
-        path = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}.onnx"
+        path = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}{suffix}.onnx"
         if path.is_file():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         size = self.extractor().spec.size
-        frozen = freeze_same_padding(self.extractor().network, size).model  # the network already loaded
+        frozen = freeze_same_padding(self.extractor().network, size).model
         tail, cut = self.classifier._fitted_module(), Cut.parse(self.cut)
 
-        class Tuned(torch.nn.Module):
+        class Graph(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.frozen, self.tail = frozen, tail
 
             def forward(self, x):
-                return self.tail.features(run_to_cut(self.frozen, cut, x))
+                return forward(self.frozen, self.tail, cut, x)
 
-        _export_onnx(Tuned(), path, size, "features")
+        _export_onnx(Graph(), path, size, outputs)
         return path
 
     def __getstate__(self) -> dict:
