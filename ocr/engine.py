@@ -140,13 +140,13 @@ class OcrEngine:
     def _checkout(self) -> OcrBackend:
         """An idle backend for this thread (built when all are busy and fewer than ``workers`` exist)."""
         with self._free:
-            while not self._idle:
+            while True:
+                if self._idle:
+                    return self._idle.pop()
                 if self._built < self.workers:
-                    self._built += 1
+                    self._built += 1  # reserved here, built outside the lock
                     break
                 self._free.wait()
-            else:
-                return self._idle.pop()
         try:
             return self.make_backend()
         except BaseException:

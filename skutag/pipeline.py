@@ -237,11 +237,18 @@ def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | No
     return pipeline
 
 
+def managed_aliases_file() -> Path:
+    """Where ``skutag taxonomy update`` records renames: beside the managed tree."""
+    from taxonomy.aliases import ALIASES_FILE_NAME
+
+    return artifact_dir("taxonomy") / ALIASES_FILE_NAME
+
+
 def managed_path_aliases() -> dict[str, str]:
     """The renames ``skutag taxonomy update`` recorded beside the managed tree (empty when none)."""
-    from taxonomy.aliases import ALIASES_FILE_NAME, load_aliases
+    from taxonomy.aliases import load_aliases
 
-    return load_aliases(artifact_dir("taxonomy") / ALIASES_FILE_NAME)
+    return load_aliases(managed_aliases_file())
 
 
 @dataclass(frozen=True)

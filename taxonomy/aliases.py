@@ -48,7 +48,8 @@ def load_aliases(path: str | Path) -> dict[str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON ({exc})") from None
-    data = data.get("renamed", data) if isinstance(data, dict) and "renamed" in data else data
+    if isinstance(data, dict) and isinstance(data.get("renamed"), dict):  # an edit's JSON answer, as it came
+        data = data["renamed"]
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ValueError(f"{path}: expected a JSON object of old category path -> new path")
     return dict(data)

@@ -146,6 +146,21 @@ def _export_onnx(module, path, size: int, output: str | tuple[str, ...]) -> None
     os.replace(tmp, path)
 
 
+def _export_graph(forward: Callable, path, size: int, output: str | tuple[str, ...], *parts) -> None:
+    """Export ``forward(*parts, x)`` (``parts``: torch modules) to ``path`` as an ONNX graph."""
+    import torch
+
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.parts = torch.nn.ModuleList(parts)
+
+        def forward(self, x):
+            return forward(*self.parts, x)
+
+    _export_onnx(Graph(), path, size, output)
+
+
 def run_to_cut(model, cut: Cut, x):
     """The frozen part of a timm EfficientNet: stem, then every block up to and including the cut."""
     x = model.bn1(model.conv_stem(x))
@@ -182,7 +197,8 @@ class CutExtractor:
         self.runtime, self.weights = runtime, weights
         self.network = _load_network(backbone, weights)
         self.cut.check(self.network.model)
-        self.spec: PreprocessSpec = get_backbone(backbone).resolve(weights).preprocess
+        self.source = get_backbone(backbone).resolve(weights)
+        self.spec: PreprocessSpec = self.source.preprocess
         self._torch = torch
         self._session = None
 
@@ -200,23 +216,12 @@ class CutExtractor:
             from .export import export_dir
             from .networks import freeze_same_padding
 
-            source = get_backbone(self.backbone).resolve(self.weights)
-            path = export_dir(source, None) / f"cut-{self.cut.stage}.{self.cut.block}.onnx"
+            path = export_dir(self.source, None) / f"cut-{self.cut.stage}.{self.cut.block}.onnx"
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # the loaded network itself: fixed pads for this input size change no output
-                model = freeze_same_padding(self.network, self.spec.size).model
-                torch, cut = self._torch, self.cut
-
-                class Frozen(torch.nn.Module):
-                    def __init__(self):
-                        super().__init__()
-                        self.model = model
-
-                    def forward(self, x):
-                        return run_to_cut(self.model, cut, x)
-
-                _export_onnx(Frozen(), path, self.spec.size, "act")
+                model, cut = freeze_same_padding(self.network, self.spec.size).model, self.cut
+                _export_graph(lambda frozen, x: run_to_cut(frozen, cut, x), path, self.spec.size, "act", model)
             self._session = _ort_session(path, self.threads)
         return self._session
 
@@ -506,6 +511,7 @@ class VisionTail:
     _digest: str = field(default="", init=False, repr=False, compare=False)
     _session: Any = field(default=None, init=False, repr=False, compare=False)
     _joint: Any = field(default=None, init=False, repr=False, compare=False)
+    _source_id: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def backbone(self) -> str:
@@ -562,10 +568,12 @@ class VisionTail:
     def serves_labels_of(self, model) -> bool:
         """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: both on ONNX Runtime
         in fp32, the same backbone and weights, serving views among the centre crop and its mirror."""
-        source = get_backbone(self.backbone).resolve(self.classifier.weights)
+        if self._source_id is None:  # resolving hashes the weights file: once per tail
+            source = get_backbone(self.backbone).resolve(self.classifier.weights)
+            self._source_id = (source.model_id, source.version)
         return (self.joint and self.runtime == "onnx" and model.runtime == "onnx" and not model.int8
                 and "center" in self.views and set(self.views) <= self.JOINT_VIEWS
-                and (model.model_id, model.model_version) == (source.model_id, source.version))
+                and (model.model_id, model.model_version) == self._source_id)
 
     def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16,
                         progress: Callable[[int], None] | None = None) -> tuple[list, list[np.ndarray | None]]:
@@ -632,8 +640,6 @@ class VisionTail:
     def _exported(self, suffix: str, outputs: str | tuple[str, ...], forward: Callable):
         """``forward(frozen_model, tail, cut, x)`` exported as an ONNX graph (once per tail) with the network
         already loaded (its TF-"SAME" pads fixed for the input size) and the fitted tail."""
-        import torch
-
         from .export import default_cache_dir
         from .networks import freeze_same_padding
 
@@ -643,17 +649,9 @@ class VisionTail:
         path.parent.mkdir(parents=True, exist_ok=True)
         size = self.extractor().spec.size
         frozen = freeze_same_padding(self.extractor().network, size).model
-        tail, cut = self.classifier._fitted_module(), Cut.parse(self.cut)
-
-        class Graph(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.frozen, self.tail = frozen, tail
-
-            def forward(self, x):
-                return forward(self.frozen, self.tail, cut, x)
-
-        _export_onnx(Graph(), path, size, outputs)
+        cut = Cut.parse(self.cut)
+        _export_graph(lambda frozen, tail, x: forward(frozen, tail, cut, x), path, size, outputs,
+                      frozen, self.classifier._fitted_module())
         return path
 
     def __getstate__(self) -> dict:
@@ -661,11 +659,13 @@ class VisionTail:
         state["_extractor"] = None
         state["_session"] = None
         state["_joint"] = None
+        state["_source_id"] = None  # resolved again where the bundle is loaded
         return state
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("runtime", "onnx")
         state.setdefault("_session", None)
         state.setdefault("_joint", None)
+        state.setdefault("_source_id", None)
         state.setdefault("joint", True)
         self.__dict__.update(state)

@@ -204,9 +204,10 @@ def _taxonomy_add(args: argparse.Namespace) -> int:
 
 def managed_aliases_path(tree_file: str | Path | None = None) -> Path:
     """The path aliases kept beside a tree file (default: beside the managed tree)."""
+    from skutag.pipeline import managed_aliases_file
     from taxonomy.aliases import ALIASES_FILE_NAME
 
-    return (Path(tree_file) if tree_file else managed_tree_path()).with_name(ALIASES_FILE_NAME)
+    return Path(tree_file).with_name(ALIASES_FILE_NAME) if tree_file else managed_aliases_file()
 
 
 def _taxonomy_update(args: argparse.Namespace) -> int:

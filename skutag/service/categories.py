@@ -15,6 +15,7 @@ from skutag.catalog import PATH_SEPARATOR
 from skutag.service.engine import InvalidInput, normalise_path
 from skutag.store.repository import Conflict, NotFound
 from taxonomy import CategoryTree, TaxonomyError
+from taxonomy.aliases import paths_by_id, renamed_between
 
 MAX_LEVELS = 8
 MAX_NAME_CHARS = 100
@@ -110,17 +111,17 @@ def update_category(content: dict[str, Any] | None, seed: Sequence[str], path: s
                            f"(a category cannot be its own ancestor)")
         parent = parent_node.id
     _check_free(tree, node, name, parent)
-    before = {n.id: tree.path_string(n) for n in tree.nodes()}
+    before = paths_by_id(tree)
     try:
         updated = tree.update(node.id, name=name, parent=parent, keywords=change.keywords, synonyms=change.synonyms)
     except TaxonomyError as exc:  # any rule the checks above did not foresee
         raise Conflict(f"cannot update {path!r}: {exc}") from None
-    after = {n.id: tree.path_string(n) for n in tree.nodes()}
+    after = paths_by_id(tree)
     if any(p.count(PATH_SEPARATOR) >= MAX_LEVELS for p in after.values()):
         raise InvalidInput("parent", f"the move would make paths deeper than {MAX_LEVELS} levels")
     return CategoryUpdate(
         content=content_from_tree(tree), old_path=path, path=after[node.id], keywords=updated.keywords,
-        synonyms=updated.synonyms, renamed={before[i]: after[i] for i in before if before[i] != after[i]},
+        synonyms=updated.synonyms, renamed=renamed_between(before, after),
     )
 
 

@@ -213,6 +213,7 @@ class TaggingService:
         pending: list[tuple[int, Upload, int | None, int | None, bool]] = []
         tagger = self.tagger
         version = tagger.model_version
+        rules = self.rules()  # read once per batch, not once per product
         for i, raw in enumerate(uploads):
             try:
                 upload = self.validate(raw)
@@ -220,22 +221,22 @@ class TaggingService:
             except InvalidInput as error:
                 outcomes[i] = TagOutcome(None, error)
                 continue
-            reused = self._from_cache(upload, image_id, phash, created, version)
+            reused = self._from_cache(upload, image_id, phash, created, version, rules)
             if reused is not None:
                 outcomes[i] = TagOutcome(reused)
             else:
                 pending.append((i, upload, image_id, phash, created))
         leaders, followers = self._split_duplicates(pending)
-        self._run_model(tagger, version, leaders, outcomes)
+        self._run_model(tagger, version, leaders, outcomes, rules)
         retry = []
         for entry in followers:  # same photo as a leader of this batch: reuse its fresh answer
             i, upload, image_id, phash, _ = entry
-            reused = self._from_cache(upload, image_id, phash, False, version)
+            reused = self._from_cache(upload, image_id, phash, False, version, rules)
             if reused is not None:
                 outcomes[i] = TagOutcome(reused)
             else:
                 retry.append(entry)
-        self._run_model(tagger, version, retry, outcomes)
+        self._run_model(tagger, version, retry, outcomes, rules)
         return outcomes  # type: ignore[return-value]
 
     def _split_duplicates(self, pending):
@@ -253,7 +254,7 @@ class TaggingService:
             (followers if duplicate else leaders).append(entry)
         return leaders, followers
 
-    def _run_model(self, tagger: Tagger, version: str, entries, outcomes) -> None:
+    def _run_model(self, tagger: Tagger, version: str, entries, outcomes, rules: ServiceRules) -> None:
         if not entries:
             return
         products = [Product(id=u.id, image=u.image, title=u.title, price=u.price, brand=u.brand)
@@ -263,7 +264,7 @@ class TaggingService:
             results, outputs = tag_or_isolate(tagger, products)
         latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
         for (i, upload, image_id, phash, created), result, seen in zip(entries, results, outputs):
-            outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, latency_ms=latency_ms,
+            outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, rules, latency_ms=latency_ms,
                                                 modalities=seen))
             if created and phash is not None:
                 self.index.add(image_id, phash)
@@ -280,7 +281,7 @@ class TaggingService:
         return image_id, fp.phash, created
 
     def _from_cache(self, upload: Upload, image_id: int | None, phash: int | None, created: bool,
-                    version: str) -> ProductView | None:
+                    version: str, rules: ServiceRules) -> ProductView | None:
         if not self.settings.dedup or image_id is None:
             return None
         started = time.perf_counter()
@@ -310,29 +311,35 @@ class TaggingService:
             model_version=version,
         )
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return self._save(upload, image_id, result, version, cache_hit=kind, duplicate_of=prediction.id,
+        return self._save(upload, image_id, result, version, rules, cache_hit=kind, duplicate_of=prediction.id,
                           latency_ms=latency_ms, modalities=prediction.outputs.get("modalities") or {})
 
-    def _save(self, upload: Upload, image_id: int | None, result: TagResult, version: str, **extra) -> ProductView:
-        result = self.apply_rules(result)
+    def _save(self, upload: Upload, image_id: int | None, result: TagResult, version: str, rules: ServiceRules,
+              **extra) -> ProductView:
+        result = self.apply_rules(result, rules)
         return self.store.save_tagging(upload.id, title=upload.title, price=upload.price, brand=upload.brand,
                                        image_id=image_id, result=result, model_version=version,
                                        audit=self._audit_sampled(upload.id, version, result), **extra)
 
     # ---------------------------------------------------------------- rules
-    def apply_rules(self, result: TagResult) -> TagResult:
+    def rules(self) -> ServiceRules:
+        """The stored rules as they are now (one read of each resource)."""
+        return ServiceRules(path_aliases=self.path_aliases(), label_map=self.label_map(), whitelist=self.whitelist())
+
+    def apply_rules(self, result: TagResult, rules: ServiceRules | None = None) -> TagResult:
         """Service-level rules on top of the model: renamed categories, label-map overrides and the review
-        whitelist."""
+        whitelist (``rules``: a snapshot from ``rules()``, read now when not given)."""
         if result.error:
             return result
-        result = renamed_result(result, self.path_aliases())
-        label_map = self.label_map()
+        rules = rules or self.rules()
+        result = renamed_result(result, rules.path_aliases)
+        label_map = rules.label_map
         if result.label and result.label in label_map and label_map[result.label] != result.path:
             result = dataclasses.replace(result, path=label_map[result.label],
                                          reasons=result.reasons + (f"label map: {result.label} -> "
                                                                    f"{label_map[result.label]}",))
         if result.decision is Decision.AUTO and result.path:
-            prefix = next((p for p in self.whitelist() if _under(result.path, p)), None)
+            prefix = next((p for p in rules.whitelist if _under(result.path, p)), None)
             if prefix is not None:
                 result = dataclasses.replace(result, decision=Decision.REVIEW,
                                              reasons=result.reasons + (f"whitelist: {prefix} is always reviewed",))
@@ -520,6 +527,15 @@ def modality_outputs(evidence: Any) -> dict[str, Any]:
     if getattr(evidence, "errors", ()):
         out["errors"] = list(evidence.errors)
     return out
+
+
+@dataclass(frozen=True)
+class ServiceRules:
+    """What ``TaggingService.apply_rules`` applies: stored resources read once for a batch."""
+
+    path_aliases: dict[str, str]
+    label_map: dict[str, str]
+    whitelist: list[str]
 
 
 def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
