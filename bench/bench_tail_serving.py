@@ -9,6 +9,8 @@ Vision evidence (top-k labels + embedding) for the same photos, no feature cache
   part three times per photo: how serving ran before the joint graph);
 * ``tail-centre``: the joint graph on the centre crop only;
 * ``tail-torch``: the tail as trained, eager PyTorch on cut activations (both views);
+* ``plain-int8`` / ``tail-int8``: the plain stage and serving with ``vision.int8`` (static INT8 copies of
+  the backbone, and of the joint and tuned graphs, calibrated on ``models/calibration``);
 * ``plain`` again, to see how much the shared machine drifted during the run.
 
 Usage (a bundle trained with ``skutag train --vision-tail``, and a catalog with photos)::
@@ -52,28 +54,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.model} has no vision tail; train it with `skutag train --vision-tail`")
     backbone = bundles.resolve(args.model).manifest()["stages"]["vision"]["backbone"]
     config = SkutagConfig.load(overrides={"vision.backbone": backbone})
+    int8 = SkutagConfig.load(overrides={"vision.backbone": backbone, "vision.int8": True})
     products = [p for p in read_catalog(args.catalog).products if p.image is not None][:args.n]
-    warm = EvidenceCollector(config, use_cache=False, tail=tail)
-    warm.collect(products[:args.batch], ocr=False)  # model loads and ONNX exports outside the timings
-    tail.embed([p.image for p in products[:2]])
+    quantized = copy(tail)
+    warm = {}  # model loads, ONNX exports and INT8 quantization outside the timings
+    for settings, chosen in ((int8, quantized), (config, tail)):
+        warm[settings] = EvidenceCollector(settings, use_cache=False, tail=chosen)
+        warm[settings].collect(products[:args.batch], ocr=False)
+        chosen.embed([p.image for p in products[:2]])
     eager = copy(tail)
     eager.runtime, eager._session = "torch", None
     centre = copy(tail)
     centre.views = ("center",)
     separate = copy(tail)
     separate.joint = False
-    variants = [("plain", None), ("tail", tail), ("tail-two-graphs", separate), ("tail-centre", centre),
-                ("tail-torch", eager), ("plain-again", None)]
+    variants = [("plain", None, config), ("tail", tail, config), ("tail-two-graphs", separate, config),
+                ("tail-centre", centre, config), ("tail-torch", eager, config), ("plain-int8", None, int8),
+                ("tail-int8", quantized, int8), ("plain-again", None, config)]
     rates = {}
-    for name, chosen in variants:
-        collector = EvidenceCollector(config, use_cache=False, tail=chosen)
-        collector._vision = warm.vision_model
+    for name, chosen, settings in variants:
+        collector = EvidenceCollector(settings, use_cache=False, tail=chosen)
+        collector._vision = warm[settings].vision_model
         rates[name] = _photos_per_second(collector, products, args.batch)
         print(f"{name}: {rates[name]:.1f} photos/s", flush=True)
     base = float(np.mean([rates["plain"], rates["plain-again"]]))
     report = {"photos": len(products), "batch": args.batch, "backbone": backbone,
               "photos_per_s": {k: round(v, 2) for k, v in rates.items()},
-              "cost_vs_plain": {k: round(base / v, 2) for k, v in rates.items() if not k.startswith("plain")}}
+              "cost_vs_plain": {k: round(base / v, 2) for k, v in rates.items() if not k.startswith("plain")},
+              "int8_speedup": {"plain": round(rates["plain-int8"] / base, 2),
+                               "tail": round(rates["tail-int8"] / rates["tail"], 2)}}
     print(json.dumps(report, ensure_ascii=False))
     return 0
 

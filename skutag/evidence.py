@@ -195,8 +195,7 @@ class EvidenceCollector:
         """Vision results of ``images``, and their tuned embeddings (by digest) where the bundle's tail
         computes both in one pass of the frozen part (``VisionTail.label_and_embed``)."""
         cfg, data = self.config.vision, [img.data for img in images]
-        if self.tail is not None and self.tail.serves_labels_of(self.vision_model):
-            self.tail.threads = cfg.threads or _cpu_threads()
+        if self.tail is not None and self._configured_tail().serves_labels_of(self.vision_model):
             results, embeddings = self.tail.label_and_embed(self.vision_model, data, top_k=VISION_LABELS_KEPT,
                                                             batch_size=cfg.batch_size, progress=progress)
             return results, {img.digest: e for img, e in zip(images, embeddings)}
@@ -204,6 +203,13 @@ class EvidenceCollector:
                                          progress=progress), {}
 
     # ------------------------------------------------------------------ fine-tuned tail
+    def _configured_tail(self):
+        """The bundle's tail, run with this configuration's threads and precision (``vision.int8``)."""
+        cfg = self.config.vision
+        self.tail.threads = cfg.threads or _cpu_threads()
+        self.tail.int8, self.tail.calibration_dir = bool(cfg.int8), cfg.calibration_dir
+        return self.tail
+
     def _apply_tail(self, images: Sequence[_Image], out: list, tuned: dict[str, np.ndarray | None]) -> None:
         """Put the tail's fine-tuned embedding in place of the backbone's (cached per tail and photo);
         ``tuned``: embeddings already computed beside the labels, by digest."""
@@ -212,7 +218,8 @@ class EvidenceCollector:
         rows = [i for i, (ev, _) in enumerate(out) if ev is not None]
         if not rows:
             return
-        key = f"{self.tail.digest[:24]}-{self.tail.runtime}"  # runtimes differ in the last digits
+        tail = self._configured_tail()
+        key = f"{tail.digest[:24]}-{tail.runtime}" + ("+int8" if tail.int8 else "")  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
         found = {} if cache is None else cache.get_many(images[i].digest for i in rows if images[i].digest not in tuned)
         if tuned:
@@ -225,8 +232,7 @@ class EvidenceCollector:
         self.stats["tail_cached"] += sum(images[i].digest not in tuned for i in rows) - len(missing)
         self.stats["tail_run"] += len(missing) + len(tuned)
         if missing:
-            self.tail.threads = self.config.vision.threads or _cpu_threads()
-            embeddings = self.tail.embed([images[i].data for i in missing], keys=[images[i].digest for i in missing])
+            embeddings = tail.embed([images[i].data for i in missing], keys=[images[i].digest for i in missing])
             fresh = {images[i].digest: ({"ok": e is not None}, None if e is None else np.asarray(e, np.float32).tobytes())
                      for i, e in zip(missing, embeddings)}
             if cache is not None:

@@ -124,6 +124,40 @@ def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedd
     assert not tail.serves_labels_of(SimpleNamespace(**{**like, "model_id": "efficientnet-lite2"}))
 
 
+def test_int8_serving_runs_quantized_copies_of_the_tails_graphs_with_close_answers(trained, catalogs):
+    import onnx
+
+    from fusion import bundle as bundles
+    from skutag.pipeline import load_pipeline
+
+    version, _ = trained
+    products = _products(catalogs["val_rows"])
+    fp32 = load_pipeline(_config(), version.store)
+    fp32_evidence = fp32.gather(products, ocr_gate="never")
+    quantized = load_pipeline(_config(**{"vision.int8": True}), version.store)
+    evidence = quantized.gather(products, ocr_gate="never")
+    tail = quantized.collector.tail
+    # the quantized joint graph gives the labels and the tuned embedding in one pass
+    assert tail.int8 and tail.serves_labels_of(quantized.collector.vision_model)
+    for graph in (tail._joint_file(), tail._onnx_file()):
+        assert ".int8-" in graph.name
+        assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(graph)).graph.node}
+    served = np.stack([ev.vision.embedding for ev in evidence])
+    reference = np.stack([ev.vision.embedding for ev in fp32_evidence])
+    cosine = np.sum(served * reference, axis=1)
+    # close to fp32, and not fp32's cached embeddings (INT8 ones are kept apart)
+    assert cosine.min() > 0.95 and np.abs(served - reference).max() > 1e-4, cosine
+    assert np.allclose(served, np.stack(tail.embed([p.image for p in products])), atol=1e-5)
+
+    results = quantized.tag_evidence(evidence, audit=False)
+    references = fp32.tag_evidence(fp32_evidence, audit=False)
+    assert sum(r.path == p.category for r, p in zip(results, products)) >= 9
+    assert sum(r.path == f.path for r, f in zip(results, references)) >= len(products) - 2
+    # an fp32 tail does not stand in for an INT8 backbone, nor the other way round
+    assert not bundles.load_tail(version).serves_labels_of(quantized.collector.vision_model)
+    assert not tail.serves_labels_of(fp32.collector.vision_model)
+
+
 def test_onnx_runtime_serving_gives_the_torch_embedding(trained, catalogs):
     from copy import copy
 

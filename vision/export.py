@@ -91,9 +91,10 @@ def calibration_images(folder: str | Path | None = None) -> list[Path]:
     return photos
 
 
-def _calibration_key(photos: list[Path], source: BackboneSource) -> str:
+def calibration_key(photos: list[Path], preprocess) -> str:
+    """What an INT8 model's calibration depends on: the settings, the preprocessing and the photos."""
     digest = hashlib.sha256(QUANT_SETTINGS.encode())
-    digest.update(repr(source.preprocess).encode())  # calibration statistics depend on the preprocessing
+    digest.update(repr(preprocess).encode())  # calibration statistics depend on the preprocessing
     for photo in photos:
         digest.update(photo.name.encode())
         digest.update(hashlib.sha256(photo.read_bytes()).digest())
@@ -103,9 +104,9 @@ def _calibration_key(photos: list[Path], source: BackboneSource) -> str:
 class PhotoCalibrationReader:
     """Feeds preprocessed calibration photos to ONNX Runtime's calibrator, a few at a time."""
 
-    def __init__(self, photos: list[Path], source: BackboneSource, batch_size: int = 8):
+    def __init__(self, photos: list[Path], preprocess, batch_size: int = 8):
         self.photos = photos
-        self.source = source
+        self.preprocess = preprocess
         self.batch_size = batch_size
         self._batches: Iterator[np.ndarray] | None = None
 
@@ -117,10 +118,10 @@ class PhotoCalibrationReader:
             except ImageError:
                 continue
             if len(images) == self.batch_size:
-                yield preprocess_images(images, self.source.preprocess)
+                yield preprocess_images(images, self.preprocess)
                 images = []
         if images:
-            yield preprocess_images(images, self.source.preprocess)
+            yield preprocess_images(images, self.preprocess)
 
     def get_next(self) -> dict | None:
         if self._batches is None:
@@ -132,12 +133,40 @@ class PhotoCalibrationReader:
         self._batches = None
 
 
-def _classifier_nodes(model_path: Path) -> list[str]:
-    """The node(s) computing the logits: kept in fp32 (negligible cost, softmax stays close to fp32)."""
+def _nodes_computing(model_path: Path, outputs: tuple[str, ...]) -> list[str]:
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [node.name for node in graph.node if OUTPUT_NAMES[0] in node.output]
+    return [node.name for node in graph.node if set(node.output) & set(outputs)]
+
+
+def quantize_int8(fp32: Path, path: Path, photos: list[Path], preprocess,
+                  keep_fp32: tuple[str, ...] = (OUTPUT_NAMES[0],)) -> Path:
+    """Static INT8 of the fp32 graph ``fp32`` (input ``input``) written to ``path`` unless it is there: QDQ,
+    per-channel int8 weights, uint8 activations calibrated with MinMax on ``photos`` preprocessed by
+    ``preprocess``. Nodes computing the ``keep_fp32`` outputs (the classifier: negligible cost, the softmax
+    stays close to fp32) are left in fp32."""
+    if path.is_file():
+        return path
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = _temporary(path.with_name(f"{path.stem}.prep.onnx"))
+    tmp = _temporary(path)
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(tmp), PhotoCalibrationReader(photos, preprocess),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=_nodes_computing(prepared, keep_fp32),
+        )
+        os.replace(tmp, path)
+    finally:
+        for leftover in (prepared, tmp):
+            leftover.unlink(missing_ok=True)
+    return path
 
 
 def ensure_int8(
@@ -146,25 +175,5 @@ def ensure_int8(
     """The static INT8 (QDQ, per-channel) model, quantized from the fp32 export on first use."""
     photos = calibration_images(calibration_dir)
     fp32 = ensure_onnx(source, cache_dir)
-    path = fp32.with_name(f"model.int8-{_calibration_key(photos, source)}.onnx")
-    if path.is_file():
-        return path
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = _temporary(fp32.with_name("model.prep.onnx"))
-    tmp = _temporary(path)
-    try:
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared), str(tmp), PhotoCalibrationReader(photos, source),
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=_classifier_nodes(prepared),
-        )
-        os.replace(tmp, path)
-    finally:
-        for leftover in (prepared, tmp):
-            leftover.unlink(missing_ok=True)
-    return path
+    path = fp32.with_name(f"model.int8-{calibration_key(photos, source.preprocess)}.onnx")
+    return quantize_int8(fp32, path, photos, source.preprocess)

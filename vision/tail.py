@@ -507,10 +507,16 @@ class VisionTail:
     joint: bool = True
     """Serving computes the plain network's labels in the same pass as the tuned embedding where it can
     (``label_and_embed``); False: two separate graphs (what ``bench_tail_serving`` compares against)."""
+    int8: bool = False
+    """ONNX Runtime serving on static INT8 copies of the graphs (QDQ, per-channel; the ImageNet classifier
+    stays fp32), quantized once per tail on the ``calibration_dir`` photos: what ``vision.int8`` asks."""
+    calibration_dir: str = ""
+    """Photos INT8 is calibrated on; empty: the bundled ``models/calibration`` photos."""
     _extractor: CutExtractor | None = field(default=None, init=False, repr=False, compare=False)
     _digest: str = field(default="", init=False, repr=False, compare=False)
     _session: Any = field(default=None, init=False, repr=False, compare=False)
     _joint: Any = field(default=None, init=False, repr=False, compare=False)
+    _files: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _source_id: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -567,13 +573,18 @@ class VisionTail:
 
     def serves_labels_of(self, model) -> bool:
         """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: both on ONNX Runtime
-        in fp32, the same backbone and weights, serving views among the centre crop and its mirror."""
+        in the same precision (fp32, or INT8 both), the same backbone and weights, serving views among the
+        centre crop and its mirror."""
         if self._source_id is None:  # resolving hashes the weights file: once per tail
             source = get_backbone(self.backbone).resolve(self.classifier.weights)
             self._source_id = (source.model_id, source.version)
-        return (self.joint and self.runtime == "onnx" and model.runtime == "onnx" and not model.int8
+        return (self.joint and self.runtime == "onnx" and model.runtime == "onnx" and bool(model.int8) == self.int8
                 and "center" in self.views and set(self.views) <= self.JOINT_VIEWS
-                and (model.model_id, model.model_version) == self._source_id)
+                and (model.model_id, model.model_version) == self._precision_id())
+
+    def _precision_id(self) -> tuple[str, str]:
+        model_id, version = self._source_id
+        return model_id, version + ("+int8" if self.int8 else "")  # how VisionModel names its INT8 export
 
     def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16,
                         progress: Callable[[int], None] | None = None) -> tuple[list, list[np.ndarray | None]]:
@@ -606,14 +617,12 @@ class VisionTail:
         return results, embeddings
 
     def _joint_session(self):
-        if self._joint is None:
-            self._joint = _ort_session(self._joint_file(), self.threads)
-        return self._joint
+        return self._opened("_joint", self._joint_file())
 
     def _joint_file(self):
         """Photo -> (ImageNet logits, frozen embedding, tuned features): the frozen part once, then the
         network's own rest and the tuned tail side by side. Exported once per tail."""
-        return self._exported("-joint", ("logits", "embedding", "features"), _joint_forward)
+        return self._served("-joint", ("logits", "embedding", "features"), _joint_forward)
 
     # ------------------------------------------------------------------ ONNX Runtime
     def _embed_onnx(self, images: list, keys: list[str], batch_size: int = 32) -> np.ndarray:
@@ -629,13 +638,35 @@ class VisionTail:
         return _l2(np.mean(per_view, axis=0)).astype(np.float32)
 
     def _onnx_session(self):
-        if self._session is None:
-            self._session = _ort_session(self._onnx_file(), self.threads)
-        return self._session
+        return self._opened("_session", self._onnx_file())
+
+    def _opened(self, attr: str, path):
+        """The ONNX Runtime session of ``path`` kept in ``attr``; opened again when the file changed (INT8
+        switched on or off)."""
+        opened = getattr(self, attr)
+        if opened is None or opened[0] != path:
+            opened = (path, _ort_session(path, self.threads))
+            setattr(self, attr, opened)
+        return opened[1]
 
     def _onnx_file(self):
         """The frozen part + the fine-tuned tail, photo -> pooled features, exported once per tail."""
-        return self._exported("", "features", _tuned_forward)
+        return self._served("", "features", _tuned_forward)
+
+    def _served(self, suffix: str, outputs: str | tuple[str, ...], forward: Callable):
+        """The graph serving runs: the fp32 export, or its INT8 copy (``int8``); found once per setting."""
+        key = (suffix, self.int8, self.calibration_dir)
+        if key not in self._files or not self._files[key].is_file():
+            self._files[key] = self._int8_copy(self._exported(suffix, outputs, forward)) if self.int8 \
+                else self._exported(suffix, outputs, forward)
+        return self._files[key]
+
+    def _int8_copy(self, fp32):
+        from .export import calibration_images, calibration_key, quantize_int8
+
+        photos, spec = calibration_images(self.calibration_dir or None), self.extractor().spec
+        target = fp32.with_name(f"{fp32.stem}.int8-{calibration_key(photos, spec)}.onnx")
+        return quantize_int8(fp32, target, photos, spec, keep_fp32=("logits",))
 
     def _exported(self, suffix: str, outputs: str | tuple[str, ...], forward: Callable):
         """``forward(frozen_model, tail, cut, x)`` exported as an ONNX graph (once per tail) with the network
@@ -659,6 +690,7 @@ class VisionTail:
         state["_extractor"] = None
         state["_session"] = None
         state["_joint"] = None
+        state["_files"] = {}
         state["_source_id"] = None  # resolved again where the bundle is loaded
         return state
 
@@ -666,6 +698,9 @@ class VisionTail:
         state.setdefault("runtime", "onnx")
         state.setdefault("_session", None)
         state.setdefault("_joint", None)
+        state.setdefault("_files", {})
         state.setdefault("_source_id", None)
         state.setdefault("joint", True)
+        state.setdefault("int8", False)
+        state.setdefault("calibration_dir", "")
         self.__dict__.update(state)
