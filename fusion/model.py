@@ -182,7 +182,9 @@ def _gate_auto(model: FusionModel, scores: Scores) -> np.ndarray:
     sensitive = model.brand_sensitive_[order] & candidates
     # the answer is brand-sensitive when the leading candidate is, and a rival one is too
     contested = sensitive[:, 0] & (sensitive[:, 1:].sum(axis=1) >= 1)
-    return unsure | contested
+    # a brand-sensitive leader needs near-certainty to skip the package's text
+    branded_unsure = sensitive[:, 0] & (top_conf < cfg.ocr_gate_brand_confidence)
+    return unsure | contested | branded_unsure
 
 
 GATES = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,13 @@ def test_missing_modalities_still_tag_and_gating_reads_only_where_it_matters(evi
     need = model.needs_ocr(scores)
     assert need.sum() < len(val)  # some answers cannot change: OCR skipped there
     assert not need[fruit & (scores.proba.max(axis=1) >= 0.9)].any()
+    # a brand-sensitive leading candidate is read below ocr_gate_brand_confidence, however sure vision is
+    leader = scores.proba.argmax(axis=1)
+    branded = model.brand_sensitive_[leader] & (scores.proba.max(axis=1) >= 0.02)
+    model.config = replace(model.config, ocr_gate_brand_confidence=1.01)
+    assert model.needs_ocr(scores)[branded].all() and branded.any()
+    model.config = replace(model.config, ocr_gate_brand_confidence=0.0)
+    assert (model.needs_ocr(scores) <= need).all()
     title_only = [Evidence(id=e.id, title="Banana Ecological Class 1") for e in val[:2]]
     assert model.score(title_only).proba.shape == (2, len(model.classes_))  # no usable block: the prior
 
