@@ -110,7 +110,9 @@ class EvidenceCollector:
     def vision_key(self) -> str:
         cfg = self.config.vision
         model = self.vision_model
-        return f"{model.model_id}-{model.model_version}-{cfg.runtime}"
+        key = f"{model.model_id}-{model.model_version}-{cfg.runtime}"
+        # INT8 answers depend on the calibration too: its key is in the quantized file's name
+        return f"{key}-{model.model_path.stem.split('.int8-')[-1]}" if model.int8 else key
 
     def ocr_key(self) -> str:
         """The OCR backend and a digest of every OCR setting (any change means other text may be read)."""
@@ -219,7 +221,7 @@ class EvidenceCollector:
         if not rows:
             return
         tail = self._configured_tail()
-        key = f"{tail.digest[:24]}-{tail.runtime}" + ("+int8" if tail.int8 else "")  # runtimes differ in the last digits
+        key = f"{tail.digest[:24]}-{tail.runtime}" + (f"+{tail.precision}" if tail.int8 else "")  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
         found = {} if cache is None else cache.get_many(images[i].digest for i in rows if images[i].digest not in tuned)
         if tuned:

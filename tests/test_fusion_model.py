@@ -60,9 +60,11 @@ def test_missing_modalities_still_tag_and_gating_reads_only_where_it_matters(evi
     leader = scores.proba.argmax(axis=1)
     branded = model.brand_sensitive_[leader] & (scores.proba.max(axis=1) >= 0.02)
     model.config = replace(model.config, ocr_gate_brand_confidence=1.01)
-    assert model.needs_ocr(scores)[branded].all() and branded.any()
+    strict = model.needs_ocr(scores)
+    assert strict[branded].all() and branded.any()
     model.config = replace(model.config, ocr_gate_brand_confidence=0.0)
-    assert (model.needs_ocr(scores) <= need).all()
+    off = model.needs_ocr(scores)
+    assert (off <= need).all() and (need <= strict).all() and off.sum() < strict.sum()
     title_only = [Evidence(id=e.id, title="Banana Ecological Class 1") for e in val[:2]]
     assert model.score(title_only).proba.shape == (2, len(model.classes_))  # no usable block: the prior
 

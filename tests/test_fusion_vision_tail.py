@@ -132,30 +132,38 @@ def test_int8_serving_runs_quantized_copies_of_the_tails_graphs_with_close_answe
 
     version, _ = trained
     products = _products(catalogs["val_rows"])
-    fp32 = load_pipeline(_config(), version.store)
+    uncached = {"fusion.cache_features": False}  # every answer below is computed here, none read back
+    fp32 = load_pipeline(_config(**uncached), version.store)
     fp32_evidence = fp32.gather(products, ocr_gate="never")
-    quantized = load_pipeline(_config(**{"vision.int8": True}), version.store)
+    quantized = load_pipeline(_config(**uncached, **{"vision.int8": True}), version.store)
     evidence = quantized.gather(products, ocr_gate="never")
-    tail = quantized.collector.tail
-    # the quantized joint graph gives the labels and the tuned embedding in one pass
+    tail, stats = quantized.collector.tail, quantized.collector.stats
+    # the quantized joint graph gave the labels and the tuned embedding in one pass
     assert tail.int8 and tail.serves_labels_of(quantized.collector.vision_model)
+    assert stats["vision_run"] == len(products) and stats["tail_run"] == len(products)
     for graph in (tail._joint_file(), tail._onnx_file()):
-        assert ".int8-" in graph.name
+        assert graph.name.endswith(f".{tail.precision}.onnx") and tail.precision.startswith("int8-")
         assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(graph)).graph.node}
     served = np.stack([ev.vision.embedding for ev in evidence])
     reference = np.stack([ev.vision.embedding for ev in fp32_evidence])
     cosine = np.sum(served * reference, axis=1)
-    # close to fp32, and not fp32's cached embeddings (INT8 ones are kept apart)
     assert cosine.min() > 0.95 and np.abs(served - reference).max() > 1e-4, cosine
     assert np.allclose(served, np.stack(tail.embed([p.image for p in products])), atol=1e-5)
+    # the joint graph's labels stand in for the INT8 backbone's own (quantized apart: close, not equal)
+    alone = quantized.collector.vision_model.predict([p.image for p in products], top_k=5)
+    joint = [ev.vision.labels[0][1] for ev in evidence]
+    assert sum(a.top_k[0].index == j for a, j in zip(alone, joint)) >= len(products) - 1
 
     results = quantized.tag_evidence(evidence, audit=False)
     references = fp32.tag_evidence(fp32_evidence, audit=False)
     assert sum(r.path == p.category for r, p in zip(results, products)) >= 9
     assert sum(r.path == f.path for r, f in zip(results, references)) >= len(products) - 2
-    # an fp32 tail does not stand in for an INT8 backbone, nor the other way round
+    # an fp32 tail does not stand in for an INT8 backbone, nor the other way round; a saved tail is fp32
     assert not bundles.load_tail(version).serves_labels_of(quantized.collector.vision_model)
     assert not tail.serves_labels_of(fp32.collector.vision_model)
+    from copy import copy
+
+    assert copy(tail).int8 is False and copy(tail).calibration_dir == ""
 
 
 def test_onnx_runtime_serving_gives_the_torch_embedding(trained, catalogs):

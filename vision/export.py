@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -52,7 +53,8 @@ def export_dir(source: BackboneSource, cache_dir: str | Path | None) -> Path:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    """A private name beside ``path`` for writing it (per process and thread), renamed into place after."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
 
 
 def ensure_onnx(source: BackboneSource, cache_dir: str | Path | None = None) -> Path:

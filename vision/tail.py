@@ -22,6 +22,7 @@ A fitted ``TailClassifier`` pickles (joblib) with its weights as numpy arrays.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -132,12 +133,13 @@ def _export_onnx(module, path, size: int, output: str | tuple[str, ...]) -> None
     """Export ``module`` (N x 3 x size x size -> ``output``, one name or several) to ``path``, atomically,
     batch size free."""
     import os
+    import threading
     import warnings
 
     import torch
 
     outputs = (output,) if isinstance(output, str) else tuple(output)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.onnx")
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=17,
@@ -467,6 +469,9 @@ def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5,
 
 # ---------------------------------------------------------------- serving
 
+_GRAPH_LOCK = threading.RLock()
+"""Held while a tail's serving graph is exported or quantized."""
+
 DEFAULT_CUTS: dict[str, str] = {"efficientnet-lite0": "5.1", "efficientnet-lite2": "5.2"}
 """Where the frozen part ends by default, per backbone (chosen on GroceryStore, bench_vision_adapt)."""
 
@@ -654,18 +659,34 @@ class VisionTail:
         return self._served("", "features", _tuned_forward)
 
     def _served(self, suffix: str, outputs: str | tuple[str, ...], forward: Callable):
-        """The graph serving runs: the fp32 export, or its INT8 copy (``int8``); found once per setting."""
-        key = (suffix, self.int8, self.calibration_dir)
-        if key not in self._files or not self._files[key].is_file():
-            self._files[key] = self._int8_copy(self._exported(suffix, outputs, forward)) if self.int8 \
-                else self._exported(suffix, outputs, forward)
-        return self._files[key]
+        """The graph serving runs: the fp32 export, or its INT8 copy (``int8``); found once per setting.
+        Exporting and quantizing take seconds: one thread at a time (the service tags side by side)."""
+        key = (suffix, self.precision)
+        with _GRAPH_LOCK:
+            if key not in self._files or not self._files[key].is_file():
+                fp32 = self._exported(suffix, outputs, forward)
+                self._files[key] = self._int8_copy(fp32) if self.int8 else fp32
+            return self._files[key]
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, or ``int8-<calibration key>`` (settings, preprocessing and photos): what the served
+        embeddings depend on besides the weights (feature caches are keyed by it)."""
+        if not self.int8:
+            return "fp32"
+        marker = ("calibration", self.calibration_dir)
+        if marker not in self._files:
+            from .export import calibration_images, calibration_key
+
+            self._files[marker] = calibration_key(calibration_images(self.calibration_dir or None),
+                                                  self.extractor().spec)
+        return f"int8-{self._files[marker]}"
 
     def _int8_copy(self, fp32):
-        from .export import calibration_images, calibration_key, quantize_int8
+        from .export import calibration_images, quantize_int8
 
         photos, spec = calibration_images(self.calibration_dir or None), self.extractor().spec
-        target = fp32.with_name(f"{fp32.stem}.int8-{calibration_key(photos, spec)}.onnx")
+        target = fp32.with_name(f"{fp32.stem}.{self.precision}.onnx")
         return quantize_int8(fp32, target, photos, spec, keep_fp32=("logits",))
 
     def _exported(self, suffix: str, outputs: str | tuple[str, ...], forward: Callable):
@@ -692,6 +713,7 @@ class VisionTail:
         state["_joint"] = None
         state["_files"] = {}
         state["_source_id"] = None  # resolved again where the bundle is loaded
+        state["int8"], state["calibration_dir"] = False, ""  # serving settings: the collector sets them
         return state
 
     def __setstate__(self, state: dict) -> None:
