@@ -66,6 +66,58 @@ def test_batch_saves_products_and_predictions_in_the_store(tmp_path, model_dir):
         store.close()
 
 
+def test_batch_into_the_database_answers_under_its_service_rules(tmp_path, model_dir):
+    """A category renamed through the API, a label-map override and the review whitelist stored in the
+    database reach batch results saved there (and the JSONL output), as the HTTP service would answer."""
+    pytest.importorskip("sqlalchemy")
+    from skutag.store import Store
+
+    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=9, step=30)
+    catalog = write_catalog(rows, tmp_path / "catalog.jsonl")
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1, chunk_size=4)
+    run_batch(BatchRequest(catalog, tmp_path / "plain.jsonl", config, progress=False))
+    plain = {row["id"]: row for row in read_rows(tmp_path / "plain.jsonl")}
+    first, second = rows[0]["id"], rows[4]["id"]
+    renamed_from, relabelled = plain[first]["path"], plain[second]["label"]
+    assert renamed_from and relabelled and plain[second]["path"] != renamed_from
+    auto = [row for row in plain.values() if row["decision"] == "auto" and row["path"] != renamed_from
+            and row["label"] != relabelled]
+    assert auto, "the title model auto-tags some grocery titles"
+    whitelisted = auto[0]["path"].split(" > ")[0]
+
+    db = tmp_path / "rules.db"
+    store = Store.open(str(db))
+    store.save_resource("path_aliases", {renamed_from: "Renamed > Shelf > Product"}, who="test")
+    store.save_resource("label_map", {relabelled: "Mapped > By > Operator"}, who="test")
+    store.save_resource("whitelist", {"paths": [whitelisted]}, who="test")
+    store.close()
+    run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, progress=False, store_url=str(db)))
+
+    out = {row["id"]: row for row in read_rows(tmp_path / "out.jsonl")}
+    store = Store.open(str(db))
+    try:
+        for product_id, row in out.items():
+            before = plain[product_id]
+            if before["path"] == renamed_from:
+                assert row["path"] == "Renamed > Shelf > Product"
+                assert any("taxonomy:" in reason for reason in row["reasons"])
+            elif before["label"] == relabelled:
+                assert row["path"] == "Mapped > By > Operator"
+                assert any(f"label map: {relabelled}" in reason for reason in row["reasons"])
+            else:
+                assert row["path"] == before["path"]
+            if row["path"].split(" > ")[0] == whitelisted and before["decision"] == "auto":
+                assert row["decision"] == "review"
+            else:
+                assert row["decision"] == before["decision"]
+            stored = store.get_product(product_id)
+            assert (stored.path, stored.status) == (row["path"], row["decision"])
+        assert out[first]["path"] == "Renamed > Shelf > Product" and out[second]["path"] == "Mapped > By > Operator"
+        assert out[auto[0]["id"]]["decision"] == "review"
+    finally:
+        store.close()
+
+
 def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, model_dir):
     pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store

@@ -116,6 +116,8 @@ class ResultSink:
             return False
         self._seen_keys.add(key)
         self._seen_ids.add(result.id)
+        if self.store is not None:  # the database's service rules, in the output and the database alike
+            result = self.store.apply_rules(result)
         row = result_row(result, digest)
         if self._handle is not None:
             self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -3,12 +3,18 @@
 Each product is saved with its photo (stored once per SHA-256, with its perceptual hash, so the
 service's duplicate cache and review dashboard see batch-tagged products like uploaded ones) and
 the prediction that decided its status. Failed rows are saved with status ``error``.
+
+Results are read under the database's service rules first (``skutag.service.rules``: categories renamed
+through the API, label-map overrides, the review whitelist), as the HTTP service answers: the JSONL output
+and the stored product agree with what ``POST /v1/products`` would have said.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 from fusion.result import TagResult
 from skutag.catalog import Product
@@ -17,13 +23,33 @@ log = logging.getLogger(__name__)
 
 
 class StoreSink:
-    """Saves ``(product, result)`` pairs through ``skutag.store.Store``."""
+    """Saves ``(product, result)`` pairs through ``skutag.store.Store``.
 
-    def __init__(self, url: str | None):
+    ``whitelist``: review prefixes configured beside the stored ones (default: ``service.review_whitelist``);
+    ``rules_ttl``: seconds a snapshot of the stored rules is used before it is read again (long-running
+    workers follow the dashboard's edits)."""
+
+    def __init__(self, url: str | None, whitelist: tuple[str, ...] | None = None, rules_ttl: float = 30.0):
         from skutag.store import Store
 
         self.store = Store.open(url)
         self.saved = 0
+        self.whitelist = _configured_whitelist() if whitelist is None else tuple(whitelist)
+        self.rules_ttl = float(rules_ttl)
+        self._rules: tuple[float, Any] | None = None
+
+    def rules(self):
+        """The database's service rules, read at most every ``rules_ttl`` seconds."""
+        from skutag.service.rules import ServiceRules
+
+        now = time.monotonic()
+        if self._rules is None or now - self._rules[0] > self.rules_ttl:
+            self._rules = (now, ServiceRules.read(self.store, self.whitelist))
+        return self._rules[1]
+
+    def apply_rules(self, result: TagResult) -> TagResult:
+        """``result`` as the service would answer it (renames, label map, whitelist)."""
+        return self.rules().apply(result)
 
     def save(self, product: Product | None, result: TagResult) -> None:
         image_id = self._image_id(product.image) if product is not None else None
@@ -54,3 +80,9 @@ class StoreSink:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _configured_whitelist() -> tuple[str, ...]:
+    from skutag.config import SkutagConfig
+
+    return tuple(SkutagConfig.load().service.review_whitelist)

@@ -27,7 +27,7 @@ from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.paths import artifact_dir
 from skutag.pipeline import Tagger
 from skutag.service.config import ServiceConfig
-from skutag.service.renames import renamed_result
+from skutag.service.rules import ServiceRules
 from skutag.service.retrain import (
     Comparison,
     RetrainRequest,
@@ -324,26 +324,12 @@ class TaggingService:
     # ---------------------------------------------------------------- rules
     def rules(self) -> ServiceRules:
         """The stored rules as they are now (one read of each resource)."""
-        return ServiceRules(path_aliases=self.path_aliases(), label_map=self.label_map(), whitelist=self.whitelist())
+        return ServiceRules.read(self.store, self.settings.review_whitelist)
 
     def apply_rules(self, result: TagResult, rules: ServiceRules | None = None) -> TagResult:
         """Service-level rules on top of the model: renamed categories, label-map overrides and the review
         whitelist (``rules``: a snapshot from ``rules()``, read now when not given)."""
-        if result.error:
-            return result
-        rules = rules or self.rules()
-        result = renamed_result(result, rules.path_aliases)
-        label_map = rules.label_map
-        if result.label and result.label in label_map and label_map[result.label] != result.path:
-            result = dataclasses.replace(result, path=label_map[result.label],
-                                         reasons=result.reasons + (f"label map: {result.label} -> "
-                                                                   f"{label_map[result.label]}",))
-        if result.decision is Decision.AUTO and result.path:
-            prefix = next((p for p in rules.whitelist if _under(result.path, p)), None)
-            if prefix is not None:
-                result = dataclasses.replace(result, decision=Decision.REVIEW,
-                                             reasons=result.reasons + (f"whitelist: {prefix} is always reviewed",))
-        return result
+        return (rules or self.rules()).apply(result)
 
     def _audit_sampled(self, product_id: str, version: str, result: TagResult) -> bool:
         if result.decision is not Decision.AUTO:
@@ -529,15 +515,6 @@ def modality_outputs(evidence: Any) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class ServiceRules:
-    """What ``TaggingService.apply_rules`` applies: stored resources read once for a batch."""
-
-    path_aliases: dict[str, str]
-    label_map: dict[str, str]
-    whitelist: list[str]
-
-
 def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
     """One model call for the batch; if the model raises, each product alone, so one product that breaks
     the model gets an error result (and a place in the review queue) while the others are tagged."""
@@ -603,7 +580,3 @@ def normalise_path(path: str) -> str:
     if len(levels) > 8 or any(len(level) > 100 for level in levels):
         raise InvalidInput("category", "at most 8 levels of at most 100 characters")
     return PATH_SEPARATOR.join(levels)
-
-
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + PATH_SEPARATOR)

@@ -1,0 +1,53 @@
+"""The service's stored rules on top of a model's answer: renamed categories, label-map overrides, the review
+whitelist. One snapshot (``ServiceRules.read``) is read for a batch and applied to each result, by the HTTP
+service and by batch jobs that save into the same product database (``skutag batch --db``,
+``skutag worker --db``), so a product reads the same whichever way it was tagged."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from fusion.result import Decision, TagResult
+from skutag.catalog import PATH_SEPARATOR
+from skutag.service.renames import renamed_result
+
+
+@dataclass(frozen=True)
+class ServiceRules:
+    """Stored resources read once: old path -> today's path, label -> path overrides, always-reviewed prefixes."""
+
+    path_aliases: dict[str, str]
+    label_map: dict[str, str]
+    whitelist: list[str]
+
+    @classmethod
+    def read(cls, store: Any, whitelist: Sequence[str] = ()) -> "ServiceRules":
+        """The rules stored in ``store`` (a ``skutag.store.Store``) now; ``whitelist``: prefixes configured
+        beside the stored ones (``service.review_whitelist``)."""
+        aliases, label_map, stored = (store.resource(kind) for kind in ("path_aliases", "label_map", "whitelist"))
+        return cls(path_aliases=dict(aliases.content) if aliases else {},
+                   label_map=dict(label_map.content) if label_map else {},
+                   whitelist=sorted(set(whitelist) | set(stored.content.get("paths", []) if stored else ())))
+
+    def apply(self, result: TagResult) -> TagResult:
+        """``result`` under these rules, each change named in its reasons."""
+        if result.error:
+            return result
+        result = renamed_result(result, self.path_aliases)
+        target = self.label_map.get(result.label) if result.label else None
+        if target is not None and target != result.path:
+            result = dataclasses.replace(result, path=target,
+                                         reasons=result.reasons + (f"label map: {result.label} -> {target}",))
+        if result.decision is Decision.AUTO and result.path:
+            prefix = next((p for p in self.whitelist if under(result.path, p)), None)
+            if prefix is not None:
+                result = dataclasses.replace(result, decision=Decision.REVIEW,
+                                             reasons=result.reasons + (f"whitelist: {prefix} is always reviewed",))
+        return result
+
+
+def under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or a category below it."""
+    return path == prefix or path.startswith(prefix + PATH_SEPARATOR)
