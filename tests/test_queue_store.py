@@ -118,6 +118,27 @@ def test_batch_into_the_database_answers_under_its_service_rules(tmp_path, model
         store.close()
 
 
+def test_a_store_sink_follows_rule_edits_and_the_configured_whitelist(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    from fusion.result import Decision, TagResult
+    from skutag.queue.store_sink import StoreSink
+
+    config = tmp_path / "site.toml"
+    config.write_text('[service]\nreview_whitelist = ["Drinks > Juice"]\n', encoding="utf-8")
+    sink = StoreSink(str(tmp_path / "rules.db"), rules_ttl=0.0, config_file=str(config))
+    juice = TagResult(id="a", label="Apple", path="Drinks > Juice > Apple", confidence=0.99, decision=Decision.AUTO)
+    milk = TagResult(id="b", label="Oat", path="Drinks > Milk > Oat", confidence=0.99, decision=Decision.AUTO)
+    try:
+        assert sink.apply_rules(juice).decision is Decision.REVIEW  # from the config file, as `serve --config`
+        assert sink.apply_rules(milk) == milk
+        sink.store.save_resource("path_aliases", {"Drinks > Milk > Oat": "Drinks > Plant milk > Oat"}, who="test")
+        assert sink.apply_rules(milk).path == "Drinks > Plant milk > Oat"  # read again: a worker follows edits
+        failed = TagResult.failed("c", "image: not a photo")
+        assert sink.apply_rules(failed) == failed
+    finally:
+        sink.close()
+
+
 def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, model_dir):
     pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store

@@ -147,13 +147,14 @@ def _worker_tagger(app: Celery):
     return _TAGGER
 
 
-def _save_in_store(app: Celery, product, result: TagResult) -> TagResult:
-    """Save the result in the worker's product database (when it has one), read under that database's service
-    rules, and give it back as saved; a busy database is transient."""
+def _save_in_store(app: Celery, product, result: TagResult) -> None:
+    """Save the result in the worker's product database (when it has one) under that database's service rules
+    (the task itself returns the model's answer: the backend may hand it to later runs, whose rules may have
+    changed; a client with ``--db`` applies them when it writes); a busy database is transient."""
     global _STORE
     url = app.conf.get(STORE_CONF_KEY)
     if not url:
-        return result
+        return
     from sqlalchemy.exc import OperationalError
 
     from skutag.queue.core import TransientError
@@ -161,10 +162,8 @@ def _save_in_store(app: Celery, product, result: TagResult) -> TagResult:
 
     try:
         if _STORE is None:
-            _STORE = StoreSink(url)
-        result = _STORE.apply_rules(result)
-        _STORE.save(product, result)
-        return result
+            _STORE = StoreSink(url, config_file=(app.conf.get(SPEC_CONF_KEY) or {}).get("config_file"))
+        _STORE.save(product, _STORE.apply_rules(result))
     except OperationalError as exc:  # locked / unreachable database: retry the task with backoff
         raise TransientError(f"product database: {exc}") from exc
 
@@ -226,9 +225,9 @@ def _register_tasks(app: Celery, policy: RetryPolicy) -> None:
                     "worker": self.request.hostname, "pid": os.getpid(), "redelivered": True,
                     "retries": self.request.retries, "cached": False}
         results = tag_batch([product], _worker_tagger(self.app))
-        result = _save_in_store(self.app, product, results[0])
+        _save_in_store(self.app, product, results[0])
         return {
-            "row": result_row(result, image_hash(product.image)),
+            "row": result_row(results[0], image_hash(product.image)),
             "worker": self.request.hostname,
             "pid": os.getpid(),
             "redelivered": redelivered,

@@ -102,7 +102,7 @@ def run_batch(request: BatchRequest) -> BatchSummary:
     if request.store_url or config.store_url:
         from skutag.queue.store_sink import StoreSink
 
-        store = StoreSink(request.store_url or config.store_url)
+        store = StoreSink(request.store_url or config.store_url, config_file=request.config_file)
     sink = ResultSink(request.out, store)
     in_flight: dict[str, Product] | None = {} if store is not None else None  # for the store's columns
     total = max(0, summary.rows - len(finished))

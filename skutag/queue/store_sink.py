@@ -25,16 +25,18 @@ log = logging.getLogger(__name__)
 class StoreSink:
     """Saves ``(product, result)`` pairs through ``skutag.store.Store``.
 
-    ``whitelist``: review prefixes configured beside the stored ones (default: ``service.review_whitelist``);
+    ``whitelist``: review prefixes configured beside the stored ones (default: ``service.review_whitelist``
+    of ``config_file``, as ``skutag serve --config`` reads it);
     ``rules_ttl``: seconds a snapshot of the stored rules is used before it is read again (long-running
     workers follow the dashboard's edits)."""
 
-    def __init__(self, url: str | None, whitelist: tuple[str, ...] | None = None, rules_ttl: float = 30.0):
+    def __init__(self, url: str | None, whitelist: tuple[str, ...] | None = None, rules_ttl: float = 30.0,
+                 config_file: str | None = None):
         from skutag.store import Store
 
         self.store = Store.open(url)
         self.saved = 0
-        self.whitelist = _configured_whitelist() if whitelist is None else tuple(whitelist)
+        self.whitelist = _configured_whitelist(config_file) if whitelist is None else tuple(whitelist)
         self.rules_ttl = float(rules_ttl)
         self._rules: tuple[float, Any] | None = None
 
@@ -82,7 +84,7 @@ class StoreSink:
         self.store.close()
 
 
-def _configured_whitelist() -> tuple[str, ...]:
+def _configured_whitelist(config_file: str | None) -> tuple[str, ...]:
     from skutag.config import SkutagConfig
 
-    return tuple(SkutagConfig.load().service.review_whitelist)
+    return tuple(SkutagConfig.load(config_file).service.review_whitelist)
