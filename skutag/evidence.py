@@ -111,8 +111,8 @@ class EvidenceCollector:
         cfg = self.config.vision
         model = self.vision_model
         key = f"{model.model_id}-{model.model_version}-{cfg.runtime}"
-        # INT8 answers depend on the calibration too: its key is in the quantized file's name
-        return f"{key}-{model.model_path.stem.split('.int8-')[-1]}" if model.int8 else key
+        # INT8 answers depend on the calibration too: the quantized file is named by it
+        return f"{key}-{model.model_path.stem}" if model.int8 else key
 
     def ocr_key(self) -> str:
         """The OCR backend and a digest of every OCR setting (any change means other text may be read)."""

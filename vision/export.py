@@ -52,7 +52,7 @@ def export_dir(source: BackboneSource, cache_dir: str | Path | None) -> Path:
     return root / f"{source.model_id}-{source.weights_sha256[:16]}-f{EXPORT_FORMAT}"
 
 
-def _temporary(path: Path) -> Path:
+def temporary_path(path: Path) -> Path:
     """A private name beside ``path`` for writing it (per process and thread), renamed into place after."""
     return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
 
@@ -70,7 +70,7 @@ def ensure_onnx(source: BackboneSource, cache_dir: str | Path | None = None) -> 
     size = source.preprocess.size
     network = freeze_same_padding(source.build_network(), size)
     dummy = torch.zeros(1, 3, size, size)
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic in TF-"SAME" padding
         torch.onnx.export(
@@ -153,8 +153,8 @@ def quantize_int8(fp32: Path, path: Path, photos: list[Path], preprocess,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = _temporary(path.with_name(f"{path.stem}.prep.onnx"))
-    tmp = _temporary(path)
+    prepared = temporary_path(path.with_name(f"{path.stem}.prep.onnx"))
+    tmp = temporary_path(path)
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_static(

@@ -133,13 +133,14 @@ def _export_onnx(module, path, size: int, output: str | tuple[str, ...]) -> None
     """Export ``module`` (N x 3 x size x size -> ``output``, one name or several) to ``path``, atomically,
     batch size free."""
     import os
-    import threading
     import warnings
 
     import torch
 
+    from .export import temporary_path
+
     outputs = (output,) if isinstance(output, str) else tuple(output)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.onnx")
+    tmp = temporary_path(path)
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=17,
@@ -522,6 +523,7 @@ class VisionTail:
     _session: Any = field(default=None, init=False, repr=False, compare=False)
     _joint: Any = field(default=None, init=False, repr=False, compare=False)
     _files: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _calibrations: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _source_id: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -674,13 +676,12 @@ class VisionTail:
         embeddings depend on besides the weights (feature caches are keyed by it)."""
         if not self.int8:
             return "fp32"
-        marker = ("calibration", self.calibration_dir)
-        if marker not in self._files:
+        if self.calibration_dir not in self._calibrations:
             from .export import calibration_images, calibration_key
 
-            self._files[marker] = calibration_key(calibration_images(self.calibration_dir or None),
-                                                  self.extractor().spec)
-        return f"int8-{self._files[marker]}"
+            photos = calibration_images(self.calibration_dir or None)
+            self._calibrations[self.calibration_dir] = calibration_key(photos, self.extractor().spec)
+        return f"int8-{self._calibrations[self.calibration_dir]}"
 
     def _int8_copy(self, fp32):
         from .export import calibration_images, quantize_int8
@@ -711,7 +712,7 @@ class VisionTail:
         state["_extractor"] = None
         state["_session"] = None
         state["_joint"] = None
-        state["_files"] = {}
+        state["_files"], state["_calibrations"] = {}, {}
         state["_source_id"] = None  # resolved again where the bundle is loaded
         state["int8"], state["calibration_dir"] = False, ""  # serving settings: the collector sets them
         return state
@@ -721,6 +722,7 @@ class VisionTail:
         state.setdefault("_session", None)
         state.setdefault("_joint", None)
         state.setdefault("_files", {})
+        state.setdefault("_calibrations", {})
         state.setdefault("_source_id", None)
         state.setdefault("joint", True)
         state.setdefault("int8", False)

@@ -27,7 +27,7 @@ from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.paths import artifact_dir
 from skutag.pipeline import Tagger
 from skutag.service.config import ServiceConfig
-from skutag.service.rules import ServiceRules
+from skutag.service.rules import ServiceRules, stored_mapping, stored_whitelist
 from skutag.service.retrain import (
     Comparison,
     RetrainRequest,
@@ -346,17 +346,14 @@ class TaggingService:
         return sorted(paths) if paths else model_categories(self.tagger)
 
     def label_map(self) -> dict[str, str]:
-        stored = self.store.resource("label_map")
-        return dict(stored.content) if stored else {}
+        return stored_mapping(self.store, "label_map")
 
     def path_aliases(self) -> dict[str, str]:
         """Old category path -> the path the taxonomy gives it now (``skutag.service.renames``)."""
-        stored = self.store.resource("path_aliases")
-        return dict(stored.content) if stored else {}
+        return stored_mapping(self.store, "path_aliases")
 
     def whitelist(self) -> list[str]:
-        stored = self.store.resource("whitelist")
-        return sorted(set(self.settings.review_whitelist) | set(stored.content.get("paths", []) if stored else ()))
+        return stored_whitelist(self.store, self.settings.review_whitelist)
 
     def check_category(self, path: str) -> str:
         path = normalise_path(path)

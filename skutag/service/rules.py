@@ -26,10 +26,8 @@ class ServiceRules:
     def read(cls, store: Any, whitelist: Sequence[str] = ()) -> "ServiceRules":
         """The rules stored in ``store`` (a ``skutag.store.Store``) now; ``whitelist``: prefixes configured
         beside the stored ones (``service.review_whitelist``)."""
-        aliases, label_map, stored = (store.resource(kind) for kind in ("path_aliases", "label_map", "whitelist"))
-        return cls(path_aliases=dict(aliases.content) if aliases else {},
-                   label_map=dict(label_map.content) if label_map else {},
-                   whitelist=sorted(set(whitelist) | set(stored.content.get("paths", []) if stored else ())))
+        return cls(path_aliases=stored_mapping(store, "path_aliases"), label_map=stored_mapping(store, "label_map"),
+                   whitelist=stored_whitelist(store, whitelist))
 
     def apply(self, result: TagResult) -> TagResult:
         """``result`` under these rules, each change named in its reasons."""
@@ -46,6 +44,18 @@ class ServiceRules:
                 result = dataclasses.replace(result, decision=Decision.REVIEW,
                                              reasons=result.reasons + (f"whitelist: {prefix} is always reviewed",))
         return result
+
+
+def stored_mapping(store: Any, kind: str) -> dict[str, str]:
+    """A stored ``path_aliases`` or ``label_map`` resource (empty when none was saved)."""
+    stored = store.resource(kind)
+    return dict(stored.content) if stored else {}
+
+
+def stored_whitelist(store: Any, configured: Sequence[str] = ()) -> list[str]:
+    """The stored review whitelist together with the configured prefixes."""
+    stored = store.resource("whitelist")
+    return sorted(set(configured) | set(stored.content.get("paths", []) if stored else ()))
 
 
 def under(path: str, prefix: str) -> bool:
