@@ -102,6 +102,14 @@ class Pipeline:
             self._cold = ColdStartScorer(lexicon=self.collector.lexicon, config=self.config.fusion)
         return self._cold
 
+    def use_lexicon(self, lexicon: Any) -> None:
+        """Read brands with ``lexicon`` (a ``taxonomy.brands.BrandLexicon``) from the next batch on: the OCR and
+        title brand readers, and the cold start's brand votes (a trained model learnt its brand features from
+        the lexicon it was trained with; brands added since count once it is retrained)."""
+        self.collector.lexicon = lexicon
+        if self.model is None:
+            self._cold = ColdStartScorer(lexicon=lexicon, config=self.config.fusion)
+
     def _make_decider(self, **overrides: Any) -> Decider:
         cfg = self.config.decision
         if self.model is None:

@@ -359,8 +359,10 @@ def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> Sku
 
 
 def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: str | None = None,
-                     batch_size: int = 64, progress: Progress | None = None) -> dict[str, Any]:
-    """Tag a labelled catalog (audit sample off) and score the answers; ``details`` holds per-row results."""
+                     batch_size: int = 64, progress: Progress | None = None, rules: Any = None) -> dict[str, Any]:
+    """Tag a labelled catalog (audit sample off) and score the answers; ``details`` holds per-row results.
+    ``rules``: scored as answered under them (e.g. a product database's ``ServiceRules``: renames, label-map
+    overrides, review whitelist)."""
     catalog = read_catalog(catalog_path, require_category=True)
     products = catalog.products
     started = time.perf_counter()
@@ -369,7 +371,8 @@ def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: 
     for start in range(0, len(products), batch_size):
         chunk = products[start:start + batch_size]
         evidence = pipeline.gather(chunk, ocr_gate=ocr_gate)
-        results.extend(pipeline.tag_evidence(evidence, audit=False))
+        answers = pipeline.tag_evidence(evidence, audit=False)
+        results.extend(rules.apply(r) for r in answers) if rules is not None else results.extend(answers)
         if progress is not None:
             progress(len(chunk))
     seconds = time.perf_counter() - started

@@ -139,6 +139,65 @@ def test_a_store_sink_follows_rule_edits_and_the_configured_whitelist(tmp_path):
         sink.close()
 
 
+def test_a_workers_store_hands_each_new_stored_lexicon_to_its_tagger_once(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    from skutag.queue.store_sink import StoreSink
+
+    class Tagger:
+        def __init__(self):
+            self.installed = []
+
+        def use_lexicon(self, lexicon):
+            self.installed.append(sorted(b.name for b in lexicon))
+
+    tagger = Tagger()
+    sink = StoreSink(str(tmp_path / "lexicon.db"), rules_ttl=0.0)
+    try:
+        assert sink.follow_lexicon(tagger) is None and tagger.installed == []  # nothing edited: the model's own
+        sink.store.save_resource("lexicon", {"Alpha": {"aliases": [], "categories": []}}, who="test")
+        assert sink.follow_lexicon(tagger) == 1 and sink.follow_lexicon(tagger) == 1
+        sink.store.save_resource("lexicon", {"Alpha": {}, "Beta": {"aliases": ["b"]}}, who="test")
+        assert sink.follow_lexicon(tagger) == 2
+        assert tagger.installed == [["Alpha"], ["Alpha", "Beta"]]
+    finally:
+        sink.close()
+
+
+def test_batch_and_cli_tag_read_brands_with_the_databases_edited_lexicon(tmp_path, capsys):
+    """A brand added through the service (the stored lexicon) reaches the cold-start tagger of a local batch pool
+    and of `skutag tag --db`, as it reaches `skutag serve` on that database."""
+    pytest.importorskip("sqlalchemy")
+    import json
+
+    from skutag.cli import main
+    from skutag.store import Store
+    from taxonomy import CategoryTree
+
+    tree = CategoryTree.default()
+    target = " > ".join(tree.path_of(tree.leaves()[100].id))
+    title = "斯库塔格 特惠装 2件"
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({"id": "b1", "title": title}, ensure_ascii=False) + "\n", encoding="utf-8")
+    config = QueueConfig(workers=1, chunk_size=4)
+    run_batch(BatchRequest(catalog, tmp_path / "plain.jsonl", config, progress=False))
+    assert read_rows(tmp_path / "plain.jsonl")[0]["path"] != target
+
+    db = tmp_path / "brands.db"
+    store = Store.open(str(db))
+    store.save_resource("lexicon", {"Skutagtestbrand": {"aliases": ["斯库塔格"], "categories": [target]}}, who="test")
+    store.save_resource("path_aliases", {target: "Renamed > Shelf > Brand goods"}, who="test")
+    store.close()
+    run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, progress=False, store_url=str(db)))
+    row = read_rows(tmp_path / "out.jsonl")[0]
+    assert row["path"] == "Renamed > Shelf > Brand goods" and row["contributions"]["brand"] > 0.5
+
+    assert main(["tag", "--title", title, "--json", "--db", str(db)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["path"] == "Renamed > Shelf > Brand goods"
+    assert main(["tag", "--title", title, "--json"]) == 0  # the files' lexicon: the brand is unknown
+    assert json.loads(capsys.readouterr().out)["path"] != answer["path"]
+
+
 def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, model_dir):
     pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store

@@ -48,19 +48,48 @@ def test_real_photo_is_tagged_and_its_duplicate_reuses_the_answer(real, shared_d
 
 
 def test_brand_edits_reach_the_served_pipeline(real):
+    """A brand added through the API is read in titles and votes for its category in the cold start's answer;
+    removed, it no longer does."""
     client, auth = real
     service = client.app.state.service
     before = client.get("/v1/brands", headers=auth).json()
     assert before["version"] == 0 and len(before["brands"]) > 10  # the model's bundled lexicon
     path = client.get("/v1/taxonomy", headers=auth).json()["paths"][0]
+
+    def tag(product_id: str) -> dict:
+        answer = client.post("/v1/products", headers=auth, data={"id": product_id, "title": "斯库塔格 特惠装"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert tag("brand-before")["path"] != path
     response = client.put("/v1/brands/Skutagtestbrand", headers=auth,
                           json={"aliases": ["斯库塔格"], "categories": [path]})
     assert response.status_code == 200, response.text
     lexicon = service.tagger.collector.lexicon
     assert "Skutagtestbrand" in lexicon and lexicon.categories_of("Skutagtestbrand") == (path,)
     assert len(lexicon) == len(before["brands"]) + 1
+    answer = tag("brand-added")
+    assert answer["path"] == path, answer
     assert client.delete("/v1/brands/Skutagtestbrand", headers=auth).status_code == 200
     assert "Skutagtestbrand" not in service.tagger.collector.lexicon
+    assert tag("brand-removed")["path"] != path
+
+
+def test_a_service_instance_follows_lexicon_edits_made_by_another(real):
+    """Two instances on one database: a brand edited through one reaches the other's tagger on its next batch."""
+    client, auth = real
+    url = client.app.state.store.engine.url.render_as_string(hide_password=False)
+    other = create_app(ServiceConfig(db_url=url))
+    with TestClient(other) as second:
+        path = second.get("/v1/taxonomy", headers=auth).json()["paths"][1]
+        response = client.put("/v1/brands/Skutagzweite", headers=auth, json={"aliases": ["斯库二号"], "categories": [path]})
+        assert response.status_code == 200, response.text
+        answer = second.post("/v1/products", headers=auth, data={"id": "other-instance", "title": "斯库二号 新品"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["path"] == path
+        assert "Skutagzweite" in other.state.service.tagger.collector.lexicon
+    other.state.store.close()
+    assert client.delete("/v1/brands/Skutagzweite", headers=auth).status_code == 200
 
 
 def test_first_model_from_corrections_replaces_the_cold_start(tmp_path, shared_data):

@@ -42,6 +42,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL",
+                        help="answer as `skutag serve` on this product database would (SQLite path or URL): its "
+                             "edited brand lexicon, renamed categories, label-map overrides and review whitelist")
+
+
 def _register_train(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a fusion model on a labelled catalog",
                               description="Train the fusion model on a catalog (JSONL/CSV with a category per row) "
@@ -72,6 +78,7 @@ def _register_tag(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per product")
     p.add_argument("--out", type=Path, help="also write results to this .jsonl or .csv file")
     p.add_argument("--no-audit", action="store_true", help="do not send a random audit sample to review")
+    _db_option(p)
     _common(p)
     p.set_defaults(func=run_tag)
 
@@ -85,6 +92,7 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--model", type=Path, metavar="MODEL_DIR")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", type=Path, metavar="DIR", help="write confusion matrix, coverage curve and summary")
+    _db_option(p)
     _common(p)
     p.set_defaults(func=run_eval)
 
@@ -192,6 +200,29 @@ def _load_pipeline(config, model_dir: Path | None):
     return load_pipeline(config=config, model_dir=model_dir)
 
 
+def _service_rules(args: argparse.Namespace, config, pipeline):
+    """With ``--db``: the pipeline reads brands with the database's edited lexicon, and the answers go
+    through its service rules (``skutag.service.rules``), as the HTTP service on that database answers."""
+    if not getattr(args, "db", None):
+        return None
+    from sqlalchemy.exc import OperationalError
+
+    from skutag.service.rules import ServiceRules, install_stored_lexicon
+    from skutag.store import DatabaseUrlError, Store
+
+    try:
+        store = Store.open(args.db)
+    except DatabaseUrlError as exc:
+        raise UserFacingError(str(exc)) from None
+    except OperationalError as exc:
+        raise UserFacingError(f"cannot open the database {args.db}: {exc.orig}") from None
+    try:
+        install_stored_lexicon(store, pipeline)
+        return ServiceRules.read(store, config.service.review_whitelist)
+    finally:
+        store.close()
+
+
 def _products_from(args: argparse.Namespace) -> tuple[list, Any]:
     from skutag.catalog import Product
     from skutag.catalog_io import read_catalog
@@ -284,7 +315,10 @@ def run_tag(args: argparse.Namespace) -> int:
     with _user_errors():
         products, catalog = _products_from(args)
         pipeline = _load_pipeline(config, args.model)
+        rules = _service_rules(args, config, pipeline)
         results = _tag_all(pipeline, products, args, audit=not args.no_audit)
+    if rules is not None:
+        results = [rules.apply(r) for r in results]
     if catalog is not None:
         _report_row_errors(catalog)
     if args.json:
@@ -304,7 +338,8 @@ def run_eval(args: argparse.Namespace) -> int:
     config = _config(args)
     with _user_errors():
         pipeline = _load_pipeline(config, args.model)
-        report = evaluate_catalog(pipeline, args.catalog, ocr_gate=args.ocr_gate)
+        report = evaluate_catalog(pipeline, args.catalog, ocr_gate=args.ocr_gate,
+                                  rules=_service_rules(args, config, pipeline))
     if args.report:
         from skutag.report import write_report
 

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import uuid
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, signals
@@ -147,25 +148,48 @@ def _worker_tagger(app: Celery):
     return _TAGGER
 
 
-def _save_in_store(app: Celery, product, result: TagResult) -> None:
-    """Save the result in the worker's product database (when it has one) under that database's service rules
-    (the task itself returns the model's answer: the backend may hand it to later runs, whose rules may have
-    changed; a client with ``--db`` applies them when it writes); a busy database is transient."""
+def _worker_store(app: Celery):
+    """This process's ``StoreSink`` on the worker's product database, or None without ``--db``."""
     global _STORE
     url = app.conf.get(STORE_CONF_KEY)
     if not url:
-        return
+        return None
+    if _STORE is None:
+        from skutag.queue.store_sink import StoreSink
+
+        _STORE = StoreSink(url, config_file=(app.conf.get(SPEC_CONF_KEY) or {}).get("config_file"))
+    return _STORE
+
+
+@contextmanager
+def _database_errors_are_transient():
+    """A locked or unreachable product database: retry the task with backoff."""
     from sqlalchemy.exc import OperationalError
 
     from skutag.queue.core import TransientError
-    from skutag.queue.store_sink import StoreSink
 
     try:
-        if _STORE is None:
-            _STORE = StoreSink(url, config_file=(app.conf.get(SPEC_CONF_KEY) or {}).get("config_file"))
-        _STORE.save(product, _STORE.apply_rules(result))
-    except OperationalError as exc:  # locked / unreachable database: retry the task with backoff
+        yield
+    except OperationalError as exc:
         raise TransientError(f"product database: {exc}") from exc
+
+
+def _follow_store(app: Celery, tagger) -> None:
+    """Read brands with the lexicon edited in the worker's product database (re-read with its rules)."""
+    with _database_errors_are_transient():
+        store = _worker_store(app)
+        if store is not None:
+            store.follow_lexicon(tagger)
+
+
+def _save_in_store(app: Celery, product, result: TagResult) -> None:
+    """Save the result in the worker's product database (when it has one) under that database's service rules
+    (the task itself returns the model's answer: the backend may hand it to later runs, whose rules may have
+    changed; a client with ``--db`` applies them when it writes)."""
+    with _database_errors_are_transient():
+        store = _worker_store(app)
+        if store is not None:
+            store.save(product, store.apply_rules(result))
 
 
 @signals.worker_process_init.connect
@@ -224,7 +248,9 @@ def _register_tasks(app: Celery, policy: RetryPolicy) -> None:
             return {"row": result_row(TagResult.failed(product.id, error), image_hash(product.image)),
                     "worker": self.request.hostname, "pid": os.getpid(), "redelivered": True,
                     "retries": self.request.retries, "cached": False}
-        results = tag_batch([product], _worker_tagger(self.app))
+        tagger = _worker_tagger(self.app)
+        _follow_store(self.app, tagger)
+        results = tag_batch([product], tagger)
         _save_in_store(self.app, product, results[0])
         return {
             "row": result_row(results[0], image_hash(product.image)),

@@ -70,13 +70,31 @@ class BatchSummary:
         return {key: value for key, value in data.items() if value is not None}
 
 
-def tagger_spec(config: QueueConfig, config_file: str | None, threads: int = 0) -> TaggerSpec:
+def tagger_spec(config: QueueConfig, config_file: str | None, threads: int = 0,
+                store_url: str | None = None) -> TaggerSpec:
+    """What a process needs to load the tagger; with ``store_url``, it reads brands with that database's
+    edited lexicon."""
     model_dir = str(Path(config.model_dir).resolve()) if config.model_dir else None
-    return TaggerSpec(config.tagger_factory, model_dir, config_file, threads)
+    return TaggerSpec(config.tagger_factory, model_dir, config_file, threads, store_url or None)
 
 
-def tagger_namespace(spec: TaggerSpec) -> str:
-    """What makes results reusable: the same factory and model (folder and its last change).
+def _lexicon_version(store_url: str | None) -> int | None:
+    """The version of the brand lexicon edited in that product database (None: none, or no database)."""
+    if not store_url:
+        return None
+    from skutag.service.rules import stored_version
+    from skutag.store import Store
+
+    store = Store.open(store_url)
+    try:
+        return stored_version(store, "lexicon")
+    finally:
+        store.close()
+
+
+def tagger_namespace(spec: TaggerSpec, lexicon_version: int | None = None) -> str:
+    """What makes results reusable: the same factory and model (folder and its last change), and the same
+    edited brand lexicon when the database has one (workers with ``--db`` read brands with it).
 
     The folder's change time is the newest of the folder and its direct entries, so a new bundle
     version or a rewritten pointer to the current one gives new task ids (results are not reused).
@@ -86,7 +104,8 @@ def tagger_namespace(spec: TaggerSpec) -> str:
         with os.scandir(spec.model_dir) as entries:
             times = [entry.stat(follow_symlinks=False).st_mtime_ns for entry in entries]
         stamp = str(max([os.stat(spec.model_dir).st_mtime_ns, *times]))
-    return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}"
+    lexicon = f"|lexicon-{lexicon_version}" if lexicon_version is not None else ""
+    return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}{lexicon}"
 
 
 def run_batch(request: BatchRequest) -> BatchSummary:
@@ -162,7 +181,7 @@ def _run_local(request: BatchRequest, products: Iterator[Product], write, summar
     run_local(
         products,
         on_results,
-        tagger_spec(config, request.config_file, threads),
+        tagger_spec(config, request.config_file, threads, request.store_url or config.store_url),
         processes,
         chunk_size=config.chunk_size,
         policy=RetryPolicy(config.max_retries, config.retry_backoff, config.retry_backoff_max),
@@ -188,7 +207,8 @@ def _run_celery(request: BatchRequest, products: Iterator[Product], write, summa
         write(TagResult.failed(product.id, f"{type(exc).__name__}: {exc}"), image_hash(product.image))
 
     try:
-        namespace = tagger_namespace(spec) + (f"|force-{uuid.uuid4()}" if request.force else "")
+        namespace = tagger_namespace(spec, _lexicon_version(request.store_url or config.store_url))
+        namespace += f"|force-{uuid.uuid4()}" if request.force else ""
         pending = enqueue(app, products, namespace, config.queue_name, config.embed_images,
                           config.max_embedded_image_bytes, on_ready, stats, on_bad_product)
         summary.enqueued = stats.sent

@@ -6,7 +6,8 @@ the prediction that decided its status. Failed rows are saved with status ``erro
 
 Results are read under the database's service rules first (``skutag.service.rules``: categories renamed
 through the API, label-map overrides, the review whitelist), as the HTTP service answers: the JSONL output
-and the stored product agree with what ``POST /v1/products`` would have said.
+and the stored product agree with what ``POST /v1/products`` would have said. The brand lexicon edited through
+the service reaches the taggers too (``TaggerSpec.store_url`` for a local pool, ``follow_lexicon`` for workers).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class StoreSink:
         self.whitelist = _configured_whitelist(config_file) if whitelist is None else tuple(whitelist)
         self.rules_ttl = float(rules_ttl)
         self._rules: tuple[float, Any] | None = None
+        self._lexicon_version: int | None = None  # the stored lexicon last handed to a tagger
 
     def rules(self):
         """The database's service rules, read at most every ``rules_ttl`` seconds."""
@@ -52,6 +54,16 @@ class StoreSink:
     def apply_rules(self, result: TagResult) -> TagResult:
         """``result`` as the service would answer it (renames, label map, whitelist)."""
         return self.rules().apply(result)
+
+    def follow_lexicon(self, tagger: Any) -> int | None:
+        """Give ``tagger`` the brand lexicon edited through the service whenever its stored version changes
+        (checked with the rules, every ``rules_ttl`` seconds); the version it reads with, None for its own."""
+        from skutag.service.rules import install_stored_lexicon
+
+        version = self.rules().lexicon_version
+        if version is not None and version != self._lexicon_version:
+            self._lexicon_version = install_stored_lexicon(self.store, tagger)
+        return self._lexicon_version
 
     def save(self, product: Product | None, result: TagResult) -> None:
         image_id = self._image_id(product.image) if product is not None else None

@@ -32,6 +32,7 @@ class TaggerSpec:
     model_dir: str | None = None
     config_file: str | None = None
     threads: int = 0  # 0 = leave the libraries' defaults
+    store_url: str | None = None  # product database whose edited brand lexicon the tagger reads with
 
     def load(self) -> Tagger:
         if self.threads > 0:
@@ -39,7 +40,22 @@ class TaggerSpec:
         tagger = load_tagger(self.factory, self.model_dir, self.config_file, self.threads)
         if self.threads > 0:
             limit_threads(self.threads)  # libraries imported by the factory pick it up now
+        if self.store_url:
+            follow_stored_lexicon(tagger, self.store_url)
         return tagger
+
+
+def follow_stored_lexicon(tagger: Tagger, store_url: str) -> int | None:
+    """Give ``tagger`` the brand lexicon edited through the service in that database (as ``skutag serve``
+    does); its version, or None when none is stored."""
+    from skutag.service.rules import install_stored_lexicon
+    from skutag.store import Store
+
+    store = Store.open(store_url)
+    try:
+        return install_stored_lexicon(store, tagger)
+    finally:
+        store.close()
 
 
 def resolve_factory(spec: str) -> Callable[..., Any]:

@@ -27,7 +27,7 @@ from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.paths import artifact_dir
 from skutag.pipeline import Tagger
 from skutag.service.config import ServiceConfig
-from skutag.service.rules import ServiceRules, stored_mapping, stored_whitelist
+from skutag.service.rules import ServiceRules, install_stored_lexicon, stored_mapping, stored_whitelist
 from skutag.service.retrain import (
     Comparison,
     RetrainRequest,
@@ -111,6 +111,7 @@ class TaggingService:
         self.retrain_job = RetrainJob()
         self._index_synced_at = float("-inf")
         self._index_max_id = 0
+        self._lexicon_version: int | None = None  # the stored lexicon the served tagger reads with
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -167,19 +168,19 @@ class TaggingService:
         return {b.name: {"aliases": list(b.aliases), "categories": list(b.categories)} for b in lexicon.entries}
 
     def apply_lexicon(self, tagger: Tagger | None = None) -> bool:
-        """Hand the stored lexicon to the model's brand readers (OCR and title); False if it has none."""
+        """Hand the stored lexicon to the model's brand readers (OCR, title, cold start); False if it has none."""
         tagger = tagger or self._tagger
-        stored = self.store.resource("lexicon")
-        collector = getattr(tagger, "collector", None)
-        if stored is None or collector is None or not hasattr(collector, "lexicon"):
+        version = install_stored_lexicon(self.store, tagger)
+        if version is None:
             return False
-        from taxonomy.brands import Brand, BrandLexicon
-
-        collector.lexicon = BrandLexicon(Brand(name, tuple(entry.get("aliases", ())), tuple(entry.get("categories", ())))
-                                         for name, entry in stored.content.items())
-        log.info("brand lexicon v%d (%d brands) applied to %s", stored.version, len(stored.content),
-                 tagger.model_version)
+        self._lexicon_version = version
+        log.info("brand lexicon v%d applied to %s", version, tagger.model_version)
         return True
+
+    def _follow_lexicon(self, rules: ServiceRules) -> None:
+        """Another service instance (same database) edited the lexicon: read brands with it too."""
+        if rules.lexicon_version is not None and rules.lexicon_version != self._lexicon_version:
+            self.apply_lexicon()
 
     # -------------------------------------------------------------- tagging
     def validate(self, upload: Upload) -> Upload:
@@ -214,6 +215,7 @@ class TaggingService:
         tagger = self.tagger
         version = tagger.model_version
         rules = self.rules()  # read once per batch, not once per product
+        self._follow_lexicon(rules)
         for i, raw in enumerate(uploads):
             try:
                 upload = self.validate(raw)

@@ -16,18 +16,20 @@ from skutag.service.renames import renamed_result
 
 @dataclass(frozen=True)
 class ServiceRules:
-    """Stored resources read once: old path -> today's path, label -> path overrides, always-reviewed prefixes."""
+    """Stored resources read once: old path -> today's path, label -> path overrides, always-reviewed prefixes
+    (and which edited brand lexicon is in force: the taggers read brands with it, ``install_stored_lexicon``)."""
 
     path_aliases: dict[str, str]
     label_map: dict[str, str]
     whitelist: list[str]
+    lexicon_version: int | None = None  # the edited brand lexicon's version (None: the model's own lexicon)
 
     @classmethod
     def read(cls, store: Any, whitelist: Sequence[str] = ()) -> "ServiceRules":
         """The rules stored in ``store`` (a ``skutag.store.Store``) now; ``whitelist``: prefixes configured
         beside the stored ones (``service.review_whitelist``)."""
         return cls(path_aliases=stored_mapping(store, "path_aliases"), label_map=stored_mapping(store, "label_map"),
-                   whitelist=stored_whitelist(store, whitelist))
+                   whitelist=stored_whitelist(store, whitelist), lexicon_version=stored_version(store, "lexicon"))
 
     def apply(self, result: TagResult) -> TagResult:
         """``result`` under these rules, each change named in its reasons."""
@@ -52,10 +54,43 @@ def stored_mapping(store: Any, kind: str) -> dict[str, str]:
     return dict(stored.content) if stored else {}
 
 
+def stored_version(store: Any, kind: str) -> int | None:
+    """The version of a stored resource, None when none was saved."""
+    stored = store.resource(kind)
+    return stored.version if stored else None
+
+
 def stored_whitelist(store: Any, configured: Sequence[str] = ()) -> list[str]:
     """The stored review whitelist together with the configured prefixes."""
     stored = store.resource("whitelist")
     return sorted(set(configured) | set(stored.content.get("paths", []) if stored else ()))
+
+
+def stored_lexicon(store: Any):
+    """``(version, BrandLexicon)`` of the brand lexicon edited through the service, or None when none was saved."""
+    stored = store.resource("lexicon")
+    if stored is None:
+        return None
+    from taxonomy.brands import Brand, BrandLexicon
+
+    return stored.version, BrandLexicon(Brand(name, tuple(entry.get("aliases", ())), tuple(entry.get("categories", ())))
+                                        for name, entry in stored.content.items())
+
+
+def install_stored_lexicon(store: Any, tagger: Any) -> int | None:
+    """Hand the database's edited brand lexicon to ``tagger``'s brand readers (``Pipeline.use_lexicon``); the
+    stored version, or None when none is stored or the tagger reads no brands."""
+    found = stored_lexicon(store)
+    if found is None:
+        return None
+    version, lexicon = found
+    if callable(getattr(tagger, "use_lexicon", None)):
+        tagger.use_lexicon(lexicon)
+    elif hasattr(getattr(tagger, "collector", None), "lexicon"):
+        tagger.collector.lexicon = lexicon
+    else:
+        return None
+    return version
 
 
 def under(path: str, prefix: str) -> bool:
