@@ -75,7 +75,8 @@ class RuleEngine:
         return any(path == b or leaf_of(path) == b or path.startswith(b + PATH_SEPARATOR) for b in self.banned)
 
     def apply(self, classes: Sequence[str], proba: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
-        """Merge synonyms, drop banned classes, renormalise. Returns (classes, proba, notes)."""
+        """Merge synonyms and drop banned classes. Returns (classes, proba, notes). What remains is not
+        renormalised: when the model believed in a banned label, the answer left is as unsure as it was."""
         merged: dict[str, float] = {}
         notes: list[str] = []
         for path, p in zip(classes, proba):
@@ -85,12 +86,11 @@ class RuleEngine:
             merged[canonical] = merged.get(canonical, 0.0) + float(p)
         if not merged:
             return [], np.zeros(0), ["every candidate label is banned"]
-        total = sum(merged.values())
+        removed = float(np.sum(proba)) - sum(merged.values())
         out_classes = list(merged)
-        out = np.array([merged[c] for c in out_classes]) / (total if total > 0 else 1.0)
-        if total < float(np.sum(proba)) - 1e-9:
-            notes.append(f"banned labels removed ({1 - total:.0%} of the probability)")
-        return out_classes, out, notes
+        if removed > 1e-9:
+            notes.append(f"banned labels removed ({removed:.0%} of the probability)")
+        return out_classes, np.array([merged[c] for c in out_classes]), notes
 
     def consistent(self, path: str) -> str | None:
         """None when the path is fine, else why not."""

@@ -29,17 +29,17 @@ def tagging_metrics(truth: Sequence[str], results: Sequence[TagResult], target_p
     """n, accuracy (leaf = full path), macro_f1, level_accuracy, auto_rate, auto_precision and the
     coverage reachable at ``target_precision`` with one global threshold."""
     n = len(truth)
+    key = int(round(target_precision * 100))
     if n == 0:
         return {"n": 0, "accuracy": 0.0, "macro_f1": 0.0, "level_accuracy": [], "auto_rate": 0.0,
-                "auto_precision": 0.0, "review_rate": 0.0, "manual_rate": 0.0,
-                f"auto_rate_at_{int(target_precision * 100)}": 0.0}
+                "auto_precision": 0.0, "review_rate": 0.0, "manual_rate": 0.0, f"auto_rate_at_{key}": 0.0,
+                f"threshold_at_{key}": 1.0, "errors": 0}
     predicted = [r.path or "" for r in results]
     correct = np.array([p == t for p, t in zip(predicted, truth)])
     auto = np.array([r.decision is Decision.AUTO for r in results])
     review = np.array([r.decision is Decision.REVIEW for r in results])
     confidence = np.array([r.confidence if r.path else 0.0 for r in results])
     coverage, threshold = coverage_at_precision(confidence, correct, target_precision)
-    key = int(round(target_precision * 100))
     return {
         "n": n,
         "accuracy": round(float(correct.mean()), 4),
@@ -48,7 +48,7 @@ def tagging_metrics(truth: Sequence[str], results: Sequence[TagResult], target_p
         "auto_rate": round(float(auto.mean()), 4),
         "auto_precision": round(float(correct[auto].mean()), 4) if auto.any() else 0.0,
         "review_rate": round(float(review.mean()), 4),
-        "manual_rate": round(float(1 - auto.mean() - review.mean()), 4),
+        "manual_rate": round(float((~auto & ~review).mean()), 4),
         f"auto_rate_at_{key}": round(coverage, 4),
         f"threshold_at_{key}": round(threshold, 4),
         "errors": int(sum(1 for r in results if r.error)),

@@ -27,6 +27,7 @@ class Scores:
     proba: np.ndarray  # (n, len(classes)), rows sum to 1
     contributions: list[dict[str, float]] = field(default_factory=list)  # modality -> share, per row
     source: str = "model"
+    usable: np.ndarray | None = None  # per row: any modality the scorer reads was there (None: every row)
 
     def top(self, row: int, k: int) -> list[tuple[str, float]]:
         order = np.argsort(-self.proba[row])[:k]
@@ -112,7 +113,8 @@ class FusionModel:
         X = self.featurizer_.transform(list(evidence))
         proba, raw, present = self.tagger_.explain(X)
         shares = contribution_shares(raw, present, self.tagger_.block_names_)
-        return Scores(classes=self.classes_, proba=proba, contributions=shares, source="model")
+        return Scores(classes=self.classes_, proba=proba, contributions=shares, source="model",
+                      usable=present.any(axis=1))
 
     def needs_ocr(self, scores: Scores) -> np.ndarray:
         """OCR gating: for which rows reading the package can still change the answer."""

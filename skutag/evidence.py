@@ -139,7 +139,7 @@ class EvidenceCollector:
         ocr_out = self.ocr([img if want else _Image(None, "") for img, want in zip(images, wants_ocr)])
         evidence = []
         for product, image, (v, v_err), (o, o_err) in zip(products, images, vision, ocr_out):
-            errors = tuple(e for e in (image.error, v_err, o_err) if e)
+            errors = tuple(dict.fromkeys(e for e in (image.error, v_err, o_err) if e))  # one unreadable photo: once
             evidence.append(Evidence(
                 id=product.id, vision=v, ocr=o, title=product.title, price=product.price,
                 title_brands=self.title_brands(product.title), errors=errors,
@@ -153,7 +153,7 @@ class EvidenceCollector:
         images = [load_image_bytes(p.image) for p in products]
         out = []
         for ev, (o, err) in zip(evidence, self.ocr(images)):
-            out.append(replace(ev, ocr=o, errors=ev.errors + ((err,) if err else ())))
+            out.append(replace(ev, ocr=o, errors=tuple(dict.fromkeys(ev.errors + ((err,) if err else ())))))
         return out
 
     def title_brands(self, title: str | None) -> tuple[str, ...]:

@@ -208,11 +208,21 @@ class Pipeline:
 
     def tag_evidence(self, evidence: Sequence[Evidence], *, audit: bool = True) -> list[TagResult]:
         scores = self.score(evidence)
-        nothing = [not ev.has_any for ev in evidence]
         results = self.decider.decide_batch([ev.id for ev in evidence], scores, model_version=self.model_version,
                                             errors=[ev.errors for ev in evidence], audit=audit)
-        return [TagResult.failed(ev.id, "; ".join(ev.errors) or "no usable evidence") if empty else result
-                for ev, empty, result in zip(evidence, nothing, results)]
+        usable = scores.usable if scores.usable is not None else np.ones(len(evidence), dtype=bool)
+        return [result if ev.has_any and ok else TagResult.failed(ev.id, self._unusable_reason(ev))
+                for ev, ok, result in zip(evidence, usable, results)]
+
+    def _unusable_reason(self, ev: Evidence) -> str:
+        """Why a product got no answer: nothing at all, or nothing the trained model reads (e.g. a photo for a
+        title-only model, a title whose words it never saw)."""
+        if not ev.has_any or self.model is None:
+            return "; ".join(ev.errors) or "no usable evidence"
+        reads = ", ".join(self.model.modalities_)
+        given = ", ".join(ev.modalities)
+        reason = f"no evidence this model can use: it reads {reads}; the product gives {given} (none it knows)"
+        return "; ".join((reason, *ev.errors))
 
 
 def _with_gate(model: FusionModel, gate: str) -> FusionModel:

@@ -16,13 +16,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fusion import bundle as bundles
+from fusion.config import MODALITIES
 from fusion.decision import coverage_at_precision, fit_class_thresholds
 from fusion.evidence import Evidence
 from fusion.metrics import expected_calibration_error, tagging_metrics
 from fusion.model import FusionModel
 from fusion.result import TagResult
 from skutag.catalog import Product
-from skutag.catalog_io import Catalog, read_catalog
+from skutag.catalog_io import Catalog, CatalogError, read_catalog
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
 from skutag.pipeline import Pipeline
@@ -97,8 +98,14 @@ def collect_training_set(collector: EvidenceCollector, products: Sequence[Produc
                        brands=[p.brand for p in labelled])
 
 
+def unreadable_inputs(training: TrainingSet) -> list[str]:
+    """``"<id>: <problem>"`` for every input a stage could not read (e.g. a broken photo): that row was
+    trained without it."""
+    return [f"{pid}: {error}" for pid, ev in zip(training.ids, training.evidence) for error in ev.errors]
+
+
 def _keep(ev: Evidence, wanted: set[str]) -> Evidence:
-    drop = [m for m in ("vision", "ocr", "title", "price") if m not in wanted]
+    drop = [m for m in MODALITIES if m not in wanted]
     return ev.without(*drop) if drop else ev
 
 
@@ -265,6 +272,7 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
     training = collect_training_set(collector, catalog.products, config, progress)
     training.data_hash = catalog.content_hash()
+    problems = unreadable_inputs(training)
     tail_record = None
     if config.vision.tail and "vision" in modalities_wanted(config):
         from skutag.tail_training import fit_training_tail
@@ -277,10 +285,12 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
         calibration_source = {"catalog": str(Path(calibration_path).resolve()), "skipped_rows": len(cal_catalog.errors)}
     features_seconds = time.perf_counter() - started
     version, summary = fit_and_save(training, out, config, collector,
-                                    {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors)},
+                                    {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors),
+                                     "unreadable_inputs": len(problems)},
                                     calibration=calibration, calibration_source=calibration_source,
                                     tail_record=tail_record)
     summary["seconds"] = {"features": round(features_seconds, 2), "total": round(time.perf_counter() - started, 2)}
+    summary["unreadable_inputs"] = problems
     return version, summary, catalog
 
 
@@ -299,7 +309,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     old: TrainingSet = bundles.load_training(parent).relabelled(renamed or {})
     config = _config_from_manifest(config, manifest)
     if isinstance(corrections_path, (str, Path)):
-        corrections = read_catalog(corrections_path, require_category=True)
+        corrections = require_rows(read_catalog(corrections_path, require_category=True), "correction")
         where = str(Path(corrections_path).resolve())
     else:
         corrections = Catalog(path=None, products=[p for p in corrections_path if p.category])
@@ -307,6 +317,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     # the parent's fine-tuned tail stays: the old rows' embeddings came from it (retraining needs no photos)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(parent))
     fresh = collect_training_set(collector, corrections.products, config, progress)
+    problems = unreadable_inputs(fresh)
     merged, replaced, added = old.merged_with(fresh)
     import hashlib
 
@@ -315,10 +326,12 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     version, summary = fit_and_save(merged, out, config, collector, {
         "parent": {"bundle": str(parent.path), "version": parent.name},
         "corrections": {"catalog": where, "rows": len(fresh),
-                        "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors)},
+                        "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors),
+                        "unreadable_inputs": len(problems)},
         **({"renamed": dict(renamed)} if renamed else {}),
     }, calibration=calibration, calibration_source=calibration_source, tail_record=_carried_tail(manifest, parent))
     summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
+    summary["unreadable_inputs"] = problems
     return version, summary, corrections
 
 
@@ -363,7 +376,7 @@ def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: 
     """Tag a labelled catalog (audit sample off) and score the answers; ``details`` holds per-row results.
     ``rules``: scored as answered under them (e.g. a product database's ``ServiceRules``: renames, label-map
     overrides, review whitelist)."""
-    catalog = read_catalog(catalog_path, require_category=True)
+    catalog = require_rows(read_catalog(catalog_path, require_category=True), "labelled row to evaluate")
     products = catalog.products
     started = time.perf_counter()
     results: list[TagResult] = []
@@ -393,5 +406,16 @@ def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: 
     report["seconds"] = round(seconds, 2)
     report["model"] = pipeline.model_version
     report["skipped_rows"] = len(catalog.errors)
-    report["details"] = {"truth": truth, "results": results, "brands": [p.brand for p in products]}
+    report["details"] = {"truth": truth, "results": results, "brands": [p.brand for p in products],
+                         "catalog": catalog}
     return report
+
+
+def require_rows(catalog: Catalog, what: str) -> Catalog:
+    """``catalog`` when it has products; else a ``CatalogError`` saying why (its first skipped rows)."""
+    if catalog.products:
+        return catalog
+    if not catalog.errors:
+        raise CatalogError(f"{catalog.path}: no {what}: the file has no rows")
+    shown = "; ".join(str(error) for error in catalog.errors[:3]) + ("; ..." if len(catalog.errors) > 3 else "")
+    raise CatalogError(f"{catalog.path}: no {what}: all {len(catalog.errors)} rows were skipped ({shown})")

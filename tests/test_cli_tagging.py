@@ -148,3 +148,68 @@ def test_a_renamed_category_is_recorded_and_followed_by_retrain_and_tagging(cata
     code, _, err = run(capsys, "retrain", "--model", str(model_dir), "--corrections", str(corrections), "--out",
                        str(tmp_path / "again"), "--renamed", str(tmp_path / "missing.json"))
     assert code == 2 and "missing.json" in err
+
+
+def test_eval_reports_skipped_rows_and_refuses_a_catalog_with_nothing_to_score(catalogs, model_dir, tmp_path, capsys):
+    _, _, val = catalogs
+    noisy = tmp_path / "noisy.jsonl"
+    noisy.write_text(val.read_text(encoding="utf-8") + '{"id": "n1", "title": "x"}\n', encoding="utf-8")
+    code, out, err = run(capsys, "eval", str(noisy), "--model", str(model_dir), "--json")
+    assert code == 0 and json.loads(out)["n"] == 9 and json.loads(out)["skipped_rows"] == 1
+    assert f"{noisy}: line 10:" in err and "(row skipped)" in err
+    unlabelled = tmp_path / "unlabelled.jsonl"
+    unlabelled.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "category"}) + "\n"
+                                  for line in val.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    code, out, err = run(capsys, "eval", str(unlabelled), "--model", str(model_dir), "--report", str(tmp_path / "r"))
+    assert code == 2 and out == "" and "no labelled row to evaluate: all 9 rows were skipped (line 1:" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_prices_and_unwritable_outputs_are_refused_before_any_work(catalogs, model_dir, tmp_path, capsys):
+    _, train, val = catalogs
+    for price in ("inf", "-5", "cheap"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["tag", "--title", "Banana", "--price", price])
+        assert exit_info.value.code == 2 and "--price" in capsys.readouterr().err
+    code, out, err = run(capsys, "tag", "--title", "Banana", "--price", "nan", "--json")
+    assert code == 0 and json.loads(out)["path"]  # NaN: no price, as in a catalog
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("x")
+    checks = [
+        (["tag", str(val), "--model", str(model_dir), "--out", str(tmp_path)], "is a folder; give a file name"),
+        (["tag", "--title", "x", "--out", str(a_file / "out.jsonl")], "is a file, so"),
+        (["eval", str(val), "--model", str(model_dir), "--report", str(a_file)], "is a file; give a folder"),
+        (["train", str(train), "--out", str(a_file)], "is a file; give a folder"),
+        (["train", str(train), "--out", str(tmp_path / "m"), "--modalities", "vision,smell"], "--modalities: smell"),
+    ]
+    for argv, message in checks:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == "" and message in err, (argv, err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_retrain_refuses_a_corrections_file_without_one_usable_row(model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1,\nnot json\n', encoding="utf-8")
+    code, _, err = run(capsys, "retrain", "--model", str(model_dir), "--corrections", str(bad), "--out",
+                       str(tmp_path / "new"))
+    assert code == 2 and "no correction: all 2 rows were skipped" in err and not (tmp_path / "new").exists()
+
+
+def test_training_names_the_rows_whose_photo_could_not_be_read(catalogs, tmp_path, capsys):
+    _, train, _ = catalogs
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    rows = train.read_text(encoding="utf-8").splitlines()[:12]
+    rows.append(json.dumps({"id": "broken-photo", "image": str(broken), "title": "Banana Ecological",
+                            "category": "Fruit > Banana > Banana"}))
+    catalog = tmp_path / "train.jsonl"
+    catalog.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "train", str(catalog), "--out", str(tmp_path / "m"), "--cv", "2",
+                         "--modalities", "vision,title", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["rows"] == 13
+    assert len(summary["unreadable_inputs"]) == 1 and summary["unreadable_inputs"][0].startswith("broken-photo: image:")
+    assert f"{catalog}: row broken-photo: image:" in err and "(trained without it)" in err
+    manifest = json.loads(next((tmp_path / "m").glob("v*/manifest.json")).read_text(encoding="utf-8"))
+    assert manifest["training_data"]["unreadable_inputs"] == 1

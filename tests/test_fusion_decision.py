@@ -79,7 +79,7 @@ def test_rule_engine_merges_synonyms_drops_banned_labels_and_checks_paths(tmp_pa
     engine = RuleEngine.from_config(config)
     classes, proba, notes = engine.apply(CLASSES, np.array([0.3, 0.3, 0.3, 0.1]))
     assert classes == ["食品饮料 > 饮料冲调 > 汽水", MILK]
-    assert np.allclose(proba, [0.6 / 0.7, 0.1 / 0.7]) and "banned" in notes[0]
+    assert np.allclose(proba, [0.6, 0.1]) and notes == ["banned labels removed (30% of the probability)"]
     decider = Decider(config, known_paths=CLASSES)
     result = decider.decide("p", CLASSES, np.array([0.3, 0.3, 0.3, 0.1]), {})
     # the merged class is not in the tree: consistent paths only, so a human looks at it
@@ -90,6 +90,13 @@ def test_rule_engine_merges_synonyms_drops_banned_labels_and_checks_paths(tmp_pa
     assert gone.path is None and gone.decision is Decision.MANUAL
     with pytest.raises(FileNotFoundError):
         RuleEngine.from_config(DecisionConfig(rules_file=str(tmp_path / "none.yaml")))
+
+
+def test_a_banned_label_that_held_the_belief_leaves_an_unsure_answer_not_a_confident_one():
+    decider = Decider(DecisionConfig(audit_rate=0, banned_labels=("果汁",)), known_paths=CLASSES)
+    result = decider.decide("p", CLASSES, np.array([0.004, 0.001, 0.993, 0.002]), {})
+    assert result.path == WATER and result.confidence == pytest.approx(0.004)
+    assert result.decision is Decision.MANUAL and "banned labels removed (99% of the probability)" in result.reasons
 
 
 def test_cold_start_answers_from_one_source_never_auto_tag():

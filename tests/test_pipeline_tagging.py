@@ -84,6 +84,24 @@ def test_trained_bundle_records_what_it_was_made_with_and_tags_better_than_chanc
     assert pipeline.model_version == f"{store.name}/{version.name}"
 
 
+def test_a_product_with_nothing_the_model_reads_goes_to_a_human_with_the_reason(trained):
+    """No answer from the stacker's bias alone: a price and nothing else, a title whose words the model never
+    saw."""
+    root, store, *_ = trained
+    rows = [json.loads(line) for line in (root / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    known = next(row["title"] for row in rows if row.get("title"))
+    pipeline = load_pipeline(config(), store)
+    price_only, unknown_words, titled = pipeline.tag_batch(
+        [Product(id="price-only", price=3.5), Product(id="unknown-words", title="Ωψξ ϡϣ"),
+         Product(id="titled", title=known)], audit=False)
+    for result in (price_only, unknown_words):
+        assert result.path is None and result.decision is Decision.MANUAL and not result.alternatives
+    assert price_only.error == "product has neither an image nor a title"
+    assert unknown_words.error.startswith("no evidence this model can use: it reads vision, ocr, title; "
+                                          "the product gives title")
+    assert titled.path and titled.error is None and set(titled.contributions) == {"title"}
+
+
 def test_bundle_for_another_backbone_is_refused_clearly(trained):
     _, store, *_ = trained
     with pytest.raises(IncompatibleModelError, match="efficientnet-lite0.*efficientnet-lite2"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocr-gate", choices=GATES, help="when to run OCR (default: fusion.ocr_gate = auto)")
     parser.add_argument("--backbone", help="vision backbone (default: vision.backbone)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _price_arg(text: str) -> float | None:
+    """``--price`` read as a catalog's price column is (finite, >= 0; NaN or empty: no price)."""
+    from skutag.catalog_io import parse_price
+
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +84,7 @@ def _register_tag(subparsers) -> None:
                               "Without --model: cold start on the bundled taxonomy, label map and brand lexicon.")
     p.add_argument("source", nargs="?", type=Path, metavar="CATALOG_OR_IMAGE")
     p.add_argument("--title", help="product title (with one photo, or alone)")
-    p.add_argument("--price", type=float, help="product price (with one photo or a title)")
+    p.add_argument("--price", type=_price_arg, help="product price (with one photo or a title)")
     p.add_argument("--model", type=Path, metavar="MODEL_DIR", help="trained model directory (default: cold start)")
     p.add_argument("--json", action="store_true", help="one JSON object per product")
     p.add_argument("--out", type=Path, help="also write results to this .jsonl or .csv file")
@@ -189,9 +200,28 @@ def _progress(args: argparse.Namespace, total: int, label: str):
     return (lambda n: bar.advance(task, n)), bar
 
 
+def _check_output(path: Path | None, flag: str, *, folder: bool = False) -> None:
+    """Refuse an output path that cannot be written before any work is done (``folder``: a directory)."""
+    if path is None:
+        return
+    if path.exists() and path.is_dir() != folder:
+        kind = "a folder; give a file name" if path.is_dir() else "a file; give a folder"
+        raise UserFacingError(f"{flag}: {path} is {kind}")
+    existing = next((parent for parent in path.parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserFacingError(f"{flag}: {existing} is a file, so {path} cannot be created")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise UserFacingError(f"{flag}: cannot write in {existing}")
+
+
 def _report_row_errors(catalog) -> None:
     for error in catalog.errors:
         print(f"skutag: {catalog.path}: {error} (row skipped)", file=sys.stderr)
+
+
+def _report_unreadable(catalog, problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"skutag: {catalog.path}: row {problem} (trained without it)", file=sys.stderr)
 
 
 def _load_pipeline(config, model_dir: Path | None):
@@ -244,6 +274,8 @@ def _products_from(args: argparse.Namespace) -> tuple[list, Any]:
         if args.title or args.price is not None:
             raise UserFacingError("--title/--price go with one photo; a catalog has its own columns")
         catalog = read_catalog(source)
+        if not catalog.products and not catalog.errors:
+            raise UserFacingError(f"{source}: no products (the file has no rows)")
         return catalog.products, catalog
     return [Product(id=source.name, image=str(source), title=args.title, price=args.price)], None
 
@@ -282,9 +314,10 @@ def _tag_all(pipeline, products: Sequence, args: argparse.Namespace, audit: bool
 def run_train(args: argparse.Namespace) -> int:
     from skutag.training import train_catalog
 
+    _check_output(args.out, "--out", folder=True)
     extra: dict[str, Any] = {}
     if args.modalities:
-        extra["fusion.modalities"] = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+        extra["fusion.modalities"] = _modalities_arg(args.modalities)
     if args.cv:
         extra["fusion.cv"] = args.cv
     if args.vision_tail:
@@ -293,6 +326,7 @@ def run_train(args: argparse.Namespace) -> int:
     with _user_errors():
         version, summary, catalog = train_catalog(args.catalog, args.out, config, calibration_path=args.calibration)
     _report_row_errors(catalog)
+    _report_unreadable(catalog, summary["unreadable_inputs"])
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
@@ -308,10 +342,21 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _modalities_arg(text: str) -> tuple[str, ...]:
+    from fusion.config import MODALITIES
+
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in MODALITIES]
+    if unknown or not chosen:
+        raise UserFacingError(f"--modalities: {', '.join(unknown) or 'none given'}; choose from {', '.join(MODALITIES)}")
+    return chosen
+
+
 def run_tag(args: argparse.Namespace) -> int:
     from skutag.catalog_io import result_row, write_results
 
     config = _config(args)
+    _check_output(args.out, "--out")
     with _user_errors():
         products, catalog = _products_from(args)
         pipeline = _load_pipeline(config, args.model)
@@ -336,10 +381,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from skutag.training import evaluate_catalog
 
     config = _config(args)
+    _check_output(args.report, "--report", folder=True)
     with _user_errors():
         pipeline = _load_pipeline(config, args.model)
         report = evaluate_catalog(pipeline, args.catalog, ocr_gate=args.ocr_gate,
                                   rules=_service_rules(args, config, pipeline))
+    _report_row_errors(report["details"]["catalog"])
     if args.report:
         from skutag.report import write_report
 
@@ -367,6 +414,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     from taxonomy.aliases import load_aliases
 
     config = _config(args)
+    _check_output(args.out, "--out", folder=True)
     with _user_errors():
         if args.renamed and not args.renamed.is_file():
             raise FileNotFoundError(f"--renamed: no such file {args.renamed}")
@@ -374,6 +422,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         version, summary, corrections = retrain_bundle(args.model, args.corrections, args.out, config,
                                                        renamed=renamed)
     _report_row_errors(corrections)
+    _report_unreadable(corrections, summary["unreadable_inputs"])
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
@@ -389,6 +438,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     config = _config(args)
     with _user_errors():
+        _check_output(args.out, "--out", folder=True)
         version, summary, catalog = calibrate_bundle(args.model, args.calibration, args.out or args.model, config)
     _report_row_errors(catalog)
     if args.json:
