@@ -301,14 +301,34 @@ def _config_for_bundle(config: SkutagConfig, manifest: dict[str, Any], version: 
     return config
 
 
+_DRIFT_MEANS = {
+    "taxonomy": "categories added since are unknown to it (renamed ones follow through the path aliases)",
+    "label_map": "vision labels mapped since do not change its answers",
+    "lexicon": "brands added since are unknown to it",
+}
+
+
+def _managed_versions_now(pipeline: Pipeline) -> dict[str, str]:
+    from taxonomy import CategoryTree, LabelMap
+
+    return {"taxonomy": CategoryTree.default().version, "label_map": LabelMap.default().version,
+            "lexicon": pipeline.collector.lexicon.version}
+
+
 def _warn_version_drift(pipeline: Pipeline, manifest: dict[str, Any], version: bundles.BundleVersion) -> None:
+    """The managed taxonomy, label map or brand lexicon changed since the bundle was trained: warn (or, with
+    ``fusion.strict_versions``, refuse)."""
     recorded = manifest.get("versions", {})
     if not recorded:
         return
-    lexicon_now = pipeline.collector.lexicon.version
-    if recorded.get("lexicon") and recorded["lexicon"] != lexicon_now:
-        message = (f"model bundle {version.path} was trained with brand lexicon {recorded['lexicon']}; the lexicon is "
-                   f"now {lexicon_now}. Brands added since are unknown to the model until it is retrained.")
-        if pipeline.config.fusion.strict_versions:
-            raise bundles.BundleError(message + " (fusion.strict_versions is on)")
-        log.warning(message)
+    now = _managed_versions_now(pipeline)
+    drifted = [kind for kind in _DRIFT_MEANS if recorded.get(kind) and recorded[kind] != now[kind]]
+    if not drifted:
+        return
+    changes = "; ".join(f"{kind.replace('_', ' ')} {recorded[kind]} -> {now[kind]}: {_DRIFT_MEANS[kind]}"
+                        for kind in drifted)
+    message = (f"model bundle {version.path} was trained with other versions of what it reads ({changes}); "
+               "retrain it to follow these edits.")
+    if pipeline.config.fusion.strict_versions:
+        raise bundles.BundleError(message + " (fusion.strict_versions is on)")
+    log.warning(message)

@@ -102,6 +102,26 @@ def test_a_product_with_nothing_the_model_reads_goes_to_a_human_with_the_reason(
     assert titled.path and titled.error is None and set(titled.contributions) == {"title"}
 
 
+def test_a_bundle_trained_on_another_taxonomy_version_is_flagged_and_refused_when_strict(trained, tmp_path, caplog):
+    import logging
+    import shutil
+
+    _, store, version, *_ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(store, copy)
+    manifest_file = copy / version.name / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["versions"]["taxonomy"] = "tree-before-edits"
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="skutag.pipeline"):
+        load_pipeline(config(), store)
+        assert not caplog.records  # the bundle as trained: nothing to say
+        load_pipeline(config(), copy)
+    assert "taxonomy tree-before-edits ->" in caplog.text and "categories added since are unknown" in caplog.text
+    with pytest.raises(bundles.BundleError, match="taxonomy tree-before-edits .*strict_versions"):
+        load_pipeline(config(**{"fusion.strict_versions": True}), copy)
+
+
 def test_bundle_for_another_backbone_is_refused_clearly(trained):
     _, store, *_ = trained
     with pytest.raises(IncompatibleModelError, match="efficientnet-lite0.*efficientnet-lite2"):
