@@ -324,7 +324,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     merged.data_hash = hashlib.sha256((old.data_hash + corrections.content_hash()).encode()).hexdigest()
     calibration, calibration_source = _carried_calibration(parent, manifest, set(fresh.ids), renamed or {})
     version, summary = fit_and_save(merged, out, config, collector, {
-        "parent": {"bundle": str(parent.path), "version": parent.name},
+        "parent": {"bundle": str(Path(parent.path).resolve()), "version": parent.name},
         "corrections": {"catalog": where, "rows": len(fresh),
                         "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors),
                         "unreadable_inputs": len(problems)},
@@ -332,6 +332,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     }, calibration=calibration, calibration_source=calibration_source, tail_record=_carried_tail(manifest, parent))
     summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
     summary["unreadable_inputs"] = problems
+    summary["new_categories"] = sorted(set(fresh.paths) - set(old.paths))
     return version, summary, corrections
 
 

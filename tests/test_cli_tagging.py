@@ -196,6 +196,19 @@ def test_retrain_refuses_a_corrections_file_without_one_usable_row(model_dir, tm
     assert code == 2 and "no correction: all 2 rows were skipped" in err and not (tmp_path / "new").exists()
 
 
+def test_retrain_names_the_categories_a_correction_adds(catalogs, model_dir, tmp_path, capsys):
+    _, _, val = catalogs
+    row = json.loads(val.read_text(encoding="utf-8").splitlines()[0])
+    corrections = tmp_path / "new_category.jsonl"
+    corrections.write_text(json.dumps({**row, "category": "Fruit > Melon > Piel de Sapo"}) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "retrain", "--model", str(model_dir), "--corrections", str(corrections), "--out",
+                         str(tmp_path / "new"), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["new_categories"] == ["Fruit > Melon > Piel de Sapo"]
+    assert "Fruit > Melon > Piel de Sapo is a new category" in err
+    assert summary["parent"]["bundle"] == str((model_dir / "v0001").resolve())
+
+
 def test_training_names_the_rows_whose_photo_could_not_be_read(catalogs, tmp_path, capsys):
     _, train, _ = catalogs
     broken = tmp_path / "broken.jpg"

@@ -265,6 +265,8 @@ def _products_from(args: argparse.Namespace) -> tuple[list, Any]:
     if not source.exists():
         raise UserFacingError(f"no such file or folder: {source}")
     if source.is_dir():
+        if args.title or args.price is not None:
+            raise UserFacingError("--title/--price go with one photo; a folder's photos have none of their own")
         photos = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not photos:
             raise UserFacingError(f"no photos found in {source}")
@@ -423,6 +425,8 @@ def run_retrain(args: argparse.Namespace) -> int:
                                                        renamed=renamed)
     _report_row_errors(corrections)
     _report_unreadable(corrections, summary["unreadable_inputs"])
+    for path in summary["new_categories"]:
+        print(f"skutag: note: {path} is a new category (the model had no row of it)", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
