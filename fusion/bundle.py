@@ -127,10 +127,19 @@ def current(store: str | Path) -> BundleVersion:
         raise BundleError(f"{store} is not a model directory (no {CURRENT} file); train one with "
                           f"`skutag train CATALOG --out {store}`")
     name = marker.read_text(encoding="utf-8").strip()
-    if not (store / name / MANIFEST).is_file():
-        raise BundleError(f"{store}/{CURRENT} names version {name!r}, which is missing; "
-                          f"use `skutag bundle rollback {store} --to VERSION` to pick one that exists")
+    if name not in _version_names(store):
+        raise BundleError(f"{store}/{CURRENT} names version {name!r}, which is missing or not one of its versions "
+                          f"({_known_versions(store)}); use `skutag bundle rollback {store} --to VERSION` "
+                          "to pick one that exists")
     return BundleVersion(store, name)
+
+
+def _version_names(store: Path) -> list[str]:
+    return [v.name for v in versions(store)]
+
+
+def _known_versions(store: Path) -> str:
+    return "versions: " + (", ".join(_version_names(store)) or "none")
 
 
 def resolve(path: str | Path) -> BundleVersion:
@@ -146,10 +155,11 @@ def resolve(path: str | Path) -> BundleVersion:
 
 
 def set_current(store: str | Path, name: str) -> BundleVersion:
+    """Point CURRENT at ``name``, which must be one of this store's versions (a bare name like ``v0002``)."""
     store = Path(store)
-    if not (store / name / MANIFEST).is_file():
-        known = ", ".join(v.name for v in versions(store)) or "none"
-        raise BundleError(f"no version {name!r} in {store} (versions: {known})")
+    if name not in _version_names(store):
+        raise BundleError(f"no version {name!r} in {store} ({_known_versions(store)}); "
+                          "name one of them, e.g. `--to v0001`")
     fd, tmp = tempfile.mkstemp(dir=store, prefix=".current-")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(name + "\n")
@@ -206,49 +216,55 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
 
 def load(path: str | Path) -> tuple[Any, dict[str, Any], BundleVersion]:
     """(model, manifest, version) of a store's current version or of one version folder."""
-    import joblib
-
     version = resolve(path)
     manifest = version.manifest()
     check_compatible(manifest, version.path)
+    if not (version.path / MODEL_FILE).is_file():
+        raise BundleError(f"model bundle {version.path} has no {MODEL_FILE}")
+    return _load_file(version, MODEL_FILE), manifest, version
+
+
+def _load_file(version: BundleVersion, file_name: str) -> Any:
+    """Unpickle one file of a version; code missing here or a damaged file is a ``BundleError``."""
+    import joblib
+
     try:
-        model = joblib.load(version.path / MODEL_FILE)
-    except FileNotFoundError:
-        raise BundleError(f"model bundle {version.path} has no {MODEL_FILE}") from None
+        return joblib.load(version.path / file_name)
     except (ModuleNotFoundError, AttributeError, ImportError) as exc:
         raise BundleError(f"model bundle {version.path} needs code this install lacks ({exc}); retrain it") from None
-    return model, manifest, version
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways (ValueError, EOFError, zlib ...)
+        raise BundleError(_damaged_message(version, file_name, exc)) from exc
+
+
+def _damaged_message(version: BundleVersion, file_name: str, cause: Exception) -> str:
+    advice = (f"roll back (`skutag bundle rollback {version.store}`) or retrain" if is_store(version.store)
+              else "copy the version folder again or retrain")
+    return (f"model bundle {version.path}: {file_name} is unreadable or damaged ({type(cause).__name__}: {cause}); "
+            f"{advice}")
 
 
 def load_calibration(version: BundleVersion) -> Any:
     """The calibration evidence a calibrated version was calibrated on, or None."""
-    import joblib
-
     file = version.path / CALIBRATION_FILE
-    return joblib.load(file) if file.is_file() else None
+    return _load_file(version, CALIBRATION_FILE) if file.is_file() else None
 
 
 def load_tail(version: BundleVersion) -> Any:
     """The fine-tuned vision tail of a version trained with one (``vision.tail.VisionTail``), or None."""
-    import joblib
-
     file = version.path / TAIL_FILE
     if not file.is_file():
         if (version.manifest().get("stages", {}).get("vision") or {}).get("tail"):
             raise BundleError(f"model bundle {version.path} was trained with a fine-tuned vision tail but "
                               f"{TAIL_FILE} is missing; copy the whole version folder or retrain")
         return None
-    try:
-        return joblib.load(file)
-    except (ModuleNotFoundError, AttributeError, ImportError) as exc:
-        raise BundleError(f"model bundle {version.path} needs code this install lacks ({exc}); retrain it") from None
+    return _load_file(version, TAIL_FILE)
 
 
 def load_training(version: BundleVersion) -> Any:
-    import joblib
-
     file = version.path / TRAINING_FILE
     if not file.is_file():
         raise BundleError(f"model bundle {version.path} keeps no training data ({TRAINING_FILE}); "
                           "retrain from the original catalog with `skutag train` instead")
-    return joblib.load(file)
+    return _load_file(version, TRAINING_FILE)

@@ -7,6 +7,7 @@ Both are frozen dataclasses registered in ``skutag.config.SECTION_REGISTRY`` as 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 MODALITIES: tuple[str, ...] = ("vision", "ocr", "title", "price")
@@ -93,3 +94,23 @@ class DecisionConfig:
     backoff_to_parent: bool = True
     # optional YAML/JSON file with "synonyms", "banned_labels", "always_review" (merged with the above)
     rules_file: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in _DECISION_SHARES:
+            _check_share(f"decision.{name}", getattr(self, name))
+        if self.review_threshold > self.auto_threshold:
+            raise ValueError(f"decision.review_threshold ({self.review_threshold}) must not be above "
+                             f"decision.auto_threshold ({self.auto_threshold})")
+        if not isinstance(self.min_class_support, numbers.Integral) or self.min_class_support < 0:
+            raise ValueError(f"decision.min_class_support must be a whole number >= 0, got {self.min_class_support!r}")
+
+
+# DecisionConfig fields that are confidences, precisions or shares: each must lie in [0, 1]
+_DECISION_SHARES = ("auto_threshold", "review_threshold", "target_precision", "audit_rate")
+
+
+def _check_share(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{key} must be a number between 0 and 1, got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} must be between 0 and 1, got {value!r}")

@@ -2,12 +2,14 @@
 
 A catalog has one product per row: ``id``, ``image`` (path relative to the catalog file), ``title``,
 ``price``, ``category`` (levels joined by `` > ``), ``brand``. Any of image/title/price may be missing.
-A malformed row (bad JSON, bad price, no image and no title, duplicate id ...) is reported with its
-line number and skipped; the rest of the file is read.
+Column names are case-insensitive (``ID``, ``Title`` work) in every format. A malformed row (bad JSON,
+bytes that are not UTF-8, bad price, no image and no title, duplicate id ...) is reported with its line
+number and skipped; the rest of the file is read.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -15,9 +17,10 @@ import json
 import math
 import re
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from fusion.result import TagResult
 from skutag.catalog import PATH_SEPARATOR, Product
@@ -29,6 +32,10 @@ TAG_JSON_KEYS = ("id", "label", "path", "confidence", "decision", "alternatives"
 
 _PRICE_NOISE = re.compile(r"[\s¥￥$€£]|RMB|CNY|SEK|kr|元", re.IGNORECASE)
 _SEPARATOR = re.compile(r"\s*>\s*")
+# a byte that is not UTF-8, as decoded with errors="surrogateescape" (valid UTF-8 never decodes to these)
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+# split a line after a carriage return that is not followed by a newline (old Mac line ends)
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
 
 class CatalogError(ValueError):
@@ -106,12 +113,12 @@ def read_catalog(path: str | Path, *, require_category: bool = False) -> Catalog
     if not path.is_file():
         raise CatalogError(f"catalog file not found: {path}")
     kind = catalog_kind(path)
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+    with path.open("rb") as handle:
         return parse_catalog(handle, kind, base_dir=path.parent, source=path, require_category=require_category)
 
 
 def parse_catalog(
-    handle: TextIO,
+    handle: TextIO | BinaryIO,
     kind: str,
     *,
     base_dir: Path | None = None,
@@ -132,13 +139,14 @@ def catalog_kind(path: Path) -> str:
     return kind
 
 
-def iter_rows(handle: TextIO, kind: str) -> Iterator[tuple[int, Any]]:
-    """Raw rows (dicts) with their line numbers, or RowError for rows that cannot be parsed."""
-    return _jsonl_rows(handle) if kind == "jsonl" else _csv_rows(handle, "\t" if kind == "tsv" else ",")
+def iter_rows(handle: TextIO | BinaryIO, kind: str) -> Iterator[tuple[int, Any]]:
+    """Raw rows (dicts with lower-case keys) with their line numbers, or RowError for rows that cannot be parsed."""
+    lines = text_lines(handle)
+    return _jsonl_rows(lines) if kind == "jsonl" else _csv_rows(lines, "\t" if kind == "tsv" else ",")
 
 
 def iter_products(
-    handle: TextIO, kind: str, *, base_dir: Path | None = None, require_category: bool = False
+    handle: TextIO | BinaryIO, kind: str, *, base_dir: Path | None = None, require_category: bool = False
 ) -> Iterator[Product | RowError]:
     """Products in file order, lazily; malformed rows and duplicate ids as RowError."""
     seen: dict[str, int] = {}
@@ -163,10 +171,50 @@ def _row_id(row: Mapping[str, Any]) -> str | None:
     return str(value).strip() or None if isinstance(value, (str, int)) else None
 
 
-def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
-    for line_no, text in enumerate(handle, start=1):
+# ---------------------------------------------------------------------- lines and encoding
+def text_lines(handle: TextIO | BinaryIO) -> Iterator[str]:
+    """The physical lines of a catalog, line ends kept, as text.
+
+    Bytes are decoded as UTF-8 one line at a time, a leading BOM dropped; a byte that is not UTF-8 is kept
+    as a lone surrogate (``surrogateescape``) so that only the row holding it is reported
+    (:func:`utf8_problem`) and the rest of the file is read. Text handles are read as they are.
+    """
+    raw = _byte_source(handle)
+    if raw is None:
+        yield from handle  # type: ignore[misc]
+        return
+    first = True
+    for chunk in raw:
+        for line in _LONE_CR.split(chunk):
+            if not line:
+                continue
+            if first:
+                line, first = line.removeprefix(codecs.BOM_UTF8), False
+            yield line.decode("utf-8", "surrogateescape")
+
+
+def _byte_source(handle: TextIO | BinaryIO) -> BinaryIO | None:
+    return handle if isinstance(handle, (io.RawIOBase, io.BufferedIOBase)) else None  # type: ignore[return-value]
+
+
+def utf8_problem(text: str) -> str | None:
+    """Why a line decoded by :func:`text_lines` is not UTF-8 (its first bad byte), or None when it is."""
+    bad = _UNDECODABLE.search(text)
+    if bad is None:
+        return None
+    return (f"not valid UTF-8 (byte {ord(bad.group()) - 0xDC00:#04x} at column {bad.start() + 1}); "
+            "save the catalog as UTF-8")
+
+
+# ---------------------------------------------------------------------- JSONL
+def _jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    for line_no, text in enumerate(lines, start=1):
         text = text.strip()
         if not text or text.startswith("#"):
+            continue
+        problem = utf8_problem(text)
+        if problem is not None:
+            yield line_no, RowError(line_no, problem)
             continue
         try:
             row = json.loads(text)
@@ -176,35 +224,140 @@ def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
         if not isinstance(row, dict):
             yield line_no, RowError(line_no, f"a row must be a JSON object, got {type(row).__name__}")
             continue
-        yield line_no, row
+        try:
+            yield line_no, _lower_keys(row)
+        except ValueError as exc:
+            yield line_no, RowError(line_no, str(exc), _row_id(row))
 
 
-def _csv_rows(handle: TextIO, delimiter: str) -> Iterator[tuple[int, Any]]:
-    reader = csv.reader(handle, delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
+def _lower_keys(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys as CSV headers are read (stripped, lower case); two keys that then clash are a ValueError."""
+    lowered: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in row.items():
+        name = key.strip().lower()
+        if name in lowered:
+            raise ValueError(f"keys {spelled[name]!r} and {key!r} name the same column (keys ignore case)")
+        lowered[name], spelled[name] = value, key
+    return lowered
+
+
+# ---------------------------------------------------------------------- CSV / TSV
+class _LineFeed:
+    """Numbered physical lines for ``csv.reader``; remembers the lines of the current row, which can be fed
+    again (a row whose quote is never closed swallowed the rows after it)."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines = enumerate(lines, start=1)
+        self._again: deque[tuple[int, str]] = deque()
+        self.row: list[tuple[int, str]] = []
+        self.exhausted = False
+
+    def __iter__(self) -> "_LineFeed":
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            item = self._again.popleft()
+        else:
+            try:
+                item = next(self._lines)
+            except StopIteration:
+                self.exhausted = True
+                raise
+        self.row.append(item)
+        return item[1]
+
+    def start_row(self) -> None:
+        self.row = []
+
+    @property
+    def first_line(self) -> int:
+        return self.row[0][0] if self.row else 0
+
+    @property
+    def last_line(self) -> int:
+        return self.row[-1][0] if self.row else 0
+
+    def feed_again_after_first(self) -> int:
+        """Queue the current row's lines after its first one to be read again; how many they are."""
+        again = self.row[1:]
+        self._again.extendleft(reversed(again))
+        self.exhausted = False
+        return len(again)
+
+
+def _csv_rows(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, Any]]:
+    feed = _LineFeed(lines)
+    reader = csv.reader(feed, delimiter=delimiter)
+    header = _csv_header(reader)
+    if header is None:
         return
-    except csv.Error as exc:
-        raise CatalogError(f"cannot read the header: {exc}") from None
-    header = [name.strip().lower() for name in header]
-    if not {"image", "title"} & set(header):
-        raise CatalogError(f"the header must name an 'image' or 'title' column; got {header}")
     while True:
+        feed.start_row()
         try:
             values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield reader.line_num, RowError(reader.line_num, f"not valid CSV ({exc})")
+            yield feed.last_line, RowError(feed.last_line, f"not valid CSV ({exc})")
             continue
-        line_no = reader.line_num
+        if feed.exhausted and len(feed.row) > 1:
+            yield _unclosed_quote(feed)
+            continue
+        line_no = feed.last_line
         if not values or all(not v.strip() for v in values):
             continue
+        problem = _csv_utf8_problem(values, header)
+        if problem is not None:
+            yield line_no, RowError(line_no, problem)
+            continue
         if len(values) != len(header):
-            yield line_no, RowError(line_no, f"expected {len(header)} fields, got {len(values)}")
+            yield line_no, RowError(line_no, _field_count_message(len(header), len(values), feed))
             continue
         yield line_no, dict(zip(header, values))
+
+
+def _csv_header(reader: Any) -> list[str] | None:
+    try:
+        header = next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        raise CatalogError(f"cannot read the header: {exc}") from None
+    problem = utf8_problem("".join(header))
+    if problem is not None:
+        raise CatalogError(f"the header (line 1) is {problem}")
+    header = [name.strip().lower() for name in header]
+    if not {"image", "title"} & set(header):
+        raise CatalogError(f"the header must name an 'image' or 'title' column; got {header}")
+    return header
+
+
+def _unclosed_quote(feed: _LineFeed) -> tuple[int, RowError]:
+    line_no, last = feed.first_line, feed.last_line
+    count = feed.feed_again_after_first()
+    return line_no, RowError(line_no, f"a quote opened on this line is never closed (it ran to the end of the "
+                                      f"file, line {last}); skipped this line and read the {count} lines after "
+                                      "it as rows")
+
+
+def _field_count_message(expected: int, got: int, feed: _LineFeed) -> str:
+    message = f"expected {expected} fields, got {got}"
+    if len(feed.row) > 1:
+        message += (f"; a quoted field runs from line {feed.first_line} to line {feed.last_line}, so those lines "
+                    "were read as one row (a stray '\"'?)")
+    return message
+
+
+def _csv_utf8_problem(values: Sequence[str], header: Sequence[str]) -> str | None:
+    for index, value in enumerate(values):
+        bad = _UNDECODABLE.search(value)
+        if bad is not None:
+            column = header[index] if index < len(header) else f"field {index + 1}"
+            return (f"not valid UTF-8 (byte {ord(bad.group()) - 0xDC00:#04x} in the {column!r} field); "
+                    "save the catalog as UTF-8")
+    return None
 
 
 def row_to_product(row: Mapping[str, Any], line: int, *, base_dir: Path | None = None,

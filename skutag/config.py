@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -99,7 +100,7 @@ class SkutagConfig:
     ) -> "SkutagConfig":
         config = cls.defaults()
         if file is not None:
-            config = config.with_overrides(_flatten(_read_file(Path(file))))
+            config = config.with_overrides(_flatten(_read_file(Path(file)), Path(file)))
         env = os.environ if environ is None else environ
         config = config.with_overrides(_env_overrides(env, config))
         return config.with_overrides(overrides or {})
@@ -108,23 +109,70 @@ class SkutagConfig:
 def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
+    if path.suffix not in _PARSERS:
+        raise ConfigError(f"config file must be .toml, .yaml or .json: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start}); save it as UTF-8") from None
+    data = _PARSERS[path.suffix](path, text)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {path}: the top level must be a table of sections "
+                          f"(like [decision]), got {_kind(data)}")
+    return dict(data)
+
+
+def _parse_toml(path: Path, text: str) -> Any:
+    try:
         return tomllib.loads(text)
-    if path.suffix in {".yml", ".yaml"}:
-        import yaml
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        where = _TOML_POSITION.search(message)
+        if where is None:
+            raise ConfigError(f"config file {path}: {message}") from None
+        raise ConfigError(f"config file {path}: line {where.group(1)}: {message[:where.start()].rstrip()} "
+                          f"(column {where.group(2)})") from None
 
-        return yaml.safe_load(text) or {}
-    if path.suffix == ".json":
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"config file {path}: {line}{problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    try:
         return json.loads(text)
-    raise ConfigError(f"config file must be .toml, .yaml or .json: {path}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path}: line {exc.lineno}: {exc.msg} (column {exc.colno})") from None
 
 
-def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+_PARSERS = {".toml": _parse_toml, ".yml": _parse_yaml, ".yaml": _parse_yaml, ".json": _parse_json}
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)\s*$")
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(value), type(value).__name__)
+
+
+def _flatten(data: Mapping[str, Any], source: Path) -> dict[str, Any]:
     flat = {}
     for section, values in data.items():
         if not isinstance(values, Mapping):
-            raise ConfigError(f"config section {section!r} must be a table")
+            raise ConfigError(f"config file {source}: section {section!r} must be a table (like [{section}]), "
+                              f"got {_kind(values)}")
         for key, value in values.items():
             flat[f"{section}.{key}"] = value
     return flat
@@ -149,7 +197,12 @@ def _replace_checked(section: str, instance: Any, values: Mapping[str, Any]) -> 
         if name not in fields:
             raise ConfigError(f"unknown config key {section}.{name}")
         coerced[name] = _coerce(f"{section}.{name}", hints.get(name), value)
-    return dataclasses.replace(instance, **coerced)
+    try:
+        return dataclasses.replace(instance, **coerced)
+    except ValueError as exc:  # the section's own checks (__post_init__) name the key
+        raise ConfigError(str(exc)) from None
+    except TypeError as exc:  # a check that met a value of the wrong type
+        raise ConfigError(f"config section {section!r}: {exc}") from None
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
@@ -157,6 +210,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     target = _plain_type(hint)
     if target is None or not isinstance(value, str) or target is str:
         return value
+    if target is dict:
+        return _json_object(key, value)
     try:
         if target is bool:
             lowered = value.strip().lower()
@@ -172,11 +227,25 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     return value
 
 
+def _json_object(key: str, value: str) -> dict[str, Any]:
+    """A mapping field set from the environment: a JSON object, e.g. ``{"alias": "label"}``."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{key}: cannot read {value!r}: it must be a JSON object, e.g. "
+                          f"SKUTAG_{key.replace('.', '__').upper()}='{{\"alias\": \"label\"}}'")
+    return parsed
+
+
 def _plain_type(hint: Any) -> type | None:
     origin = typing.get_origin(hint)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _plain_type(args[0]) if len(args) == 1 else None
-    if origin in (list, tuple):
+    if origin in (list, tuple, dict):
         return origin
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return dict
     return hint if isinstance(hint, type) else None

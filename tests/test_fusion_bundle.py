@@ -67,3 +67,51 @@ def test_not_a_bundle_and_broken_stores_are_named(tmp_path):
     (version.path / bundles.TRAINING_FILE).unlink()
     with pytest.raises(bundles.BundleError, match="no training data"):
         bundles.load_training(version)
+
+
+def test_rollback_only_accepts_this_stores_own_versions(tmp_path):
+    store, other = tmp_path / "m2", tmp_path / "m1"
+    _save(other, "other")
+    _save(store, 1)
+    _save(store, 2)
+    for outside in ("../m1/v0001", str(other / "v0001"), "v0001/", ".", ""):
+        with pytest.raises(bundles.BundleError, match=r"no version .* in .*versions: v0001, v0002"):
+            bundles.rollback(store, to=outside)
+    assert (store / bundles.CURRENT).read_text().strip() == "v0002"
+    assert bundles.load(store)[0] == {"model": 2}
+    assert bundles.rollback(store).name == "v0001"
+
+
+def test_a_current_pointer_outside_the_store_is_refused(tmp_path):
+    store, other = tmp_path / "m2", tmp_path / "m1"
+    _save(other, "other")
+    _save(store, 1)
+    (store / bundles.CURRENT).write_text("../m1/v0001\n")
+    with pytest.raises(bundles.BundleError, match=r"'\.\./m1/v0001', which is missing or not one of its versions "
+                                                  r"\(versions: v0001\).*rollback"):
+        bundles.load(store)
+    with pytest.raises(bundles.BundleError, match="not one of its versions"):
+        bundles.rollback(store)
+    assert bundles.rollback(store, to="v0001").name == "v0001"
+    assert bundles.load(store)[0] == {"model": 1}
+
+
+@pytest.mark.parametrize("file_name, loader", [
+    (bundles.MODEL_FILE, lambda store, version: bundles.load(store)),
+    (bundles.TRAINING_FILE, lambda store, version: bundles.load_training(version)),
+    (bundles.TAIL_FILE, lambda store, version: bundles.load_tail(version)),
+    (bundles.CALIBRATION_FILE, lambda store, version: bundles.load_calibration(version)),
+])
+def test_a_damaged_bundle_file_is_a_bundle_error_that_says_what_to_do(tmp_path, file_name, loader):
+    store = tmp_path / "mk"
+    bundles.save(store, {"model": 1}, {"kind": "test"}, training=[1], calibration=[1], vision_tail=[1])
+    _save(store, 2)
+    bundles.save(store, {"model": 3}, {"kind": "test"}, training=[3], calibration=[3], vision_tail=[3])
+    version = bundles.current(store)
+    (version.path / file_name).write_bytes(b"garbage\n")
+    with pytest.raises(bundles.BundleError) as caught:
+        loader(store, version)
+    message = str(caught.value)
+    assert f"model bundle {version.path}: {file_name} is unreadable or damaged (" in message
+    assert f"roll back (`skutag bundle rollback {store}`) or retrain" in message
+    assert bundles.rollback(store).name == "v0002" and bundles.load(store)[0] == {"model": 2}

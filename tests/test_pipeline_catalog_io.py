@@ -11,11 +11,13 @@ from fusion.result import Alternative, Decision, TagResult
 from skutag.catalog_io import (
     TAG_JSON_KEYS,
     CatalogError,
+    RowError,
     parse_price,
     read_catalog,
     write_catalog,
     write_results,
 )
+from skutag.queue.catalog_source import iter_catalog
 from tests.conftest import shared_path
 
 
@@ -114,6 +116,80 @@ def test_result_rows_have_exactly_the_cli_keys(tmp_path, capsys):
     assert rows[0]["alternatives"][0]["label"] == "碳酸饮料" and rows[1]["decision"] == "manual"
     write_results([result], tmp_path / "r.csv")
     assert "饮用水" in (tmp_path / "r.csv").read_text(encoding="utf-8")
+
+
+def _read_both_ways(path):
+    """(products, errors) from read_catalog, after checking the streaming reader of batches agrees."""
+    catalog = read_catalog(path)
+    streamed = list(iter_catalog(path))
+    assert [p for p in streamed if not isinstance(p, RowError)] == catalog.products
+    assert [(e.line, e.message) for e in streamed if isinstance(e, RowError)] == \
+        [(e.line, e.message) for e in catalog.errors]
+    return catalog.products, catalog.errors
+
+
+def test_a_jsonl_row_that_is_not_utf8_is_skipped_and_the_rest_read(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    rows = [json.dumps({"id": f"g{i}", "title": f"Äpple {i}"}, ensure_ascii=False).encode() + b"\n"
+            for i in range(1, 6)]
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(rows[:3]) + b'{"id": "x1", "title": "caf\xe9", "price": 3}\n'
+                     + b"".join(rows[3:]))
+    products, errors = _read_both_ways(path)
+    assert [p.id for p in products] == ["g1", "g2", "g3", "g4", "g5"] and products[0].title == "Äpple 1"
+    assert [str(e) for e in errors] == ["line 4: not valid UTF-8 (byte 0xe9 at column 27); save the catalog as UTF-8"]
+
+
+@pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".tsv", "\t")])
+def test_a_csv_row_that_is_not_utf8_is_skipped_and_the_rest_read(tmp_path, suffix, sep):
+    path = tmp_path / f"latin{suffix}"
+    lines = [f"id{sep}title{sep}price", f"a{sep}Äpple{sep}2", f"b{sep}\"multi\nline\"{sep}3"]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode() + f"c{sep}caf".encode() + b"\xe9" +
+                     f"{sep}4\r\nd{sep}Oatly{sep}5\r\n".encode())
+    products, errors = _read_both_ways(path)
+    assert [(p.id, p.title) for p in products] == [("a", "Äpple"), ("b", "multi\nline"), ("d", "Oatly")]
+    assert [str(e) for e in errors] == \
+        ["line 5: not valid UTF-8 (byte 0xe9 in the 'title' field); save the catalog as UTF-8"]
+
+
+def test_a_csv_header_that_is_not_utf8_is_a_catalog_error(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"id,t\xeftle\n1,x\n")
+    with pytest.raises(CatalogError, match=r"header \(line 1\) is not valid UTF-8 \(byte 0xef"):
+        read_catalog(path)
+
+
+def test_a_never_closed_csv_quote_is_reported_and_the_rows_after_it_read(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('id,title,price\na,Arla,1\nb,"Oatly,2\nc,Valio,3\nd,Bravo,4\n', encoding="utf-8")
+    products, errors = _read_both_ways(path)
+    assert [p.id for p in products] == ["a", "c", "d"]
+    assert [e.line for e in errors] == [3] and "quote opened on this line is never closed" in errors[0].message
+
+
+def test_a_csv_quote_closed_rows_later_is_named_with_the_lines_it_swallowed(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('id,title,price\nb,"Oatly,2\nc,"Valio, 1l",3\nd,Bravo,4\n', encoding="utf-8")
+    products, errors = _read_both_ways(path)
+    assert [p.id for p in products] == ["d"]
+    assert [e.line for e in errors] == [3]
+    assert "a quoted field runs from line 2 to line 3" in errors[0].message
+
+
+def test_old_mac_line_ends_still_split_rows(tmp_path):
+    path = tmp_path / "mac.jsonl"
+    path.write_bytes(b'{"id": "a", "title": "x"}\r{"id": "b", "title": "y"}\r')
+    products, errors = _read_both_ways(path)
+    assert [p.id for p in products] == ["a", "b"] and errors == []
+
+
+def test_jsonl_keys_are_case_insensitive_like_csv_headers(tmp_path):
+    path = tmp_path / "c.jsonl"
+    rows = [{"ID": "1", "Title": "Arla", "PRICE": "2", " Category ": "Dairy > Milk"},
+            {"id": "2", "title": "x", "Title": "y"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    products, errors = _read_both_ways(path)
+    assert [(p.id, p.title, p.price, p.category) for p in products] == [("1", "Arla", 2.0, "Dairy > Milk")]
+    assert [e.line for e in errors] == [2] and "'title' and 'Title' name the same column" in errors[0].message
 
 
 def _write(directory, rows):

@@ -25,7 +25,7 @@ class CatalogFormatError(CatalogError):
 def iter_catalog(path: str | Path) -> Iterator[Product | RowError]:
     """Products in file order; malformed rows as :class:`RowError`; duplicate ids are errors."""
     path, kind = _checked(path)
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+    with path.open("rb") as handle:  # decoded line by line: a row that is not UTF-8 is reported alone
         try:
             yield from iter_products(handle, kind, base_dir=path.parent)
         except CatalogFormatError:
@@ -40,7 +40,7 @@ def count_rows(path: str | Path) -> int:
     if kind == "jsonl":
         with path.open("rb") as handle:
             return sum(1 for raw in handle if raw.strip() and not raw.lstrip().startswith(b"#"))
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+    with path.open("rb") as handle:
         try:
             return sum(1 for _ in iter_rows(handle, kind))
         except CatalogError as exc:
