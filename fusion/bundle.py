@@ -77,23 +77,27 @@ def _minor(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:2])
 
 
-def check_compatible(manifest: Mapping[str, Any], where: Path) -> None:
-    """Raise ``BundleError`` when this install cannot load a bundle with this manifest."""
+def check_compatible(manifest: Mapping[str, Any], where: Path, *, refitting: bool = False) -> None:
+    """Raise ``BundleError`` when this install cannot load a bundle with this manifest. ``refitting``: only its
+    kept training rows are read (plain arrays), to fit the model again, so library versions do not matter."""
     fmt = manifest.get("format")
     if fmt != BUNDLE_FORMAT:
         raise BundleError(f"model bundle {where} has format {fmt!r}; this skutag reads format {BUNDLE_FORMAT}. "
-                          "Retrain it with `skutag train` (or `skutag retrain`) on this version.")
+                          "Retrain it with `skutag train` on this version.")
+    if refitting:
+        return
     made = manifest.get("libraries", {})
     here = library_versions()
     if _minor(made.get("scikit-learn", "0")) != _minor(here["scikit-learn"]):
         raise BundleError(
             f"model bundle {where} was made with scikit-learn {made.get('scikit-learn')}; this install has "
             f"{here['scikit-learn']}. Pickled estimators are not portable across scikit-learn minor versions: "
-            f"install scikit-learn=={'.'.join(map(str, _minor(made.get('scikit-learn', '0'))))}.* or retrain the model "
-            f"(`skutag retrain --model {where} --corrections EMPTY.jsonl --out NEW_DIR`).")
+            f"install scikit-learn=={'.'.join(map(str, _minor(made.get('scikit-learn', '0'))))}.* or fit it again on "
+            f"its kept rows with this install (`skutag retrain --model {where} --out NEW_DIR`).")
     if _minor(made.get("numpy", "0"))[:1] != _minor(here["numpy"])[:1]:
         raise BundleError(f"model bundle {where} was made with numpy {made.get('numpy')}; this install has "
-                          f"{here['numpy']} (another major version). Install numpy {made.get('numpy')} or retrain.")
+                          f"{here['numpy']} (another major version). Install numpy {made.get('numpy')} or fit it "
+                          f"again on its kept rows (`skutag retrain --model {where} --out NEW_DIR`).")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -305,7 +305,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     started = time.perf_counter()
     parent = bundles.resolve(model_dir)
     manifest = parent.manifest()
-    bundles.check_compatible(manifest, parent.path)
+    bundles.check_compatible(manifest, parent.path, refitting=True)  # the model is fitted again, not loaded
     old: TrainingSet = bundles.load_training(parent).relabelled(renamed or {})
     config = _config_from_manifest(config, manifest)
     if isinstance(corrections_path, (str, Path)):

@@ -226,3 +226,25 @@ def test_training_names_the_rows_whose_photo_could_not_be_read(catalogs, tmp_pat
     assert f"{catalog}: row broken-photo: image:" in err and "(trained without it)" in err
     manifest = json.loads(next((tmp_path / "m").glob("v*/manifest.json")).read_text(encoding="utf-8"))
     assert manifest["training_data"]["unreadable_inputs"] == 1
+
+
+def test_a_bundle_from_another_scikit_learn_is_refused_and_fitted_again_as_the_message_says(model_dir, tmp_path, capsys):
+    import re
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    manifest_file = old / "v0001" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["libraries"]["scikit-learn"] = "1.2.2"
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    (old / "CURRENT").write_text("v0001\n", encoding="utf-8")
+    code, _, err = run(capsys, "tag", "--title", "Banana Ecological", "--model", str(old))
+    assert code == 2 and "scikit-learn 1.2.2" in err
+    advice = re.search(r"`skutag retrain --model (\S+) --out NEW_DIR`", err)
+    assert advice, err
+    code, out, _ = run(capsys, "retrain", "--model", advice.group(1), "--out", str(tmp_path / "new"), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["corrections"]["rows"] == 0 and summary["rows"] == 18
+    code, out, _ = run(capsys, "tag", "--title", "Banana Ecological", "--model", str(tmp_path / "new"), "--json")
+    assert code == 0 and json.loads(out)["path"]

@@ -114,7 +114,9 @@ def _register_retrain(subparsers) -> None:
                               "is in the training data replaces it) and retrain. --out may be MODEL_DIR itself "
                               "(a new version there) or a new directory.")
     p.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR")
-    p.add_argument("--corrections", type=Path, required=True, metavar="FILE")
+    p.add_argument("--corrections", type=Path, metavar="FILE",
+                   help="catalog rows with the right category (without it: the kept rows are fitted again, e.g. "
+                        "after upgrading scikit-learn)")
     p.add_argument("--out", type=Path, required=True, metavar="NEW_DIR")
     p.add_argument("--renamed", type=Path, metavar="FILE",
                    help="JSON object old category path -> new: the model's training rows are relabelled (default: "
@@ -421,7 +423,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         if args.renamed and not args.renamed.is_file():
             raise FileNotFoundError(f"--renamed: no such file {args.renamed}")
         renamed = load_aliases(args.renamed) if args.renamed else managed_path_aliases()
-        version, summary, corrections = retrain_bundle(args.model, args.corrections, args.out, config,
+        version, summary, corrections = retrain_bundle(args.model, args.corrections or [], args.out, config,
                                                        renamed=renamed)
     _report_row_errors(corrections)
     _report_unreadable(corrections, summary["unreadable_inputs"])
