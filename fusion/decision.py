@@ -103,6 +103,16 @@ class RuleEngine:
         return None
 
 
+def _distinct(confidence: float, threshold: float, kind: str) -> tuple[str, str, str]:
+    """Confidence, threshold kind and threshold for a reason, with enough decimals that they read apart
+    (never "confidence 1.00 below auto threshold 1.00")."""
+    for decimals in (2, 4, 6):
+        shown = f"{confidence:.{decimals}f}", f"{threshold:.{decimals}f}"
+        if shown[0] != shown[1] or confidence == threshold:
+            break
+    return shown[0], kind, shown[1]
+
+
 def load_rules_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -242,13 +252,14 @@ class Decider:
         elif confidence >= threshold:
             decision = Decision.AUTO
             kind = "class threshold" if path in self.class_thresholds else "global threshold"
-            reasons.append(f"confidence {confidence:.2f} >= {kind} {threshold:.2f}")
+            reasons.append("confidence {} >= {} {}".format(*_distinct(confidence, threshold, kind)))
         elif confidence >= self.config.review_threshold:
             decision = Decision.REVIEW
-            reasons.append(f"confidence {confidence:.2f} below auto threshold {threshold:.2f}")
+            reasons.append("confidence {} below {} {}".format(*_distinct(confidence, threshold, "auto threshold")))
         else:
             decision = Decision.MANUAL
-            reasons.append(f"confidence {confidence:.2f} below review threshold {self.config.review_threshold:.2f}")
+            reasons.append("confidence {} below {} {}".format(
+                *_distinct(confidence, self.config.review_threshold, "review threshold")))
             parent = self._confident_parent(classes, proba) if self.config.backoff_to_parent else None
             if parent is not None:
                 path, confidence = parent

@@ -404,12 +404,11 @@ def parse_price(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         price = float(value)
     elif isinstance(value, str):
-        text = _PRICE_NOISE.sub("", value)
-        if text.count(",") == 1 and "." not in text:
-            text = text.replace(",", ".")
-        text = text.replace(",", "")
+        number = _plain_number(_PRICE_NOISE.sub("", value))
+        if number is None:
+            raise ValueError(f"price is not a number: {value!r} is ambiguous (write 1299 or 1.299)")
         try:
-            price = float(text)
+            price = float(number)
         except ValueError:
             raise ValueError(f"price is not a number: {value!r}") from None
     else:
@@ -419,6 +418,21 @@ def parse_price(value: Any) -> float | None:
     if math.isinf(price) or price < 0:
         raise ValueError(f"price must be a finite number >= 0, got {value!r}")
     return price
+
+
+def _plain_number(text: str) -> str | None:
+    """'1 299,00' / '1.299,00' / '1,299.00' -> '1299.00': with both separators the last one is the decimal
+    point; a lone comma is a decimal comma ('12,50') unless it could as well group thousands ('1,299': None)."""
+    if "," in text and "." in text:
+        decimal = "," if text.rfind(",") > text.rfind(".") else "."
+        grouping = "." if decimal == "," else ","
+        return text.replace(grouping, "").replace(decimal, ".")
+    if text.count(",") == 1:
+        whole, fraction = text.split(",")
+        if len(fraction) == 3 and whole.strip("+-").isdigit():
+            return None
+        return text.replace(",", ".")
+    return text.replace(",", "")  # '1,299,000'
 
 
 def normalize_path(value: Any) -> str | None:

@@ -117,3 +117,13 @@ def test_coverage_at_precision_and_batch_decisions_keep_order_and_errors():
         ["a", "b"], scores, model_version="m/v0001", errors=[(), ("ocr: unreadable",)])
     assert [r.id for r in out] == ["a", "b"] and out[1].path == MILK and out[1].error == "ocr: unreadable"
     assert out[0].model_version == "m/v0001"
+
+
+def test_reasons_show_confidence_and_threshold_apart():
+    decider = Decider(DecisionConfig(audit_rate=0), class_thresholds={WATER: 0.9996}, known_paths=CLASSES)
+    below = decider.decide("p", CLASSES, np.array([0.9994, 0.0004, 0.0001, 0.0001]), {})
+    assert below.decision is Decision.REVIEW and "confidence 0.9994 below auto threshold 0.9996" in below.reasons
+    above = decider.decide("q", CLASSES, np.array([0.9997, 0.0001, 0.0001, 0.0001]), {})
+    assert above.decision is Decision.AUTO and "confidence 0.9997 >= class threshold 0.9996" in above.reasons
+    plain = decider.decide("r", CLASSES, np.array([0.1, 0.5, 0.3, 0.1]), {})
+    assert "confidence 0.50 below auto threshold 0.60" in plain.reasons

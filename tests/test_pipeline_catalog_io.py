@@ -91,9 +91,16 @@ def test_whole_file_problems_are_clear(tmp_path):
 
 
 @pytest.mark.parametrize("raw, expected", [("1 299,00 kr", 1299.0), ("RMB 35", 35.0), (3, 3.0), ("", None),
-                                           (None, None), ("1,299.50", 1299.5)])
+                                           (None, None), ("1,299.50", 1299.5), ("1.299,00", 1299.0),
+                                           ("12,50", 12.5), ("¥1,299,000", 1299000.0), ("0,5", 0.5)])
 def test_price_parsing(raw, expected):
     assert parse_price(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["1,299", "¥2,000", "cheap", "1.2.3"])
+def test_an_ambiguous_or_unreadable_price_is_an_error_not_a_guess(raw):
+    with pytest.raises(ValueError, match="price is not a number"):
+        parse_price(raw)
 
 
 def test_round_trip_and_content_hash_follows_image_bytes(photo_dir):
