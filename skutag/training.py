@@ -229,6 +229,18 @@ def _calibrate(model: FusionModel, calibration: TrainingSet, config: SkutagConfi
     }
 
 
+MIN_CALIBRATION_ROWS = 10
+"""Labelled rows of known categories a calibration catalog needs (a temperature fitted on fewer is noise)."""
+
+
+def check_calibration_set(calibration: TrainingSet, classes: Sequence[str] | set[str]) -> None:
+    """Refuse a calibration catalog with too few rows of categories the model knows."""
+    known = sum(path in set(classes) for path in calibration.paths)
+    if known < MIN_CALIBRATION_ROWS:
+        raise ValueError(f"the calibration catalog has {known} rows of categories the model knows "
+                         f"({len(calibration)} labelled rows in all); calibrating needs at least {MIN_CALIBRATION_ROWS}")
+
+
 def read_calibration_set(path: str | Path, collector: EvidenceCollector, config: SkutagConfig,
                          progress: Progress | None = None) -> tuple[TrainingSet, Catalog]:
     catalog = read_catalog(path, require_category=True)
@@ -246,6 +258,7 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
     config = _config_from_manifest(config, manifest)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(parent))
     calibration, catalog = read_calibration_set(calibration_path, collector, config, progress)
+    check_calibration_set(calibration, [str(c) for c in model.classes_])
     record = _calibrate(model, calibration, config)
     record.update(catalog=str(Path(calibration_path).resolve()), skipped_rows=len(catalog.errors),
                   parent={"bundle": str(parent.path), "version": parent.name})
@@ -282,6 +295,7 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     calibration, calibration_source = None, None
     if calibration_path is not None:
         calibration, cal_catalog = read_calibration_set(calibration_path, collector, config, progress)
+        check_calibration_set(calibration, set(training.paths))
         calibration_source = {"catalog": str(Path(calibration_path).resolve()), "skipped_rows": len(cal_catalog.errors)}
     features_seconds = time.perf_counter() - started
     version, summary = fit_and_save(training, out, config, collector,

@@ -77,10 +77,15 @@ def test_train_with_calibration_and_the_cli(trained, capsys):
     assert summary["calibration"]["rows"] == len(read_catalog(cal).products)
 
     assert main(["calibrate", str(cal), "--model", str(out), "--out", str(root / "cli"), "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
     assert printed["version"] == "v0001" and printed["calibration"]["parent"]["version"] == "v0001"
+    assert "1 calibration rows are of categories the model does not know" in captured.err
     assert main(["calibrate", str(root / "missing.jsonl"), "--model", str(out)]) != 0
     assert "missing.jsonl" in capsys.readouterr().err
+    few = write_catalog(root / "few.jsonl", [json.loads(line) for line in cal.read_text(encoding="utf-8").splitlines()[:9]])
+    assert main(["calibrate", str(few), "--model", str(out), "--out", str(root / "few-cal")]) == 2
+    assert "has 9 rows of categories the model knows" in capsys.readouterr().err and not (root / "few-cal").exists()
 
 
 def test_retrain_calibrates_the_new_version_on_the_parents_calibration_rows(trained):

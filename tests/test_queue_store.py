@@ -243,3 +243,220 @@ def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, mode
     collected = run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, progress=False))
     assert collected.already_done_in_backend == 8 and collected.enqueued == 0
     assert {r["id"]: r["path"] for r in read_rows(tmp_path / "out.jsonl")} == {k: v.path for k, v in saved.items()}
+
+
+def _stored_product(db: Path, product_id: str, title: str, photo: str | None):
+    """A product saved and accepted by an operator, as the HTTP API does it; its view."""
+    from fusion.result import Decision, TagResult
+    from skutag.store import Store, fingerprint
+
+    store = Store.open(str(db))
+    try:
+        image_id = None
+        if photo:
+            data = Path(photo).read_bytes()
+            image_id, _ = store.add_image(fingerprint(data), data)
+        result = TagResult(id=product_id, label="Milk", path="Dairy > Milk > Arla", confidence=0.55,
+                           decision=Decision.REVIEW, model_version="api-model")
+        store.save_tagging(product_id, title=title, price=12.5, brand="Arla", image_id=image_id, result=result,
+                           model_version="api-model")
+        store.add_correction(product_id, None, who="operator", kind="accept")
+        return store.get_product(product_id)
+    finally:
+        store.close()
+
+
+def test_a_malformed_row_never_overwrites_a_stored_product_or_its_verdict(tmp_path, model_dir):
+    pytest.importorskip("sqlalchemy")
+    from skutag.store import NotFound, Store
+
+    photo = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=1)[0]["image"]
+    db = tmp_path / "shop.db"
+    before = _stored_product(db, "keep1", "Arla mjölk", photo)
+    assert before.status == "accepted"
+    catalog = write_catalog([
+        {"id": "keep1", "image": photo, "title": "Arla mjölk", "price": "abc"},  # malformed, id already stored
+        {"id": "new-bad", "title": "Oatly", "price": "abc"},  # malformed, new id
+        {"title": "Valio", "price": "abc"},  # malformed, no id: reported by its line only
+    ], tmp_path / "catalog.jsonl")
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1)
+    summary = run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, progress=False, store_url=str(db)))
+
+    out = {row["id"]: row for row in read_rows(tmp_path / "out.jsonl")}
+    assert summary.malformed == 3 and set(out) == {"keep1", "new-bad", "line:3"}
+    assert "price is not a number" in out["keep1"]["error"]  # the failure is reported in the output
+    store = Store.open(str(db))
+    try:
+        after = store.get_product("keep1")
+        assert after == before  # fields, photo, status, category, latest prediction: all as they were
+        assert store.get_product("new-bad").status == "error"  # a new id is recorded as an error product
+        with pytest.raises(NotFound):
+            store.get_product("line:3")
+    finally:
+        store.close()
+
+
+def test_rows_the_database_cannot_hold_fail_alone_and_are_not_saved(tmp_path, model_dir):
+    pytest.importorskip("sqlalchemy")
+    from skutag.store import NotFound, Store
+
+    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=3, step=40)
+    bad = [
+        {"id": "long-brand", "title": "Arla mjölk", "brand": "B" * 250},
+        {"id": "x" * 140, "title": "Oatly havredryck"},
+        {"id": "商品 1/a", "title": "Valio yoghurt"},
+        {"id": "nul-title", "title": "Arla\u0000mjölk"},
+    ]
+    catalog = write_catalog(rows[:1] + bad + rows[1:], tmp_path / "catalog.jsonl")
+    db = tmp_path / "shop.db"
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1, chunk_size=2)
+    summary = run_batch(BatchRequest(catalog, tmp_path / "out.jsonl", config, progress=False, store_url=str(db)))
+
+    out = {row["id"]: row for row in read_rows(tmp_path / "out.jsonl")}
+    assert summary.tagged == 7 and summary.failed == 4
+    assert "brand is 250 characters, the database holds at most 200" in out["long-brand"]["error"]
+    assert "an id must be 1-128 characters" in out["x" * 140]["error"]
+    assert "letters, digits and . _ : -" in out["商品 1/a"]["error"]
+    assert "title contains a NUL character" in out["nul-title"]["error"]
+    store = Store.open(str(db))
+    try:
+        for row in rows:
+            assert store.get_product(row["id"]).path == out[row["id"]]["path"]
+        for row in bad:
+            with pytest.raises(NotFound):
+                store.get_product(row["id"])
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def pg_database_url():
+    pytest.importorskip("psycopg")
+    from service_fixtures import create_pg_schema, drop_pg_schema, require_postgres
+
+    require_postgres()
+    schema, url = create_pg_schema()
+    yield url
+    drop_pg_schema(schema)
+
+
+def test_a_value_postgresql_refuses_fails_its_row_and_the_batch_goes_on(tmp_path, model_dir, pg_database_url,
+                                                                        monkeypatch):
+    """Without the checks made before saving, PostgreSQL itself refuses a 250-character brand: that product
+    becomes a failed row with the database's reason, the others are saved, and a rerun does not count it done."""
+    from skutag.queue import store_sink
+    from skutag.store import NotFound, Store
+
+    monkeypatch.setattr(store_sink, "storable_product_problem", lambda product: None)
+    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=3, step=40)
+    rows[1]["brand"] = "B" * 250
+    catalog = write_catalog(rows, tmp_path / "catalog.jsonl")
+    out = tmp_path / "out.jsonl"
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1, chunk_size=3)
+    summary = run_batch(BatchRequest(catalog, out, config, progress=False, store_url=pg_database_url))
+
+    written = {row["id"]: row for row in read_rows(out)}
+    assert summary.tagged == 3 and summary.failed == 1
+    assert "value too long for type character varying(200)" in written[rows[1]["id"]]["error"]
+    store = Store.open(pg_database_url)
+    try:
+        assert store.get_product(rows[0]["id"]).path and store.get_product(rows[2]["id"]).path
+        with pytest.raises(NotFound):
+            store.get_product(rows[1]["id"])
+    finally:
+        store.close()
+    rerun = run_batch(BatchRequest(catalog, out, config, progress=False, store_url=pg_database_url,
+                                   retry_failed=True))
+    assert rerun.tagged == 1 and rerun.failed == 1  # tagged again, refused again: never silently "done"
+
+
+def test_a_database_that_goes_away_stops_the_batch_and_the_rerun_saves_the_product(tmp_path, model_dir,
+                                                                                   monkeypatch):
+    pytest.importorskip("sqlalchemy")
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from skutag.queue.store_sink import StoreUnavailableError
+    from skutag.store import Store
+
+    rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=5, step=40)
+    catalog = write_catalog(rows, tmp_path / "catalog.jsonl")
+    db, out = tmp_path / "shop.db", tmp_path / "out.jsonl"
+    save_tagging = Store.save_tagging
+
+    def locked_at_the_third(self, product_id, **kwargs):
+        if product_id == rows[2]["id"]:
+            raise OperationalError("INSERT INTO products", {}, sqlite3.OperationalError("database is locked"))
+        return save_tagging(self, product_id, **kwargs)
+
+    monkeypatch.setattr(Store, "save_tagging", locked_at_the_third)
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1, chunk_size=2)
+    request = BatchRequest(catalog, out, config, progress=False, store_url=str(db))
+    with pytest.raises(StoreUnavailableError, match="database is locked.*rerun the same command"):
+        run_batch(request)
+    assert [row["id"] for row in read_rows(out)] == [rows[0]["id"], rows[1]["id"]]  # not marked done
+
+    monkeypatch.setattr(Store, "save_tagging", save_tagging)
+    rerun = run_batch(request)
+    assert rerun.skipped == 2 and rerun.tagged == 3 and rerun.failed == 0
+    store = Store.open(str(db))
+    try:
+        assert all(store.get_product(row["id"]).title == row["title"] for row in rows)
+    finally:
+        store.close()
+
+
+def test_rows_without_an_id_from_two_catalogs_are_two_products(tmp_path, model_dir):
+    pytest.importorskip("sqlalchemy")
+    from skutag.store import Store
+
+    first = write_catalog([{"title": "Arla mjölk"}], tmp_path / "A.jsonl")
+    second = write_catalog([{"title": "Oatly havredryck"}], tmp_path / "B.jsonl")
+    db = tmp_path / "shop.db"
+    config = QueueConfig(tagger_factory=TAGGER, model_dir=str(model_dir), workers=1)
+    for catalog in (first, second):
+        run_batch(BatchRequest(catalog, catalog.with_suffix(".out.jsonl"), config, progress=False,
+                               store_url=str(db)))
+    assert [row["id"] for row in read_rows(tmp_path / "A.out.jsonl")] == ["A:line-1"]
+    assert [row["id"] for row in read_rows(tmp_path / "B.out.jsonl")] == ["B:line-1"]
+    store = Store.open(str(db))
+    try:
+        assert store.get_product("A:line-1").title == "Arla mjölk"
+        assert store.get_product("B:line-1").title == "Oatly havredryck"
+    finally:
+        store.close()
+    run_batch(BatchRequest(first, tmp_path / "plain.jsonl", config, progress=False))  # no database: as before
+    assert [row["id"] for row in read_rows(tmp_path / "plain.jsonl")] == ["line-1"]
+
+
+def test_the_batch_stores_exactly_the_ids_the_http_api_accepts():
+    from skutag.queue.store_sink import PRODUCT_ID_RE
+    from skutag.service.engine import PRODUCT_ID_RE as API_PRODUCT_ID_RE
+
+    assert PRODUCT_ID_RE.pattern == API_PRODUCT_ID_RE.pattern
+
+
+def test_a_batch_into_the_database_samples_audits_as_the_service_does(tmp_path):
+    """No audit draw inside the decision (the service answers `auto`); the database's audit page gets its
+    share of auto-tags (`service.audit_rate`) instead."""
+    pytest.importorskip("sqlalchemy")
+    from fusion.result import Decision, TagResult
+    from skutag.catalog import Product
+    from skutag.queue.store_sink import StoreSink
+    from skutag.queue.tagger_factory import TaggerSpec
+
+    db = str(tmp_path / "audit.db")
+    assert TaggerSpec("skutag.pipeline:load_pipeline", store_url=db).load().config.decision.audit_rate == 0.0
+    assert TaggerSpec("skutag.pipeline:load_pipeline").load().config.decision.audit_rate > 0.0
+    config = tmp_path / "site.toml"
+    config.write_text("[service]\naudit_rate = 1.0\n", encoding="utf-8")
+    sink = StoreSink(db, config_file=str(config))
+    try:
+        for decision in (Decision.AUTO, Decision.REVIEW):
+            sink.save(Product(id=f"p-{decision.value}", title="Arla milk"),
+                      TagResult(id=f"p-{decision.value}", label="Milk", path="Drinks > Milk > Milk", confidence=0.99,
+                                decision=decision, model_version="m1"))
+        assert [p.id for p in sink.store.audit_queue()] == ["p-auto"]
+    finally:
+        sink.close()

@@ -59,6 +59,8 @@ def test_tag_read_and_correct_a_product(api, val_rows):  # noqa: F811
     assert product["title"] == "Banan <script>alert(1)</script>" and product["price"] == 12.9
     assert product["prediction"]["contributions"] == {"vision": 1.0}
 
+    empty = client.post("/v1/products/sku-1/corrections", headers=auth, json={"category": " "})
+    assert empty.status_code == 422 and empty.json()["field"] == "category"
     wrong = next(c for c in TEST_CLASSES if c != body["path"])
     fixed = client.post("/v1/products/sku-1/corrections", headers=auth, json={"category": wrong})
     assert fixed.status_code == 201 and fixed.json()["old_path"] == body["path"] and fixed.json()["who"] == "token:tests"
@@ -85,8 +87,13 @@ def test_duplicate_cache_reuses_exact_and_near_copies(api, val_rows):  # noqa: F
     client.post("/v1/products/orig/corrections", headers=auth, json={"category": target})
     again = upload(client, auth, reencode(row.image, 300, 80), id="copy-after-fix").json()
     assert again["path"] == target and again["decision"] == "auto" and again["confidence"] == 1.0
+    # the same photo under another product's title (a placeholder shot) is asked of the model
+    placeholder = upload(client, auth, row.image, id="placeholder", title="华为 Mate60 手机 512GB").json()
+    assert placeholder["cache_hit"] is None and placeholder["confidence"] != 1.0
+    titled = upload(client, auth, row.image, id="titled-copy", title="  华为 mate60 手机   512GB").json()
+    assert titled["cache_hit"] == "exact" and titled["path"] == placeholder["path"]  # same title, spacing aside
     stats = client.get("/v1/stats", headers=auth).json()
-    assert stats["cache_hits"] == {"exact": 1, "near": 2}
+    assert stats["cache_hits"] == {"exact": 2, "near": 2}
 
 
 def test_batch_tags_good_items_and_reports_bad_ones(api, val_rows):  # noqa: F811
@@ -106,6 +113,26 @@ def test_batch_tags_good_items_and_reports_bad_ones(api, val_rows):  # noqa: F81
     assert response.json()["errors"] == 2
 
 
+def test_a_batch_item_of_the_wrong_type_or_a_repeated_id_fails_alone(api):
+    client, auth = api
+    items = [{"id": "typed-ok", "title": "Oatly oat drink", "price": "¥1,299.00"},
+             {"id": "typed-price", "title": "Oatly", "price": "abc"},
+             {"id": "typed-title", "title": 123},
+             {"id": 42, "title": "Arla milk", "price": 12},
+             {"id": "typed-ok", "title": "a different product"},
+             {"id": "ambiguous", "title": "Oatly", "price": "1,299"}]
+    response = client.post("/v1/products:batch", headers=auth, json={"products": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["id"] == "typed-ok" and results[3]["id"] == "42"
+    assert [r["error"]["field"] for r in results if isinstance(r.get("error"), dict)] == [
+        "products[1].price", "products[2].title", "products[4].id", "products[5].price"]
+    assert "repeats the id of products[0]" in results[4]["error"]["message"]
+    assert "ambiguous" in results[5]["error"]["message"]
+    stored = client.get("/v1/products/typed-ok", headers=auth).json()
+    assert stored["title"] == "Oatly oat drink" and stored["price"] == 1299.0
+
+
 BAD_INPUTS = [
     ("no token", dict(headers={}), 401, "Authorization: Bearer"),
     ("wrong token", dict(headers={"Authorization": "Bearer skt_nope"}), 401, "unknown or revoked"),
@@ -114,6 +141,8 @@ BAD_INPUTS = [
     ("empty form", dict(data={}), 422, "send a photo, a title, or both"),
     ("bad price", dict(data={"title": "x", "price": "cheap"}), 422, "price"),
     ("negative price", dict(data={"title": "x", "price": "-3"}), 422, "price"),
+    ("ambiguous price", dict(data={"title": "x", "price": "1,299"}), 422, "ambiguous"),
+    ("huge price", dict(data={"title": "x", "price": "2e9"}), 422, "between 0 and 1e9"),
     ("bad id", dict(data={"title": "x", "id": "../etc/passwd"}), 422, "id"),
     ("long title", dict(data={"title": "x" * 600}), 422, "title"),
     ("photo over limit", dict(files={"image": ("x.jpg", b"\xff" * 2_500_000, "image/jpeg")}), 413, "limit"),
@@ -185,8 +214,13 @@ def test_taxonomy_label_map_and_brand_edits_are_versioned(api, val_rows):  # noq
     assert brand.status_code == 200
     assert client.get("/v1/brands", headers=auth).json()["brands"]["Oatly"]["aliases"] == ["OATLY", "oatly"]
     assert client.put("/v1/brands/Nope", headers=auth, json={"categories": ["Toys > Lego"]}).status_code == 422
+    clash = client.put("/v1/brands/Oatmeal", headers=auth, json={"aliases": ["Oatly"]})  # another brand's name
+    assert clash.status_code == 422 and clash.json()["field"] == "aliases" and "Oatly" in clash.json()["detail"]
+    assert client.put("/v1/brands/Long", headers=auth, json={"aliases": ["x" * 201]}).status_code == 422
+    assert "Oatmeal" not in client.get("/v1/brands", headers=auth).json()["brands"]
     versions = client.get("/v1/taxonomy/versions", headers=auth, params={"kind": "lexicon"}).json()["versions"]
     assert [v["version"] for v in versions] == [1] and versions[0]["created_by"] == "token:tests"
+    assert upload(client, auth, val_rows[1].image, id="after-clash").status_code == 200  # the service still tags
 
 
 def test_taxonomy_update_renames_moves_and_retags_with_clear_errors(api, val_rows):  # noqa: F811

@@ -154,3 +154,29 @@ def grocery_photo():
     from conftest import shared_path
 
     return shared_path("grocery", "images", "val", "Fruit", "Banana", "Banana_001.jpg").read_bytes()
+
+
+def test_an_answer_with_a_note_is_stored_under_its_decision_and_a_failure_as_an_error(store):
+    import dataclasses
+
+    noted = dataclasses.replace(_result("n1", "Fruit > Banana > Banana", 0.5, Decision.REVIEW),
+                                error="image: cannot read n1.jpg")
+    view = store.save_tagging("n1", title="banan", price=None, brand=None, image_id=None, result=noted,
+                              model_version="m1")
+    assert view.status == "review" and view.path == "Fruit > Banana > Banana"
+    assert view.prediction.error == "image: cannot read n1.jpg"
+    failed = store.save_tagging("n2", title=None, price=None, brand=None, image_id=None,
+                                result=TagResult.failed("n2", "image: not a photo"), model_version="m1")
+    assert failed.status == "error" and failed.path is None
+
+
+def test_a_photos_earlier_answer_is_lent_only_to_products_that_fit(store, grocery_photo):
+    image_id, _ = store.add_image(fingerprint(grocery_photo), grocery_photo)
+    store.save_tagging("phone", title="华为 手机", price=None, brand=None, image_id=image_id,
+                       result=_result("phone", "Phones > Mobile > Huawei"), model_version="m1")
+    store.save_tagging("fruit", title="香蕉", price=None, brand=None, image_id=image_id,
+                       result=_result("fruit", "Fruit > Banana > Banana"), model_version="m1")
+    assert store.reusable_prediction(image_id, "m1")[1].id == "fruit"  # the latest answer
+    prediction, source = store.reusable_prediction(image_id, "m1", fits=lambda p: p.title == "华为 手机")
+    assert source.id == "phone" and prediction.path == "Phones > Mobile > Huawei"
+    assert store.reusable_prediction(image_id, "m1", fits=lambda p: False) is None

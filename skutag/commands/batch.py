@@ -80,7 +80,8 @@ def _queue_config(args: argparse.Namespace, **extra):
 def run_batch_command(args: argparse.Namespace) -> int:
     from skutag.queue.catalog_source import CatalogFormatError
     from skutag.queue.celery_app import BrokerUrlError
-    from skutag.queue.runner import BatchRequest, run_batch
+    from skutag.queue.runner import BatchRequest, BrokerUnavailableError, run_batch
+    from skutag.queue.store_sink import StoreUnavailableError
     from skutag.queue.tagger_factory import TaggerLoadError
 
     if args.no_wait and not args.broker:
@@ -108,10 +109,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
     )
     try:
         summary = run_batch(request)
-    except (CatalogFormatError, BrokerUrlError, TaggerLoadError, TimeoutError) as exc:
-        raise UserFacingError(str(exc)) from exc
-    except ValueError as exc:  # an output file that is not ours, a bad config value
-        raise UserFacingError(str(exc)) from exc
+    except (CatalogFormatError, BrokerUrlError, BrokerUnavailableError, StoreUnavailableError, TaggerLoadError,
+            TimeoutError) as exc:
+        raise UserFacingError(str(exc)) from None
+    except ValueError as exc:  # an --out that must not be written, a database URL or config value we cannot use
+        raise UserFacingError(str(exc)) from None
     if args.json:
         print(json.dumps(summary.to_json(), ensure_ascii=False))
     else:
@@ -180,7 +182,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
     if pool == "solo":
         processes = 1
     try:
-        app = make_app(config, spec=tagger_spec(config, args.config, threads), store_url=args.db)
+        app = make_app(config, spec=tagger_spec(config, args.config, threads, args.db), store_url=args.db)
     except BrokerUrlError as exc:
         raise UserFacingError(str(exc)) from exc
     hostname = args.hostname or f"skutag-{os.getpid()}@%h"

@@ -365,7 +365,8 @@ def run_tag(args: argparse.Namespace) -> int:
         products, catalog = _products_from(args)
         pipeline = _load_pipeline(config, args.model)
         rules = _service_rules(args, config, pipeline)
-        results = _tag_all(pipeline, products, args, audit=not args.no_audit)
+        # with --db, as the service answers: its audit sample is kept in the database, not in the decision
+        results = _tag_all(pipeline, products, args, audit=not (args.no_audit or args.db))
     if rules is not None:
         results = [rules.apply(r) for r in results]
     if catalog is not None:
@@ -453,6 +454,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         c = summary["calibration"]
         print(f"calibrated {version.path} on {c['rows']} rows: temperature {c['temperature_before']:.3f} -> "
               f"{c['temperature']:.3f}, accuracy {c['accuracy']:.3f}, {c['class_thresholds']} class thresholds")
+    if summary["calibration"]["rows_of_unknown_classes"]:
+        print(f"skutag: note: {summary['calibration']['rows_of_unknown_classes']} calibration rows are of categories "
+              "the model does not know (they count as wrong answers for the thresholds)", file=sys.stderr)
     return 0
 
 

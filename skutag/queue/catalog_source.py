@@ -5,33 +5,92 @@ Batches run over catalogs of millions of rows, so rows are read lazily, never al
 ``skutag.catalog_io.row_to_product``, so a row means the same to ``batch`` as to ``tag``/``train``
 (price text like "¥12.5", relative image paths, a missing id becoming ``line-N``, a row with
 neither image nor title being malformed).
+
+An id belongs to the first row that names it, valid or malformed: a later row with the same id is a
+duplicate (reported by its line), so a malformed repeat never displaces a product already read. With
+``id_prefix`` (batches into a database shared by many catalogs) a row without an id becomes
+``<id_prefix>:line-N`` instead, unique to its catalog.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import math
+import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from skutag.catalog import Product
-from skutag.catalog_io import CatalogError, RowError, catalog_kind, iter_products, iter_rows
+from skutag.catalog_io import CatalogError, RowError, catalog_kind, iter_rows, row_to_product
 
-__all__ = ["CatalogFormatError", "RowError", "count_rows", "iter_catalog"]
+__all__ = ["CatalogFormatError", "RowError", "catalog_id_prefix", "count_rows", "iter_catalog"]
+
+ID_PREFIX_MAX_CHARS = 80  # leaves room for ":line-N" within the 128 characters of a stored id
 
 
 class CatalogFormatError(CatalogError):
     """The catalog file itself cannot be read (missing, unknown format, no header)."""
 
 
-def iter_catalog(path: str | Path) -> Iterator[Product | RowError]:
-    """Products in file order; malformed rows as :class:`RowError`; duplicate ids are errors."""
+def iter_catalog(path: str | Path, id_prefix: str | None = None) -> Iterator[Product | RowError]:
+    """Products in file order; malformed rows as :class:`RowError`; a repeated id is an error on the later row."""
     path, kind = _checked(path)
     with path.open("rb") as handle:  # decoded line by line: a row that is not UTF-8 is reported alone
         try:
-            yield from iter_products(handle, kind, base_dir=path.parent)
+            yield from _items(iter_rows(handle, kind), path.parent, id_prefix)
         except CatalogFormatError:
             raise
         except CatalogError as exc:
             raise CatalogFormatError(f"{path}: {exc}") from None
+
+
+def catalog_id_prefix(path: str | Path) -> str:
+    """The catalog's file stem as an id prefix the HTTP API accepts (letters, digits and . _ -); a stem with other
+    characters keeps a hash of it, so two catalogs never share the prefix."""
+    stem = Path(path).stem
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("._-")[:ID_PREFIX_MAX_CHARS - 9]
+    if safe == stem:
+        return safe
+    digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:8]
+    return f"{safe}-{digest}" if safe else f"catalog-{digest}"
+
+
+def _items(rows: Iterable[tuple[int, Any]], base_dir: Path, id_prefix: str | None) -> Iterator[Product | RowError]:
+    first_line: dict[str, int] = {}  # id -> the line of the row that named it first
+    for line, raw in rows:
+        item = raw if isinstance(raw, RowError) else _item(raw, line, base_dir, id_prefix)
+        if item.id is not None and item.id in first_line:
+            yield _duplicate(item, line, first_line[item.id])
+            continue
+        if item.id is not None:
+            first_line[item.id] = line
+        yield item
+
+
+def _item(row: Mapping[str, Any], line: int, base_dir: Path, id_prefix: str | None) -> Product | RowError:
+    try:
+        product = row_to_product(row, line, base_dir=base_dir)
+    except ValueError as exc:
+        return RowError(line, str(exc), _named_id(row))
+    if id_prefix and _named_id(row) is None:
+        return dataclasses.replace(product, id=f"{id_prefix}:line-{line}")
+    return product
+
+
+def _duplicate(item: Product | RowError, line: int, first: int) -> RowError:
+    message = f"duplicate id {item.id!r} (first on line {first})"
+    if isinstance(item, RowError):
+        message += f"; the row is malformed too: {item.message}"
+    return RowError(line, message)
+
+
+def _named_id(row: Mapping[str, Any]) -> str | None:
+    """The id a row names (None: none, so the reader makes one up)."""
+    value = row.get("id")
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value).strip() or None if isinstance(value, (str, int, float)) else None
 
 
 def count_rows(path: str | Path) -> int:

@@ -7,13 +7,24 @@ catalog of millions of rows streams through in constant memory. A process that d
 out of memory) breaks the pool: a fresh pool is started and the chunks it held are tagged again;
 a chunk that keeps killing processes is split and, product by product, failed with the reason.
 With one process everything runs in this process (no pickling, no start-up cost).
+
+Pool processes exit when the batch process dies, even by SIGKILL or the OOM killer (which run no
+clean-up): on Linux the kernel sends them SIGKILL (``PR_SET_PDEATHSIG``); elsewhere a watchdog
+thread sees their parent change within a second.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -37,13 +48,43 @@ _LOAD_ERROR: str | None = None
 _POLICY = RetryPolicy()
 
 
-def _init_process(spec: TaggerSpec, policy: RetryPolicy) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _init_process(spec: TaggerSpec, policy: RetryPolicy, parent_pid: int | None = None) -> None:
     global _TAGGER, _LOAD_ERROR, _POLICY
+    _exit_with_parent(parent_pid or os.getppid())
     _POLICY = policy
     try:
         _TAGGER = spec.load()
     except Exception as exc:  # reported with the first chunk, as a clear error, not a broken pool
         _LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this pool process when ``parent_pid`` (the batch process) is gone, however it died."""
+    if not _kill_me_when_parent_dies():
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="skutag-parent-watchdog", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the kernel was told
+        os._exit(1)
+
+
+def _kill_me_when_parent_dies() -> bool:
+    """Ask Linux to SIGKILL this process when its parent exits; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _run_chunk(products: Sequence[Product]) -> list[tuple[TagResult, str | None]]:
@@ -107,8 +148,11 @@ class _PoolDriver:
         self.pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        # a pool process's parent is this process; under a fork server it is the server (which exits with us)
+        parent = None if self.context.get_start_method() == "forkserver" else os.getpid()
         return ProcessPoolExecutor(
-            self.processes, mp_context=self.context, initializer=_init_process, initargs=(self.spec, self.policy)
+            self.processes, mp_context=self.context, initializer=_init_process,
+            initargs=(self.spec, self.policy, parent),
         )
 
     def run(self, chunks: Iterator[list[Product]]) -> None:

@@ -3,6 +3,12 @@
 Both paths stream the catalog, skip ids an earlier run of the same output finished, write a
 failed row (with its error) for every malformed or failing product, write each product exactly
 once, show a progress bar (rate, ETA) and end with a :class:`BatchSummary`.
+
+Before anything is tagged or written, ``--out`` is checked (never the catalog, a folder or a file
+that is not ours) and the database opened. With a database, rows without an id get ids unique to
+their catalog (``<catalog stem>:line-N``), and a row the database cannot hold (an id the HTTP API
+refuses, a brand too long) is a failed row that is not saved; malformed rows that name no id
+(``line:N``) and duplicates are reported in the output only.
 """
 
 from __future__ import annotations
@@ -10,17 +16,24 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from fusion.result import TagResult
 from skutag.catalog import Product
-from skutag.queue.catalog_source import RowError, count_rows, iter_catalog
+from skutag.queue.catalog_source import RowError, catalog_id_prefix, count_rows, iter_catalog
 from skutag.queue.config import QueueConfig
 from skutag.queue.core import RetryPolicy, image_hash
 from skutag.queue.progress import BatchProgress
-from skutag.queue.results import ResultSink, read_resume_state
+from skutag.queue.results import (
+    ResultSink,
+    ResumeState,
+    check_output_path,
+    repair_results_file,
+    scan_results_file,
+)
 from skutag.queue.tagger_factory import TaggerSpec, plan_processes
 
 
@@ -82,10 +95,10 @@ def _lexicon_version(store_url: str | None) -> int | None:
     """The version of the brand lexicon edited in that product database (None: none, or no database)."""
     if not store_url:
         return None
+    from skutag.queue.store_sink import open_store
     from skutag.service.rules import stored_version
-    from skutag.store import Store
 
-    store = Store.open(store_url)
+    store = open_store(store_url)
     try:
         return stored_version(store, "lexicon")
     finally:
@@ -108,35 +121,44 @@ def tagger_namespace(spec: TaggerSpec, lexicon_version: int | None = None) -> st
     return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}{lexicon}"
 
 
+class BrokerUnavailableError(RuntimeError):
+    """The Celery broker or result backend cannot be reached."""
+
+
 def run_batch(request: BatchRequest) -> BatchSummary:
     """Tag every product of ``request.catalog``; see the module doc for the guarantees."""
     config = request.config
     mode = "celery" if config.broker_url else "local"
     summary = BatchSummary(str(request.catalog), str(request.out) if request.out else None, mode)
     summary.rows = count_rows(request.catalog)
-    resume = read_resume_state(request.out, request.retry_failed) if request.out else None
-    finished = resume.finished_ids if resume else set()
+    resume = _checked_output(request)  # read only: nothing is written before the database is open too
+    store_url = request.store_url or config.store_url
+    store = _open_store_sink(store_url, request.config_file)
+    try:
+        if request.out:
+            repair_results_file(request.out, resume, request.retry_failed)
+        sink = ResultSink(request.out, store)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+    finished = resume.finished_ids
     started = time.perf_counter()
-    store = None
-    if request.store_url or config.store_url:
-        from skutag.queue.store_sink import StoreSink
-
-        store = StoreSink(request.store_url or config.store_url, config_file=request.config_file)
-    sink = ResultSink(request.out, store)
     in_flight: dict[str, Product] | None = {} if store is not None else None  # for the store's columns
     total = max(0, summary.rows - len(finished))
     label = "tagging" if mode == "local" else "tagging (celery)"
     try:
         with BatchProgress(total, label, enabled=request.progress) as progress:
 
-            def write(result: TagResult, digest: str | None) -> None:
+            def write(result: TagResult, digest: str | None, save: bool = True) -> None:
                 product = in_flight.pop(result.id, None) if in_flight is not None else None
-                if sink.add(result, digest, product):
+                if sink.add(result, digest, product, save):
                     progress.advance(1, int(bool(result.error)))
                     if summary.first_result_seconds is None:
                         summary.first_result_seconds = round(time.perf_counter() - started, 3)
 
-            products = _products(request.catalog, finished, summary, write, in_flight)
+            id_prefix = catalog_id_prefix(request.catalog) if store is not None else None
+            products = _products(request.catalog, finished, summary, write, in_flight, id_prefix)
             if mode == "local":
                 _run_local(request, products, write, summary)
             else:
@@ -151,20 +173,57 @@ def run_batch(request: BatchRequest) -> BatchSummary:
     return summary
 
 
+def _checked_output(request: BatchRequest) -> ResumeState:
+    """What an earlier run of ``--out`` finished; OutputFileError for an --out that must not be written."""
+    if not request.out:
+        return ResumeState()
+    check_output_path(request.out, request.catalog)
+    return scan_results_file(request.out, request.retry_failed)
+
+
+def _open_store_sink(store_url: str | None, config_file: str | None):
+    if not store_url:
+        return None
+    from skutag.queue.store_sink import StoreSink
+
+    return StoreSink(store_url, config_file=config_file)
+
+
 def _products(catalog: Path, finished: set[str], summary: BatchSummary, write,
-              in_flight: dict[str, Product] | None) -> Iterator[Product]:
-    """Products still to tag; malformed rows are written as failed rows on the way."""
-    for item in iter_catalog(catalog):
+              in_flight: dict[str, Product] | None, id_prefix: str | None = None) -> Iterator[Product]:
+    """Products still to tag; malformed rows (and, with a database, products it cannot hold) are written as failed
+    rows on the way."""
+    checking = in_flight is not None
+    for item in iter_catalog(catalog, id_prefix):
         if isinstance(item, RowError):
             row_id = item.id or f"line:{item.line}"
             if row_id in finished:
                 continue
             summary.malformed += 1
-            write(TagResult.failed(row_id, f"malformed catalog row (line {item.line}): {item.message}"), None)
-        elif item.id not in finished:
+            message = f"malformed catalog row (line {item.line}): {item.message}"
+            write(TagResult.failed(row_id, message), None, save=checking and _names_a_storable_id(item))
+        elif item.id in finished:
+            continue
+        elif checking and (problem := _unstorable(item)):
+            summary.malformed += 1
+            write(TagResult.failed(item.id, f"not saved in the product database: {problem}"), None, save=False)
+        else:
             if in_flight is not None:
                 in_flight[item.id] = item
             yield item
+
+
+def _names_a_storable_id(row: RowError) -> bool:
+    """A malformed row is saved (as a new error product) only when it names an id the database can hold."""
+    from skutag.queue.store_sink import storable_id_problem
+
+    return row.id is not None and storable_id_problem(row.id) is None
+
+
+def _unstorable(product: Product) -> str | None:
+    from skutag.queue.store_sink import storable_product_problem
+
+    return storable_product_problem(product)
 
 
 def _run_local(request: BatchRequest, products: Iterator[Product], write, summary: BatchSummary) -> None:
@@ -209,16 +268,17 @@ def _run_celery(request: BatchRequest, products: Iterator[Product], write, summa
     try:
         namespace = tagger_namespace(spec, _lexicon_version(request.store_url or config.store_url))
         namespace += f"|force-{uuid.uuid4()}" if request.force else ""
-        pending = enqueue(app, products, namespace, config.queue_name, config.embed_images,
-                          config.max_embedded_image_bytes, on_ready, stats, on_bad_product)
-        summary.enqueued = stats.sent
-        if request.wait and pending:
-            if not workers_online(app):
-                progress.console.print(
-                    f"[yellow]no worker answered yet on {_redacted(config.broker_url)}; waiting "
-                    f"(start one with: skutag worker --broker URL)[/yellow]"
-                )
-            collect(app, pending, on_ready, stats, timeout=config.result_timeout)
+        with _broker_errors(config):
+            pending = enqueue(app, products, namespace, config.queue_name, config.embed_images,
+                              config.max_embedded_image_bytes, on_ready, stats, on_bad_product)
+            summary.enqueued = stats.sent
+            if request.wait and pending:
+                if not workers_online(app):
+                    progress.console.print(
+                        f"[yellow]no worker answered yet on {_redacted(config.broker_url)}; waiting "
+                        f"(start one with: skutag worker --broker URL)[/yellow]"
+                    )
+                collect(app, pending, on_ready, stats, timeout=config.result_timeout)
     finally:
         summary.already_done_in_backend = stats.already_done
         summary.redelivered = stats.redelivered
@@ -226,6 +286,26 @@ def _run_celery(request: BatchRequest, products: Iterator[Product], write, summa
         summary.retried = stats.retried
         summary.workers = stats.workers
         app.close()
+
+
+@contextmanager
+def _broker_errors(config: QueueConfig) -> Iterator[None]:
+    """The broker or result backend out of reach: BrokerUnavailableError naming both (passwords hidden); the rows
+    written so far stay, a rerun goes on from there."""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        yield
+    except (KombuOperationalError, RedisConnectionError, RedisTimeoutError) as exc:
+        from skutag.queue.celery_app import backend_for
+
+        backend = backend_for(config.broker_url, config.result_backend)
+        raise BrokerUnavailableError(
+            f"cannot reach the broker {_redacted(config.broker_url)} or the result backend {_redacted(backend)}: "
+            f"{str(exc).rstrip('.')}; rows written so far are kept, rerun the same command to go on"
+        ) from exc
 
 
 def _redacted(url: str | None) -> str:

@@ -8,19 +8,106 @@ Results are read under the database's service rules first (``skutag.service.rule
 through the API, label-map overrides, the review whitelist), as the HTTP service answers: the JSONL output
 and the stored product agree with what ``POST /v1/products`` would have said. The brand lexicon edited through
 the service reaches the taggers too (``TaggerSpec.store_url`` for a local pool, ``follow_lexicon`` for workers).
+
+What the database cannot hold is refused per product (:class:`StoreRefusedError`: an id the HTTP API would refuse,
+a brand over the column's length, a NUL character), so one bad row fails alone; a database that cannot be reached
+or is locked is :class:`StoreUnavailableError` (transient: a worker retries, a batch stops without marking the
+product done). A failed row that names no readable product (a malformed catalog row) never overwrites a stored
+product: it is stored only when the id is new.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from fusion.result import TagResult
 from skutag.catalog import Product
+from skutag.queue.core import TransientError
 
 log = logging.getLogger(__name__)
+
+# the ids the HTTP API accepts (skutag.service.engine.PRODUCT_ID_RE; a test keeps the two equal), so every stored
+# product can be read and corrected through the API
+PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+PRODUCT_ID_RULE = ("an id must be 1-128 characters: letters, digits and . _ : - (starting with a letter or digit), "
+                   "as the HTTP API requires")
+BRAND_MAX_CHARS = 200  # products.brand is String(200)
+
+
+class StoreRefusedError(ValueError):
+    """The database cannot hold this product (a value too long, a character it refuses): the product fails alone."""
+
+
+class StoreUnavailableError(TransientError):
+    """The product database cannot be opened or written now (unreachable, locked, unwritable)."""
+
+
+def storable_id_problem(product_id: str) -> str | None:
+    """Why ``product_id`` cannot be a stored product's id, or None."""
+    return None if PRODUCT_ID_RE.match(product_id) else f"{product_id!r}: {PRODUCT_ID_RULE}"
+
+
+def storable_product_problem(product: Product) -> str | None:
+    """Why the database cannot hold ``product`` (its id, brand or title), or None."""
+    problem = storable_id_problem(product.id)
+    if problem:
+        return problem
+    if product.brand is not None and len(product.brand) > BRAND_MAX_CHARS:
+        return f"brand is {len(product.brand)} characters, the database holds at most {BRAND_MAX_CHARS}"
+    for name in ("title", "brand"):
+        if "\x00" in (getattr(product, name) or ""):
+            return f"{name} contains a NUL character, which the database cannot hold"
+    return None
+
+
+def open_store(url: str | None):
+    """``Store.open(url)``; a database that cannot be opened is :class:`StoreUnavailableError` naming it."""
+    from skutag.store import Store
+
+    with _database_errors(f"cannot open the database {_redacted(url)}"):
+        return Store.open(url)
+
+
+@contextmanager
+def _database_errors(doing: str) -> Iterator[None]:
+    """A value the database refuses -> StoreRefusedError; a database that is away or locked -> StoreUnavailableError."""
+    from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+
+    try:
+        yield
+    except (DataError, IntegrityError) as exc:
+        raise StoreRefusedError(f"the database refused it: {_reason(exc)}") from exc
+    except DBAPIError as exc:  # OperationalError (unreachable, locked, read-only), ProgrammingError, ...
+        raise StoreUnavailableError(f"{doing}: {_reason(exc)}") from exc
+    except StatementError as exc:  # a value that could not be sent at all
+        raise StoreRefusedError(f"the database refused it: {_reason(exc)}") from exc
+    except OSError as exc:  # a SQLite folder that cannot be made
+        raise StoreUnavailableError(f"{doing}: {exc}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return " ".join(str(orig).split())
+
+
+def _redacted(url: str | None) -> str:
+    """A database URL without its password, for messages."""
+    if not url:
+        return "(default SQLite)"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if "://" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 class StoreSink:
@@ -33,11 +120,11 @@ class StoreSink:
 
     def __init__(self, url: str | None, whitelist: tuple[str, ...] | None = None, rules_ttl: float = 30.0,
                  config_file: str | None = None):
-        from skutag.store import Store
-
-        self.store = Store.open(url)
+        self.url = url
+        self.store = open_store(url)
         self.saved = 0
         self.whitelist = _configured_whitelist(config_file) if whitelist is None else tuple(whitelist)
+        self.audit_rate = _configured_service(config_file).audit_rate  # the audit page's share, as the service
         self.rules_ttl = float(rules_ttl)
         self._rules: tuple[float, Any] | None = None
         self._lexicon_version: int | None = None  # the stored lexicon last handed to a tagger
@@ -48,7 +135,8 @@ class StoreSink:
 
         now = time.monotonic()
         if self._rules is None or now - self._rules[0] > self.rules_ttl:
-            self._rules = (now, ServiceRules.read(self.store, self.whitelist))
+            with _database_errors(f"cannot read the service rules from {_redacted(self.url)}"):
+                self._rules = (now, ServiceRules.read(self.store, self.whitelist))
         return self._rules[1]
 
     def apply_rules(self, result: TagResult) -> TagResult:
@@ -66,17 +154,37 @@ class StoreSink:
         return self._lexicon_version
 
     def save(self, product: Product | None, result: TagResult) -> None:
-        image_id = self._image_id(product.image) if product is not None else None
+        """Save ``product`` with ``result``; ``product`` None (a row that could not be read): only a new id is
+        stored, as an error, and a stored product stays as it is. StoreRefusedError: the database cannot hold it."""
+        with _database_errors(f"cannot save in the database {_redacted(self.url)}"):
+            if product is None:
+                self._save_failure(result)
+            else:
+                self._save_product(product, result)
+        self.saved += 1
+
+    def _save_failure(self, result: TagResult) -> None:
+        problem = storable_id_problem(result.id)
+        if problem:
+            raise StoreRefusedError(problem)
+        self.store.save_failure_if_new(result.id, result=result, model_version=result.model_version or "unknown")
+
+    def _save_product(self, product: Product, result: TagResult) -> None:
+        from skutag.service.rules import audit_sampled
+
+        problem = storable_product_problem(product)
+        if problem:
+            raise StoreRefusedError(problem)
         self.store.save_tagging(
             result.id,
-            title=product.title if product else None,
-            price=product.price if product else None,
-            brand=product.brand if product else None,
-            image_id=image_id,
+            title=product.title,
+            price=product.price,
+            brand=product.brand,
+            image_id=self._image_id(product.image),
             result=result,
             model_version=result.model_version or "unknown",
+            audit=audit_sampled(result.id, result.model_version or "unknown", result, self.audit_rate),
         )
-        self.saved += 1
 
     def _image_id(self, image: str | Path | bytes | None) -> int | None:
         from skutag.store import fingerprint
@@ -96,7 +204,11 @@ class StoreSink:
         self.store.close()
 
 
-def _configured_whitelist(config_file: str | None) -> tuple[str, ...]:
+def _configured_service(config_file: str | None):
     from skutag.config import SkutagConfig
 
-    return tuple(SkutagConfig.load(config_file).service.review_whitelist)
+    return SkutagConfig.load(config_file).service
+
+
+def _configured_whitelist(config_file: str | None) -> tuple[str, ...]:
+    return tuple(_configured_service(config_file).review_whitelist)

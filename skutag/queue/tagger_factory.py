@@ -37,7 +37,10 @@ class TaggerSpec:
     def load(self) -> Tagger:
         if self.threads > 0:
             limit_threads(self.threads)
-        tagger = load_tagger(self.factory, self.model_dir, self.config_file, self.threads)
+        # a tagger answering for a product database decides as the service does: no audit sample in its
+        # decisions (the database keeps its own, service.audit_rate, on its audit page)
+        overrides = {"decision.audit_rate": 0.0} if self.store_url else None
+        tagger = load_tagger(self.factory, self.model_dir, self.config_file, self.threads, overrides)
         if self.threads > 0:
             limit_threads(self.threads)  # libraries imported by the factory pick it up now
         if self.store_url:
@@ -77,7 +80,7 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
 
 
 def load_tagger(spec: str, model_dir: str | None = None, config_file: str | None = None,
-                threads: int = 0) -> Tagger:
+                threads: int = 0, overrides: dict[str, Any] | None = None) -> Tagger:
     """Call the factory named by ``spec`` and check that it returned a tagger.
 
     With ``threads``, every config section's ``threads`` and ``workers`` fields (vision, OCR ...) are
@@ -87,8 +90,8 @@ def load_tagger(spec: str, model_dir: str | None = None, config_file: str | None
     kwargs: dict[str, Any] = {}
     if model_dir is not None:
         kwargs["model_dir"] = model_dir
-    if config_file is not None or threads > 0:
-        kwargs["config"] = _config_with_threads(config_file, threads)
+    if config_file is not None or threads > 0 or overrides:
+        kwargs["config"] = _config_with_threads(config_file, threads).with_overrides(overrides or {})
     tagger = factory(**kwargs)
     if not callable(getattr(tagger, "tag_batch", None)):
         raise TaggerLoadError(f"tagger factory {spec!r} returned {type(tagger).__name__}, which has no tag_batch()")

@@ -45,11 +45,13 @@ class TagResponse(BaseModel):
 
 
 class BatchItem(BaseModel):
-    id: str | None = None
-    title: str | None = None
-    price: float | None = None
-    brand: str | None = None
-    image_base64: str | None = Field(None, description="the photo's bytes, base64")
+    """One product of a batch. Fields are checked item by item (a wrong type fails that item alone)."""
+
+    id: Any = Field(None, description="your product id (text or a whole number); generated when absent")
+    title: Any = Field(None, description="text")
+    price: Any = Field(None, description="a number, or text such as '12.90' or '¥1,299.00'")
+    brand: Any = Field(None, description="text")
+    image_base64: Any = Field(None, description="the photo's bytes, base64")
 
 
 class BatchRequest(BaseModel):
@@ -96,16 +98,39 @@ def _tag_response(view) -> dict[str, Any]:
     ).model_dump()
 
 
-def parse_price(raw: str | None) -> float | None:
-    if raw is None or not raw.strip():
-        return None
+def parse_price(raw: Any, field: str = "price") -> float | None:
+    """A price as a catalog's price column is read (``skutag.catalog_io.parse_price``), at most 1e9."""
+    from skutag.catalog_io import parse_price as catalog_price
+
     try:
-        value = float(raw.strip().replace(",", "."))
-    except ValueError:
-        raise InvalidInput("price", f"{raw!r} is not a number") from None
-    if value != value or value < 0 or value > 1e9:
-        raise InvalidInput("price", "must be a number between 0 and 1e9")
+        value = catalog_price(raw)
+    except ValueError as exc:
+        raise InvalidInput(field, str(exc)) from None
+    if value is not None and value > 1e9:
+        raise InvalidInput(field, "must be a number between 0 and 1e9")
     return value
+
+
+def _text(value: Any, field: str, *, whole_numbers: bool = False) -> str | None:
+    """A text field of a batch item (an id may also be a whole number)."""
+    if value is None or isinstance(value, str):
+        return value
+    if whole_numbers and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidInput(field, f"must be text, got {type(value).__name__}")
+
+
+def _batch_upload(i: int, item: BatchItem) -> Upload:
+    data = None
+    if item.image_base64 is not None:
+        encoded = _text(item.image_base64, f"products[{i}].image_base64")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"products[{i}].image_base64", "is not valid base64") from None
+    return Upload(image=data, title=_text(item.title, f"products[{i}].title"),
+                  price=parse_price(item.price, f"products[{i}].price"),
+                  id=_text(item.id, f"products[{i}].id", whole_numbers=True), brand=_text(item.brand, f"products[{i}].brand"))
 
 
 async def read_upload(upload: UploadFile | None, limit: int) -> bytes | None:
@@ -143,15 +168,16 @@ async def create_products_batch(request: Request, body: BatchRequest):
         raise InvalidInput("products", f"{len(body.products)} products; at most {service.settings.max_batch} "
                                        f"per batch", status=413)
     uploads: list[Upload | InvalidInput] = []
+    first_of: dict[str, int] = {}
     for i, item in enumerate(body.products):
         try:
-            data = None
-            if item.image_base64:
-                try:
-                    data = base64.b64decode(item.image_base64, validate=True)
-                except (binascii.Error, ValueError):
-                    raise InvalidInput(f"products[{i}].image_base64", "is not valid base64") from None
-            uploads.append(Upload(image=data, title=item.title, price=item.price, id=item.id, brand=item.brand))
+            upload = _batch_upload(i, item)
+            product_id = upload.id.strip() if upload.id else None
+            if product_id and product_id in first_of:
+                raise InvalidInput(f"products[{i}].id", f"repeats the id of products[{first_of[product_id]}]")
+            if product_id:
+                first_of[product_id] = i
+            uploads.append(upload)
         except InvalidInput as error:
             uploads.append(error)
     good = [u for u in uploads if isinstance(u, Upload)]
@@ -339,8 +365,16 @@ def get_brands(request: Request):
 
 
 def _edit_lexicon(request: Request, caller: str, change, note: str) -> dict[str, Any]:
+    """Apply ``change`` to the lexicon in force; a lexicon that would not load is refused before it is saved."""
+    from skutag.service.rules import lexicon_from_entries
+    from taxonomy.brands import LexiconError
+
     service = service_of(request)
     content = change(_copy(service.lexicon_entries()))
+    try:
+        lexicon_from_entries(content)
+    except LexiconError as exc:
+        raise InvalidInput("aliases", str(exc)) from None
     saved = service.store.save_resource("lexicon", content, who=caller, note=note).to_json()
     service.apply_lexicon()
     return saved
@@ -354,6 +388,8 @@ def put_brand(request: Request, name: str, body: BrandEntry, caller: Caller):
     service = service_of(request)
     categories = [service.check_category(p) for p in body.categories]
     aliases = sorted({a.strip() for a in body.aliases if a.strip() and a.strip() != name})
+    if any(len(alias) > 200 for alias in aliases):
+        raise InvalidInput("aliases", "an alias needs 1-200 characters")
     return _edit_lexicon(request, caller, lambda c: {**c, name: {"aliases": aliases, "categories": categories}},
                          f"set brand {name}")
 

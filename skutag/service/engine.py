@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import inspect
 import logging
 import re
@@ -27,7 +26,13 @@ from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.paths import artifact_dir
 from skutag.pipeline import Tagger
 from skutag.service.config import ServiceConfig
-from skutag.service.rules import ServiceRules, install_stored_lexicon, stored_mapping, stored_whitelist
+from skutag.service.rules import (
+    ServiceRules,
+    audit_sampled,
+    install_stored_lexicon,
+    stored_mapping,
+    stored_whitelist,
+)
 from skutag.service.retrain import (
     Comparison,
     RetrainRequest,
@@ -288,15 +293,19 @@ class TaggingService:
             return None
         started = time.perf_counter()
         hit, kind, distance = None, None, 0
+
+        def fits(earlier: ProductView) -> bool:
+            return same_title(upload.title, earlier.title)
+
         if not created:
-            hit, kind = self.store.reusable_prediction(image_id, version), "exact"
+            hit, kind = self.store.reusable_prediction(image_id, version, fits), "exact"
         if hit is None and phash is not None and self.settings.near_duplicate_bits > 0:
             self.sync_index()
             near = self.index.nearest(phash, exclude=image_id)
             if near is not None:
-                hit, kind, distance = self.store.reusable_prediction(near[0], version), "near", near[1]
+                hit, kind, distance = self.store.reusable_prediction(near[0], version, fits), "near", near[1]
         if hit is None:
-            return None
+            return None  # a new photo, or one shared by products of other titles (a placeholder shot): ask the model
         prediction, source = hit
         human = source.status in ("accepted", "corrected")
         path = source.path if human else prediction.path
@@ -334,12 +343,7 @@ class TaggingService:
         return (rules or self.rules()).apply(result)
 
     def _audit_sampled(self, product_id: str, version: str, result: TagResult) -> bool:
-        if result.decision is not Decision.AUTO:
-            return False
-        if any("audit" in reason for reason in result.reasons):
-            return True
-        digest = hashlib.sha256(f"{product_id}|{version}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.settings.audit_rate
+        return audit_sampled(product_id, version, result, self.settings.audit_rate)
 
     # ------------------------------------------------------------ resources
     def categories(self) -> list[str]:
@@ -367,6 +371,10 @@ class TaggingService:
 
     # ---------------------------------------------------------- corrections
     def correct(self, product_id: str, category: str | None, who: str, kind: str = "correct"):
+        """A human verdict: ``correct`` / ``audit_fix`` with the right category; ``accept`` / ``audit_ok`` keep the
+        suggested one."""
+        if kind in ("correct", "audit_fix") and not (category or "").strip():
+            raise InvalidInput("category", "a correction needs the right category path")
         path = self.check_category(category) if category else None
         return self.store.add_correction(product_id, path, who, kind)
 
@@ -567,6 +575,14 @@ def model_categories(tagger: Tagger) -> list[str]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def same_title(new: str | None, cached: str | None) -> bool:
+    """Whether a photo's earlier answer may be reused for an upload titled ``new``: no title, or the same one
+    (case and spacing aside)."""
+    if not new or not new.strip():
+        return True
+    return cached is not None and " ".join(new.split()).casefold() == " ".join(cached.split()).casefold()
 
 
 def normalise_path(path: str) -> str:

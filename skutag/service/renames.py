@@ -18,7 +18,7 @@ from taxonomy.aliases import follow
 
 def renamed_result(result: TagResult, renames: Mapping[str, str]) -> TagResult:
     """A model's answer with its paths (and the leaf label that ends them) as the taxonomy names them now."""
-    if not renames or result.error:
+    if not renames or result.path is None:
         return result
     path = follow(result.path, renames)
     alternatives = tuple(_renamed_alternative(a, renames) for a in result.alternatives)

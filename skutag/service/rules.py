@@ -6,6 +6,7 @@ service and by batch jobs that save into the same product database (``skutag bat
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,8 +33,9 @@ class ServiceRules:
                    whitelist=stored_whitelist(store, whitelist), lexicon_version=stored_version(store, "lexicon"))
 
     def apply(self, result: TagResult) -> TagResult:
-        """``result`` under these rules, each change named in its reasons."""
-        if result.error:
+        """``result`` under these rules, each change named in its reasons (an answer that carries a note, e.g.
+        a photo that could not be read beside a title that could, is an answer like any other)."""
+        if result.path is None:
             return result
         result = renamed_result(result, self.path_aliases)
         target = self.label_map.get(result.label) if result.label else None
@@ -71,10 +73,16 @@ def stored_lexicon(store: Any):
     stored = store.resource("lexicon")
     if stored is None:
         return None
+    return stored.version, lexicon_from_entries(stored.content)
+
+
+def lexicon_from_entries(entries: dict[str, Any]):
+    """A ``BrandLexicon`` from stored entries ``{name: {"aliases": [...], "categories": [...]}}``; raises
+    ``taxonomy.brands.LexiconError`` when they clash (an alias that is another brand's name ...)."""
     from taxonomy.brands import Brand, BrandLexicon
 
-    return stored.version, BrandLexicon(Brand(name, tuple(entry.get("aliases", ())), tuple(entry.get("categories", ())))
-                                        for name, entry in stored.content.items())
+    return BrandLexicon(Brand(name, tuple(entry.get("aliases", ())), tuple(entry.get("categories", ())))
+                        for name, entry in entries.items())
 
 
 def install_stored_lexicon(store: Any, tagger: Any) -> int | None:
@@ -91,6 +99,17 @@ def install_stored_lexicon(store: Any, tagger: Any) -> int | None:
     else:
         return None
     return version
+
+
+def audit_sampled(product_id: str, model_version: str, result: TagResult, rate: float) -> bool:
+    """Whether an auto-tagged product goes to the service's audit page (``service.audit_rate``): a fixed share
+    of auto-tags, drawn by product id and model version (the same product and model: the same draw)."""
+    if result.decision is not Decision.AUTO:
+        return False
+    if any("audit" in reason for reason in result.reasons):
+        return True
+    digest = hashlib.sha256(f"{product_id}|{model_version}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
 def under(path: str, prefix: str) -> bool:

@@ -14,7 +14,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -279,28 +279,33 @@ class Store:
                                    .order_by(ImageRow.id)).all()
         yield from ((int(r[0]), int(r[1])) for r in rows)
 
-    def reusable_prediction(self, image_id: int, model_version: str) -> tuple[PredictionView, ProductView] | None:
+    def reusable_prediction(self, image_id: int, model_version: str,
+                            fits: Callable[[ProductView], bool] | None = None,
+                            candidates: int = 20) -> tuple[PredictionView, ProductView] | None:
         """The best earlier answer for this photo: a human-verified product's path first, else the latest
-        answer the model ``model_version`` itself gave (not a cache copy), that is not an error."""
+        answer the model ``model_version`` itself gave (not a cache copy), that is not an error. ``fits``:
+        which earlier products may lend their answer (e.g. those with the same title); the newest
+        ``candidates`` of each kind are considered."""
         with self.session() as session:
-            human = session.scalar(
+            humans = session.scalars(
                 select(ProductRow).where(ProductRow.image_id == image_id, ProductRow.status.in_(HUMAN_STATUSES))
-                .order_by(ProductRow.updated_at.desc()).limit(1)
-            )
-            if human is not None:
+                .order_by(ProductRow.updated_at.desc()).limit(candidates)
+            ).all()
+            for human in humans:
                 prediction = _latest_prediction(session, human.id)
-                if prediction is not None:
+                if prediction is not None and (fits is None or fits(_product_view(human, prediction))):
                     return _prediction_view(prediction), _product_view(human, prediction)
-            row = session.scalar(
+            rows = session.scalars(
                 select(PredictionRow).where(
                     PredictionRow.image_id == image_id, PredictionRow.model_version == model_version,
                     PredictionRow.error.is_(None), PredictionRow.path.is_not(None),
-                ).order_by(PredictionRow.cache_hit.is_not(None), PredictionRow.id.desc()).limit(1)
-            )
-            if row is None:
-                return None
-            product = session.get(ProductRow, row.product_id)
-            return _prediction_view(row), _product_view(product, row)
+                ).order_by(PredictionRow.cache_hit.is_not(None), PredictionRow.id.desc()).limit(candidates)
+            ).all()
+            for row in rows:
+                product = _product_view(session.get(ProductRow, row.product_id), row)
+                if fits is None or fits(product):
+                    return _prediction_view(row), product
+            return None
 
     # -------------------------------------------------------------- products
     def save_tagging(
@@ -332,7 +337,7 @@ class Store:
 
     def _save_tagging(self, product_id, title, price, brand, image_id, result, model_version, audit, cache_hit,
                       duplicate_of, latency_ms, modalities) -> ProductView:
-        status = "error" if result.error else result.decision.value
+        status = "error" if result.path is None else result.decision.value  # an answer with a note is an answer
         with self.session() as session:
             product = session.get(ProductRow, product_id)
             if product is None:
@@ -347,17 +352,32 @@ class Store:
                 product.audit = bool(audit and result.decision is Decision.AUTO and not result.error)
                 product.audit_verdict = None
             product.updated_at = utcnow()
-            prediction = PredictionRow(
-                product_id=product_id, image_id=image_id, model_version=model_version, label=result.label,
-                path=result.path, confidence=float(result.confidence), decision=result.decision.value,
-                reasons=list(result.reasons), contributions={k: float(v) for k, v in result.contributions.items()},
-                outputs=_jsonable({**result.to_json(), "modalities": modalities or {}}), error=result.error,
-                cache_hit=cache_hit,
-                duplicate_of=duplicate_of, latency_ms=latency_ms,
-            )
+            prediction = _new_prediction(product_id, image_id, result, model_version, cache_hit=cache_hit,
+                                         duplicate_of=duplicate_of, latency_ms=latency_ms, modalities=modalities)
             session.add(prediction)
             session.flush()
             return _product_view(product, prediction)
+
+    def save_failure_if_new(self, product_id: str, *, result: TagResult, model_version: str) -> bool:
+        """Store a row that failed before it could be read (a malformed catalog row) as a new product with status
+        ``error``; True when stored. A product already in the database keeps its fields, status, prediction and
+        human verdict untouched (False): a row that could not be read says nothing about the product."""
+        try:
+            with self.session() as session:
+                if session.get(ProductRow, product_id) is not None:
+                    return False
+                session.add(ProductRow(id=product_id, status="error"))
+                session.flush()
+                session.add(_new_prediction(product_id, None, result, model_version))
+                return True
+        except IntegrityError:  # the same id stored meanwhile by another writer: that product stands
+            if self._product_exists(product_id):
+                return False
+            raise
+
+    def _product_exists(self, product_id: str) -> bool:
+        with self.session() as session:
+            return session.get(ProductRow, product_id) is not None
 
     def get_product(self, product_id: str) -> ProductView:
         with self.session() as session:
@@ -729,6 +749,18 @@ def _aware(value: dt.datetime) -> dt.datetime:
 def _latest_prediction(session: Session, product_id: str) -> PredictionRow | None:
     return session.scalar(select(PredictionRow).where(PredictionRow.product_id == product_id)
                           .order_by(PredictionRow.id.desc()).limit(1))
+
+
+def _new_prediction(product_id: str, image_id: int | None, result: TagResult, model_version: str, *,
+                    cache_hit: str | None = None, duplicate_of: int | None = None, latency_ms: float | None = None,
+                    modalities: dict[str, Any] | None = None) -> PredictionRow:
+    return PredictionRow(
+        product_id=product_id, image_id=image_id, model_version=model_version, label=result.label,
+        path=result.path, confidence=float(result.confidence), decision=result.decision.value,
+        reasons=list(result.reasons), contributions={k: float(v) for k, v in result.contributions.items()},
+        outputs=_jsonable({**result.to_json(), "modalities": modalities or {}}), error=result.error,
+        cache_hit=cache_hit, duplicate_of=duplicate_of, latency_ms=latency_ms,
+    )
 
 
 def _prediction_view(row: PredictionRow) -> PredictionView:
