@@ -18,7 +18,7 @@ import math
 import re
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
@@ -146,29 +146,49 @@ def iter_rows(handle: TextIO | BinaryIO, kind: str) -> Iterator[tuple[int, Any]]
 
 
 def iter_products(
-    handle: TextIO | BinaryIO, kind: str, *, base_dir: Path | None = None, require_category: bool = False
+    handle: TextIO | BinaryIO, kind: str, *, base_dir: Path | None = None, require_category: bool = False,
+    id_prefix: str | None = None,
 ) -> Iterator[Product | RowError]:
-    """Products in file order, lazily; malformed rows and duplicate ids as RowError."""
-    seen: dict[str, int] = {}
+    """Products in file order, lazily; malformed rows and duplicate ids as RowError.
+
+    An id belongs to the first row that names it, valid or malformed: a later row with the same id is a
+    duplicate, so a malformed repeat never displaces a product already read. ``id_prefix``: a row without an
+    id becomes ``<id_prefix>:line-N`` (unique to its catalog) instead of ``line-N``."""
+    first_line: dict[str, int] = {}
     for line, raw in iter_rows(handle, kind):
-        if isinstance(raw, RowError):
-            yield raw
+        item = raw if isinstance(raw, RowError) else _product_or_error(raw, line, base_dir, require_category, id_prefix)
+        if item.id is not None and item.id in first_line:
+            yield _duplicate(item, line, first_line[item.id])
             continue
-        try:
-            product = row_to_product(raw, line, base_dir=base_dir, require_category=require_category)
-        except ValueError as exc:
-            yield RowError(line, str(exc), _row_id(raw))
-            continue
-        if product.id in seen:
-            yield RowError(line, f"duplicate id {product.id!r} (first on line {seen[product.id]})")
-            continue
-        seen[product.id] = line
-        yield product
+        if item.id is not None:
+            first_line[item.id] = line
+        yield item
+
+
+def _product_or_error(row: Mapping[str, Any], line: int, base_dir: Path | None, require_category: bool,
+                      id_prefix: str | None) -> Product | RowError:
+    try:
+        product = row_to_product(row, line, base_dir=base_dir, require_category=require_category)
+    except ValueError as exc:
+        return RowError(line, str(exc), _row_id(row))
+    if id_prefix and _row_id(row) is None:
+        return replace(product, id=f"{id_prefix}:line-{line}")
+    return product
+
+
+def _duplicate(item: Product | RowError, line: int, first: int) -> RowError:
+    message = f"duplicate id {item.id!r} (first on line {first})"
+    if isinstance(item, RowError):
+        message += f"; the row is malformed too: {item.message}"
+    return RowError(line, message)
 
 
 def _row_id(row: Mapping[str, Any]) -> str | None:
+    """The id a row names (None: none, so the reader makes one up)."""
     value = row.get("id")
-    return str(value).strip() or None if isinstance(value, (str, int)) else None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value).strip() or None if isinstance(value, (str, int, float)) else None
 
 
 # ---------------------------------------------------------------------- lines and encoding

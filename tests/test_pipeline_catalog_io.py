@@ -203,3 +203,20 @@ def _write(directory, rows):
     path = directory / "c.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def test_the_first_row_owns_an_id_even_when_it_is_malformed(tmp_path):
+    from skutag.queue.catalog_source import iter_catalog
+
+    rows = ['{"id": "x", "title": "Banana", "price": "cheap"}', '{"id": "x", "title": "Banana", "price": 3}',
+            '{"id": "y", "title": "Kiwi"}']
+    path = tmp_path / "owned.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    catalog = read_catalog(path)
+    assert [p.id for p in catalog.products] == ["y"]
+    assert [str(e) for e in catalog.errors] == [
+        "line 1: price is not a number: 'cheap'",
+        "line 2: duplicate id 'x' (first on line 1)"]
+    streamed = list(iter_catalog(path))
+    assert [str(item) if not hasattr(item, "title") else item.id for item in streamed] == [
+        "line 1: price is not a number: 'cheap'", "line 2: duplicate id 'x' (first on line 1)", "y"]

@@ -14,15 +14,13 @@ duplicate (reported by its line), so a malformed repeat never displaces a produc
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Iterator
 
 from skutag.catalog import Product
-from skutag.catalog_io import CatalogError, RowError, catalog_kind, iter_rows, row_to_product
+from skutag.catalog_io import CatalogError, RowError, catalog_kind, iter_products, iter_rows
 
 __all__ = ["CatalogFormatError", "RowError", "catalog_id_prefix", "count_rows", "iter_catalog"]
 
@@ -38,7 +36,7 @@ def iter_catalog(path: str | Path, id_prefix: str | None = None) -> Iterator[Pro
     path, kind = _checked(path)
     with path.open("rb") as handle:  # decoded line by line: a row that is not UTF-8 is reported alone
         try:
-            yield from _items(iter_rows(handle, kind), path.parent, id_prefix)
+            yield from iter_products(handle, kind, base_dir=path.parent, id_prefix=id_prefix)
         except CatalogFormatError:
             raise
         except CatalogError as exc:
@@ -54,43 +52,6 @@ def catalog_id_prefix(path: str | Path) -> str:
         return safe
     digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:8]
     return f"{safe}-{digest}" if safe else f"catalog-{digest}"
-
-
-def _items(rows: Iterable[tuple[int, Any]], base_dir: Path, id_prefix: str | None) -> Iterator[Product | RowError]:
-    first_line: dict[str, int] = {}  # id -> the line of the row that named it first
-    for line, raw in rows:
-        item = raw if isinstance(raw, RowError) else _item(raw, line, base_dir, id_prefix)
-        if item.id is not None and item.id in first_line:
-            yield _duplicate(item, line, first_line[item.id])
-            continue
-        if item.id is not None:
-            first_line[item.id] = line
-        yield item
-
-
-def _item(row: Mapping[str, Any], line: int, base_dir: Path, id_prefix: str | None) -> Product | RowError:
-    try:
-        product = row_to_product(row, line, base_dir=base_dir)
-    except ValueError as exc:
-        return RowError(line, str(exc), _named_id(row))
-    if id_prefix and _named_id(row) is None:
-        return dataclasses.replace(product, id=f"{id_prefix}:line-{line}")
-    return product
-
-
-def _duplicate(item: Product | RowError, line: int, first: int) -> RowError:
-    message = f"duplicate id {item.id!r} (first on line {first})"
-    if isinstance(item, RowError):
-        message += f"; the row is malformed too: {item.message}"
-    return RowError(line, message)
-
-
-def _named_id(row: Mapping[str, Any]) -> str | None:
-    """The id a row names (None: none, so the reader makes one up)."""
-    value = row.get("id")
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value).strip() or None if isinstance(value, (str, int, float)) else None
 
 
 def count_rows(path: str | Path) -> int:
