@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 _REST = -1  # the placeholder label of "a class of another group" (labels are encoded as 0..K-1)
@@ -53,12 +54,18 @@ class ClassParallelLinearSVC(ClassifierMixin, BaseEstimator):
             return len(codes) / (n_classes * np.bincount(codes, minlength=n_classes))
         return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR title features are what it is for
+        return tags
+
     def fit(self, X, y) -> "ClassParallelLinearSVC":
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         n_classes = len(self.classes_)
         if n_classes < 2:
-            raise ValueError(f"needs at least 2 classes, got {n_classes}")
+            raise ValueError(f"needs at least 2 classes, got {n_classes} class")
         jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
         weights = self._weights(codes, n_classes)
         if jobs == 1 or n_classes < 2 * jobs or n_classes == 2:

@@ -11,11 +11,12 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from fusion.linear import ClassParallelLinearSVC
 from fusion.stacking import FusionTagger
 from tests.conftest import shared_path
 
 
-@parametrize_with_checks([FusionTagger(cv=3, random_state=0)])
+@parametrize_with_checks([FusionTagger(cv=3, random_state=0), ClassParallelLinearSVC(n_jobs=2)])
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)
 
