@@ -142,6 +142,7 @@ BAD_INPUTS = [
     ("bad price", dict(data={"title": "x", "price": "cheap"}), 422, "price"),
     ("negative price", dict(data={"title": "x", "price": "-3"}), 422, "price"),
     ("ambiguous price", dict(data={"title": "x", "price": "1,299"}), 422, "ambiguous"),
+    ("json body", dict(json={"title": "x"}), 415, "multipart/form-data"),
     ("huge price", dict(data={"title": "x", "price": "2e9"}), 422, "between 0 and 1e9"),
     ("bad id", dict(data={"title": "x", "id": "../etc/passwd"}), 422, "id"),
     ("long title", dict(data={"title": "x" * 600}), 422, "title"),
@@ -157,7 +158,7 @@ def test_bad_uploads_get_a_clear_4xx(api, val_rows, name, kwargs, status, needle
     headers = kwargs.pop("headers", auth)
     if kwargs.pop("truncate", False):
         kwargs["files"] = {"image": ("x.jpg", val_rows[0].image.read_bytes()[:3000], "image/jpeg")}
-    if "files" not in kwargs and "data" not in kwargs:
+    if "files" not in kwargs and "data" not in kwargs and "json" not in kwargs:
         kwargs["files"] = {"image": ("x.jpg", val_rows[0].image.read_bytes(), "image/jpeg")}
     response = client.post("/v1/products", headers=headers, **kwargs)
     assert response.status_code == status, response.text
@@ -200,6 +201,10 @@ def test_taxonomy_label_map_and_brand_edits_are_versioned(api, val_rows):  # noq
     assert "Fruit > Banana > Organic-Banana" in paths and len(paths) == len(TEST_CLASSES) + 1
     assert client.delete("/v1/taxonomy/categories", headers=auth,
                          params={"path": "Fruit > Banana > Organic-Banana"}).json()["version"] == 2
+    inner = client.delete("/v1/taxonomy/categories", headers=auth, params={"path": "Fruit > Banana"})
+    assert inner.status_code == 409 and "is not a leaf" in inner.json()["detail"]
+    assert client.delete("/v1/taxonomy/categories", headers=auth, params={"path": "Toys > Lego"}).status_code == 404
+    assert client.put("/v1/label-map/%20", headers=auth, json={"path": TEST_CLASSES[0]}).status_code == 422
 
     result = upload(client, auth, val_rows[0].image, id="lm-1").json()
     target = next(c for c in TEST_CLASSES if c != result["path"])

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from skutag.service.auth import require_token, token_or_session
 from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
 from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
-from skutag.store.repository import NotFound
+from skutag.store.repository import Conflict, NotFound
 from taxonomy.aliases import compose
 
 # HTTPBearer documents the scheme in /openapi.json; require_token does the check (401 with a clear message)
@@ -152,6 +152,10 @@ async def create_product(
     id: Annotated[str | None, Form(description="your product id; generated when absent")] = None,
     brand: Annotated[str | None, Form()] = None,
 ):
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise InvalidInput("body", f"send the product as multipart/form-data (image, title, price, id, brand), not "
+                                   f"{kind}; several as JSON: POST /v1/products:batch", status=415)
     service = service_of(request)
     data = await read_upload(image, service.settings.max_upload_bytes)
     upload = Upload(image=data, title=title, price=parse_price(price), id=id, brand=brand)
@@ -284,6 +288,10 @@ def remove_category(request: Request, path: Annotated[str, Query()], caller: Cal
     service = service_of(request)
     paths = set(service.categories())
     if path not in paths:
+        below = sorted(p for p in paths if p.startswith(path + " > "))
+        if below:
+            raise Conflict(f"category {path!r} is not a leaf: remove the {len(below)} categories under it first "
+                           f"(e.g. {below[0]!r}), or rename/move it with PUT /v1/taxonomy/categories")
         raise NotFound(f"category {path!r} is not in the taxonomy")
     return _edit(request, "taxonomy", caller, lambda c: keep_tags(c, paths - {path}), f"remove {path}")
 
@@ -344,6 +352,8 @@ def get_label_map(request: Request):
 
 @router.put("/label-map/{label}", summary="Map a model label to a category path")
 def put_label(request: Request, label: str, body: LabelMapEntry, caller: Caller):
+    if not label.strip() or len(label) > 200:
+        raise InvalidInput("label", "a label needs 1-200 characters")
     service = service_of(request)
     path = service.check_category(body.path)
     return _edit(request, "label_map", caller, lambda c: {**c, label: path}, f"map {label} -> {path}")
