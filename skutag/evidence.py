@@ -32,6 +32,13 @@ class _Image:
     data: bytes | None
     digest: str
     error: str | None = None
+    name: str | None = None  # the file it came from, for messages
+
+    def named(self, message: str) -> str:
+        """``message`` with the decoder's ``<N bytes>`` replaced by the file's name."""
+        if self.name and self.data is not None:
+            return message.replace(f"<{len(self.data)} bytes>", self.name)
+        return message
 
 
 def load_image_bytes(image: Any) -> _Image:
@@ -39,12 +46,33 @@ def load_image_bytes(image: Any) -> _Image:
         return _Image(None, "", None)
     if isinstance(image, (bytes, bytearray)):
         data = bytes(image)
-    else:
-        try:
-            data = Path(image).read_bytes()
-        except OSError as exc:
-            return _Image(None, "", f"image: cannot read {image}: {exc.strerror or exc}")
-    return _Image(data, hashlib.sha256(data).hexdigest())
+        return _Image(data, hashlib.sha256(data).hexdigest())
+    try:
+        problem = _unreadable(Path(image))
+        data = None if problem else Path(image).read_bytes()
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem:
+        return _Image(None, "", f"image: cannot read {image}: {problem}")
+    return _Image(data, hashlib.sha256(data).hexdigest(), name=str(image))
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` is not a photo file to read (never a folder, a device or a pipe, nor an oversized file)."""
+    from vision.image import DEFAULT_MAX_BYTES
+
+    if not path.exists():
+        return "No such file or directory"
+    if path.is_dir():
+        return "it is a folder"
+    if not path.is_file():
+        return "not a regular file (a device or a pipe?)"
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    if size > DEFAULT_MAX_BYTES:
+        return f"{size} bytes, over the {DEFAULT_MAX_BYTES}-byte limit"
+    return None
 
 
 @dataclass
@@ -139,7 +167,8 @@ class EvidenceCollector:
         ocr_out = self.ocr([img if want else _Image(None, "") for img, want in zip(images, wants_ocr)])
         evidence = []
         for product, image, (v, v_err), (o, o_err) in zip(products, images, vision, ocr_out):
-            errors = tuple(dict.fromkeys(e for e in (image.error, v_err, o_err) if e))  # one unreadable photo: once
+            # one unreadable photo: one message, naming its file
+            errors = tuple(dict.fromkeys(image.named(e) for e in (image.error, v_err, o_err) if e))
             evidence.append(Evidence(
                 id=product.id, vision=v, ocr=o, title=product.title, price=product.price,
                 title_brands=self.title_brands(product.title), errors=errors,

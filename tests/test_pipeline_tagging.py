@@ -47,14 +47,20 @@ def test_cold_start_reads_brands_on_cn_bottles_photos():
     assert any("brand" in r.contributions for r in results)
 
 
-def test_bad_products_fail_alone_and_a_broken_photo_falls_back_to_the_title():
+def test_bad_products_fail_alone_and_a_broken_photo_falls_back_to_the_title(tmp_path):
     pipeline = load_pipeline(config())
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((EXAMPLES.parent / "photos" / "banana.jpg").read_bytes()[:3000])
     products = [Product(id="empty"), Product(id="junk", image=b"not an image", title="农夫山泉 饮用天然水 550ml"),
-                Product(id="gone", image="/nonexistent/photo.jpg", title="伊利 纯牛奶 250ml*24盒")]
-    empty, junk, gone = pipeline.tag_batch(products)
+                Product(id="gone", image="/nonexistent/photo.jpg", title="伊利 纯牛奶 250ml*24盒"),
+                Product(id="device", image="/dev/zero", title="伊利 纯牛奶 250ml*24盒"),
+                Product(id="cut", image=str(truncated), title="伊利 纯牛奶 250ml*24盒")]
+    empty, junk, gone, device, cut = pipeline.tag_batch(products)
     assert empty.path is None and empty.decision is Decision.MANUAL and "neither" in empty.error
     assert junk.path and "饮用水" in junk.path and junk.error.startswith("image:")
     assert gone.path and "cannot read" in gone.error and set(gone.contributions) <= {"title", "brand"}
+    assert device.path and device.error == "image: cannot read /dev/zero: not a regular file (a device or a pipe?)"
+    assert cut.path and cut.error.count("image:") == 1 and str(truncated) in cut.error, cut.error
 
 
 @pytest.fixture(scope="module")
