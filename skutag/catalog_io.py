@@ -114,7 +114,10 @@ def read_catalog(path: str | Path, *, require_category: bool = False) -> Catalog
         raise CatalogError(f"catalog file not found: {path}")
     kind = catalog_kind(path)
     with path.open("rb") as handle:
-        return parse_catalog(handle, kind, base_dir=path.parent, source=path, require_category=require_category)
+        try:
+            return parse_catalog(handle, kind, base_dir=path.parent, source=path, require_category=require_category)
+        except CatalogError as exc:
+            raise CatalogError(f"{path}: {exc}") from None
 
 
 def parse_catalog(
@@ -209,8 +212,15 @@ def text_lines(handle: TextIO | BinaryIO) -> Iterator[str]:
             if not line:
                 continue
             if first:
+                _refuse_utf16(line)
                 line, first = line.removeprefix(codecs.BOM_UTF8), False
             yield line.decode("utf-8", "surrogateescape")
+
+
+def _refuse_utf16(first_line: bytes) -> None:
+    """A UTF-16 file (BOM, or NUL bytes between ASCII letters) has no readable row: say so once."""
+    if first_line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in first_line[:200]:
+        raise CatalogError("the catalog is UTF-16 (or has NUL bytes), not UTF-8: save it as UTF-8")
 
 
 def _byte_source(handle: TextIO | BinaryIO) -> BinaryIO | None:
@@ -349,6 +359,9 @@ def _csv_header(reader: Any) -> list[str] | None:
     if problem is not None:
         raise CatalogError(f"the header (line 1) is {problem}")
     header = [name.strip().lower() for name in header]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise CatalogError(f"the header names a column twice (names ignore case): {', '.join(map(repr, repeated))}")
     if not {"image", "title"} & set(header):
         raise CatalogError(f"the header must name an 'image' or 'title' column; got {header}")
     return header

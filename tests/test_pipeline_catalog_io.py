@@ -220,3 +220,19 @@ def test_the_first_row_owns_an_id_even_when_it_is_malformed(tmp_path):
     streamed = list(iter_catalog(path))
     assert [str(item) if not hasattr(item, "title") else item.id for item in streamed] == [
         "line 1: price is not a number: 'cheap'", "line 2: duplicate id 'x' (first on line 1)", "y"]
+
+
+@pytest.mark.parametrize("name, data, needle", [
+    ("utf16.jsonl", '{"id": "a", "title": "Banana"}\n'.encode("utf-16"), "UTF-16"),
+    ("utf16.csv", "id,title\na,Banana\n".encode("utf-16-le"), "UTF-16"),
+    ("twice.csv", b"id,Title,title\na,Banana,Kiwi\n", "names a column twice"),
+])
+def test_a_catalog_in_utf16_or_with_a_column_named_twice_is_refused_as_a_whole(tmp_path, name, data, needle):
+    from skutag.queue.catalog_source import iter_catalog
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(CatalogError, match=needle):
+        read_catalog(path)
+    with pytest.raises(CatalogError, match=needle):
+        list(iter_catalog(path))

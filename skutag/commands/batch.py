@@ -86,6 +86,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     if args.no_wait and not args.broker:
         raise UserFacingError("--no-wait needs --broker (the local pool always waits)")
+    if args.timeout is not None and not args.broker:
+        raise UserFacingError("--timeout needs --broker (it bounds the wait for Celery workers' results)")
+    if args.force and not args.broker:
+        raise UserFacingError("--force needs --broker (it skips the workers' earlier results); the local pool tags "
+                              "again what the --out file does not hold: give another --out, or --retry-failed")
     _refuse_local_pool_options(args)
     for name in ("workers", "chunk_size", "threads"):
         value = getattr(args, name)
@@ -109,6 +114,9 @@ def run_batch_command(args: argparse.Namespace) -> int:
     )
     try:
         summary = run_batch(request)
+    except KeyboardInterrupt:
+        print(f"skutag: interrupted; what was tagged is in {out} (rerun the same command to go on)", file=sys.stderr)
+        return 130
     except (CatalogFormatError, BrokerUrlError, BrokerUnavailableError, StoreUnavailableError, TaggerLoadError,
             TimeoutError) as exc:
         raise UserFacingError(str(exc)) from None
