@@ -176,3 +176,25 @@ def test_served_trained_bundle_is_retrained_from_corrections_by_the_default_retr
         assert all(a["model_version"] == job["candidate_version"] for a in again)
         assert [a["path"] for a in again] == [row["category"] for row in corrected]
     app.state.store.close()
+
+
+def test_a_brand_edit_makes_the_duplicate_cache_ask_the_model_again(real, shared_data):
+    """An answer read with another brand lexicon is not lent to a copy of its photo; one read with today's is."""
+    client, auth = real
+    photo = (shared_data / "grocery" / "images" / "val" / "Packages" / "Juice" / "Bravo-Apple-Juice" /
+             "Bravo-Apple-Juice_001.jpg").read_bytes()
+
+    def tag(product_id: str) -> dict:
+        answer = client.post("/v1/products", headers=auth, data={"id": product_id, "title": "Bravo äppeljuice 1L"},
+                             files={"image": ("b.jpg", photo, "image/jpeg")})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    tag("bravo-1")
+    assert tag("bravo-2")["cache_hit"] == "exact"
+    path = client.get("/v1/taxonomy", headers=auth).json()["paths"][2]
+    assert client.put("/v1/brands/Skutagdrei", headers=auth, json={"aliases": ["斯库三号"], "categories": [path]}
+                      ).status_code == 200
+    assert tag("bravo-3")["cache_hit"] is None  # read again with the edited lexicon
+    assert tag("bravo-4")["cache_hit"] == "exact"
+    assert client.delete("/v1/brands/Skutagdrei", headers=auth).status_code == 200

@@ -271,6 +271,7 @@ class TaggingService:
             results, outputs = tag_or_isolate(tagger, products)
         latency_ms = (time.perf_counter() - started) * 1000.0 / len(products)
         for (i, upload, image_id, phash, created), result, seen in zip(entries, results, outputs):
+            seen = {**seen, "lexicon_version": self._lexicon_version}  # the brands it was read with
             outcomes[i] = TagOutcome(self._save(upload, image_id, result, version, rules, latency_ms=latency_ms,
                                                 modalities=seen))
             if created and phash is not None:
@@ -295,7 +296,10 @@ class TaggingService:
         hit, kind, distance = None, None, 0
 
         def fits(earlier: ProductView) -> bool:
-            return same_title(upload.title, earlier.title)
+            """Same title, and a human's verdict or the model's answer under the brand lexicon in force now."""
+            if not same_title(upload.title, earlier.title):
+                return False
+            return earlier.status in HUMAN_VERDICTS or read_with_lexicon(earlier) == self._lexicon_version
 
         if not created:
             hit, kind = self.store.reusable_prediction(image_id, version, fits), "exact"
@@ -307,7 +311,7 @@ class TaggingService:
         if hit is None:
             return None  # a new photo, or one shared by products of other titles (a placeholder shot): ask the model
         prediction, source = hit
-        human = source.status in ("accepted", "corrected")
+        human = source.status in HUMAN_VERDICTS
         path = source.path if human else prediction.path
         note = f"duplicate of product {source.id} ({kind}" + (f", {distance} bits" if kind == "near" else "") + ")"
         alternatives = tuple(Alternative(a["label"], a["path"], float(a["confidence"]))
@@ -575,6 +579,15 @@ def model_categories(tagger: Tagger) -> list[str]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+HUMAN_VERDICTS = ("accepted", "corrected")
+
+
+def read_with_lexicon(product: ProductView) -> int | None:
+    """The stored brand lexicon version a product's latest answer was read with (None: the model's own)."""
+    outputs = product.prediction.outputs if product.prediction is not None else {}
+    return (outputs.get("modalities") or {}).get("lexicon_version")
 
 
 def same_title(new: str | None, cached: str | None) -> bool:
