@@ -157,7 +157,9 @@ def run_batch(request: BatchRequest) -> BatchSummary:
                     if summary.first_result_seconds is None:
                         summary.first_result_seconds = round(time.perf_counter() - started, 3)
 
-            id_prefix = catalog_id_prefix(request.catalog) if store is not None else None
+            # rows without an id get ids unique to their catalog wherever they may be saved in a shared
+            # database: by this client (--db) or by Celery workers started with --db
+            id_prefix = catalog_id_prefix(request.catalog) if store is not None or mode == "celery" else None
             products = _products(request.catalog, finished, summary, write, in_flight, id_prefix)
             if mode == "local":
                 _run_local(request, products, write, summary)
