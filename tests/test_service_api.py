@@ -215,9 +215,13 @@ def test_taxonomy_label_map_and_brand_edits_are_versioned(api, val_rows):  # noq
     assert client.delete(f"/v1/label-map/{result['label']}", headers=auth).status_code == 200
 
     brand = client.put("/v1/brands/Oatly", headers=auth,
-                       json={"aliases": ["OATLY", " oatly "], "categories": ["Packages > Oat-Milk > Oatly-Oat-Milk"]})
+                       json={"aliases": ["OATLY", " Oatly Barista ", "oatly barista", "噢麦力"],
+                             "categories": ["Packages > Oat-Milk > Oatly-Oat-Milk"]})
     assert brand.status_code == 200
-    assert client.get("/v1/brands", headers=auth).json()["brands"]["Oatly"]["aliases"] == ["OATLY", "oatly"]
+    # brands match case-blind: spellings that differ only in case (or are the name itself) are kept once
+    assert client.get("/v1/brands", headers=auth).json()["brands"]["Oatly"]["aliases"] == ["Oatly Barista", "噢麦力"]
+    one = client.put("/v1/brands/Oatly", headers=auth, json={"aliases": ["O"]})
+    assert one.status_code == 422 and "2-200 characters" in one.json()["detail"]
     assert client.put("/v1/brands/Nope", headers=auth, json={"categories": ["Toys > Lego"]}).status_code == 422
     clash = client.put("/v1/brands/Oatmeal", headers=auth, json={"aliases": ["Oatly"]})  # another brand's name
     assert clash.status_code == 422 and clash.json()["field"] == "aliases" and "Oatly" in clash.json()["detail"]

@@ -390,6 +390,15 @@ def _edit_lexicon(request: Request, caller: str, change, note: str) -> dict[str,
     return saved
 
 
+def _distinct_aliases(aliases: list[str], name: str) -> list[str]:
+    """Stripped aliases, one per spelling that differs in more than case, without the brand's own name."""
+    kept: dict[str, str] = {}
+    for alias in (a.strip() for a in aliases):
+        if alias and alias.casefold() != name.casefold():
+            kept.setdefault(alias.casefold(), alias)
+    return sorted(kept.values())
+
+
 @router.put("/brands/{name}", summary="Add or replace a brand with its aliases and categories")
 def put_brand(request: Request, name: str, body: BrandEntry, caller: Caller):
     name = name.strip()
@@ -397,9 +406,9 @@ def put_brand(request: Request, name: str, body: BrandEntry, caller: Caller):
         raise InvalidInput("name", "a brand needs 1-200 characters")
     service = service_of(request)
     categories = [service.check_category(p) for p in body.categories]
-    aliases = sorted({a.strip() for a in body.aliases if a.strip() and a.strip() != name})
-    if any(len(alias) > 200 for alias in aliases):
-        raise InvalidInput("aliases", "an alias needs 1-200 characters")
+    aliases = _distinct_aliases(body.aliases, name)
+    if any(not 2 <= len(alias) <= 200 for alias in aliases):
+        raise InvalidInput("aliases", "an alias needs 2-200 characters (one character would match almost any text)")
     return _edit_lexicon(request, caller, lambda c: {**c, name: {"aliases": aliases, "categories": categories}},
                          f"set brand {name}")
 
