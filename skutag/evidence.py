@@ -47,32 +47,16 @@ def load_image_bytes(image: Any) -> _Image:
     if isinstance(image, (bytes, bytearray)):
         data = bytes(image)
         return _Image(data, hashlib.sha256(data).hexdigest())
+    from vision.image import file_problem
+
     try:
-        problem = _unreadable(Path(image))
+        problem = file_problem(Path(image))
         data = None if problem else Path(image).read_bytes()
     except OSError as exc:
         problem = exc.strerror or str(exc)
     if problem:
         return _Image(None, "", f"image: cannot read {image}: {problem}")
     return _Image(data, hashlib.sha256(data).hexdigest(), name=str(image))
-
-
-def _unreadable(path: Path) -> str | None:
-    """Why ``path`` is not a photo file to read (never a folder, a device or a pipe, nor an oversized file)."""
-    from vision.image import DEFAULT_MAX_BYTES
-
-    if not path.exists():
-        return "No such file or directory"
-    if path.is_dir():
-        return "it is a folder"
-    if not path.is_file():
-        return "not a regular file (a device or a pipe?)"
-    size = path.stat().st_size
-    if size == 0:
-        return "empty file (0 bytes)"
-    if size > DEFAULT_MAX_BYTES:
-        return f"{size} bytes, over the {DEFAULT_MAX_BYTES}-byte limit"
-    return None
 
 
 @dataclass

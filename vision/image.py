@@ -54,16 +54,30 @@ def describe_source(source: ImageSource) -> str:
     return f"<{type(source).__name__}>"
 
 
-def read_bytes(source: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> bytes:
-    """Read a file's bytes, refusing missing, empty and oversized files."""
-    path = Path(source)
+def file_problem(path: Path, limits: ImageLimits = ImageLimits()) -> str | None:
+    """Why ``path`` is not a photo file to read (missing, a folder, a device or a pipe that would be read forever,
+    empty, over the size limit), or None."""
+    if not path.exists():
+        return "no such image file"
+    if path.is_dir():
+        return "it is a folder"
     if not path.is_file():
-        raise ImageDecodeError(f"{path}: no such image file")
+        return "not a regular file (a device or a pipe?)"
     size = path.stat().st_size
     if size == 0:
-        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
+        return "empty file (0 bytes)"
     if size > limits.max_bytes:
-        raise ImageTooLargeError(f"{path}: file is {size} bytes, over the {limits.max_bytes}-byte limit")
+        return f"file is {size} bytes, over the {limits.max_bytes}-byte limit"
+    return None
+
+
+def read_bytes(source: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> bytes:
+    """Read a file's bytes, refusing what :func:`file_problem` names."""
+    path = Path(source)
+    problem = file_problem(path, limits)
+    if problem is not None:
+        too_large = path.is_file() and path.stat().st_size > limits.max_bytes
+        raise (ImageTooLargeError if too_large else ImageDecodeError)(f"{path}: {problem}")
     return path.read_bytes()
 
 

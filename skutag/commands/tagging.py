@@ -237,22 +237,17 @@ def _service_rules(args: argparse.Namespace, config, pipeline):
     through its service rules (``skutag.service.rules``), as the HTTP service on that database answers."""
     if not getattr(args, "db", None):
         return None
-    from sqlalchemy.exc import OperationalError
-
-    from skutag.service.rules import ServiceRules, install_stored_lexicon
-    from skutag.store import DatabaseUrlError, Store
+    from skutag.queue.store_sink import StoreSink, StoreUnavailableError
 
     try:
-        store = Store.open(args.db)
-    except DatabaseUrlError as exc:
+        sink = StoreSink(args.db, whitelist=tuple(config.service.review_whitelist))
+    except StoreUnavailableError as exc:
         raise UserFacingError(str(exc)) from None
-    except OperationalError as exc:
-        raise UserFacingError(f"cannot open the database {args.db}: {exc.orig}") from None
     try:
-        install_stored_lexicon(store, pipeline)
-        return ServiceRules.read(store, config.service.review_whitelist)
+        sink.follow_lexicon(pipeline)
+        return sink.rules()
     finally:
-        store.close()
+        sink.close()
 
 
 def _products_from(args: argparse.Namespace) -> tuple[list, Any]:

@@ -91,20 +91,6 @@ def tagger_spec(config: QueueConfig, config_file: str | None, threads: int = 0,
     return TaggerSpec(config.tagger_factory, model_dir, config_file, threads, store_url or None)
 
 
-def _lexicon_version(store_url: str | None) -> int | None:
-    """The version of the brand lexicon edited in that product database (None: none, or no database)."""
-    if not store_url:
-        return None
-    from skutag.queue.store_sink import open_store
-    from skutag.service.rules import stored_version
-
-    store = open_store(store_url)
-    try:
-        return stored_version(store, "lexicon")
-    finally:
-        store.close()
-
-
 def tagger_namespace(spec: TaggerSpec, lexicon_version: int | None = None) -> str:
     """What makes results reusable: the same factory and model (folder and its last change), and the same
     edited brand lexicon when the database has one (workers with ``--db`` read brands with it).
@@ -164,7 +150,8 @@ def run_batch(request: BatchRequest) -> BatchSummary:
             if mode == "local":
                 _run_local(request, products, write, summary)
             else:
-                _run_celery(request, products, write, summary, progress)
+                lexicon_version = store.rules().lexicon_version if store is not None else None
+                _run_celery(request, products, write, summary, progress, lexicon_version)
     finally:
         sink.close()
         summary.seconds = time.perf_counter() - started
@@ -252,7 +239,9 @@ def _run_local(request: BatchRequest, products: Iterator[Product], write, summar
 
 
 def _run_celery(request: BatchRequest, products: Iterator[Product], write, summary: BatchSummary,
-                progress: BatchProgress) -> None:
+                progress: BatchProgress, lexicon_version: int | None = None) -> None:
+    """Enqueue for Celery workers and collect; ``lexicon_version``: the database's edited brand lexicon, part of
+    the task ids (results read with another lexicon are not reused)."""
     from skutag.queue.celery_app import make_app
     from skutag.queue.remote import RemoteStats, collect, enqueue, workers_online
 
@@ -268,7 +257,7 @@ def _run_celery(request: BatchRequest, products: Iterator[Product], write, summa
         write(TagResult.failed(product.id, f"{type(exc).__name__}: {exc}"), image_hash(product.image))
 
     try:
-        namespace = tagger_namespace(spec, _lexicon_version(request.store_url or config.store_url))
+        namespace = tagger_namespace(spec, lexicon_version)
         namespace += f"|force-{uuid.uuid4()}" if request.force else ""
         with _broker_errors(config):
             pending = enqueue(app, products, namespace, config.queue_name, config.embed_images,

@@ -19,7 +19,6 @@ product: it is stored only when the id is new.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,12 +27,10 @@ from typing import Any, Iterator
 from fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import TransientError
+from skutag.store.repository import PRODUCT_ID_RE  # the HTTP API's rule too
 
 log = logging.getLogger(__name__)
 
-# the ids the HTTP API accepts (skutag.service.engine.PRODUCT_ID_RE; a test keeps the two equal), so every stored
-# product can be read and corrected through the API
-PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 PRODUCT_ID_RULE = ("an id must be 1-128 characters: letters, digits and . _ : - (starting with a letter or digit), "
                    "as the HTTP API requires")
 BRAND_MAX_CHARS = 200  # products.brand is String(200)
@@ -123,8 +120,9 @@ class StoreSink:
         self.url = url
         self.store = open_store(url)
         self.saved = 0
-        self.whitelist = _configured_whitelist(config_file) if whitelist is None else tuple(whitelist)
-        self.audit_rate = _configured_service(config_file).audit_rate  # the audit page's share, as the service
+        service = _configured_service(config_file)  # as `skutag serve --config` reads it
+        self.whitelist = tuple(service.review_whitelist) if whitelist is None else tuple(whitelist)
+        self.audit_rate = service.audit_rate  # the audit page's share of auto-tags
         self.rules_ttl = float(rules_ttl)
         self._rules: tuple[float, Any] | None = None
         self._lexicon_version: int | None = None  # the stored lexicon last handed to a tagger
@@ -209,6 +207,3 @@ def _configured_service(config_file: str | None):
 
     return SkutagConfig.load(config_file).service
 
-
-def _configured_whitelist(config_file: str | None) -> tuple[str, ...]:
-    return tuple(_configured_service(config_file).review_whitelist)

@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import inspect
 import logging
-import re
 import sys
 import threading
 import time
@@ -43,13 +42,12 @@ from skutag.service.retrain import (
     to_product,
 )
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
-from skutag.store.repository import Conflict, ProductView, Store
+from skutag.store.repository import HUMAN_STATUSES, PRODUCT_ID_RE, Conflict, ProductView, Store
 from vision.image import ImageError, ImageLimits
 
 log = logging.getLogger("skutag.service")
 
 INDEX_SYNC_S = 2.0  # how often photos stored by other processes are looked for
-PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
 
 class InvalidInput(ValueError):
@@ -299,7 +297,7 @@ class TaggingService:
             """Same title, and a human's verdict or the model's answer under the brand lexicon in force now."""
             if not same_title(upload.title, earlier.title):
                 return False
-            return earlier.status in HUMAN_VERDICTS or read_with_lexicon(earlier) == self._lexicon_version
+            return earlier.status in HUMAN_STATUSES or read_with_lexicon(earlier) == self._lexicon_version
 
         if not created:
             hit, kind = self.store.reusable_prediction(image_id, version, fits), "exact"
@@ -311,7 +309,7 @@ class TaggingService:
         if hit is None:
             return None  # a new photo, or one shared by products of other titles (a placeholder shot): ask the model
         prediction, source = hit
-        human = source.status in HUMAN_VERDICTS
+        human = source.status in HUMAN_STATUSES
         path = source.path if human else prediction.path
         note = f"duplicate of product {source.id} ({kind}" + (f", {distance} bits" if kind == "near" else "") + ")"
         alternatives = tuple(Alternative(a["label"], a["path"], float(a["confidence"]))
@@ -579,9 +577,6 @@ def model_categories(tagger: Tagger) -> list[str]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-HUMAN_VERDICTS = ("accepted", "corrected")
 
 
 def read_with_lexicon(product: ProductView) -> int | None:

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ from skutag.store.models import (
 )
 
 HUMAN_STATUSES = ("accepted", "corrected")
+# a product id: what the HTTP API accepts and every writer (service, batch) stores, so each stored product can be
+# read and corrected through the API (products.id is String(128))
+PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 QUEUE_STATUSES = ("review", "manual", "error")
 RESOURCE_KINDS = ("taxonomy", "label_map", "lexicon", "whitelist", "path_aliases")
 CORRECTION_KINDS = ("accept", "correct", "audit_ok", "audit_fix")
