@@ -70,11 +70,14 @@ def test_sigkill_mid_batch_every_product_tagged_exactly_once(broker_name, tmp_pa
     out = tmp_path / "results.jsonl"
     exec_log = tmp_path / "executions.log"
     queue = f"skutag-kill-{uuid.uuid4().hex[:10]}"
-    common = {"SKUTAG_TEST_EXEC_LOG": str(exec_log), "SKUTAG_TEST_DELAY": "0.04", **FAST_REDELIVERY_ENV}
+    common = {"SKUTAG_TEST_EXEC_LOG": str(exec_log), **FAST_REDELIVERY_ENV}
+    # A is slow (0.5 s a product) so that "A is inside a task" still holds the few milliseconds later when
+    # the kill lands; B does the bulk of the batch
+    delays = {"A": "0.5", "B": "0.04"}
 
     workers = {}
     for name in ("A", "B"):
-        env = subprocess_env(SKUTAG_TEST_WORKER=name, **common)
+        env = subprocess_env(SKUTAG_TEST_WORKER=name, SKUTAG_TEST_DELAY=delays[name], **common)
         workers[name] = start_worker(broker, queue, model_dir, name, tmp_path / f"{name}.log", backend=backend,
                                      concurrency=1, env=env)
     client = None
@@ -100,7 +103,11 @@ def test_sigkill_mid_batch_every_product_tagged_exactly_once(broker_name, tmp_pa
         assert victim is not None, "worker A never seen mid-task"
         stop_process_group(workers["A"], signal.SIGKILL)
         workers["A"].wait(timeout=10)
-        killed_at = sum(event == "end" for event, *_ in _events(exec_log))
+        # the log after the kill is the authority: the product A had started and never finished
+        after_kill = _events(exec_log)
+        victim = _in_flight_on("A", after_kill)
+        assert victim is not None, "worker A finished its task before the kill landed"
+        killed_at = sum(event == "end" for event, *_ in after_kill)
         stdout, stderr = client.communicate(timeout=180)
         assert client.returncode == 0, stderr
     finally:

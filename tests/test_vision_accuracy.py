@@ -1,7 +1,7 @@
 """The backbones really classify: imagenet_retail photos get their right ImageNet class.
 
 Measured here (80 photos, vision/README.md): lite0 69 top-1 / 78 top-5, lite2 75 / 78; INT8 lite0 69 / 78
-with 79 of 80 top-1 agreeing with fp32. The thresholds sit a few photos below those, far above chance (1/1000).
+with 79 of 80 top-1 agreeing with fp32 on a VNNI CPU (71 of 80 with the 7-bit weights of an AVX2-only CPU). The thresholds sit a few photos below those, far above chance (1/1000).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import vision
+from vision.export import int8_scheme
 from tests.vision_support import hits, retail_photos
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,9 @@ def test_int8_agrees_with_fp32(photos, lite0_results):
     assert ".int8-" in int8.model_path.name and int8.model_version.endswith("+int8")
     results = int8.predict([str(p) for p, _ in photos], top_k=5)
     agree = sum(a.top_k[0].index == b.top_k[0].index for a, b in zip(results, lite0_results))
-    assert agree >= 72, f"INT8 top-1 agrees with fp32 on {agree}/80"
+    # 8-bit weights (VNNI CPUs) agreed on 79/80; 7-bit weights (AVX2 without VNNI, vision.export) on 71/80
+    min_agree = 72 if int8_scheme() == "u8s8" else 67
+    assert agree >= min_agree, f"INT8 ({int8_scheme()}) top-1 agrees with fp32 on {agree}/80"
     cosine = np.mean([float(a.embedding @ b.embedding) for a, b in zip(results, lite0_results)])
     assert cosine > 0.97
     top1, _ = hits(results, [t for _, t in photos])
@@ -84,3 +87,30 @@ def test_batch_size_does_not_change_results(photos):
     for x, y in zip(one_by_one, batched):
         assert x.top_k[0].index == y.top_k[0].index
         assert float(x.embedding @ y.embedding) > 0.9999
+
+
+@pytest.mark.parametrize(
+    "machine, flags, scheme",
+    [
+        ("x86_64", {"avx2", "fma"}, "u8s8-7bit"),  # AVX2 only: 8-bit weights would saturate
+        ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, "u8s8"),
+        ("x86_64", {"avx2", "avx_vnni"}, "u8s8"),
+        ("aarch64", {"asimd", "asimddp"}, "u8s8"),
+        ("x86_64", set(), "u8s8"),  # flags unreadable: the standard scheme
+    ],
+)
+def test_int8_scheme_follows_the_cpu_and_is_part_of_the_cache_key(monkeypatch, machine, flags, scheme):
+    from vision import export
+
+    monkeypatch.delenv("SKUTAG_INT8_SCHEME", raising=False)
+    monkeypatch.setattr("platform.machine", lambda: machine)
+    monkeypatch.setattr(export, "cpu_flags", lambda: flags)
+    assert int8_scheme() == scheme
+    photos = export.calibration_images()
+    preprocess = vision.get_backbone("efficientnet-lite0").resolve().preprocess
+    key = export.calibration_key(photos, preprocess)
+    monkeypatch.setenv("SKUTAG_INT8_SCHEME", "u8s8-7bit" if scheme == "u8s8" else "u8s8")
+    assert export.calibration_key(photos, preprocess) != key  # another scheme quantizes its own copy
+    monkeypatch.setenv("SKUTAG_INT8_SCHEME", "int4")
+    with pytest.raises(ValueError, match="SKUTAG_INT8_SCHEME"):
+        int8_scheme()
