@@ -27,12 +27,13 @@ def level_accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> lis
 
 def tagging_metrics(truth: Sequence[str], results: Sequence[TagResult], target_precision: float = 0.95) -> dict[str, Any]:
     """n, accuracy (leaf = full path), macro_f1, level_accuracy, auto_rate, auto_precision and the
-    coverage reachable at ``target_precision`` with one global threshold."""
+    coverage reachable at ``target_precision`` with one global threshold. ``auto_precision`` is None when
+    nothing was auto-tagged (a precision of nothing is undefined, not 0)."""
     n = len(truth)
     key = int(round(target_precision * 100))
     if n == 0:
         return {"n": 0, "accuracy": 0.0, "macro_f1": 0.0, "level_accuracy": [], "auto_rate": 0.0,
-                "auto_precision": 0.0, "review_rate": 0.0, "manual_rate": 0.0, f"auto_rate_at_{key}": 0.0,
+                "auto_precision": None, "review_rate": 0.0, "manual_rate": 0.0, f"auto_rate_at_{key}": 0.0,
                 f"threshold_at_{key}": 1.0, "errors": 0}
     predicted = [r.path or "" for r in results]
     correct = np.array([p == t for p, t in zip(predicted, truth)])
@@ -46,7 +47,7 @@ def tagging_metrics(truth: Sequence[str], results: Sequence[TagResult], target_p
         "macro_f1": round(float(f1_score(list(truth), predicted, average="macro", zero_division=0)), 4),
         "level_accuracy": level_accuracy(truth, predicted),
         "auto_rate": round(float(auto.mean()), 4),
-        "auto_precision": round(float(correct[auto].mean()), 4) if auto.any() else 0.0,
+        "auto_precision": round(float(correct[auto].mean()), 4) if auto.any() else None,
         "review_rate": round(float(review.mean()), 4),
         "manual_rate": round(float((~auto & ~review).mean()), 4),
         f"auto_rate_at_{key}": round(coverage, 4),

@@ -221,10 +221,27 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         if target in (int, float):
             return target(value)
         if target in (list, tuple):
+            if value.lstrip().startswith("["):
+                return target(_json_array(key, value))
             return target(part.strip() for part in value.split(",") if part.strip())
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"{key}: cannot read {value!r} as {target.__name__}") from None
     return value
+
+
+def _json_array(key: str, value: str) -> list[Any]:
+    """A list field set from the environment as a JSON array, e.g. ``["食品饮料 > 饮料冲调", "A, B"]`` (items
+    may hold commas); plain text is split at commas instead."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key}: cannot read {value!r} as a JSON array: {exc.msg} (column {exc.colno}); "
+                          "or give the items separated by commas, without brackets") from None
+    if not isinstance(parsed, list) or any(isinstance(item, (list, dict)) for item in parsed):
+        raise ConfigError(f"{key}: {value!r} must be a JSON array of plain values")
+    return parsed
 
 
 def _json_object(key: str, value: str) -> dict[str, Any]:

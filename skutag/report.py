@@ -111,8 +111,9 @@ def _coverage_png(truth: Sequence[str], results: Sequence[TagResult], report: di
     thresholds, coverage, precision = coverage_precision_curve(confidence, correct)
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(coverage, precision, label="one global threshold")
-    ax.scatter([report.get("auto_rate", 0)], [report.get("auto_precision", 0)], color="C3", zorder=3,
-               label="decider (per-class thresholds)")
+    if report.get("auto_precision") is not None:
+        ax.scatter([report.get("auto_rate", 0)], [report["auto_precision"]], color="C3", zorder=3,
+                   label="decider (per-class thresholds)")
     for target in (0.6,):
         idx = np.flatnonzero(thresholds >= target)
         if len(idx):
@@ -159,7 +160,7 @@ def _fmt(value: Any) -> str:
         return f"{value:.4f}"
     if isinstance(value, list):
         return " / ".join(_fmt(v) for v in value)
-    return "" if value is None else str(value)
+    return "n/a" if value is None else str(value)
 
 
 def _markdown(metrics: dict[str, Any], truth, results, title: str) -> str:

@@ -248,3 +248,15 @@ def test_a_bundle_from_another_scikit_learn_is_refused_and_fitted_again_as_the_m
     assert code == 0 and summary["corrections"]["rows"] == 0 and summary["rows"] == 18
     code, out, _ = run(capsys, "tag", "--title", "Banana Ecological", "--model", str(tmp_path / "new"), "--json")
     assert code == 0 and json.loads(out)["path"]
+
+
+def test_auto_precision_is_null_not_zero_when_nothing_is_auto_tagged(catalogs, model_dir, monkeypatch, capsys):
+    _, _, val = catalogs
+    monkeypatch.setenv("SKUTAG_DECISION__ALWAYS_REVIEW", '["Fruit", "Vegetables", "Packages"]')
+    code, out, _ = run(capsys, "eval", str(val), "--model", str(model_dir), "--json")
+    metrics = json.loads(out)
+    assert code == 0 and metrics["n"] == 9 and metrics["auto_rate"] == 0.0
+    assert metrics["auto_precision"] is None and metrics["slices"]["branded"]["auto_precision"] is None
+    assert metrics["accuracy"] > 0  # the answers are still scored
+    code, out, _ = run(capsys, "eval", str(val), "--model", str(model_dir))
+    assert code == 0 and "auto 0.0% at precision n/a (nothing auto-tagged)" in out

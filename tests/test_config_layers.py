@@ -78,6 +78,17 @@ def test_a_mapping_field_is_read_from_json_in_the_environment():
             SkutagConfig.load(environ={"SKUTAG_DECISION__SYNONYMS": raw})
 
 
+def test_a_list_field_is_read_from_a_json_array_or_commas_in_the_environment():
+    key = "SKUTAG_DECISION__ALWAYS_REVIEW"
+    config = SkutagConfig.load(environ={key: '["食品饮料 > 饮料冲调", "Packages > Juice, nectar"]'})
+    assert config.decision.always_review == ("食品饮料 > 饮料冲调", "Packages > Juice, nectar")
+    assert SkutagConfig.load(environ={key: "Fruit, Vegetables"}).decision.always_review == ("Fruit", "Vegetables")
+    with pytest.raises(ConfigError, match=r"decision\.always_review: cannot read .* as a JSON array"):
+        SkutagConfig.load(environ={key: '["Fruit", '})
+    with pytest.raises(ConfigError, match=r"decision\.always_review: .* must be a JSON array of plain values"):
+        SkutagConfig.load(environ={key: '[["Fruit"]]'})
+
+
 @pytest.mark.parametrize("overrides, key", [
     ({"decision.auto_threshold": 1.5}, "decision.auto_threshold must be between 0 and 1"),
     ({"decision.review_threshold": -0.1}, "decision.review_threshold must be between 0 and 1"),

@@ -400,12 +400,16 @@ def run_eval(args: argparse.Namespace) -> int:
         key = next(k for k in metrics if k.startswith("auto_rate_at_"))
         print(f"{metrics['n']} products — accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
               f"levels {' / '.join(f'{x:.3f}' for x in metrics['level_accuracy'])}")
-        print(f"auto {metrics['auto_rate']:.1%} at precision {metrics['auto_precision']:.3f}; "
+        print(f"auto {metrics['auto_rate']:.1%} at precision {_precision(metrics['auto_precision'])}; "
               f"{key.replace('_', ' ')}: {metrics[key]:.1%}")
         for name, s in metrics["slices"].items():
             print(f"  {name:9s} n={s['n']:5d} accuracy {s['accuracy']:.3f} auto {s['auto_rate']:.1%} "
-                  f"precision {s['auto_precision']:.3f}")
+                  f"precision {_precision(s['auto_precision'])}")
     return 0
+
+
+def _precision(value: float | None) -> str:
+    return "n/a (nothing auto-tagged)" if value is None else f"{value:.3f}"
 
 
 def run_retrain(args: argparse.Namespace) -> int:
