@@ -148,6 +148,7 @@ BAD_INPUTS = [
     ("long title", dict(data={"title": "x" * 600}), 422, "title"),
     ("photo over limit", dict(files={"image": ("x.jpg", b"\xff" * 2_500_000, "image/jpeg")}), 413, "limit"),
     ("body over limit", dict(files={"image": ("x.jpg", b"\xff" * 4_500_000, "image/jpeg")}), 413, "limit"),
+    ("form field over limit", dict(files={"title": (None, "x" * 1_500_000)}), 413, "limit"),
 ]
 
 

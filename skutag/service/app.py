@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -88,6 +89,11 @@ def _error(request: Request, status: int, message: str, field: str | None = None
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# Starlette's multipart parser refuses a text part over 1 MiB with a 400 whose text starts so
+_FORM_PART_TOO_BIG = "Part exceeded maximum size"
+FORM_FIELD_LIMIT = 1024 * 1024
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput):
@@ -101,12 +107,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def conflict(request: Request, exc: Conflict):
         return _error(request, 409, str(exc))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        if exc.status_code in (401, 403) and _wants_html(request) and exc.status_code == 401:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and Starlette's own (form parsing)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 401 and _wants_html(request):
             from fastapi.responses import RedirectResponse
 
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if exc.status_code == 400 and str(exc.detail).startswith(_FORM_PART_TOO_BIG):
+            return _error(request, 413, f"a form field is over the {FORM_FIELD_LIMIT}-byte limit (title, price, "
+                                        "id and brand are short text; send the photo as the image file part)")
         return _error(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
