@@ -503,3 +503,49 @@ def test_near_duplicates_of_photos_stored_by_another_process_are_found(db_url, p
         assert copy["cache_hit"] == "near" and copy["path"] == original["path"]
     first.app.state.store.close()
     second.app.state.store.close()
+
+
+def test_the_databases_taxonomy_goes_to_and_comes_from_the_command_line(api, db_url, val_rows, tmp_path, capsys):  # noqa: F811
+    """`skutag taxonomy export/import --db`: the tree edited through the API becomes a file the command line
+    manages, and a tree file becomes the service's taxonomy, unless stored products would lose their category."""
+    from skutag.cli import main
+    from taxonomy import CategoryTree
+
+    client, auth = api
+    assert main(["taxonomy", "export", str(tmp_path / "none.json"), "--db", db_url]) == 2
+    assert "holds no edited taxonomy yet" in capsys.readouterr().err
+    product = upload(client, auth, val_rows[0].image, id="tree-1").json()
+    assert client.put("/v1/taxonomy/categories", headers=auth,
+                      json={"path": "Fruit > Banana", "name": "Bananas", "keywords": ["banan"]}).status_code == 200
+
+    exported = tmp_path / "service-tree.json"
+    assert main(["taxonomy", "export", str(exported), "--db", db_url]) == 0
+    tree = CategoryTree.load(exported)
+    assert tree.find_path("Fruit > Bananas > Banana") is not None and tree.find_path("Fruit > Banana") is None
+    assert tree.find_path("Fruit > Bananas").keywords == ("banan",)
+    managed = tmp_path / "managed.json"  # the command line's managed tree, here a file of its own
+    assert main(["taxonomy", "--file", str(managed), "import", str(exported)]) == 0
+    assert sorted(CategoryTree.load(managed).path_string(n) for n in CategoryTree.load(managed).leaves()) == sorted(
+        client.get("/v1/taxonomy", headers=auth).json()["paths"])
+
+    # back the other way: a file with one more category becomes the database's next version
+    tree.add_path("Fruit > Bananas > Plantain")
+    grown = tmp_path / "grown.json"
+    tree.save(grown)
+    capsys.readouterr()
+    assert main(["taxonomy", "import", str(grown), "--db", db_url]) == 0
+    assert "taxonomy version 2" in capsys.readouterr().out
+    served = client.get("/v1/taxonomy", headers=auth).json()
+    assert served["version"] == 2 and "Fruit > Bananas > Plantain" in served["paths"]
+    assert served["tags"]["Fruit > Bananas"]["keywords"] == ["banan"]
+
+    # a file without the stored product's category is refused, naming it; nothing is saved
+    filed_under = client.get("/v1/products/tree-1", headers=auth).json()["path"]
+    assert filed_under and filed_under.startswith(product["path"].split(" > ")[0])
+    kept = [p for p in served["paths"] if p != filed_under]
+    CategoryTree.from_paths(kept).save(tmp_path / "shrunk.json")
+    assert main(["taxonomy", "import", str(tmp_path / "shrunk.json"), "--db", db_url]) == 2
+    err = capsys.readouterr().err
+    assert "1 stored products are filed under 1 categories" in err and repr(filed_under) in err
+    assert client.get("/v1/taxonomy", headers=auth).json()["version"] == 2
+    assert main(["taxonomy", "export", str(tmp_path / "x.json"), "--db", "nosuchdb://x"]) == 2

@@ -130,10 +130,14 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="validate a tree file (.tsv/.csv/.json/.yaml) and make it the managed tree")
     p.add_argument("source", type=Path)
+    p.add_argument("--db", metavar="URL", help="make it the service database's taxonomy instead (a new version; "
+                   "refused while stored products are filed under categories the file lacks)")
     p.set_defaults(func=_guard(_taxonomy_import))
 
     p = sub.add_parser("export", help="write the tree (format from the suffix: .tsv/.csv/.json/.yaml)")
     p.add_argument("target", type=Path)
+    p.add_argument("--db", metavar="URL", help="write the service database's taxonomy instead (what the dashboard "
+                   "and the API edited), e.g. to import it as the command line's managed tree")
     p.set_defaults(func=_guard(_taxonomy_export))
 
     p = sub.add_parser("validate", help="check a tree file; errors name the bad row")
@@ -254,14 +258,65 @@ def _taxonomy_import(args: argparse.Namespace) -> int:
     from taxonomy import CategoryTree
 
     tree = CategoryTree.load(args.source)
+    if args.db:
+        return _import_into_database(tree, args)
     _save_tree(tree, args)
     return 0
 
 
 def _taxonomy_export(args: argparse.Namespace) -> int:
-    tree = load_managed_tree(args.file)
+    tree = _database_tree(args.db) if args.db else load_managed_tree(args.file)
     tree.save(args.target)
-    print(f"wrote {args.target} (version {tree.version})")
+    print(f"wrote {args.target} (version {tree.version}, {len(tree.leaves())} leaves)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- service database
+def _open_store(url: str):
+    from skutag.queue.store_sink import StoreUnavailableError, open_store
+    from skutag.store import DatabaseUrlError
+
+    try:
+        return open_store(url)
+    except (StoreUnavailableError, DatabaseUrlError) as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def _database_tree(url: str):
+    """The taxonomy the service on ``url`` keeps (paths and their keywords/synonyms)."""
+    from skutag.service.categories import tree_from_content
+
+    store = _open_store(url)
+    try:
+        stored = store.resource("taxonomy")
+    finally:
+        store.close()
+    if stored is None or not stored.content.get("paths"):
+        raise UserFacingError("the database holds no edited taxonomy yet: the service answers with its model's "
+                              "categories (edit one through the dashboard or PUT/POST /v1/taxonomy/categories)")
+    return tree_from_content(stored.content)
+
+
+def _import_into_database(tree, args: argparse.Namespace) -> int:
+    """``tree`` becomes a new version of the database's taxonomy, unless stored products would be left
+    under categories it lacks (a rename moves them: ``PUT /v1/taxonomy/categories``)."""
+    from skutag.service.categories import content_from_tree
+
+    content = content_from_tree(tree)
+    store = _open_store(args.db)
+    try:
+        leaves = set(content["paths"])
+        orphaned = {path: n for path, n in store.product_path_counts().items() if path not in leaves}
+        if orphaned:
+            examples = ", ".join(f"{path!r} ({n})" for path, n in sorted(orphaned.items())[:3])
+            raise UserFacingError(
+                f"{sum(orphaned.values())} stored products are filed under {len(orphaned)} categories "
+                f"{args.source} lacks, e.g. {examples}: add them to the file, or rename them first "
+                "(PUT /v1/taxonomy/categories moves their products)")
+        saved = store.save_resource("taxonomy", content, who="cli", note=f"import {args.source.name}")
+    finally:
+        store.close()
+    print(f"saved as the database's taxonomy version {saved.version} ({len(leaves)} leaves)")
     return 0
 
 

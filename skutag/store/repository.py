@@ -470,6 +470,13 @@ class Store:
                 changed += int(result.rowcount or 0)
         return changed
 
+    def product_path_counts(self) -> dict[str, int]:
+        """Category path in force -> how many stored products are filed under it."""
+        with self.session() as session:
+            rows = session.execute(select(ProductRow.path, func.count()).where(ProductRow.path.is_not(None))
+                                   .group_by(ProductRow.path))
+            return {path: int(count) for path, count in rows}
+
     def corrections(self, product_id: str | None = None, limit: int = 1000) -> list[CorrectionView]:
         with self.session() as session:
             query = select(CorrectionRow)
