@@ -221,8 +221,9 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         if target in (int, float):
             return target(value)
         if target in (list, tuple):
-            if value.lstrip().startswith("["):
-                return target(_json_array(key, value))
+            text = value.strip()
+            if text.startswith("[") and (text.endswith("]") or text[1:].lstrip().startswith('"')):
+                return target(_json_array(key, value, _item_type(hint)))
             return target(part.strip() for part in value.split(",") if part.strip())
     except ConfigError:
         raise
@@ -231,7 +232,7 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     return value
 
 
-def _json_array(key: str, value: str) -> list[Any]:
+def _json_array(key: str, value: str, item_type: type | None) -> list[Any]:
     """A list field set from the environment as a JSON array, e.g. ``["食品饮料 > 饮料冲调", "A, B"]`` (items
     may hold commas); plain text is split at commas instead."""
     try:
@@ -241,7 +242,17 @@ def _json_array(key: str, value: str) -> list[Any]:
                           "or give the items separated by commas, without brackets") from None
     if not isinstance(parsed, list) or any(isinstance(item, (list, dict)) for item in parsed):
         raise ConfigError(f"{key}: {value!r} must be a JSON array of plain values")
+    if item_type is str and not all(isinstance(item, str) for item in parsed):
+        raise ConfigError(f"{key}: {value!r} must be a JSON array of texts (in quotes)")
     return parsed
+
+
+def _item_type(hint: Any) -> type | None:
+    """``str`` for ``tuple[str, ...]`` / ``list[str]`` (optional or not), else None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+    if typing.get_origin(hint) is typing.Union or str(typing.get_origin(hint)) == "<class 'types.UnionType'>":
+        return _item_type(args[0]) if len(args) == 1 else None
+    return args[0] if len(args) == 1 and isinstance(args[0], type) else None
 
 
 def _json_object(key: str, value: str) -> dict[str, Any]:

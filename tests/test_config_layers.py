@@ -87,6 +87,10 @@ def test_a_list_field_is_read_from_a_json_array_or_commas_in_the_environment():
         SkutagConfig.load(environ={key: '["Fruit", '})
     with pytest.raises(ConfigError, match=r"decision\.always_review: .* must be a JSON array of plain values"):
         SkutagConfig.load(environ={key: '[["Fruit"]]'})
+    with pytest.raises(ConfigError, match=r"decision\.always_review: .* must be a JSON array of texts"):
+        SkutagConfig.load(environ={key: "[2024]"})
+    # text that only starts with a bracket is plain comma-separated text
+    assert SkutagConfig.load(environ={key: "[Promo] Gifts, Fruit"}).decision.always_review == ("[Promo] Gifts", "Fruit")
 
 
 @pytest.mark.parametrize("overrides, key", [

@@ -149,6 +149,7 @@ BAD_INPUTS = [
     ("photo over limit", dict(files={"image": ("x.jpg", b"\xff" * 2_500_000, "image/jpeg")}), 413, "limit"),
     ("body over limit", dict(files={"image": ("x.jpg", b"\xff" * 4_500_000, "image/jpeg")}), 413, "limit"),
     ("form field over limit", dict(files={"title": (None, "x" * 1_500_000)}), 413, "limit"),
+    ("urlencoded field over limit", dict(data={"title": "x" * 1_500_000}), 413, "limit"),
 ]
 
 
@@ -515,6 +516,8 @@ def test_the_databases_taxonomy_goes_to_and_comes_from_the_command_line(api, db_
     assert main(["taxonomy", "export", str(tmp_path / "none.json"), "--db", db_url]) == 2
     assert "holds no edited taxonomy yet" in capsys.readouterr().err
     product = upload(client, auth, val_rows[0].image, id="tree-1").json()
+    piped = client.put("/v1/taxonomy/categories", headers=auth, json={"path": "Fruit > Banana", "keywords": ["a|b"]})
+    assert piped.status_code == 422 and "may not hold '|'" in piped.json()["detail"]
     assert client.put("/v1/taxonomy/categories", headers=auth,
                       json={"path": "Fruit > Banana", "name": "Bananas", "keywords": ["banan"]}).status_code == 200
 
@@ -539,13 +542,34 @@ def test_the_databases_taxonomy_goes_to_and_comes_from_the_command_line(api, db_
     assert served["version"] == 2 and "Fruit > Bananas > Plantain" in served["paths"]
     assert served["tags"]["Fruit > Bananas"]["keywords"] == ["banan"]
 
-    # a file without the stored product's category is refused, naming it; nothing is saved
+    capsys.readouterr()
+    assert main(["taxonomy", "import", str(grown), "--db", db_url]) == 0  # the same tree again: no new version
+    assert "unchanged" in capsys.readouterr().out
+
+    # what the database still uses must stay: the stored product's category, label-map targets; nothing is saved
     filed_under = client.get("/v1/products/tree-1", headers=auth).json()["path"]
     assert filed_under and filed_under.startswith(product["path"].split(" > ")[0])
-    kept = [p for p in served["paths"] if p != filed_under]
-    CategoryTree.from_paths(kept).save(tmp_path / "shrunk.json")
+    CategoryTree.from_paths([p for p in served["paths"] if p != filed_under]).save(tmp_path / "shrunk.json")
     assert main(["taxonomy", "import", str(tmp_path / "shrunk.json"), "--db", db_url]) == 2
-    err = capsys.readouterr().err
-    assert "1 stored products are filed under 1 categories" in err and repr(filed_under) in err
+    assert f"1 stored products are filed under {filed_under!r}, which is missing" in capsys.readouterr().err
+    assert client.put("/v1/label-map/Plantain", headers=auth, json={"path": "Fruit > Bananas > Plantain"}).status_code == 200
+    CategoryTree.from_paths([p for p in served["paths"] if p != "Fruit > Bananas > Plantain"]).save(tmp_path / "nop.json")
+    assert main(["taxonomy", "import", str(tmp_path / "nop.json"), "--db", db_url]) == 2
+    assert "the label map sends 'Plantain' to 'Fruit > Bananas > Plantain', which is missing" in capsys.readouterr().err
+    # nor paths the service could not edit afterwards, nor an empty tree
+    CategoryTree.from_paths([*served["paths"], " > ".join(f"L{i}" for i in range(10))]).save(tmp_path / "deep.json")
+    assert main(["taxonomy", "import", str(tmp_path / "deep.json"), "--db", db_url]) == 2
+    assert "at most 8 levels" in capsys.readouterr().err
+    (tmp_path / "empty.csv").write_text("path\n", encoding="utf-8")
+    assert main(["taxonomy", "import", str(tmp_path / "empty.csv"), "--db", db_url]) == 2
+    assert "holds no categories" in capsys.readouterr().err
     assert client.get("/v1/taxonomy", headers=auth).json()["version"] == 2
+
+    # a mistyped or empty URL is an error, never a new database nor the command line's own tree
+    typo = tmp_path / "typo" / "skutag.db"
+    assert main(["taxonomy", "import", str(grown), "--db", f"sqlite:///{typo}"]) == 2
+    assert "no database at" in capsys.readouterr().err and not typo.parent.exists()
+    assert main(["taxonomy", "export", str(tmp_path / "x.json"), "--db", ""]) == 2
+    assert "--db needs a database URL" in capsys.readouterr().err
     assert main(["taxonomy", "export", str(tmp_path / "x.json"), "--db", "nosuchdb://x"]) == 2
+    assert "unsupported database" in capsys.readouterr().err and not (tmp_path / "x.json").exists()

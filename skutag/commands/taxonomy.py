@@ -258,35 +258,63 @@ def _taxonomy_import(args: argparse.Namespace) -> int:
     from taxonomy import CategoryTree
 
     tree = CategoryTree.load(args.source)
-    if args.db:
+    if args.db is not None:
         return _import_into_database(tree, args)
     _save_tree(tree, args)
     return 0
 
 
 def _taxonomy_export(args: argparse.Namespace) -> int:
-    tree = _database_tree(args.db) if args.db else load_managed_tree(args.file)
+    if args.db is not None:
+        tree, version = _database_tree(args.db)
+        tree.save(args.target)
+        print(f"wrote {args.target} (the database's taxonomy version {version}, {len(tree.leaves())} leaves)")
+        return 0
+    tree = load_managed_tree(args.file)
     tree.save(args.target)
-    print(f"wrote {args.target} (version {tree.version}, {len(tree.leaves())} leaves)")
+    print(f"wrote {args.target} (version {tree.version})")
     return 0
 
 
 # ---------------------------------------------------------------------------------------- service database
-def _open_store(url: str):
-    from skutag.queue.store_sink import StoreUnavailableError, open_store
-    from skutag.store import DatabaseUrlError
+def _open_existing_store(url: str):
+    """The service database at ``url``; it must exist already (a mistyped URL must not make a new, empty
+    one that the import would then fill)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
 
+    from skutag.store import DatabaseUrlError, Store, current_revision, normalise_url, open_engine, upgrade
+
+    if not url.strip():
+        raise UserFacingError("--db needs a database URL (sqlite:///FILE or postgresql://...)")
     try:
-        return open_store(url)
-    except (StoreUnavailableError, DatabaseUrlError) as exc:
+        parsed = make_url(normalise_url(url))
+    except DatabaseUrlError as exc:
         raise UserFacingError(str(exc)) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        raise UserFacingError(f"no database at {shown}: give the URL the service runs on (`skutag serve --db URL`)")
+    engine = open_engine(url)
+    try:
+        revision = current_revision(engine)
+        if revision is None:
+            raise UserFacingError(f"{shown} holds no skutag service database (no schema): give the URL the "
+                                  "service runs on (`skutag serve --db URL`)")
+        upgrade(engine)  # as the service does on start
+    except DBAPIError as exc:
+        engine.dispose()
+        raise UserFacingError(f"cannot open the database {shown}: {' '.join(str(exc.orig).split())}") from None
+    except UserFacingError:
+        engine.dispose()
+        raise
+    return Store(engine)
 
 
 def _database_tree(url: str):
-    """The taxonomy the service on ``url`` keeps (paths and their keywords/synonyms)."""
+    """The taxonomy the service on ``url`` keeps (paths and their keywords/synonyms) and its version."""
     from skutag.service.categories import tree_from_content
 
-    store = _open_store(url)
+    store = _open_existing_store(url)
     try:
         stored = store.resource("taxonomy")
     finally:
@@ -294,29 +322,71 @@ def _database_tree(url: str):
     if stored is None or not stored.content.get("paths"):
         raise UserFacingError("the database holds no edited taxonomy yet: the service answers with its model's "
                               "categories (edit one through the dashboard or PUT/POST /v1/taxonomy/categories)")
-    return tree_from_content(stored.content)
+    return tree_from_content(stored.content), stored.version
+
+
+def _service_content(tree, source: Path) -> dict[str, Any]:
+    """``tree`` as the service stores it, within the service's limits on paths."""
+    from skutag.service.categories import content_from_tree
+    from skutag.service.engine import InvalidInput, normalise_path
+
+    content = content_from_tree(tree)
+    if not content["paths"]:
+        raise UserFacingError(f"{source} holds no categories: the service's taxonomy cannot be empty")
+    for path in content["paths"]:
+        try:
+            normalise_path(path)
+        except InvalidInput as exc:
+            raise UserFacingError(f"{source}: {path[:200]!r}: {exc.message}") from None
+    return content
+
+
+def _references_lost(store, tree) -> list[str]:
+    """What in the database still names a category ``tree`` lacks: stored products (by leaf), label-map
+    targets (leaves), whitelisted prefixes and brands' categories (any level)."""
+    from skutag.service.rules import stored_mapping
+
+    leaves = {tree.path_string(n) for n in tree.leaves()}
+    nodes = {tree.path_string(n) for n in tree.nodes()}
+
+    def missing(path: str, needed: set[str]) -> str:
+        return "is not a leaf there" if path in nodes and needed is leaves else "is missing"
+
+    lost = [f"{n} stored products are filed under {path!r}, which {missing(path, leaves)}"
+            for path, n in sorted(store.product_path_counts().items()) if path not in leaves]
+    lost += [f"the label map sends {label!r} to {path!r}, which {missing(path, leaves)}"
+             for label, path in sorted(stored_mapping(store, "label_map").items()) if path not in leaves]
+    whitelist = store.resource("whitelist")
+    lost += [f"the review whitelist holds {path!r}, which is missing"
+             for path in (whitelist.content.get("paths", []) if whitelist else []) if path not in nodes]
+    lexicon = store.resource("lexicon")
+    lost += [f"brand {name!r} names the category {path!r}, which is missing"
+             for name, entry in sorted((lexicon.content if lexicon else {}).items())
+             for path in entry.get("categories", ()) if path not in nodes]
+    return lost
 
 
 def _import_into_database(tree, args: argparse.Namespace) -> int:
-    """``tree`` becomes a new version of the database's taxonomy, unless stored products would be left
-    under categories it lacks (a rename moves them: ``PUT /v1/taxonomy/categories``)."""
-    from skutag.service.categories import content_from_tree
-
-    content = content_from_tree(tree)
-    store = _open_store(args.db)
+    """``tree`` becomes a new version of the database's taxonomy, unless something stored there would be
+    left naming a category it lacks (a rename moves all of it: ``PUT /v1/taxonomy/categories``)."""
+    content = _service_content(tree, args.source)
+    store = _open_existing_store(args.db)
     try:
-        leaves = set(content["paths"])
-        orphaned = {path: n for path, n in store.product_path_counts().items() if path not in leaves}
-        if orphaned:
-            examples = ", ".join(f"{path!r} ({n})" for path, n in sorted(orphaned.items())[:3])
+        lost = _references_lost(store, tree)
+        if lost:
+            shown = "; ".join(lost[:5]) + (f"; and {len(lost) - 5} more" if len(lost) > 5 else "")
             raise UserFacingError(
-                f"{sum(orphaned.values())} stored products are filed under {len(orphaned)} categories "
-                f"{args.source} lacks, e.g. {examples}: add them to the file, or rename them first "
-                "(PUT /v1/taxonomy/categories moves their products)")
+                f"{args.source} lacks categories the database uses: {shown}. Add them to the file, or rename "
+                "them first (PUT /v1/taxonomy/categories moves products, label-map targets, the whitelist and "
+                "brands along)")
+        stored = store.resource("taxonomy")
+        if stored is not None and stored.content == content:
+            print(f"unchanged: the database's taxonomy version {stored.version} is already this tree")
+            return 0
         saved = store.save_resource("taxonomy", content, who="cli", note=f"import {args.source.name}")
     finally:
         store.close()
-    print(f"saved as the database's taxonomy version {saved.version} ({len(leaves)} leaves)")
+    print(f"saved as the database's taxonomy version {saved.version} ({len(content['paths'])} leaves)")
     return 0
 
 

@@ -89,8 +89,8 @@ def _error(request: Request, status: int, message: str, field: str | None = None
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# Starlette's multipart parser refuses a text part over 1 MiB with a 400 whose text starts so
-_FORM_PART_TOO_BIG = "Part exceeded maximum size"
+# Starlette's form parsers refuse a text field over 1 MiB with a 400 whose text starts so
+_FORM_PART_TOO_BIG = ("Part exceeded maximum size", "Field exceeded maximum size")
 FORM_FIELD_LIMIT = 1024 * 1024
 
 
@@ -113,7 +113,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             from fastapi.responses import RedirectResponse
 
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        if exc.status_code == 400 and str(exc.detail).startswith(_FORM_PART_TOO_BIG):
+        if exc.status_code == 400 and str(exc.detail).startswith(_FORM_PART_TOO_BIG):  # multipart or urlencoded
             return _error(request, 413, f"a form field is over the {FORM_FIELD_LIMIT}-byte limit (title, price, "
                                         "id and brand are short text; send the photo as the image file part)")
         return _error(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))

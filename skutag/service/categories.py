@@ -15,6 +15,7 @@ from skutag.catalog import PATH_SEPARATOR
 from skutag.service.engine import InvalidInput, normalise_path
 from skutag.store.repository import Conflict, NotFound
 from taxonomy import CategoryTree, TaxonomyError
+from taxonomy.tree import LIST_SEPARATOR
 from taxonomy.aliases import paths_by_id, renamed_between
 
 MAX_LEVELS = 8
@@ -91,6 +92,7 @@ def update_category(content: dict[str, Any] | None, seed: Sequence[str], path: s
     edit that would make a cycle or a path that already exists."""
     path = normalise_path(path)
     name = _check_name(change.name)
+    _check_tags(change)
     if change.is_empty():
         raise InvalidInput("request", "nothing to change: give name, parent, root, keywords or synonyms")
     if change.root and change.parent is not None:
@@ -132,6 +134,14 @@ def _check_name(name: str | None) -> str | None:
     if not name or ">" in name or len(name) > MAX_NAME_CHARS:
         raise InvalidInput("name", f"a category name needs 1-{MAX_NAME_CHARS} characters and no '>'")
     return name
+
+
+def _check_tags(change: CategoryChange) -> None:
+    """Keywords and synonyms without '|': tree files (CSV/TSV) list them joined by it."""
+    for field in ("keywords", "synonyms"):
+        if any(LIST_SEPARATOR in word for word in getattr(change, field) or ()):
+            raise InvalidInput(field, f"a word may not hold {LIST_SEPARATOR!r} (tree files list words joined by it); "
+                                      "give each as its own item")
 
 
 def _check_free(tree: CategoryTree, node, name: str | None, parent: Any) -> None:
