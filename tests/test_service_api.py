@@ -573,3 +573,41 @@ def test_the_databases_taxonomy_goes_to_and_comes_from_the_command_line(api, db_
     assert "--db needs a database URL" in capsys.readouterr().err
     assert main(["taxonomy", "export", str(tmp_path / "x.json"), "--db", "nosuchdb://x"]) == 2
     assert "unsupported database" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_the_databases_brand_lexicon_goes_to_and_comes_from_the_command_line(api, db_url, tmp_path, capsys):  # noqa: F811
+    """`skutag brands export/import --db`: brands edited through the API become a CSV, and a CSV merges into
+    the database's lexicon as its next version (before the first edit: into this machine's lexicon)."""
+    from skutag.cli import main
+    from taxonomy.brands import BrandLexicon
+
+    client, auth = api
+    assert main(["brands", "export", str(tmp_path / "none.csv"), "--db", db_url]) == 2
+    assert "holds no edited lexicon yet" in capsys.readouterr().err
+    incoming = tmp_path / "shop-brands.csv"
+    incoming.write_text("brand,aliases,categories\nOatly,Oatly Barista|噢麦力,Packages > Oat-Milk > Oatly-Oat-Milk\n",
+                        encoding="utf-8")
+    assert main(["brands", "import", str(incoming), "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    assert "into this machine's lexicon" in out and "lexicon version 1" in out
+    served = client.get("/v1/brands", headers=auth).json()
+    assert served["version"] == 1 and {"Oatly Barista", "噢麦力"} <= set(served["brands"]["Oatly"]["aliases"])
+    assert "农夫山泉" in served["brands"]  # the lexicon it merged into is kept
+
+    assert client.put("/v1/brands/Arla", headers=auth, json={"aliases": ["Arla Foods"], "categories": []}).status_code == 200
+    exported = tmp_path / "db-brands.csv"
+    assert main(["brands", "export", str(exported), "--db", db_url]) == 0
+    lexicon = BrandLexicon.load(exported)
+    assert lexicon.resolve("Arla Foods") == "Arla" and lexicon.resolve("噢麦力") == "Oatly"
+    assert main(["brands", "import", str(exported), "--db", db_url]) == 0  # the same brands again: no new version
+    assert "unchanged" in capsys.readouterr().out and client.get("/v1/brands", headers=auth).json()["version"] == 2
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("brand,aliases,categories\nValio,V,\n", encoding="utf-8")
+    assert main(["brands", "import", str(bad), "--db", db_url]) == 2
+    assert "alias 'V' needs 2-200 characters" in capsys.readouterr().err
+    clash = tmp_path / "clash.csv"
+    clash.write_text("brand,aliases,categories\nOat Co,Arla,\n", encoding="utf-8")  # another brand's name
+    assert main(["brands", "import", str(clash), "--db", db_url]) == 2
+    assert "Arla" in capsys.readouterr().err
+    assert client.get("/v1/brands", headers=auth).json()["version"] == 2

@@ -147,10 +147,13 @@ def _register_brands(subparsers: argparse._SubParsersAction) -> None:
     importing = actions.add_parser("import", help="merge brands from a CSV (or replace the lexicon with it)")
     importing.add_argument("source", type=Path)
     importing.add_argument("--replace", action="store_true", help="replace the whole lexicon")
-    importing.set_defaults(func=_brands_import)
+    importing.add_argument("--db", metavar="URL", help="into the service database's lexicon instead (a new version "
+                           "every tagger on that database follows)")
+    importing.set_defaults(func=_brands_import_any)
 
     exporting = actions.add_parser("export", help="write the lexicon as CSV ('-' = standard output)")
     exporting.add_argument("target", type=str)
+    exporting.add_argument("--db", metavar="URL", help="write the service database's lexicon (API/dashboard edits)")
     exporting.set_defaults(func=_brands_export)
 
     match = actions.add_parser("match", help="brands named verbatim in a text (e.g. a product title)")
@@ -237,12 +240,12 @@ def _brands_delete(args, lexicon) -> str:
     return f"deleted {lexicon.delete(args.name).name}"
 
 
-@_edit
-def _brands_import(args, lexicon) -> str:
+def _merge_brands(lexicon, source: Path, replace: bool) -> str:
+    """Brands of the CSV ``source`` merged into ``lexicon`` (or replacing it); what was done."""
     from taxonomy.brands import BrandLexicon
 
-    incoming = BrandLexicon.load(args.source)
-    if args.replace:
+    incoming = BrandLexicon.load(source)
+    if replace:
         for name in list(lexicon.brands):
             lexicon.delete(name)
     added = updated = 0
@@ -256,10 +259,88 @@ def _brands_import(args, lexicon) -> str:
             lexicon.update(existing, add_aliases=[a for a in brand.names if a != existing],
                            categories=list(dict.fromkeys(old.categories + brand.categories)))
             updated += 1
-    return f"imported {args.source}: {added} added, {updated} merged"
+    return f"imported {source}: {added} added, {updated} merged"
+
+
+@_edit
+def _brands_import(args, lexicon) -> str:
+    return _merge_brands(lexicon, args.source, args.replace)
+
+
+def _brands_import_any(args: argparse.Namespace) -> int:
+    return _brands_import_into_database(args) if args.db is not None else _brands_import(args)
+
+
+def _brands_import_into_database(args: argparse.Namespace) -> int:
+    """Merge (or replace) into the database's lexicon; before its first edit the service reads brands with its
+    model's lexicon, which is this machine's (``skutag brands list``): the merge starts from that one."""
+    from skutag.commands.database import open_existing_store
+    from skutag.service.rules import lexicon_from_entries
+    from taxonomy.brands import LexiconError
+
+    store = open_existing_store(args.db)
+    try:
+        stored = store.resource("lexicon")
+        if stored is not None:
+            lexicon, base = lexicon_from_entries(stored.content), f"the database's lexicon version {stored.version}"
+        else:
+            lexicon, _ = _editable(argparse.Namespace(file=None))
+            base = f"this machine's lexicon ({len(lexicon)} brands; the database had no edited one)"
+        try:
+            message = _merge_brands(lexicon, args.source, args.replace)
+            content = {b.name: {"aliases": list(b.aliases), "categories": list(b.categories)} for b in lexicon}
+            lexicon_from_entries(content)  # what the service will load must load
+            _check_service_limits(content, args.source)
+        except LexiconError as exc:
+            raise UserFacingError(str(exc)) from None
+        if not content:
+            raise UserFacingError(f"{args.source} leaves the lexicon empty: the service would read no brands")
+        if stored is not None and stored.content == content:
+            print(f"{message}; unchanged: the database's lexicon version {stored.version} already holds it")
+            return 0
+        saved = store.save_resource("lexicon", content, who="cli", note=f"import {args.source.name}")
+    finally:
+        store.close()
+    print(f"{message} into {base}; saved as the database's lexicon version {saved.version} ({len(content)} brands)")
+    return 0
+
+
+def _check_service_limits(content: dict, source: Path) -> None:
+    """The service's rules for brands (``PUT /v1/brands``): names of 1-200 characters, aliases of 2-200 (one
+    character would match almost any text)."""
+    for name, entry in content.items():
+        if not 1 <= len(name) <= 200:
+            raise UserFacingError(f"{source}: brand {name[:60]!r}...: a brand name needs 1-200 characters")
+        short = [a for a in entry["aliases"] if not 2 <= len(a) <= 200]
+        if short:
+            raise UserFacingError(f"{source}: brand {name!r}: alias {short[0][:60]!r} needs 2-200 characters "
+                                  "(one character would match almost any text)")
+
+
+def _database_lexicon(url: str):
+    from skutag.commands.database import open_existing_store
+    from skutag.service.rules import lexicon_from_entries
+
+    store = open_existing_store(url)
+    try:
+        stored = store.resource("lexicon")
+    finally:
+        store.close()
+    if stored is None:
+        raise UserFacingError("the database holds no edited lexicon yet: the service reads brands with its model's "
+                              "own (`skutag brands export` without --db writes this machine's)")
+    return lexicon_from_entries(stored.content), stored.version
 
 
 def _brands_export(args: argparse.Namespace) -> int:
+    if args.db is not None:
+        lexicon, version = _database_lexicon(args.db)
+        if args.target == "-":
+            sys.stdout.write(lexicon.to_csv())
+        else:
+            print(f"exported {len(lexicon)} brands (the database's lexicon version {version}) to "
+                  f"{lexicon.save(args.target)}")
+        return 0
     lexicon, _ = _editable(args)
     if args.target == "-":
         sys.stdout.write(lexicon.to_csv())

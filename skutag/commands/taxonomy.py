@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skutag.cli import UserFacingError
+from skutag.commands.database import open_existing_store
 from skutag.paths import artifact_dir
 
 TREE_FILE_NAME = "tree.json"
@@ -277,44 +278,11 @@ def _taxonomy_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- service database
-def _open_existing_store(url: str):
-    """The service database at ``url``; it must exist already (a mistyped URL must not make a new, empty
-    one that the import would then fill)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import DBAPIError
-
-    from skutag.store import DatabaseUrlError, Store, current_revision, normalise_url, open_engine, upgrade
-
-    if not url.strip():
-        raise UserFacingError("--db needs a database URL (sqlite:///FILE or postgresql://...)")
-    try:
-        parsed = make_url(normalise_url(url))
-    except DatabaseUrlError as exc:
-        raise UserFacingError(str(exc)) from None
-    shown = parsed.render_as_string(hide_password=True)
-    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
-        raise UserFacingError(f"no database at {shown}: give the URL the service runs on (`skutag serve --db URL`)")
-    engine = open_engine(url)
-    try:
-        revision = current_revision(engine)
-        if revision is None:
-            raise UserFacingError(f"{shown} holds no skutag service database (no schema): give the URL the "
-                                  "service runs on (`skutag serve --db URL`)")
-        upgrade(engine)  # as the service does on start
-    except DBAPIError as exc:
-        engine.dispose()
-        raise UserFacingError(f"cannot open the database {shown}: {' '.join(str(exc.orig).split())}") from None
-    except UserFacingError:
-        engine.dispose()
-        raise
-    return Store(engine)
-
-
 def _database_tree(url: str):
     """The taxonomy the service on ``url`` keeps (paths and their keywords/synonyms) and its version."""
     from skutag.service.categories import tree_from_content
 
-    store = _open_existing_store(url)
+    store = open_existing_store(url)
     try:
         stored = store.resource("taxonomy")
     finally:
@@ -370,7 +338,7 @@ def _import_into_database(tree, args: argparse.Namespace) -> int:
     """``tree`` becomes a new version of the database's taxonomy, unless something stored there would be
     left naming a category it lacks (a rename moves all of it: ``PUT /v1/taxonomy/categories``)."""
     content = _service_content(tree, args.source)
-    store = _open_existing_store(args.db)
+    store = open_existing_store(args.db)
     try:
         lost = _references_lost(store, tree)
         if lost:
