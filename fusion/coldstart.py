@@ -36,12 +36,12 @@ class ColdStartScorer:
     def __init__(self, tree: Any = None, label_map: Any = None, lexicon: Any = None, config: FusionConfig | None = None):
         from taxonomy import CategoryTree, LabelMap
 
-        self.tree = tree if tree is not None else CategoryTree.default()
-        self.label_map = label_map if label_map is not None else LabelMap.default()
+        self.tree = tree if tree is not None else CategoryTree.active()
+        self.label_map = label_map if label_map is not None else LabelMap.active()
         if lexicon is None:
             from taxonomy.brands import BrandLexicon
 
-            lexicon = BrandLexicon.default()
+            lexicon = BrandLexicon.active()
         self.lexicon = lexicon
         self.config = config or FusionConfig()
         leaves = self.tree.leaves()

@@ -103,7 +103,7 @@ class EvidenceCollector:
         if self._lexicon is None:
             from taxonomy.brands import BrandLexicon
 
-            self._lexicon = BrandLexicon.default()
+            self._lexicon = BrandLexicon.active()
         return self._lexicon
 
     @lexicon.setter

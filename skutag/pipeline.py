@@ -311,7 +311,7 @@ _DRIFT_MEANS = {
 def _managed_versions_now(pipeline: Pipeline) -> dict[str, str]:
     from taxonomy import CategoryTree, LabelMap
 
-    return {"taxonomy": CategoryTree.default().version, "label_map": LabelMap.default().version,
+    return {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
             "lexicon": pipeline.collector.lexicon.version}
 
 

@@ -183,7 +183,7 @@ def _plain(section: Any) -> dict[str, Any]:
 def _managed_versions(collector: EvidenceCollector) -> dict[str, str]:
     from taxonomy import CategoryTree, LabelMap
 
-    versions = {"taxonomy": CategoryTree.default().version, "label_map": LabelMap.default().version,
+    versions = {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
                 "lexicon": collector.lexicon.version}
     if collector.brand_model[1]:
         versions["brand_model"] = collector.brand_model[1]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .home import user_lexicon_path  # noqa: F401  (where `skutag brands` keeps the user's copy)
+
 HEADER = ("brand", "aliases", "categories")
 LIST_SEPARATOR = "|"
 DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "brands.csv"
@@ -27,17 +29,6 @@ DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "brands.csv"
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _DELETED = re.compile(r"['’`´®™©°·・]")
 _SEPARATORS = re.compile(r"[^\w\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|_")
-
-
-def user_lexicon_path() -> Path:
-    """Where ``skutag brands`` keeps the user's edited lexicon: ``$SKUTAG_HOME/taxonomy/brands.csv``
-    (``SKUTAG_HOME`` defaults to ``$XDG_CACHE_HOME/skutag`` or ``~/.cache/skutag``)."""
-    home = os.environ.get("SKUTAG_HOME")
-    if home:
-        base = Path(home).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
-    return base / "taxonomy" / "brands.csv"
 
 
 class LexiconError(ValueError):

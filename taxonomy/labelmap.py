@@ -123,6 +123,15 @@ class LabelMap:
         return mapping.with_labels(labels) if labels is not None else mapping
 
     @classmethod
+    def active(cls) -> "LabelMap":
+        """The user's managed map (``$SKUTAG_HOME/taxonomy/labelmap.tsv``, written by ``skutag labelmap``), else
+        the bundled one: what tagging reads."""
+        from .home import user_labelmap_path
+
+        path = user_labelmap_path()
+        return cls.load(path) if path.is_file() else cls.default()
+
+    @classmethod
     def from_mapping(cls, mapping: Mapping[str, str | Sequence[str]]) -> "LabelMap":
         rows = [(_make_entry(label, path, None, "", f"key {label!r}"), f"key {label!r}") for label, path in mapping.items()]
         result = cls()

@@ -213,6 +213,15 @@ class CategoryTree:
         """The bundled JD-style 3-level tree (1,259 leaves; Apache-2.0, see taxonomy/data/taxonomy_jd)."""
         return cls.load(DEFAULT_TREE_FILE)
 
+    @classmethod
+    def active(cls) -> "CategoryTree":
+        """The user's managed tree (``$SKUTAG_HOME/taxonomy/tree.json``, written by ``skutag taxonomy``), else
+        the bundled one: what tagging reads."""
+        from .home import user_tree_path
+
+        path = user_tree_path()
+        return cls.load(path) if path.is_file() else cls.default()
+
     # ------------------------------------------------------------------ files
     @classmethod
     def load(cls, path: str | Path) -> "CategoryTree":

@@ -260,3 +260,35 @@ def test_auto_precision_is_null_not_zero_when_nothing_is_auto_tagged(catalogs, m
     assert metrics["accuracy"] > 0  # the answers are still scored
     code, out, _ = run(capsys, "eval", str(val), "--model", str(model_dir))
     assert code == 0 and "auto 0.0% at precision n/a (nothing auto-tagged)" in out
+
+
+def test_edits_to_the_managed_tables_reach_tagging(tmp_path, monkeypatch, capsys):
+    """`skutag taxonomy add`, `skutag brands add` and `skutag labelmap update` edit the user's copies under
+    SKUTAG_HOME; the cold start of `skutag tag` reads those copies, not the bundled ones."""
+    from fusion.coldstart import ColdStartScorer
+    from taxonomy import LabelMap
+
+    monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"id": "kw", "title": "skutagium 茶饮 500ml"}\n{"id": "brand", "title": "熊猫侠 果汁饮料 1L"}\n',
+                       encoding="utf-8")
+    leaf = "食品饮料、保健食品 > 饮料冲调 > 实验茶"
+
+    def paths():
+        code, out, _ = run(capsys, "tag", str(catalog), "--json")
+        assert code == 0
+        return {row["id"]: row for row in map(json.loads, out.splitlines())}
+
+    before = paths()
+    assert before["kw"]["path"] != leaf and before["brand"]["path"] != leaf
+    assert main(["taxonomy", "add", leaf, "--keywords", "skutagium"]) == 0
+    assert main(["brands", "add", "熊猫侠", "--category", leaf]) == 0
+    capsys.readouterr()
+    after = paths()
+    assert after["kw"]["path"] == leaf and after["kw"]["confidence"] > before["kw"]["confidence"]
+    assert after["brand"]["path"] == leaf and after["brand"]["contributions"].get("brand", 0) > 0
+
+    assert main(["labelmap", "update", "898", "--path", leaf]) == 0  # 898: water bottle
+    assert " > ".join(LabelMap.active().get(898).path) == leaf
+    scorer = ColdStartScorer()
+    assert leaf in set(scorer.classes) and " > ".join(scorer.label_map.get(898).path) == leaf

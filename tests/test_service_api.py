@@ -610,4 +610,23 @@ def test_the_databases_brand_lexicon_goes_to_and_comes_from_the_command_line(api
     clash.write_text("brand,aliases,categories\nOat Co,Arla,\n", encoding="utf-8")  # another brand's name
     assert main(["brands", "import", str(clash), "--db", db_url]) == 2
     assert "Arla" in capsys.readouterr().err
+    slash = tmp_path / "slash.csv"
+    slash.write_text("brand,aliases,categories\nAC/DC,ACDC Brand,\n", encoding="utf-8")  # the API could not address it
+    assert main(["brands", "import", str(slash), "--db", db_url]) == 2
+    assert "no '/'" in capsys.readouterr().err
+    # once the database has a taxonomy, a brand's categories must be in it, as for PUT /v1/brands
+    assert client.post("/v1/taxonomy/categories", headers=auth, json={"path": "Fruit > Banana > Plantain"}).status_code == 201
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("brand,aliases,categories\nDole,Dole Co,Nowhere > Fake\n", encoding="utf-8")
+    assert main(["brands", "import", str(elsewhere), "--db", db_url]) == 2
+    assert "category 'Nowhere > Fake' is not in the database's taxonomy" in capsys.readouterr().err
     assert client.get("/v1/brands", headers=auth).json()["version"] == 2
+
+    elsewhere.write_text("brand,aliases,categories\nDole,Dole Co,Fruit > Banana > Plantain\n", encoding="utf-8")
+    assert main(["brands", "import", str(elsewhere), "--db", db_url, "--replace"]) == 0
+    assert "brands replaced by 1 added" in capsys.readouterr().out
+    assert list(client.get("/v1/brands", headers=auth).json()["brands"]) == ["Dole"]
+    assert main(["brands", "export", str(tmp_path), "--db", db_url]) == 2  # a folder
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["brands", "export", "-", "--db", db_url]) == 0
+    assert capsys.readouterr().out == "brand,aliases,categories\nDole,Dole Co,Fruit > Banana > Plantain\n"

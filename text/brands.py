@@ -248,7 +248,7 @@ def _stop_words() -> frozenset[str]:
         try:
             from taxonomy import CategoryTree, LabelMap
 
-            raw = CategoryTree.default().words() + LabelMap.default().words()
+            raw = CategoryTree.active().words() + LabelMap.active().words()
         except (ImportError, FileNotFoundError, ValueError):
             raw = []
         words = frozenset(aligned_view(w) for w in raw)

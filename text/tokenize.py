@@ -61,17 +61,18 @@ def clean_user_words(words: Iterable[str]) -> list[str]:
 
 def default_user_words(tree: Any = None, lexicon: Any = None, labelmap: Any = None) -> list[str]:
     """Words from the category tree (names, keywords, synonyms), brand lexicon (brands and aliases)
-    and label map (labels). Arguments left as None use the bundled defaults when they can be loaded."""
+    and label map (labels). Arguments left as None use the managed tables (``.active()``: the user's edited
+    copies, else the bundled defaults) when they can be loaded."""
     words: list[str] = []
     if tree is None:
         from taxonomy import CategoryTree
 
-        tree = CategoryTree.default()
+        tree = CategoryTree.active()
     words.extend(tree.words())
     if labelmap is None:
         from taxonomy import LabelMap
 
-        labelmap = LabelMap.default()
+        labelmap = LabelMap.active()
     words.extend(labelmap.words())
     if lexicon is None:
         lexicon = _default_lexicon()
@@ -86,9 +87,9 @@ def _default_lexicon() -> Any:
     except ModuleNotFoundError:
         return None
     try:
-        return BrandLexicon.default()
+        return BrandLexicon.active()
     except (FileNotFoundError, ValueError) as exc:
-        logging.getLogger(__name__).warning("bundled brand lexicon not loaded: %s", exc)
+        logging.getLogger(__name__).warning("brand lexicon not loaded: %s", exc)
         return None
 
 

@@ -240,14 +240,28 @@ def _brands_delete(args, lexicon) -> str:
     return f"deleted {lexicon.delete(args.name).name}"
 
 
-def _merge_brands(lexicon, source: Path, replace: bool) -> str:
-    """Brands of the CSV ``source`` merged into ``lexicon`` (or replacing it); what was done."""
-    from taxonomy.brands import BrandLexicon
+def _load_incoming(source: Path):
+    """The brands of the CSV ``source``; unreadable or empty files are clear errors."""
+    from taxonomy.brands import BrandLexicon, LexiconError
 
-    incoming = BrandLexicon.load(source)
+    try:
+        incoming = BrandLexicon.load(source)
+    except LexiconError as exc:
+        raise UserFacingError(str(exc)) from None
+    except OSError as exc:
+        raise UserFacingError(f"cannot read {source}: {exc.strerror or exc}") from None
+    if not len(incoming):
+        raise UserFacingError(f"{source} holds no brands")
+    return incoming
+
+
+def _merge_brands(lexicon, incoming, source: Path, replace: bool) -> str:
+    """Brands of ``incoming`` merged into ``lexicon`` (or replacing it); what was done."""
+    removed = 0
     if replace:
         for name in list(lexicon.brands):
             lexicon.delete(name)
+            removed += 1
     added = updated = 0
     for brand in incoming:
         existing = lexicon.resolve(brand.name)
@@ -259,62 +273,87 @@ def _merge_brands(lexicon, source: Path, replace: bool) -> str:
             lexicon.update(existing, add_aliases=[a for a in brand.names if a != existing],
                            categories=list(dict.fromkeys(old.categories + brand.categories)))
             updated += 1
-    return f"imported {source}: {added} added, {updated} merged"
+    replaced = f"{removed} brands replaced by " if replace else ""
+    return f"imported {source}: {replaced}{added} added, {updated} merged"
 
 
 @_edit
 def _brands_import(args, lexicon) -> str:
-    return _merge_brands(lexicon, args.source, args.replace)
+    return _merge_brands(lexicon, _load_incoming(args.source), args.source, args.replace)
 
 
 def _brands_import_any(args: argparse.Namespace) -> int:
     return _brands_import_into_database(args) if args.db is not None else _brands_import(args)
 
 
+def _entries(lexicon) -> dict[str, dict[str, list[str]]]:
+    return {b.name: {"aliases": list(b.aliases), "categories": list(b.categories)} for b in lexicon}
+
+
 def _brands_import_into_database(args: argparse.Namespace) -> int:
-    """Merge (or replace) into the database's lexicon; before its first edit the service reads brands with its
-    model's lexicon, which is this machine's (``skutag brands list``): the merge starts from that one."""
+    """Merge (or replace) into the database's lexicon. Before its first edit a service reads brands with its
+    model's lexicon, which on this machine is ``BrandLexicon.active()`` (``skutag brands list``): the merge
+    starts from that one."""
+    from sqlalchemy.exc import DBAPIError
+
     from skutag.commands.database import open_existing_store
     from skutag.service.rules import lexicon_from_entries
-    from taxonomy.brands import LexiconError
+    from taxonomy.brands import BrandLexicon, LexiconError
 
+    incoming = _load_incoming(args.source)
     store = open_existing_store(args.db)
     try:
+        _check_service_rules(incoming, args.source, store)
         stored = store.resource("lexicon")
         if stored is not None:
             lexicon, base = lexicon_from_entries(stored.content), f"the database's lexicon version {stored.version}"
+            before = _entries(lexicon)  # as the service reads it (aliases that read the same kept once)
         else:
-            lexicon, _ = _editable(argparse.Namespace(file=None))
-            base = f"this machine's lexicon ({len(lexicon)} brands; the database had no edited one)"
+            lexicon = BrandLexicon.active()
+            base, before = f"this machine's lexicon ({len(lexicon)} brands; the database had no edited one)", None
         try:
-            message = _merge_brands(lexicon, args.source, args.replace)
-            content = {b.name: {"aliases": list(b.aliases), "categories": list(b.categories)} for b in lexicon}
+            message = _merge_brands(lexicon, incoming, args.source, args.replace)
+            content = _entries(lexicon)
             lexicon_from_entries(content)  # what the service will load must load
-            _check_service_limits(content, args.source)
         except LexiconError as exc:
             raise UserFacingError(str(exc)) from None
-        if not content:
-            raise UserFacingError(f"{args.source} leaves the lexicon empty: the service would read no brands")
-        if stored is not None and stored.content == content:
+        if content == before:
             print(f"{message}; unchanged: the database's lexicon version {stored.version} already holds it")
             return 0
-        saved = store.save_resource("lexicon", content, who="cli", note=f"import {args.source.name}")
+        try:
+            saved = store.save_resource("lexicon", content, who="cli", note=f"import {args.source.name}")
+        except DBAPIError as exc:
+            raise UserFacingError(f"the database refused the lexicon: {' '.join(str(exc.orig).split())}") from None
     finally:
         store.close()
     print(f"{message} into {base}; saved as the database's lexicon version {saved.version} ({len(content)} brands)")
     return 0
 
 
-def _check_service_limits(content: dict, source: Path) -> None:
-    """The service's rules for brands (``PUT /v1/brands``): names of 1-200 characters, aliases of 2-200 (one
-    character would match almost any text)."""
-    for name, entry in content.items():
-        if not 1 <= len(name) <= 200:
-            raise UserFacingError(f"{source}: brand {name[:60]!r}...: a brand name needs 1-200 characters")
-        short = [a for a in entry["aliases"] if not 2 <= len(a) <= 200]
+def _check_service_rules(incoming, source: Path, store) -> None:
+    """The service's rules for a brand (``PUT /v1/brands``): a name of 1-200 characters without '/' (the API
+    addresses brands by name in the URL), aliases of 2-200 characters (one character would match almost any
+    text), categories that are paths of the database's taxonomy (once it has one)."""
+    from skutag.service.engine import InvalidInput, normalise_path
+
+    stored = store.resource("taxonomy")
+    known = set(stored.content.get("paths", [])) if stored else set()
+    for brand in incoming:
+        if not 1 <= len(brand.name) <= 200 or "/" in brand.name:
+            raise UserFacingError(f"{source}: brand {brand.name[:60]!r}: a brand name needs 1-200 characters "
+                                  "and no '/'")
+        short = [a for a in brand.aliases if not 2 <= len(a) <= 200]
         if short:
-            raise UserFacingError(f"{source}: brand {name!r}: alias {short[0][:60]!r} needs 2-200 characters "
+            raise UserFacingError(f"{source}: brand {brand.name!r}: alias {short[0][:60]!r} needs 2-200 characters "
                                   "(one character would match almost any text)")
+        for path in brand.categories:
+            try:
+                path = normalise_path(path)
+            except InvalidInput as exc:
+                raise UserFacingError(f"{source}: brand {brand.name!r}: category {path[:80]!r}: {exc.message}") from None
+            if known and path not in known:
+                raise UserFacingError(f"{source}: brand {brand.name!r}: category {path!r} is not in the database's "
+                                      "taxonomy (add it first: skutag taxonomy import --db, or the API)")
 
 
 def _database_lexicon(url: str):
@@ -327,25 +366,41 @@ def _database_lexicon(url: str):
     finally:
         store.close()
     if stored is None:
-        raise UserFacingError("the database holds no edited lexicon yet: the service reads brands with its model's "
-                              "own (`skutag brands export` without --db writes this machine's)")
+        raise UserFacingError("the database holds no edited lexicon yet: a service reads brands with its model's "
+                              "own, on this machine the one `skutag brands export` (without --db) writes")
     return lexicon_from_entries(stored.content), stored.version
+
+
+def _write_lexicon(lexicon, target: str) -> str:
+    """``lexicon`` as CSV to ``target`` ('-': standard output; a device such as /dev/null is written in place,
+    a file through a temporary name); where it went."""
+    if target == "-":
+        sys.stdout.write(lexicon.to_csv())
+        return "standard output"
+    path = Path(target)
+    if path.is_dir():
+        raise UserFacingError(f"{target} is a folder: give a file name, e.g. {path / 'brands.csv'}")
+    try:
+        if path.exists() and not path.is_file():
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(lexicon.to_csv())
+            return str(path)
+        return str(lexicon.save(path))
+    except OSError as exc:
+        raise UserFacingError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def _brands_export(args: argparse.Namespace) -> int:
     if args.db is not None:
         lexicon, version = _database_lexicon(args.db)
-        if args.target == "-":
-            sys.stdout.write(lexicon.to_csv())
-        else:
-            print(f"exported {len(lexicon)} brands (the database's lexicon version {version}) to "
-                  f"{lexicon.save(args.target)}")
+        where = _write_lexicon(lexicon, args.target)
+        if args.target != "-":
+            print(f"exported {len(lexicon)} brands (the database's lexicon version {version}) to {where}")
         return 0
     lexicon, _ = _editable(args)
-    if args.target == "-":
-        sys.stdout.write(lexicon.to_csv())
-    else:
-        print(f"exported {len(lexicon)} brands (version {lexicon.version}) to {lexicon.save(args.target)}")
+    where = _write_lexicon(lexicon, args.target)
+    if args.target != "-":
+        print(f"exported {len(lexicon)} brands (version {lexicon.version}) to {where}")
     return 0
 
 

@@ -16,19 +16,18 @@ from typing import Any
 
 from skutag.cli import UserFacingError
 from skutag.commands.database import open_existing_store
-from skutag.paths import artifact_dir
-
-TREE_FILE_NAME = "tree.json"
-LABELMAP_FILE_NAME = "labelmap.tsv"
+from taxonomy.home import user_labelmap_path, user_tree_path
 
 
 # ---------------------------------------------------------------------------------------- managed files
 def managed_tree_path() -> Path:
-    return artifact_dir("taxonomy") / TREE_FILE_NAME
+    """The managed tree tagging reads (``CategoryTree.active()``)."""
+    return user_tree_path()
 
 
 def managed_labelmap_path() -> Path:
-    return artifact_dir("taxonomy") / LABELMAP_FILE_NAME
+    """The managed label map tagging reads (``LabelMap.active()``)."""
+    return user_labelmap_path()
 
 
 def load_managed_tree(path: str | Path | None = None):

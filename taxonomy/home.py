@@ -1,0 +1,37 @@
+"""Where the user's edited copies of the managed tables live: ``$SKUTAG_HOME/taxonomy/``.
+
+``skutag taxonomy``, ``skutag labelmap`` and ``skutag brands`` write ``tree.json``, ``labelmap.tsv`` and
+``brands.csv`` there; ``CategoryTree.active()``, ``LabelMap.active()`` and ``BrandLexicon.active()`` read them
+(the bundled default until the first edit), and so does everything that tags.
+``SKUTAG_HOME`` defaults to ``$XDG_CACHE_HOME/skutag`` or ``~/.cache/skutag``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TREE_FILE_NAME = "tree.json"
+LABELMAP_FILE_NAME = "labelmap.tsv"
+LEXICON_FILE_NAME = "brands.csv"
+
+
+def user_taxonomy_dir() -> Path:
+    home = os.environ.get("SKUTAG_HOME")
+    if home:
+        base = Path(home).expanduser()
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
+    return base / "taxonomy"
+
+
+def user_tree_path() -> Path:
+    return user_taxonomy_dir() / TREE_FILE_NAME
+
+
+def user_labelmap_path() -> Path:
+    return user_taxonomy_dir() / LABELMAP_FILE_NAME
+
+
+def user_lexicon_path() -> Path:
+    return user_taxonomy_dir() / LEXICON_FILE_NAME
