@@ -35,3 +35,13 @@ def user_labelmap_path() -> Path:
 
 def user_lexicon_path() -> Path:
     return user_taxonomy_dir() / LEXICON_FILE_NAME
+
+
+def active_versions() -> dict[str, str]:
+    """The versions of the managed tree, label map and brand lexicon tagging reads now."""
+    from .brands import BrandLexicon
+    from .labelmap import LabelMap
+    from .tree import CategoryTree
+
+    return {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
+            "lexicon": BrandLexicon.active().version}

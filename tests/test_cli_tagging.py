@@ -292,3 +292,40 @@ def test_edits_to_the_managed_tables_reach_tagging(tmp_path, monkeypatch, capsys
     assert " > ".join(LabelMap.active().get(898).path) == leaf
     scorer = ColdStartScorer()
     assert leaf in set(scorer.classes) and " > ".join(scorer.label_map.get(898).path) == leaf
+
+
+def test_a_renamed_category_keeps_its_label_map_and_brand_votes_and_a_delete_warns(tmp_path, monkeypatch, capsys):
+    """`skutag taxonomy update --name` on the managed tree moves the managed label map's and brands' paths
+    along (as the service's rename does), so the cold start still answers the category under its new name;
+    deleting it says which entries lost their category."""
+    from skutag.queue.runner import tagger_namespace
+    from skutag.queue.tagger_factory import TaggerSpec
+    from taxonomy import LabelMap
+    from taxonomy.brands import BrandLexicon
+
+    monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"id": "x", "title": "怡宝 纯净水 550ml"}\n', encoding="utf-8")
+    old, new = "食品饮料、保健食品 > 饮料冲调 > 饮用水", "食品饮料、保健食品 > 饮料冲调 > 矿泉水"
+
+    def answer():
+        capsys.readouterr()
+        code, out, _ = run(capsys, "tag", str(catalog), "--json")
+        assert code == 0
+        return json.loads(out)
+
+    namespace = tagger_namespace(TaggerSpec())
+    assert answer()["path"] == old
+    assert main(["taxonomy", "update", old, "--name", "矿泉水"]) == 0
+    out = capsys.readouterr().out
+    assert "label map: 1 entries follow" in out and "brands: 4 follow" in out
+    assert " > ".join(LabelMap.active().get(898).path) == new and new in BrandLexicon.active().get("怡宝").categories
+    assert answer()["path"] == new
+    assert tagger_namespace(TaggerSpec()) != namespace  # queued results of the old tables are not reused
+
+    assert main(["taxonomy", "delete", new]) == 0
+    captured = capsys.readouterr()
+    assert "warning: 1 label-map entries and 4 brands name categories this tree lacks" in captured.err
+    assert "path aliases: 1 renames dropped" in captured.out  # old answers are not read as a category now gone
+    assert main(["brands", "add", "XBrand", "--category", "不存在 > 的类目"]) == 0
+    assert "'不存在 > 的类目' is not in the category tree" in capsys.readouterr().err

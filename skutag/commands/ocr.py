@@ -222,12 +222,25 @@ def _brands_list(args: argparse.Namespace) -> int:
 
 @_edit
 def _brands_add(args, lexicon) -> str:
+    _warn_unknown_categories(args.category or ())
     brand = lexicon.add(args.name, args.alias or (), args.category or ())
     return f"added {brand.name}"
 
 
+def _warn_unknown_categories(paths) -> None:
+    """A brand's category the managed tree lacks gives tagging no vote: say so (the edit is kept)."""
+    from taxonomy import CategoryTree
+
+    tree = CategoryTree.active()
+    missing = [p for p in paths if tree.find_path(p) is None]
+    if missing:
+        print(f"warning: {', '.join(repr(p) for p in missing)} is not in the category tree (`skutag taxonomy "
+              "list`): the brand gives tagging no vote there until the category exists", file=sys.stderr)
+
+
 @_edit
 def _brands_update(args, lexicon) -> str:
+    _warn_unknown_categories(args.category or ())
     brand = lexicon.update(
         args.name, aliases=args.alias, categories=args.category,
         add_aliases=args.add_alias, remove_aliases=args.remove_alias, rename=args.rename,

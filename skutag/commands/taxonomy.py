@@ -159,6 +159,40 @@ def _save_tree(tree, args: argparse.Namespace) -> None:
     target = _tree_target(args)
     tree.save(target)
     print(f"saved {target} (version {tree.version}, {len(tree)} categories, {len(tree.leaves())} leaves)")
+    _prune_aliases(tree, args)
+    if not args.file:
+        _warn_dangling(tree)
+
+
+def _prune_aliases(tree, args: argparse.Namespace) -> None:
+    """Recorded renames whose new path the saved tree no longer has (a reset, an import, a delete) are dropped:
+    old answers must not be read as categories that are gone."""
+    from taxonomy.aliases import load_aliases, save_aliases
+
+    path = managed_aliases_path(args.file)
+    aliases = load_aliases(path) if path.is_file() else {}
+    nodes = {tree.path_string(n) for n in tree.nodes()}
+    kept = {old: new for old, new in aliases.items() if new in nodes}
+    if len(kept) != len(aliases):
+        save_aliases(path, kept)
+        print(f"path aliases: {len(aliases) - len(kept)} renames dropped (their new paths are not in the tree)")
+
+
+def _warn_dangling(tree) -> None:
+    """Say when the managed label map or brands name categories the managed tree no longer has: tagging
+    drops their votes until they are mapped again."""
+    from taxonomy import PATH_SEPARATOR
+    from taxonomy.brands import BrandLexicon
+
+    nodes = {tree.path_string(n) for n in tree.nodes()}
+    entries = [e for e in load_managed_labelmap().entries() if PATH_SEPARATOR.join(e.path) not in nodes]
+    brands = [b for b in BrandLexicon.active() if any(c not in nodes for c in b.categories)]
+    if entries or brands:
+        examples = [f"{e.label} -> {PATH_SEPARATOR.join(e.path)}" for e in entries[:2]]
+        examples += [f"brand {b.name}" for b in brands[:2]]
+        print(f"warning: {len(entries)} label-map entries and {len(brands)} brands name categories this tree lacks "
+              f"(e.g. {'; '.join(examples)}); they give tagging no votes until mapped again "
+              "(`skutag labelmap check`, `skutag brands update NAME --category PATH`)", file=sys.stderr)
 
 
 def _taxonomy_list(args: argparse.Namespace) -> int:
@@ -241,7 +275,39 @@ def _taxonomy_update(args: argparse.Namespace) -> int:
             print(f"renamed {old} -> {new}")
         print(f"saved {aliases} (bundles trained before answer with the new paths; `skutag retrain` relabels "
               f"their training rows)")
+        if not args.file:  # the managed tree: the managed label map and lexicon follow it
+            _labelmap_follows(renamed)
+            _lexicon_follows(renamed)
     return 0
+
+
+def _labelmap_follows(renamed: dict[str, str]) -> None:
+    """Label-map entries on a renamed or moved category point at its new path (as the service's rename does)."""
+    from taxonomy import PATH_SEPARATOR
+
+    mapping = load_managed_labelmap()
+    moved = 0
+    for entry in mapping.entries():
+        old = PATH_SEPARATOR.join(entry.path)
+        if old in renamed:
+            mapping.update(entry.index if entry.index is not None else entry.label, path=renamed[old])
+            moved += 1
+    if moved:
+        mapping.save(managed_labelmap_path())
+        print(f"label map: {moved} entries follow (version {mapping.version})")
+
+
+def _lexicon_follows(renamed: dict[str, str]) -> None:
+    """Brands' categories on a renamed or moved category name its new path."""
+    from taxonomy.brands import BrandLexicon, user_lexicon_path
+
+    lexicon = BrandLexicon.active()
+    moved = [b for b in lexicon if any(c in renamed for c in b.categories)]
+    for brand in moved:
+        lexicon.update(brand.name, categories=[renamed.get(c, c) for c in brand.categories])
+    if moved:
+        lexicon.save(user_lexicon_path())
+        print(f"brands: {len(moved)} follow ({', '.join(b.name for b in moved[:5])}; lexicon version {lexicon.version})")
 
 
 def _taxonomy_delete(args: argparse.Namespace) -> int:

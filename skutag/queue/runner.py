@@ -92,8 +92,9 @@ def tagger_spec(config: QueueConfig, config_file: str | None, threads: int = 0,
 
 
 def tagger_namespace(spec: TaggerSpec, lexicon_version: int | None = None) -> str:
-    """What makes results reusable: the same factory and model (folder and its last change), and the same
-    edited brand lexicon when the database has one (workers with ``--db`` read brands with it).
+    """What makes results reusable: the same factory and model (folder and its last change), the same
+    edited brand lexicon when the database has one (workers with ``--db`` read brands with it), and the same
+    managed tree, label map and lexicon (as this machine has them: workers should share its SKUTAG_HOME tables).
 
     The folder's change time is the newest of the folder and its direct entries, so a new bundle
     version or a rewritten pointer to the current one gives new task ids (results are not reused).
@@ -104,7 +105,21 @@ def tagger_namespace(spec: TaggerSpec, lexicon_version: int | None = None) -> st
             times = [entry.stat(follow_symlinks=False).st_mtime_ns for entry in entries]
         stamp = str(max([os.stat(spec.model_dir).st_mtime_ns, *times]))
     lexicon = f"|lexicon-{lexicon_version}" if lexicon_version is not None else ""
-    return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}{lexicon}"
+    return f"{spec.factory}|{spec.model_dir or '-'}|{stamp}{lexicon}|tables-{_managed_tables_digest()}"
+
+
+def _managed_tables_digest() -> str:
+    """The managed tree, label map and lexicon (``skutag taxonomy|labelmap|brands`` edits change answers)."""
+    import hashlib
+    import json
+
+    from taxonomy.home import active_versions
+
+    try:
+        versions = active_versions()
+    except (OSError, ValueError) as exc:  # a damaged managed file: the taggers will say so per product
+        versions = {"unreadable": str(exc)}
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class BrokerUnavailableError(RuntimeError):
