@@ -143,7 +143,10 @@ class LabelMap:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"label map file not found: {path}")
-        text = path.read_text(encoding="utf-8-sig")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise LabelMapError(f"{path}: not UTF-8 text") from None
         suffix = path.suffix.lower()
         if suffix in {".tsv", ".csv", ".txt"}:
             return cls.loads_table(text, "," if suffix == ".csv" else "\t", source=path.name)

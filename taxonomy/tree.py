@@ -225,7 +225,19 @@ class CategoryTree:
     # ------------------------------------------------------------------ files
     @classmethod
     def load(cls, path: str | Path) -> "CategoryTree":
+        """A tree file (.tsv/.csv node table, .json, .yaml/.yml); anything wrong in it is a TaxonomyError
+        naming the file."""
         path = Path(path)
+        try:
+            return cls._load(path)
+        except (TypeError, AttributeError) as exc:  # a hand-edited value of the wrong kind (a number for a list ...)
+            raise TaxonomyError(f"{path}: a value of the wrong kind ({exc}); `skutag taxonomy validate` the file, "
+                                "or `skutag taxonomy reset`") from None
+        except UnicodeDecodeError:
+            raise TaxonomyError(f"{path}: not UTF-8 text") from None
+
+    @classmethod
+    def _load(cls, path: Path) -> "CategoryTree":
         if not path.is_file():
             raise FileNotFoundError(f"category tree file not found: {path}")
         text = path.read_text(encoding="utf-8-sig")

@@ -154,3 +154,15 @@ def test_path_aliases_compose_over_edits_and_refuse_a_malformed_file(tmp_path):
     (tmp_path / "broken.json").write_text("{", encoding="utf-8")
     with pytest.raises(ValueError, match="not JSON"):
         load_aliases(tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"paths": [1, 2]}', "a value of the wrong kind"),
+    (b"\xff\xfe\x00", "not UTF-8 text"),
+])
+def test_a_damaged_managed_tree_is_a_clear_error_naming_the_file(tmp_path, content, needle):
+    path = tmp_path / "tree.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(TaxonomyError, match=needle) as caught:
+        CategoryTree.load(path)
+    assert str(path) in str(caught.value)
