@@ -302,7 +302,8 @@ def _config_for_bundle(config: SkutagConfig, manifest: dict[str, Any], version: 
 
 
 _DRIFT_MEANS = {
-    "taxonomy": "categories added since are unknown to it (renamed ones follow through the path aliases)",
+    "taxonomy": "categories added since are unknown to it, removed ones it may still answer (renamed ones follow "
+                "through the path aliases)",
     "label_map": "vision labels mapped since do not change its answers",
     "lexicon": "brands added since are unknown to it",
 }
@@ -328,7 +329,8 @@ def _warn_version_drift(pipeline: Pipeline, manifest: dict[str, Any], version: b
     changes = "; ".join(f"{kind.replace('_', ' ')} {recorded[kind]} -> {now[kind]}: {_DRIFT_MEANS[kind]}"
                         for kind in drifted)
     message = (f"model bundle {version.path} was trained with other versions of what it reads ({changes}); "
-               "retrain it to follow these edits.")
+               "retrain it from a catalog labelled with today's categories (`skutag train`, or `skutag retrain` with "
+               "corrections for the categories that changed) to follow these edits.")
     if pipeline.config.fusion.strict_versions:
         raise bundles.BundleError(message + " (fusion.strict_versions is on)")
     log.warning(message)
