@@ -322,10 +322,20 @@ def test_a_renamed_category_keeps_its_label_map_and_brand_votes_and_a_delete_war
     assert " > ".join(LabelMap.active().get(898).path) == new and new in BrandLexicon.active().get("怡宝").categories
     assert answer()["path"] == new
     assert tagger_namespace(TaggerSpec()) != namespace  # queued results of the old tables are not reused
+    assert "warning" not in capsys.readouterr().err  # everything followed: nothing left without its category
+
+    # renamed twice: the recorded renames compose (old answers of a bundle follow both steps)
+    from skutag.pipeline import managed_path_aliases
+
+    assert main(["taxonomy", "update", new, "--name", "天然水"]) == 0
+    newest = "食品饮料、保健食品 > 饮料冲调 > 天然水"
+    assert managed_path_aliases() == {old: newest, new: newest}
+    assert main(["taxonomy", "update", newest, "--name", "矿泉水"]) == 0  # back again
+    assert managed_path_aliases() == {old: new, newest: new} and answer()["path"] == new
 
     assert main(["taxonomy", "delete", new]) == 0
     captured = capsys.readouterr()
     assert "warning: 1 label-map entries and 4 brands name categories this tree lacks" in captured.err
-    assert "path aliases: 1 renames dropped" in captured.out  # old answers are not read as a category now gone
+    assert "path aliases: 2 renames dropped" in captured.out  # old answers are not read as a category now gone
     assert main(["brands", "add", "XBrand", "--category", "不存在 > 的类目"]) == 0
     assert "'不存在 > 的类目' is not in the category tree" in capsys.readouterr().err

@@ -155,10 +155,17 @@ def _tree_target(args: argparse.Namespace) -> Path:
     return Path(args.file) if args.file else managed_tree_path()
 
 
-def _save_tree(tree, args: argparse.Namespace) -> None:
+def _save_tree(tree, args: argparse.Namespace, check: bool = True) -> None:
+    """Save the edited tree; ``check``: then drop renames that lead nowhere now and warn about label-map
+    entries and brands left without their category (an update does both after its renames are followed)."""
     target = _tree_target(args)
     tree.save(target)
     print(f"saved {target} (version {tree.version}, {len(tree)} categories, {len(tree.leaves())} leaves)")
+    if check:
+        _check_after_save(tree, args)
+
+
+def _check_after_save(tree, args: argparse.Namespace) -> None:
     _prune_aliases(tree, args)
     if not args.file:
         _warn_dangling(tree)
@@ -266,7 +273,7 @@ def _taxonomy_update(args: argparse.Namespace) -> int:
         synonyms=_split_bar(args.synonyms),
     )
     print(f"updated {node.id}\t{tree.path_string(node)}")
-    _save_tree(tree, args)
+    _save_tree(tree, args, check=False)  # the recorded renames compose with this one first (A->B, B->C)
     renamed = renamed_between(before, paths_by_id(tree))
     if renamed:
         aliases = managed_aliases_path(args.file)
@@ -278,6 +285,7 @@ def _taxonomy_update(args: argparse.Namespace) -> int:
         if not args.file:  # the managed tree: the managed label map and lexicon follow it
             _labelmap_follows(renamed)
             _lexicon_follows(renamed)
+    _check_after_save(tree, args)
     return 0
 
 
