@@ -140,7 +140,15 @@ class LabelMap:
 
     @classmethod
     def load(cls, path: str | Path) -> "LabelMap":
+        """A label map file (.tsv/.csv/.json/.yaml); anything wrong in it is a LabelMapError naming the file."""
         path = Path(path)
+        try:
+            return cls._load(path)
+        except (TypeError, AttributeError) as exc:  # a hand-edited value of the wrong kind (a number for a path ...)
+            raise LabelMapError(f"{path}: a value of the wrong kind ({exc})") from None
+
+    @classmethod
+    def _load(cls, path: Path) -> "LabelMap":
         if not path.is_file():
             raise FileNotFoundError(f"label map file not found: {path}")
         try:

@@ -231,8 +231,8 @@ class CategoryTree:
         try:
             return cls._load(path)
         except (TypeError, AttributeError) as exc:  # a hand-edited value of the wrong kind (a number for a list ...)
-            raise TaxonomyError(f"{path}: a value of the wrong kind ({exc}); `skutag taxonomy validate` the file, "
-                                "or `skutag taxonomy reset`") from None
+            raise TaxonomyError(f"{path}: a value of the wrong kind ({exc}); fix the file, or go back to the "
+                                "bundled tree with `skutag taxonomy reset`") from None
         except UnicodeDecodeError:
             raise TaxonomyError(f"{path}: not UTF-8 text") from None
 

@@ -339,3 +339,31 @@ def test_a_renamed_category_keeps_its_label_map_and_brand_votes_and_a_delete_war
     assert "path aliases: 2 renames dropped" in captured.out  # old answers are not read as a category now gone
     assert main(["brands", "add", "XBrand", "--category", "不存在 > 的类目"]) == 0
     assert "'不存在 > 的类目' is not in the category tree" in capsys.readouterr().err
+
+
+def test_a_move_carries_a_repeated_label_and_a_damaged_side_file_is_reported_not_half_done(tmp_path, monkeypatch, capsys):
+    from taxonomy import LabelMap
+    from taxonomy.brands import BrandLexicon
+
+    monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
+    glasses = "服饰内衣 > 服饰配件 > 太阳镜"
+    # 太阳镜 is already the label of an ImageNet class mapped there: a second entry repeats the label
+    assert main(["labelmap", "add", "太阳镜", glasses, "--index", "1500"]) == 0
+    assert main(["brands", "add", "雷朋", "--category", glasses]) == 0
+    assert main(["taxonomy", "update", "服饰内衣 > 服饰配件", "--parent", "服饰内衣 > 男装"]) == 0
+    moved = "服饰内衣 > 男装 > 服饰配件 > 太阳镜"
+    assert " > ".join(LabelMap.active().get(1500).path) == moved
+    assert BrandLexicon.active().get("雷朋").categories == (moved,)
+    capsys.readouterr()
+    assert main(["labelmap", "check"]) == 0 and "ok:" in capsys.readouterr().out
+
+    # a draft named by --file in the managed folder is not the managed tree: the managed aliases stay
+    aliases = tmp_path / "home" / "taxonomy" / "path_aliases.json"
+    recorded = aliases.read_text(encoding="utf-8")
+    assert main(["taxonomy", "--file", str(tmp_path / "home" / "taxonomy" / "draft.json"), "reset"]) == 0
+    assert aliases.read_text(encoding="utf-8") == recorded
+
+    (tmp_path / "home" / "taxonomy" / "brands.csv").write_text("x,y\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["taxonomy", "add", "服饰内衣 > 男装 > 领巾"]) == 0  # saved; the damaged lexicon is reported
+    assert "the tree is saved, but warn dangling failed" in capsys.readouterr().err

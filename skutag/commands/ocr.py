@@ -222,8 +222,9 @@ def _brands_list(args: argparse.Namespace) -> int:
 
 @_edit
 def _brands_add(args, lexicon) -> str:
-    _warn_unknown_categories(args.category or ())
     brand = lexicon.add(args.name, args.alias or (), args.category or ())
+    if not args.file:  # the lexicon tagging reads
+        _warn_unknown_categories(args.category or ())
     return f"added {brand.name}"
 
 
@@ -240,11 +241,12 @@ def _warn_unknown_categories(paths) -> None:
 
 @_edit
 def _brands_update(args, lexicon) -> str:
-    _warn_unknown_categories(args.category or ())
     brand = lexicon.update(
         args.name, aliases=args.alias, categories=args.category,
         add_aliases=args.add_alias, remove_aliases=args.remove_alias, rename=args.rename,
     )
+    if not args.file:
+        _warn_unknown_categories(args.category or ())
     return f"updated {brand.name}"
 
 

@@ -165,10 +165,34 @@ def _save_tree(tree, args: argparse.Namespace, check: bool = True) -> None:
         _check_after_save(tree, args)
 
 
+def _is_managed(args: argparse.Namespace) -> bool:
+    """Whether the command works on the managed tree (the one tagging reads), ``--file`` naming it included."""
+    return not args.file or Path(args.file).resolve() == managed_tree_path().resolve()
+
+
+def _aliases_belong_to(args: argparse.Namespace) -> bool:
+    """Whether the path aliases beside ``--file`` are that file's own (not the managed tree's, for a draft
+    kept in the managed folder)."""
+    return _is_managed(args) or managed_aliases_path(args.file).resolve() != managed_aliases_path().resolve()
+
+
+def _after_save(step, *arguments) -> None:
+    """One follow-up of a saved tree; a damaged side file is reported, never left half done with a traceback."""
+    from taxonomy import LabelMapError, TaxonomyError
+    from taxonomy.brands import LexiconError
+
+    try:
+        step(*arguments)
+    except (LabelMapError, LexiconError, TaxonomyError, ValueError, OSError) as exc:
+        print(f"warning: the tree is saved, but {step.__name__.strip('_').replace('_', ' ')} failed: {exc}",
+              file=sys.stderr)
+
+
 def _check_after_save(tree, args: argparse.Namespace) -> None:
-    _prune_aliases(tree, args)
-    if not args.file:
-        _warn_dangling(tree)
+    if _aliases_belong_to(args):
+        _after_save(_prune_aliases, tree, args)
+    if _is_managed(args):
+        _after_save(_warn_dangling, tree)
 
 
 def _prune_aliases(tree, args: argparse.Namespace) -> None:
@@ -256,7 +280,7 @@ def managed_aliases_path(tree_file: str | Path | None = None) -> Path:
 
 
 def _taxonomy_update(args: argparse.Namespace) -> int:
-    from taxonomy.aliases import compose, load_aliases, paths_by_id, renamed_between, save_aliases
+    from taxonomy.aliases import paths_by_id, renamed_between
 
     tree = load_managed_tree(args.file)
     before = paths_by_id(tree)
@@ -275,34 +299,41 @@ def _taxonomy_update(args: argparse.Namespace) -> int:
     print(f"updated {node.id}\t{tree.path_string(node)}")
     _save_tree(tree, args, check=False)  # the recorded renames compose with this one first (A->B, B->C)
     renamed = renamed_between(before, paths_by_id(tree))
-    if renamed:
-        aliases = managed_aliases_path(args.file)
-        save_aliases(aliases, compose(load_aliases(aliases), renamed))
-        for old, new in renamed.items():
-            print(f"renamed {old} -> {new}")
-        print(f"saved {aliases} (bundles trained before answer with the new paths; `skutag retrain` relabels "
-              f"their training rows)")
-        if not args.file:  # the managed tree: the managed label map and lexicon follow it
-            _labelmap_follows(renamed)
-            _lexicon_follows(renamed)
+    for old, new in renamed.items():
+        print(f"renamed {old} -> {new}")
+    if renamed and _aliases_belong_to(args):
+        _after_save(_record_renames, managed_aliases_path(None if _is_managed(args) else args.file), renamed)
+        if _is_managed(args):  # the managed tree: the managed label map and lexicon follow it
+            _after_save(_labelmap_follows, renamed)
+            _after_save(_lexicon_follows, renamed)
     _check_after_save(tree, args)
     return 0
 
 
+def _record_renames(aliases: Path, renamed: dict[str, str]) -> None:
+    from taxonomy.aliases import compose, load_aliases, save_aliases
+
+    save_aliases(aliases, compose(load_aliases(aliases), renamed))
+    print(f"saved {aliases} (bundles trained before answer with the new paths; `skutag retrain` relabels "
+          f"their training rows)")
+
+
 def _labelmap_follows(renamed: dict[str, str]) -> None:
-    """Label-map entries on a renamed or moved category point at its new path (as the service's rename does)."""
-    from taxonomy import PATH_SEPARATOR
+    """Label-map entries on a renamed or moved category point at its new path (as the service's rename does);
+    all at once, so labels that repeat move together."""
+    from dataclasses import replace
+
+    from taxonomy import PATH_SEPARATOR, LabelMap, split_path
 
     mapping = load_managed_labelmap()
-    moved = 0
-    for entry in mapping.entries():
-        old = PATH_SEPARATOR.join(entry.path)
-        if old in renamed:
-            mapping.update(entry.index if entry.index is not None else entry.label, path=renamed[old])
-            moved += 1
-    if moved:
-        mapping.save(managed_labelmap_path())
-        print(f"label map: {moved} entries follow (version {mapping.version})")
+    entries = mapping.entries()
+    moved = [replace(e, path=tuple(split_path(renamed[PATH_SEPARATOR.join(e.path)])))
+             if PATH_SEPARATOR.join(e.path) in renamed else e for e in entries]
+    count = sum(a is not b for a, b in zip(entries, moved))
+    if count:
+        followed = LabelMap(moved)
+        followed.save(managed_labelmap_path())
+        print(f"label map: {count} entries follow (version {followed.version})")
 
 
 def _lexicon_follows(renamed: dict[str, str]) -> None:
