@@ -196,17 +196,20 @@ def _check_after_save(tree, args: argparse.Namespace) -> None:
 
 
 def _prune_aliases(tree, args: argparse.Namespace) -> None:
-    """Recorded renames whose new path the saved tree no longer has (a reset, an import, a delete) are dropped:
-    old answers must not be read as categories that are gone."""
+    """Recorded renames whose new path the saved tree no longer has (a reset, an import, a delete), or whose
+    old path it has again, are dropped: old answers must not be read as categories that are gone."""
     from taxonomy.aliases import load_aliases, save_aliases
 
     path = managed_aliases_path(args.file)
     aliases = load_aliases(path) if path.is_file() else {}
     nodes = {tree.path_string(n) for n in tree.nodes()}
-    kept = {old: new for old, new in aliases.items() if new in nodes}
+    # a rename leads nowhere when its new path is gone, and is void when its old path is a category again
+    # (an answer of that path now means the live category)
+    kept = {old: new for old, new in aliases.items() if new in nodes and old not in nodes}
     if len(kept) != len(aliases):
         save_aliases(path, kept)
-        print(f"path aliases: {len(aliases) - len(kept)} renames dropped (their new paths are not in the tree)")
+        print(f"path aliases: {len(aliases) - len(kept)} renames dropped (their new paths are not in the tree, "
+              "or their old paths are categories again)")
 
 
 def _warn_dangling(tree) -> None:
