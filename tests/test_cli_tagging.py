@@ -371,3 +371,19 @@ def test_a_move_carries_a_repeated_label_and_a_damaged_side_file_is_reported_not
     capsys.readouterr()
     assert main(["taxonomy", "add", "服饰内衣 > 男装 > 领巾"]) == 0  # saved; the damaged lexicon is reported
     assert "the tree is saved, but warn dangling failed" in capsys.readouterr().err
+
+
+def test_a_reset_after_a_rename_takes_the_label_map_and_brands_back(tmp_path, monkeypatch, capsys):
+    from taxonomy import CategoryTree, LabelMap
+    from taxonomy.brands import BrandLexicon
+
+    monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
+    assert main(["taxonomy", "update", "食品饮料、保健食品 > 饮料冲调", "--name", "饮品"]) == 0
+    assert "食品饮料、保健食品 > 饮品 > 饮用水" in BrandLexicon.active().get("怡宝").categories
+    capsys.readouterr()
+    assert main(["taxonomy", "reset"]) == 0
+    captured = capsys.readouterr()
+    assert "label map: 7 entries follow" in captured.out and "warning" not in captured.err
+    assert CategoryTree.active().version == CategoryTree.default().version
+    assert LabelMap.active().version == LabelMap.default().version
+    assert "食品饮料、保健食品 > 饮料冲调 > 饮用水" in BrandLexicon.active().get("怡宝").categories

@@ -301,16 +301,36 @@ def _taxonomy_update(args: argparse.Namespace) -> int:
     )
     print(f"updated {node.id}\t{tree.path_string(node)}")
     _save_tree(tree, args, check=False)  # the recorded renames compose with this one first (A->B, B->C)
-    renamed = renamed_between(before, paths_by_id(tree))
+    _follow_renames(renamed_between(before, paths_by_id(tree)), args)
+    _check_after_save(tree, args)
+    return 0
+
+
+def _follow_renames(renamed: dict[str, str], args: argparse.Namespace) -> None:
+    """Categories whose path changed (same node id): recorded as path aliases, and on the managed tree the
+    managed label map and brands follow them."""
     for old, new in renamed.items():
         print(f"renamed {old} -> {new}")
     if renamed and _aliases_belong_to(args):
         _after_save(_record_renames, managed_aliases_path(None if _is_managed(args) else args.file), renamed)
-        if _is_managed(args):  # the managed tree: the managed label map and lexicon follow it
+        if _is_managed(args):
             _after_save(_labelmap_follows, renamed)
             _after_save(_lexicon_follows, renamed)
+
+
+def _replace_tree(tree, args: argparse.Namespace) -> None:
+    """``tree`` replaces the current one (import, reset); categories it keeps under the same node id but
+    another path are followed as renames (e.g. a reset after a rename takes the label map back)."""
+    from taxonomy import TaxonomyError
+    from taxonomy.aliases import paths_by_id, renamed_between
+
+    try:
+        before = paths_by_id(load_managed_tree(args.file))
+    except (TaxonomyError, FileNotFoundError):  # no readable tree before: nothing to follow
+        before = {}
+    _save_tree(tree, args, check=False)
+    _follow_renames(renamed_between(before, paths_by_id(tree)), args)
     _check_after_save(tree, args)
-    return 0
 
 
 def _record_renames(aliases: Path, renamed: dict[str, str]) -> None:
@@ -368,7 +388,7 @@ def _taxonomy_import(args: argparse.Namespace) -> int:
     tree = CategoryTree.load(args.source)
     if args.db is not None:
         return _import_into_database(tree, args)
-    _save_tree(tree, args)
+    _replace_tree(tree, args)
     return 0
 
 
@@ -481,7 +501,7 @@ def _taxonomy_version(args: argparse.Namespace) -> int:
 def _taxonomy_reset(args: argparse.Namespace) -> int:
     from taxonomy import CategoryTree
 
-    _save_tree(CategoryTree.default(), args)
+    _replace_tree(CategoryTree.default(), args)
     return 0
 
 
