@@ -34,12 +34,9 @@ def model_name(task: str, size: str) -> str:
 
 def default_model_root() -> Path:
     """``$SKUTAG_HOME/ocr/paddlex`` (``SKUTAG_HOME`` defaults to ``$XDG_CACHE_HOME/skutag`` or ~/.cache/skutag)."""
-    home = os.environ.get("SKUTAG_HOME")
-    if home:
-        base = Path(home).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
-    return base / "ocr" / "paddlex"
+    from taxonomy.home import skutag_home_dir
+
+    return skutag_home_dir() / "ocr" / "paddlex"
 
 
 def model_folder(root: str | os.PathLike, task: str, size: str) -> Path:

@@ -6,7 +6,6 @@ Derived artifacts never go into the repository: they live under ``SKUTAG_HOME``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -14,12 +13,9 @@ REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 def skutag_home() -> Path:
     """The root for derived artifacts; created on first use."""
-    explicit = os.environ.get("SKUTAG_HOME")
-    if explicit:
-        home = Path(explicit).expanduser()
-    else:
-        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        home = Path(cache) / "skutag"
+    from taxonomy.home import skutag_home_dir
+
+    home = skutag_home_dir()
     home.mkdir(parents=True, exist_ok=True)
     return home
 

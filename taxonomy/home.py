@@ -16,13 +16,17 @@ LABELMAP_FILE_NAME = "labelmap.tsv"
 LEXICON_FILE_NAME = "brands.csv"
 
 
-def user_taxonomy_dir() -> Path:
+def skutag_home_dir() -> Path:
+    """``$SKUTAG_HOME``, else ``$XDG_CACHE_HOME/skutag``, else ``~/.cache/skutag`` (not created here): the one
+    rule every package uses for where derived files and the user's tables live."""
     home = os.environ.get("SKUTAG_HOME")
     if home:
-        base = Path(home).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
-    return base / "taxonomy"
+        return Path(home).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
+
+
+def user_taxonomy_dir() -> Path:
+    return skutag_home_dir() / "taxonomy"
 
 
 def user_tree_path() -> Path:

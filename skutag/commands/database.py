@@ -38,3 +38,13 @@ def open_existing_store(url: str):
         engine.dispose()
         raise
     return Store(engine)
+
+
+def read_resource(url: str, kind: str):
+    """The newest stored version of the resource ``kind`` (taxonomy, lexicon ...) in the database at ``url``,
+    or None when none was saved."""
+    store = open_existing_store(url)
+    try:
+        return store.resource(kind)
+    finally:
+        store.close()

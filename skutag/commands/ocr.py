@@ -372,14 +372,10 @@ def _check_service_rules(incoming, source: Path, store) -> None:
 
 
 def _database_lexicon(url: str):
-    from skutag.commands.database import open_existing_store
+    from skutag.commands.database import read_resource
     from skutag.service.rules import lexicon_from_entries
 
-    store = open_existing_store(url)
-    try:
-        stored = store.resource("lexicon")
-    finally:
-        store.close()
+    stored = read_resource(url, "lexicon")
     if stored is None:
         raise UserFacingError("the database holds no edited lexicon yet: a service reads brands with its model's "
                               "own, on this machine the one `skutag brands export` (without --db) writes")

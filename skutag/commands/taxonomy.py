@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skutag.cli import UserFacingError
-from skutag.commands.database import open_existing_store
+from skutag.commands.database import open_existing_store, read_resource
 from taxonomy.home import user_labelmap_path, user_tree_path
 
 
@@ -409,11 +409,7 @@ def _database_tree(url: str):
     """The taxonomy the service on ``url`` keeps (paths and their keywords/synonyms) and its version."""
     from skutag.service.categories import tree_from_content
 
-    store = open_existing_store(url)
-    try:
-        stored = store.resource("taxonomy")
-    finally:
-        store.close()
+    stored = read_resource(url, "taxonomy")
     if stored is None or not stored.content.get("paths"):
         raise UserFacingError("the database holds no edited taxonomy yet: the service answers with its model's "
                               "categories (edit one through the dashboard or PUT/POST /v1/taxonomy/categories)")
