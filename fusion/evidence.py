@@ -31,6 +31,9 @@ class OcrEvidence:
 
     lines: tuple[tuple[str, float], ...] = ()  # (text, recognition score)
     brands: tuple[tuple[str, float], ...] = ()  # (canonical brand, match score 0..1), best first
+    # per line, 0..1: glyph size against the photo's largest text and closeness to its centre
+    # (``ocr.brands.line_prominence``); empty for evidence recorded without boxes
+    prominence: tuple[float, ...] = ()
 
     @property
     def text(self) -> str:

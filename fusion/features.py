@@ -14,6 +14,7 @@ A modality missing for a product leaves its block row empty, which ``FusionTagge
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Sequence
 
@@ -22,9 +23,15 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from .config import MODALITIES
+
+OCR_TEXT_WEIGHTINGS = ("flat", "prominence")
+# a line's weight: FLOOR + (1 - FLOOR) * prominence ** POWER
+PROMINENCE_FLOOR = 0.0
+PROMINENCE_POWER = 4.0
 from .evidence import Evidence
 
 
@@ -37,14 +44,22 @@ class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
     vision_top_k : label probabilities kept per image.
     title_featurizer : an unfitted title transformer (default ``text.TitleFeaturizer()``).
     ocr_min_df : minimum document frequency of OCR character n-grams.
+    ocr_text_weighting : ``"flat"`` (every line read counts the same) or ``"prominence"`` (each line's
+        n-grams weighted by how prominent the line is in the photo: large text near the middle, the
+        product's own label, outweighs small text at the edges, a neighbour's package on the shelf).
     """
 
     def __init__(self, modalities: Sequence[str] = MODALITIES, vision_top_k: int = 5, title_featurizer: Any = None,
-                 ocr_min_df: int = 2):
+                 ocr_min_df: int = 2, ocr_text_weighting: str = "prominence"):
         self.modalities = modalities
         self.vision_top_k = vision_top_k
         self.title_featurizer = title_featurizer
         self.ocr_min_df = ocr_min_df
+        self.ocr_text_weighting = ocr_text_weighting
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("ocr_text_weighting", "flat")  # pickled before the setting existed: trained flat
+        super().__setstate__(state)
 
     def fit(self, X: Sequence[Evidence], y: Any = None) -> "EvidenceFeaturizer":
         self._fit_transform(list(X), fit=True)
@@ -132,6 +147,9 @@ class _VisionPart:
 class _OcrPart:
     def __init__(self, owner: EvidenceFeaturizer):
         self.min_df = int(owner.ocr_min_df)
+        self.weighting = owner.ocr_text_weighting
+        if self.weighting not in OCR_TEXT_WEIGHTINGS:
+            raise ValueError(f"ocr_text_weighting must be one of {OCR_TEXT_WEIGHTINGS}, not {self.weighting!r}")
 
     def fit(self, evidence: list[Evidence]) -> bool:
         with_ocr = [e.ocr for e in evidence if e.ocr is not None]
@@ -156,8 +174,30 @@ class _OcrPart:
         brand_rows = [{b: s for b, s in e.ocr.brands} if e.ocr is not None else {} for e in evidence]
         parts = [flags, self.brands.transform(brand_rows)]
         if self.text is not None:
-            parts.append(self.text.transform([_ocr_text(e.ocr) if e.ocr is not None else "" for e in evidence]))
+            parts.append(self._text_features([e.ocr for e in evidence]))
         return sp.hstack(parts, format="csr")
+
+    def _text_features(self, ocrs: list) -> sp.csr_matrix:
+        if getattr(self, "weighting", "flat") == "flat":  # (a bundle pickled before the setting: flat)
+            return self.text.transform([_ocr_text(o) if o is not None else "" for o in ocrs])
+        return self._prominence_weighted(ocrs)
+
+    def _prominence_weighted(self, ocrs: list) -> sp.csr_matrix:
+        """Each kept line's TF-IDF n-grams times its prominence, summed per product, L2-normalised."""
+        texts, owners, weights = [], [], []
+        for row, ocr in enumerate(ocrs):
+            for text, weight in _weighted_ocr_lines(ocr):
+                texts.append(text)
+                owners.append(row)
+                weights.append(weight)
+        width = len(self.text.vocabulary_)
+        if not texts:
+            return sp.csr_matrix((len(ocrs), width))
+        raw = copy.copy(self.text)
+        raw.norm = None
+        per_line = raw.transform(texts)
+        gather = sp.csr_matrix((weights, (owners, np.arange(len(texts)))), shape=(len(ocrs), len(texts)))
+        return normalize(gather @ per_line, norm="l2", copy=False).tocsr()
 
 
 class _TitlePart:
@@ -218,6 +258,17 @@ _BUILDERS = {"vision": _VisionPart, "ocr": _OcrPart, "title": _TitlePart, "price
 
 def _ocr_text(ocr) -> str:
     return " ".join(text for text, score in ocr.lines if score >= 0.5).strip()
+
+
+def _weighted_ocr_lines(ocr) -> list[tuple[str, float]]:
+    """The lines ``_ocr_text`` keeps, each with its prominence weight (1 where none was recorded)."""
+    if ocr is None:
+        return []
+    prominence = getattr(ocr, "prominence", ()) or ()
+    if len(prominence) != len(ocr.lines):
+        prominence = (1.0,) * len(ocr.lines)
+    return [(text, PROMINENCE_FLOOR + (1 - PROMINENCE_FLOOR) * float(p) ** PROMINENCE_POWER)
+            for (text, score), p in zip(ocr.lines, prominence) if score >= 0.5 and text.strip()]
 
 
 def _scatter_rows(matrix: sp.csr_matrix, rows: list[int], n_rows: int) -> sp.csr_matrix:

@@ -71,6 +71,7 @@ class FusionModel:
         cfg = self.config
         started = time.perf_counter()
         self.featurizer_ = EvidenceFeaturizer(modalities=cfg.modalities, vision_top_k=cfg.vision_top_k,
+                                              ocr_text_weighting=cfg.ocr_text_weighting,
                                               title_featurizer=getattr(self, "title_featurizer", None))
         X = self.featurizer_.fit_transform(list(evidence))
         blocks = [(name, columns, make_base_estimator(getattr(cfg, f"{name}_estimator")))

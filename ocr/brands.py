@@ -142,6 +142,17 @@ def line_prominence(line: OcrLine, width: float, height: float, largest_glyph: f
     return 0.5 * size + 0.5 * centrality
 
 
+def line_prominences(result: OcrResult, lines: list[OcrLine] | None = None) -> list[float]:
+    """``line_prominence`` of each of ``lines`` (default: all of the result's lines) within its photo."""
+    lines = list(result.lines) if lines is None else lines
+    if not lines:
+        return []
+    width = result.width or max(p[0] for line in lines for p in line.box)
+    height = result.height or max(p[1] for line in lines for p in line.box)
+    largest_glyph = max(min(line.width, line.height) for line in lines)
+    return [line_prominence(line, width, height, largest_glyph) for line in lines]
+
+
 def extract_brands(
     result: OcrResult, lexicon: BrandLexicon, top_n: int = 3, min_score: float = 0.3
 ) -> list[BrandMatch]:
@@ -149,10 +160,7 @@ def extract_brands(
     lines = [line for line in result.lines if line.text.strip()]
     if not lines:
         return []
-    width = result.width or max(p[0] for line in lines for p in line.box)
-    height = result.height or max(p[1] for line in lines for p in line.box)
-    largest_glyph = max(min(line.width, line.height) for line in lines)
-    weights = [0.6 + 0.4 * line_prominence(line, width, height, largest_glyph) for line in lines]
+    weights = [0.6 + 0.4 * prominence for prominence in line_prominences(result, lines)]
     line_has_cjk = [has_cjk(line.text) for line in lines]
     line_has_latin = [bool(re.search(r"[A-Za-z]", normalize(line.text))) for line in lines]
 

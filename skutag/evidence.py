@@ -316,7 +316,7 @@ class EvidenceCollector:
         return out
 
     def _ocr_evidence(self, meta: dict) -> tuple[OcrEvidence | None, str | None]:
-        from ocr.brands import extract_brands
+        from ocr.brands import extract_brands, line_prominences
         from ocr.result import OcrLine, OcrResult
 
         if meta.get("error"):
@@ -331,6 +331,7 @@ class EvidenceCollector:
         return OcrEvidence(
             lines=tuple((line.text, float(line.score)) for line in lines),
             brands=tuple((m.brand, float(m.score)) for m in brands),
+            prominence=tuple(round(p, 4) for p in line_prominences(result)),
         ), None
 
 

@@ -383,7 +383,15 @@ def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> Sku
         recorded = manifest.get("config", {}).get(section, {})
         overrides.update({f"{section}.{k}": (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()
                           if hasattr(getattr(config, section), k)})
+    if manifest.get("config", {}).get("fusion"):  # a setting the parent predates: what it was trained with
+        for key, value in SETTINGS_BEFORE_RECORDED.items():
+            overrides.setdefault(key, value)
     return config.with_overrides(overrides)
+
+
+# what a bundle whose manifest does not record a setting was trained with (its training rows match it:
+# OCR evidence recorded before line prominence existed has none)
+SETTINGS_BEFORE_RECORDED = {"fusion.ocr_text_weighting": "flat"}
 
 
 def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: str | None = None,
