@@ -8,6 +8,8 @@ Vision evidence (top-k labels + embedding) for the same photos, no feature cache
 * ``tail-two-graphs``: the plain backbone for the labels, then the tuned graph on both views (the frozen
   part three times per photo: how serving ran before the joint graph);
 * ``tail-centre``: the joint graph on the centre crop only;
+* ``tail-crops``: the joint graph on the centre crop and its mirror, without the whole photo
+  (``vision.tail_full_view = false``; only when the bundle's tail serves the whole photo);
 * ``tail-torch``: the tail as trained, eager PyTorch on cut activations (both views);
 * ``plain-int8`` / ``tail-int8``: the plain stage and serving with ``vision.int8`` (static INT8 copies of
   the backbone, and of the joint and tuned graphs, calibrated on ``models/calibration``);
@@ -27,6 +29,7 @@ import argparse
 import json
 import time
 from copy import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     centre.views = ("center",)
     separate = copy(tail)
     separate.joint = False
+    crops = replace(tail, views=tuple(v for v in tail.views if v != "full"))
+    crops.embed([p.image for p in products[:2]])  # its own digest: its graphs are exported here, not timed
     # eager torch last: its OpenMP threads may keep spinning after it
     variants = [("plain", None, config), ("tail", tail, config), ("tail-two-graphs", separate, config),
-                ("tail-centre", centre, config), ("plain-int8", None, int8), ("tail-int8", quantized, int8),
+                ("tail-centre", centre, config)] + ([("tail-crops", crops, config)] if "full" in tail.views else []) + [
+                ("plain-int8", None, int8), ("tail-int8", quantized, int8),
                 ("plain-again", None, config), ("tail-torch", eager, config)]
     rates = {}
     for name, chosen, settings in variants:

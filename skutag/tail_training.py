@@ -38,6 +38,12 @@ def tail_views(config: SkutagConfig) -> list[str]:
     return ["center", "flip"] + [f"aug{k}" for k in range(max(0, int(config.vision.tail_aug_views)))]
 
 
+def serving_views(config: SkutagConfig) -> tuple[str, ...]:
+    """The views a trained tail embeds each photo in when it serves (their embeddings averaged)."""
+    cfg = config.vision
+    return ("center",) + (("flip",) if cfg.tail_tta else ()) + (("full",) if cfg.tail_full_view else ())
+
+
 def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit rows, held rows) pairs; empty when ``n_splits`` < 2 (in-sample embeddings)."""
     from sklearn.model_selection import KFold, StratifiedKFold
@@ -88,12 +94,13 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         classifier.fit(X, y)
         if cache is not None:
             _dump_atomically((classifier, oof), cache)
-    tail = VisionTail(classifier, views=("center", "flip") if cfg.tail_tta else ("center",), threads=threads)
+    tail = VisionTail(classifier, views=serving_views(config), threads=threads)
+    in_sample = [view for view in tail.views if view in acts]  # the views training extracted
     if oof is None:  # no folds: in-sample embeddings
-        oof = classifier.embed([acts[view] for view in tail.views])
+        oof = classifier.embed([acts[view] for view in in_sample])
     never_held = np.linalg.norm(oof, axis=1) == 0  # rows of folds skipped for having a single class
     if never_held.any():
-        oof[never_held] = classifier.embed([acts[view][never_held] for view in tail.views])
+        oof[never_held] = classifier.embed([acts[view][never_held] for view in in_sample])
     evidence = list(training.evidence)
     for k, i in enumerate(rows):
         evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))

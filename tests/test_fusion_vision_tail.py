@@ -60,7 +60,7 @@ def test_the_bundle_keeps_the_tail_and_the_fusion_model_learned_out_of_fold_embe
     record = version.manifest()["stages"]["vision"]["tail"]
     assert record["digest"] == tail.digest and summary["vision_tail"]["digest"] == tail.digest
     assert (record["cut"], record["folds"], record["train_views"], record["rows"]) == ("5.1", 2, 3, 24)
-    assert list(tail.views) == ["center", "flip"]
+    assert list(tail.views) == ["center", "flip", "full"] == record["serving_views"]  # vision.tail_full_view
 
     training = bundles.load_training(version)
     stored = np.stack([ev.vision.embedding for ev in training.evidence])
@@ -98,6 +98,7 @@ def test_serving_runs_the_bundles_tail_and_caches_its_embeddings(trained, catalo
 
 
 def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedding(trained, catalogs):
+    from dataclasses import replace
     from types import SimpleNamespace
 
     from fusion import bundle as bundles
@@ -116,6 +117,13 @@ def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedd
         assert np.allclose(joint.embedding, plain.embedding, atol=1e-4)
     assert results[-1].error == alone[-1].error and results[-1].error and tuned[-1] is None
     assert np.allclose(np.stack(tuned[:-1]), np.stack(tail.embed(photos[:-1])), atol=1e-5)
+    # the whole photo is decoded again and averaged in; without it the joint pass gives other embeddings
+    assert "full" in tail.views
+    cropped_only = replace(tail, views=("center", "flip"))
+    _, cropped = cropped_only.label_and_embed(model, photos[:4], top_k=5, batch_size=4)
+    assert np.allclose(np.stack(cropped), np.stack(cropped_only.embed(photos[:4])), atol=1e-5)
+    assert np.abs(np.stack(cropped) - np.stack(tuned[:4])).max() > 1e-3
+    assert not replace(tail, views=("center", "aug0")).serves_labels_of(model)  # random views: not served
     # labels from another network or the INT8 export cannot come from the tail's graph
     assert not tail.serves_labels_of(load_model("efficientnet-lite0", runtime="torch", threads=2))
     like = dict(runtime="onnx", int8=False, model_id=model.model_id, model_version=model.model_version)

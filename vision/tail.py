@@ -577,16 +577,18 @@ class VisionTail:
 
     # ------------------------------------------------------------------ labels and tuned embedding at once
     JOINT_VIEWS = frozenset({"center", "flip"})
+    """Views the joint pass serves from the centre crop it already has; other deterministic views (the
+    whole photo) are decoded again and run through the tuned graph beside it."""
 
     def serves_labels_of(self, model) -> bool:
         """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: both on ONNX Runtime
         in the same precision (fp32, or INT8 both), the same backbone and weights, serving views among the
-        centre crop and its mirror."""
+        centre crop among deterministic views (no random ``aug`` views)."""
         if self._source_id is None:  # resolving hashes the weights file: once per tail
             source = get_backbone(self.backbone).resolve(self.classifier.weights)
             self._source_id = (source.model_id, source.version)
         return (self.joint and self.runtime == "onnx" and model.runtime == "onnx" and bool(model.int8) == self.int8
-                and "center" in self.views and set(self.views) <= self.JOINT_VIEWS
+                and "center" in self.views and set(self.views) <= set(VIEWS)
                 and (model.model_id, model.model_version) == self._precision_id())
 
     def _precision_id(self) -> tuple[str, str]:
@@ -614,6 +616,12 @@ class VisionTail:
                 if "flip" in self.views:  # the mirror of a normalised crop is the normalised mirror
                     mirrored = np.ascontiguousarray(batch[:, :, :, ::-1])
                     per_view.append(_l2(self._onnx_session().run(None, {"input": mirrored})[0]))
+                extra = [view for view in self.views if view not in self.JOINT_VIEWS]
+                if extra:
+                    extractor = self.extractor()
+                    images = [load_image(chunk[row], extractor.limits, min_side=extractor.spec.resize_shorter)
+                              for row in positions]
+                    per_view.extend(self._view_embeddings(images, [str(row) for row in positions], extra))
                 for row, embedding in zip(positions, _l2(np.mean(per_view, axis=0)).astype(np.float32)):
                     tuned[row] = embedding
                 outputs = (logits, plain)
@@ -632,17 +640,22 @@ class VisionTail:
         return self._served("-joint", ("logits", "embedding", "features"), _joint_forward)
 
     # ------------------------------------------------------------------ ONNX Runtime
-    def _embed_onnx(self, images: list, keys: list[str], batch_size: int = 32) -> np.ndarray:
+    def _embed_onnx(self, images: list, keys: list[str]) -> np.ndarray:
+        return _l2(np.mean(self._view_embeddings(images, keys, self.views), axis=0)).astype(np.float32)
+
+    def _view_embeddings(self, images: list, keys: list[str], views: Sequence[str], batch_size: int = 32
+                         ) -> list[np.ndarray]:
+        """Per view, the tuned graph's L2-normalised features of every photo (rows in ``images`` order)."""
         session, spec = self._onnx_session(), self.extractor().spec
         per_view = []
-        for view in self.views:
+        for view in views:
             parts = []
             for start in range(0, len(images), batch_size):
                 crops = [view_crop(image, view, spec, _key_seed(view, key, 0))
                          for image, key in zip(images[start:start + batch_size], keys[start:start + batch_size])]
                 parts.append(session.run(None, {"input": normalize_batch(np.stack(crops), spec)})[0])
             per_view.append(_l2(np.concatenate(parts)))
-        return _l2(np.mean(per_view, axis=0)).astype(np.float32)
+        return per_view
 
     def _onnx_session(self):
         return self._opened("_session", self._onnx_file())
