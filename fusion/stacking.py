@@ -20,12 +20,16 @@ rows are replayed with modalities dropped at random (``modality_dropout``), so t
 decide from incomplete evidence.
 
 Probabilities are calibrated by a temperature fitted on out-of-fold stacker outputs
-(``calibration="temperature"``); ``oof_predictions_`` / ``oof_confidences_`` keep those held-out answers
-for choosing per-class decision thresholds.
+(``calibration="temperature"``), one per set of modalities a product may bring (``pattern_temperatures_``,
+fitted on the training rows that have those modalities with the others masked; ``temperature_`` for a set
+too rare to fit): a model whose titles make it sure of every training row is not as sure of a product that
+comes without one. ``oof_predictions_`` / ``oof_confidences_`` keep the held-out answers for choosing
+per-class decision thresholds.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -43,6 +47,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 LOG_FLOOR = np.log(1e-6)
 CALIBRATIONS = ("temperature", "none")
+# a temperature of its own for a set of modalities when this many training rows have them
+MIN_PATTERN_ROWS = 30
+PATTERN_ROWS_CAP = 20000  # rows sampled per set of modalities to fit its temperature
 
 
 @dataclass(frozen=True)
@@ -152,9 +159,12 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         rows, mask = _augment(present, self.modality_dropout, rng)
         self.bias_, self.block_weight_, self.class_weight_, self.n_iter_ = self._fit_meta(Z, y_enc, rows, mask)
         self.temperature_ = 1.0
-        oof_logits = self._oof_meta_logits(Z, y_enc, present, folds, rng)
+        owner, stackers = self._oof_stackers(Z, y_enc, present, folds, rng)
+        oof_logits = _stacked_logits(Z, np.arange(len(y_enc)), present, owner, stackers)
+        self.pattern_temperatures_: dict[tuple[bool, ...], float] = {}
         if self.calibration == "temperature":
             self.temperature_ = _fit_temperature(oof_logits, y_enc)
+            self.pattern_temperatures_ = self._fit_pattern_temperatures(Z, y_enc, present, owner, stackers, rng)
         proba = _softmax(oof_logits / self.temperature_)
         self.oof_predictions_ = self.classes_[proba.argmax(axis=1)]
         self.oof_confidences_ = proba.max(axis=1).astype(np.float32)
@@ -170,8 +180,15 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         if self.calibration != "temperature" or not known.any():
             return self
         Z, present = self._block_scores(X)
-        y_enc = np.searchsorted(self.classes_, y[known])
-        self.temperature_ = _fit_temperature(self._logits(Z, present)[known], y_enc)
+        Z, present, y_enc = Z[:, known], present[known], np.searchsorted(self.classes_, y[known])
+        self.temperature_ = _fit_temperature(self._logits(Z, present), y_enc)
+        table = dict(getattr(self, "pattern_temperatures_", {}))
+        for pattern in table:  # refitted where the calibration rows have that set of modalities
+            rows = np.flatnonzero(present[:, np.asarray(pattern)].all(axis=1))
+            if len(rows) >= MIN_PATTERN_ROWS and len(np.unique(y_enc[rows])) >= 2:
+                masks = np.broadcast_to(np.asarray(pattern), (len(rows), len(pattern)))
+                table[pattern] = _fit_temperature(self._logits(Z[:, rows], masks), y_enc[rows])
+        self.pattern_temperatures_ = table  # the others keep the training rows' temperature: nothing says more
         return self
 
     def _check_params(self) -> None:
@@ -284,25 +301,52 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         d = theta[n_classes + n_blocks:].reshape(n_blocks, n_classes)
         return bias, a, d, max(int(result.nit), 1)
 
-    def _oof_meta_logits(self, Z, y_enc, present, folds, rng) -> np.ndarray:
-        """Stacker logits for every training row from a stacker fitted without that row."""
+    def _oof_stackers(self, Z, y_enc, present, folds, rng) -> tuple[np.ndarray, list[tuple]]:
+        """Stackers fitted without some rows: ``stackers[owner[i]]`` = ``(bias, a, d)`` never saw row ``i``.
+        Rows no fold held out (no folds, or folds not used on large data) get the full stacker (the last)."""
         n_rows = Z.shape[1]
-        if not folds:
-            return self._logits(Z, present)
-        logits = np.zeros((n_rows, Z.shape[2]), dtype=np.float64)
+        owner = np.full(n_rows, -1)
+        stackers: list[tuple] = []
         meta_folds = folds[: min(len(folds), 3)] if n_rows > 20000 else folds
-        covered = np.zeros(n_rows, dtype=bool)
         for train, test in meta_folds:
             if len(np.unique(y_enc[train])) < 2:
                 continue
             rows, mask = _augment(present[train], self.modality_dropout, rng)
             bias, a, d, _ = self._fit_meta(Z[:, train], y_enc[train], rows, mask)
-            logits[test] = bias + np.einsum("bnk,bk->nk", Z[:, test] * present[test].T[:, :, None], a[:, None] + d)
-            covered[test] = True
-        if not covered.all():  # folds not used (large data): score those rows with the full stacker
-            rest = np.flatnonzero(~covered)
-            logits[rest] = self._logits(Z[:, rest], present[rest])
-        return logits
+            owner[test] = len(stackers)
+            stackers.append((bias, a, d))
+        owner[owner < 0] = len(stackers)
+        stackers.append((self.bias_, self.block_weight_, self.class_weight_))
+        return owner, stackers
+
+    def _fit_pattern_temperatures(self, Z, y_enc, present, owner, stackers, rng) -> dict[tuple[bool, ...], float]:
+        """A temperature per set of modalities a product may bring (with two or more modalities), fitted on
+        the out-of-fold stacker logits of the training rows that have them, the others masked: a model
+        whose titles make it sure of every training row must not be as sure of a product with no title."""
+        usable = np.flatnonzero(present.any(axis=0))
+        if len(usable) < 2:
+            return {}
+        table = {}
+        for size in range(1, len(usable) + 1):
+            for combo in itertools.combinations(usable, size):
+                pattern = np.zeros(present.shape[1], dtype=bool)
+                pattern[list(combo)] = True
+                rows = np.flatnonzero(present[:, pattern].all(axis=1))
+                if len(rows) < MIN_PATTERN_ROWS or len(np.unique(y_enc[rows])) < 2:
+                    continue
+                if len(rows) > PATTERN_ROWS_CAP:
+                    rows = np.sort(rng.choice(rows, PATTERN_ROWS_CAP, replace=False))
+                masks = np.broadcast_to(pattern, (len(rows), len(pattern)))
+                logits = _stacked_logits(Z, rows, masks, owner, stackers)
+                table[tuple(bool(x) for x in pattern)] = _fit_temperature(logits, y_enc[rows])
+        return table
+
+    def _row_temperatures(self, present: np.ndarray) -> np.ndarray:
+        """Each row's temperature (a column): its modality set's, else the one fitted on all rows."""
+        temperatures = np.full((len(present), 1), float(self.temperature_))
+        for pattern, temperature in getattr(self, "pattern_temperatures_", {}).items():  # {}: fitted before
+            temperatures[(present == np.asarray(pattern)).all(axis=1)] = temperature
+        return temperatures
 
     def _logits(self, Z, present) -> np.ndarray:
         W = self.block_weight_[:, None] + self.class_weight_
@@ -326,7 +370,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         Z, present = self._block_scores(X)
-        return _softmax(self._logits(Z, present) / self.temperature_)
+        return _softmax(self._logits(Z, present) / self._row_temperatures(present))
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)
@@ -340,7 +384,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         """
         Z, present = self._block_scores(X)
         logits = self._logits(Z, present)
-        proba = _softmax(logits / self.temperature_)
+        proba = _softmax(logits / self._row_temperatures(present))
         top = proba.argmax(axis=1)
         W = self.block_weight_[:, None] + self.class_weight_
         per_block = Z * present.T[:, :, None] * W[:, None, :]  # (B, n, K)
@@ -419,6 +463,18 @@ def _augment(present: np.ndarray, dropout: float, rng) -> tuple[np.ndarray, np.n
             rows.append(chosen)
             masks.append(keep.astype(np.float32))
     return np.concatenate(rows), np.concatenate(masks)
+
+
+def _stacked_logits(Z: np.ndarray, rows: np.ndarray, masks: np.ndarray, owner: np.ndarray,
+                    stackers: list[tuple]) -> np.ndarray:
+    """Logits of training ``rows`` (modalities ``masks[i]``) from the stacker that did not see each row."""
+    out = np.zeros((len(rows), Z.shape[2]), dtype=np.float64)
+    for j, (bias, a, d) in enumerate(stackers):
+        pick = np.flatnonzero(owner[rows] == j)
+        if len(pick):
+            picked = Z[:, rows[pick]] * np.asarray(masks)[pick].T[:, :, None]
+            out[pick] = bias + np.einsum("bnk,bk->nk", picked, a[:, None] + d)
+    return out
 
 
 def _gather(Z: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:

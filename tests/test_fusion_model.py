@@ -93,3 +93,17 @@ def test_price_block_learns_price_ranges_and_missing_prices_fall_back():
     predicted, confidence = scores.best()
     assert list(predicted[:2]) == ["食品 > 饮料 > 饮用水", "手机 > 手机通讯 > 手机"] and confidence[:2].min() > 0.8
     assert confidence[2] < 0.75 and scores.contributions[2] == {}  # no evidence: no confident answer
+
+
+def test_a_model_trained_with_titles_is_less_sure_of_a_photo_without_one(evidence):
+    """The shop titles name every product exactly: with one the model is sure, from the photo alone it is
+    calibrated on how often the photo alone was right out of fold, and the OCR gate reads the package."""
+    train, paths, brands = evidence["train"]
+    model = FusionModel(FusionConfig(cv=3)).fit(train, paths, brands)
+    val, val_paths, _ = evidence["val"]
+    titled = [e for e in val if e.title]
+    photo_only = [e.without("title", "ocr") for e in titled]
+    sure = model.score(titled).proba.max(axis=1)
+    unsure = model.score(photo_only).proba.max(axis=1)
+    assert sure.min() > 0.95 and unsure.mean() < sure.mean() - 0.1
+    assert model.needs_ocr(model.score(photo_only)).sum() > model.needs_ocr(model.score(titled)).sum()

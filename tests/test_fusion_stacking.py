@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import zlib
 
@@ -137,3 +138,33 @@ def test_bad_parameters_are_named():
         FusionTagger(calibration="isotonic-ish").fit(X, y)
     with pytest.raises(ValueError, match="twice"):
         FusionTagger(blocks=[("a", [0]), ("a", [1])]).fit(X, y)
+
+
+def _ece(confidence, correct) -> float:
+    bins = np.minimum((confidence * 10).astype(int), 9)
+    return sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
+               for b in range(10) if (bins == b).any())
+
+
+def test_a_product_missing_the_strong_modality_is_not_as_sure_as_the_training_rows(titles):
+    """Every training row comes with a name of its category (strong: never wrong, like GroceryStore's shop
+    titles) and the first characters of its product title (weak); a product that comes with those only is
+    scored by that modality set's own temperature, not by the one the names earned."""
+    train_t, y_train, test_t, y_test = titles
+    Xs_train, Xs_test = _char_tfidf([f"类目 {y}" for y in y_train], [f"类目 {y}" for y in y_test])
+    Xw_train, Xw_test = _char_tfidf([t[:3] for t in train_t], [t[:3] for t in test_t])
+    split = Xs_train.shape[1]
+    model = FusionTagger(blocks=[("name", slice(0, split)), ("title", slice(split, None))], cv=3,
+                         random_state=0).fit(sp.hstack([Xs_train, Xw_train]).tocsr(), y_train)
+    assert set(model.pattern_temperatures_) == {(True, False), (False, True), (True, True)}
+    title_only = sp.hstack([sp.csr_matrix(Xs_test.shape), Xw_test]).tocsr()
+    proba = model.predict_proba(title_only)
+    correct = model.classes_[proba.argmax(axis=1)] == y_test
+    assert 0.4 < correct.mean() < 0.9  # three characters of a title are right only some of the time
+    one_temperature = copy.deepcopy(model)
+    one_temperature.pattern_temperatures_ = {}  # how models were calibrated before: one temperature for all
+    overconfident = one_temperature.predict_proba(title_only).max(axis=1)
+    assert _ece(proba.max(axis=1), correct) < 0.08 and _ece(overconfident, correct) > 2 * _ece(proba.max(axis=1), correct)
+    # complete products keep the confidence the names earned
+    both = sp.hstack([Xs_test, Xw_test]).tocsr()
+    assert np.allclose(model.predict_proba(both), one_temperature.predict_proba(both), atol=0.02)
