@@ -40,7 +40,8 @@ class OcrEvidence:
         return " ".join(text for text, _ in self.lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"lines": [list(x) for x in self.lines], "brands": [list(x) for x in self.brands]}
+        return {"lines": [list(x) for x in self.lines], "brands": [list(x) for x in self.brands],
+                "prominence": list(self.prominence)}
 
 
 @dataclass(frozen=True)

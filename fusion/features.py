@@ -14,7 +14,6 @@ A modality missing for a product leaves its block row empty, which ``FusionTagge
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, Sequence
 
@@ -44,9 +43,9 @@ class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
     vision_top_k : label probabilities kept per image.
     title_featurizer : an unfitted title transformer (default ``text.TitleFeaturizer()``).
     ocr_min_df : minimum document frequency of OCR character n-grams.
-    ocr_text_weighting : ``"flat"`` (every line read counts the same) or ``"prominence"`` (each line's
-        n-grams weighted by how prominent the line is in the photo: large text near the middle, the
-        product's own label, outweighs small text at the edges, a neighbour's package on the shelf).
+    ocr_text_weighting : ``"flat"`` (the lines read, joined, as one text) or ``"prominence"`` (each line's
+        normalised n-gram vector weighted by how prominent the line is in the photo: large text near the
+        middle, the product's own label, outweighs small text at the edges, a neighbour's package).
     """
 
     def __init__(self, modalities: Sequence[str] = MODALITIES, vision_top_k: int = 5, title_featurizer: Any = None,
@@ -183,7 +182,8 @@ class _OcrPart:
         return self._prominence_weighted(ocrs)
 
     def _prominence_weighted(self, ocrs: list) -> sp.csr_matrix:
-        """Each kept line's TF-IDF n-grams times its prominence, summed per product, L2-normalised."""
+        """Each kept line's TF-IDF vector (L2-normalised on its own) times its prominence weight, summed per
+        product and L2-normalised again: a line counts by how prominent it is, not by how long it is."""
         texts, owners, weights = [], [], []
         for row, ocr in enumerate(ocrs):
             for text, weight in _weighted_ocr_lines(ocr):
@@ -193,9 +193,7 @@ class _OcrPart:
         width = len(self.text.vocabulary_)
         if not texts:
             return sp.csr_matrix((len(ocrs), width))
-        raw = copy.copy(self.text)
-        raw.norm = None
-        per_line = raw.transform(texts)
+        per_line = self.text.transform(texts)
         gather = sp.csr_matrix((weights, (owners, np.arange(len(texts)))), shape=(len(ocrs), len(texts)))
         return normalize(gather @ per_line, norm="l2", copy=False).tocsr()
 

@@ -166,6 +166,7 @@ class FusionModel:
             "modality_coverage": {n: round(float(c), 3) for n, c in zip(self.tagger_.block_names_,
                                                                           self.tagger_.block_coverage_)},
             "temperature": round(float(self.tagger_.temperature_), 3),
+            "temperatures_by_modalities": {k: round(v, 3) for k, v in self.tagger_.modality_set_temperatures_.items()},
             "brand_sensitive_classes": int(self.brand_sensitive_.sum()),
             "n_train": int(self.n_train_),
             "fit_seconds": round(float(self.fit_seconds_), 2),

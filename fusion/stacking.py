@@ -49,7 +49,10 @@ LOG_FLOOR = np.log(1e-6)
 CALIBRATIONS = ("temperature", "none")
 # a temperature of its own for a set of modalities when this many training rows have them
 MIN_PATTERN_ROWS = 30
-PATTERN_ROWS_CAP = 20000  # rows sampled per set of modalities to fit its temperature
+# ... refitted on a calibration set when this many of its rows have them (a calibration set has 10 or more)
+MIN_CALIBRATION_PATTERN_ROWS = 10
+PATTERN_ROWS_CAP = 5000  # rows sampled per set of modalities to fit its temperature (one number)
+MAX_BLOCKS_FOR_ALL_SETS = 5
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         if self.calibration == "temperature":
             self.temperature_ = _fit_temperature(oof_logits, y_enc)
             self.pattern_temperatures_ = self._fit_pattern_temperatures(Z, y_enc, present, owner, stackers, rng)
-        proba = _softmax(oof_logits / self.temperature_)
+        proba = _softmax(oof_logits / self._row_temperatures(present))  # as serving will scale these rows
         self.oof_predictions_ = self.classes_[proba.argmax(axis=1)]
         self.oof_confidences_ = proba.max(axis=1).astype(np.float32)
         self.oof_log_loss_ = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_enc)), y_enc], 1e-12, 1))))
@@ -185,7 +188,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         table = dict(getattr(self, "pattern_temperatures_", {}))
         for pattern in table:  # refitted where the calibration rows have that set of modalities
             rows = np.flatnonzero(present[:, np.asarray(pattern)].all(axis=1))
-            if len(rows) >= MIN_PATTERN_ROWS and len(np.unique(y_enc[rows])) >= 2:
+            if len(rows) >= MIN_CALIBRATION_PATTERN_ROWS and len(np.unique(y_enc[rows])) >= 2:
                 masks = np.broadcast_to(np.asarray(pattern), (len(rows), len(pattern)))
                 table[pattern] = _fit_temperature(self._logits(Z[:, rows], masks), y_enc[rows])
         self.pattern_temperatures_ = table  # the others keep the training rows' temperature: nothing says more
@@ -320,25 +323,24 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         return owner, stackers
 
     def _fit_pattern_temperatures(self, Z, y_enc, present, owner, stackers, rng) -> dict[tuple[bool, ...], float]:
-        """A temperature per set of modalities a product may bring (with two or more modalities), fitted on
-        the out-of-fold stacker logits of the training rows that have them, the others masked: a model
-        whose titles make it sure of every training row must not be as sure of a product with no title."""
+        """A temperature per set of modalities a product may bring (when the model has two or more),
+        fitted on the out-of-fold stacker logits of the training rows that have them, the others masked: a
+        model whose titles make it sure of every training row must not be as sure of a product with no
+        title. Every set up to ``MAX_BLOCKS_FOR_ALL_SETS`` modalities; beyond, the sets seen in training
+        and the single modalities."""
         usable = np.flatnonzero(present.any(axis=0))
         if len(usable) < 2:
             return {}
         table = {}
-        for size in range(1, len(usable) + 1):
-            for combo in itertools.combinations(usable, size):
-                pattern = np.zeros(present.shape[1], dtype=bool)
-                pattern[list(combo)] = True
-                rows = np.flatnonzero(present[:, pattern].all(axis=1))
-                if len(rows) < MIN_PATTERN_ROWS or len(np.unique(y_enc[rows])) < 2:
-                    continue
-                if len(rows) > PATTERN_ROWS_CAP:
-                    rows = np.sort(rng.choice(rows, PATTERN_ROWS_CAP, replace=False))
-                masks = np.broadcast_to(pattern, (len(rows), len(pattern)))
-                logits = _stacked_logits(Z, rows, masks, owner, stackers)
-                table[tuple(bool(x) for x in pattern)] = _fit_temperature(logits, y_enc[rows])
+        for pattern in _modality_sets(present, usable):
+            rows = np.flatnonzero(present[:, pattern].all(axis=1))
+            if len(rows) < MIN_PATTERN_ROWS or len(np.unique(y_enc[rows])) < 2:
+                continue
+            if len(rows) > PATTERN_ROWS_CAP:
+                rows = np.sort(rng.choice(rows, PATTERN_ROWS_CAP, replace=False))
+            masks = np.broadcast_to(pattern, (len(rows), len(pattern)))
+            logits = _stacked_logits(Z, rows, masks, owner, stackers)
+            table[tuple(bool(x) for x in pattern)] = _fit_temperature(logits, y_enc[rows])
         return table
 
     def _row_temperatures(self, present: np.ndarray) -> np.ndarray:
@@ -391,6 +393,13 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         centred = per_block - per_block.mean(axis=2, keepdims=True)
         contributions = centred[:, np.arange(len(top)), top].T
         return proba, contributions, present
+
+    @property
+    def modality_set_temperatures_(self) -> dict[str, float]:
+        """``pattern_temperatures_`` keyed by the modalities' names (``"vision+ocr"``)."""
+        check_is_fitted(self, "base_estimators_")
+        return {"+".join(n for n, on in zip(self.block_names_, pattern) if on): float(t)
+                for pattern, t in getattr(self, "pattern_temperatures_", {}).items()}
 
     @property
     def modality_weights_(self) -> dict[str, float]:
@@ -463,6 +472,20 @@ def _augment(present: np.ndarray, dropout: float, rng) -> tuple[np.ndarray, np.n
             rows.append(chosen)
             masks.append(keep.astype(np.float32))
     return np.concatenate(rows), np.concatenate(masks)
+
+
+def _modality_sets(present: np.ndarray, usable: np.ndarray) -> list[np.ndarray]:
+    """Boolean block masks: every non-empty set of the ``usable`` blocks, or (many blocks) the sets rows
+    have in training plus each block alone."""
+    def mask(blocks) -> np.ndarray:
+        out = np.zeros(present.shape[1], dtype=bool)
+        out[list(blocks)] = True
+        return out
+
+    if len(usable) <= MAX_BLOCKS_FOR_ALL_SETS:
+        return [mask(combo) for size in range(1, len(usable) + 1) for combo in itertools.combinations(usable, size)]
+    seen = {tuple(row) for row in present[present.any(axis=1)]}
+    return [mask([b]) for b in usable] + [np.asarray(row) for row in sorted(seen) if sum(row) > 1]
 
 
 def _stacked_logits(Z: np.ndarray, rows: np.ndarray, masks: np.ndarray, owner: np.ndarray,

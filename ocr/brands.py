@@ -135,7 +135,7 @@ def split_alias_match(words: list[str], lines: list[OcrLine], latin: list[bool])
 def line_prominence(line: OcrLine, width: float, height: float, largest_glyph: float) -> float:
     """0..1: glyph size relative to the largest text in the photo, and closeness to the photo's centre."""
     glyph = min(line.width, line.height)
-    size = math.sqrt(glyph / largest_glyph) if largest_glyph > 0 else 1.0
+    size = min(1.0, math.sqrt(glyph / largest_glyph)) if largest_glyph > 0 else 1.0
     cx, cy = line.center
     half_diagonal = math.hypot(width, height) / 2.0 or 1.0
     centrality = max(0.0, 1.0 - math.hypot(cx - width / 2.0, cy - height / 2.0) / half_diagonal)
@@ -149,7 +149,8 @@ def line_prominences(result: OcrResult, lines: list[OcrLine] | None = None) -> l
         return []
     width = result.width or max(p[0] for line in lines for p in line.box)
     height = result.height or max(p[1] for line in lines for p in line.box)
-    largest_glyph = max(min(line.width, line.height) for line in lines)
+    read = [line for line in lines if line.text.strip()] or lines  # an empty box is not the photo's text
+    largest_glyph = max(min(line.width, line.height) for line in read)
     return [line_prominence(line, width, height, largest_glyph) for line in lines]
 
 

@@ -213,6 +213,7 @@ def _calibrate(model: FusionModel, calibration: TrainingSet, config: SkutagConfi
     if len(calibration) == 0:
         raise ValueError("the calibration catalog has no labelled rows (every row needs a category)")
     before = float(model.tagger_.temperature_)
+    before_by_set = model.tagger_.modality_set_temperatures_
     model.calibrate(calibration.evidence, calibration.paths, temperature=config.fusion.calibration == "temperature")
     predicted, confidence, truth = model.threshold_rows_
     correct = predicted == truth
@@ -223,6 +224,9 @@ def _calibrate(model: FusionModel, calibration: TrainingSet, config: SkutagConfi
     return {
         "sha256": calibration.data_hash, "rows": len(calibration), "rows_of_unknown_classes": int((~known).sum()),
         "temperature_before": round(before, 4), "temperature": round(float(model.tagger_.temperature_), 4),
+        "temperatures_by_modalities": {
+            name: {"before": round(before_by_set[name], 4), "after": round(after, 4)}
+            for name, after in model.tagger_.modality_set_temperatures_.items()},
         "accuracy": round(float(correct.mean()), 4), "ece": expected_calibration_error(confidence, correct),
         f"auto_rate_at_{int(round(target * 100))}": round(coverage, 4), "class_thresholds": len(thresholds),
         "global_threshold": round(global_threshold, 4),
@@ -264,7 +268,8 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
                   parent={"bundle": str(parent.path), "version": parent.name})
     new_manifest = {k: v for k, v in manifest.items() if k not in ("format", "version", "created", "libraries")}
     new_manifest["calibration"] = record
-    new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"]}
+    new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"],
+                               "temperatures_by_modalities": model.tagger_.modality_set_temperatures_}
     training = bundles.load_training(parent) if (parent.path / bundles.TRAINING_FILE).is_file() else None
     calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
     version = bundles.save(out, model, new_manifest, training=training, calibration=calibration,

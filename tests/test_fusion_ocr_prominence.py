@@ -73,11 +73,17 @@ def test_bundles_trained_before_the_setting_keep_flat_text():
     from skutag.training import _config_from_manifest
 
     fitted = _featurizer("prominence")
-    state = pickle.loads(pickle.dumps(fitted)).__dict__
+    old = pickle.loads(pickle.dumps(fitted))  # as pickled before the setting: neither object has it
+    del old.parts_["ocr"].weighting
+    state = dict(old.__dict__)
     del state["ocr_text_weighting"]
     old = EvidenceFeaturizer.__new__(EvidenceFeaturizer)
-    old.__setstate__(dict(state))
+    old.__setstate__(state)
     assert old.get_params()["ocr_text_weighting"] == "flat"
+    shelf_photo = [_ocr((MEDIUM, 0.95), (STANDARD, 0.35))]
+    flat = _featurizer("flat")
+    assert np.allclose(old.transform(shelf_photo).toarray(), flat.transform(shelf_photo).toarray())
+    assert not np.allclose(fitted.transform(shelf_photo).toarray(), flat.transform(shelf_photo).toarray())
 
     config = SkutagConfig.load(environ={})
     assert config.fusion.ocr_text_weighting == FusionConfig().ocr_text_weighting == "prominence"

@@ -168,3 +168,28 @@ def test_a_product_missing_the_strong_modality_is_not_as_sure_as_the_training_ro
     # complete products keep the confidence the names earned
     both = sp.hstack([Xs_test, Xw_test]).tocsr()
     assert np.allclose(model.predict_proba(both), one_temperature.predict_proba(both), atol=0.02)
+
+
+def test_out_of_fold_confidences_and_a_small_calibration_set_use_the_per_set_temperatures(titles):
+    """Half the training rows come without the category name: their out-of-fold confidences (what per-class
+    thresholds are chosen on) are scaled as serving will scale such rows; a calibration set of 15 rows
+    (calibrate takes 10 or more) moves the answers of the modality set its rows have."""
+    train_t, y_train, test_t, y_test = titles
+    Xs_train, Xs_test = _char_tfidf([f"类目 {y}" for y in y_train], [f"类目 {y}" for y in y_test])
+    Xw_train, Xw_test = _char_tfidf([t[:3] for t in train_t], [t[:3] for t in test_t])
+    named = np.arange(len(y_train)) % 2 == 0
+    Xs_train = sp.diags(named.astype(float)) @ Xs_train  # odd rows: no name (an empty block is a missing one)
+    split = Xs_train.shape[1]
+    model = FusionTagger(blocks=[("name", slice(0, split)), ("title", slice(split, None))], cv=3,
+                         random_state=0).fit(sp.hstack([Xs_train, Xw_train]).tocsr(), y_train)
+    unnamed_right = model.oof_predictions_[~named] == y_train[~named]
+    assert unnamed_right.mean() < 0.9
+    assert _ece(model.oof_confidences_[~named], unnamed_right) < 0.1
+    assert model.oof_confidences_[named].min() > 0.9
+
+    title_only = sp.hstack([sp.csr_matrix(Xs_test.shape), Xw_test]).tocsr()
+    before = model.predict_proba(title_only)
+    shuffled = np.random.RandomState(0).permutation(len(y_test))[:15]  # wrong labels: the model must cool down
+    model.refit_temperature(title_only[:15], y_test[shuffled])
+    after = model.predict_proba(title_only)
+    assert after.max(axis=1).mean() < before.max(axis=1).mean() - 0.05

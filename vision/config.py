@@ -40,9 +40,9 @@ class VisionConfig:
     tail_tta: bool = True
     """Serving: average the embedding of the centre crop and its mirror (False: centre only, ~2x faster)."""
     tail_full_view: bool = True
-    """Serving: average in the whole photo too (squeezed to the input size: the centre crop cuts off a
-    package's edges). One more pass of the tuned graph per photo; GroceryStore val +0.7 points. Decided when
-    the tail is trained: a bundle serves the views it was trained with."""
+    """Average in the whole photo too (squeezed to the input size: the centre crop cuts off a package's
+    edges), in the out-of-fold embeddings the fusion stack learns from and in serving. One more pass of the
+    tuned graph per photo. Decided when the tail is trained: a bundle serves the views it was trained with."""
 
     @property
     def wwts_dir(self) -> str:

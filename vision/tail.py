@@ -440,19 +440,22 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5,
-                           folds: Iterable[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+                           folds: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
+                           embed_views: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Fine-tuned embeddings of the training rows, each from a tail fitted without that row's fold.
 
     What a downstream model trained on these rows (the fusion stacker) must see: embeddings from a
     tail that saw the row are fitted to its label and would make the vision block look surer than
-    it is on new photos. Costs ``n_splits`` fits; ``embed`` of the embedding uses the centre view
-    and its mirror where given (the first two views). ``folds``: (fit rows, held rows) pairs to use
-    instead of shuffled stratified folds (e.g. folds that keep near-duplicate photos together).
+    it is on new photos. Costs ``n_splits`` fits; the embedding averages ``embed_views`` (activations of
+    the views serving will embed, rows as in ``X``; default: the first two views of ``X``, the centre view
+    and its mirror). ``folds``: (fit rows, held rows) pairs to use instead of shuffled stratified folds
+    (e.g. folds that keep near-duplicate photos together).
     """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
     views, y = _as_views(X), np.asarray(y)
+    embedded = _as_views(list(embed_views)) if embed_views is not None else views[:2]
     if folds is None:
         _, counts = np.unique(y, return_counts=True)
         splitter = StratifiedKFold(n_splits=min(n_splits, int(counts.min())), shuffle=True,
@@ -461,7 +464,7 @@ def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5,
     out = np.zeros((len(y), 0), dtype=np.float32)
     for fit_rows, held_rows in folds:
         fold_tail = clone(tail).fit([v[fit_rows] for v in views], y[fit_rows])
-        emb = fold_tail.embed([v[held_rows] for v in views[:2]])
+        emb = fold_tail.embed([v[held_rows] for v in embedded])
         if out.shape[1] == 0:
             out = np.zeros((len(y), emb.shape[1]), dtype=np.float32)
         out[held_rows] = emb
@@ -500,8 +503,9 @@ def _joint_forward(frozen, tail, cut: Cut, x):
 class VisionTail:
     """A fitted tail and how to run it on photos; what a model bundle keeps and serving runs.
 
-    ``embed(photos)`` gives the fine-tuned embedding of each photo (``views`` averaged: the centre crop
-    and its mirror by default), in place of the backbone's own embedding.
+    ``embed(photos)`` gives the fine-tuned embedding of each photo (``views`` averaged: training sets the
+    centre crop, its mirror and the whole photo by default, ``skutag.tail_training.serving_views``), in
+    place of the backbone's own embedding.
     """
 
     classifier: TailClassifier
@@ -582,8 +586,8 @@ class VisionTail:
 
     def serves_labels_of(self, model) -> bool:
         """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: both on ONNX Runtime
-        in the same precision (fp32, or INT8 both), the same backbone and weights, serving views among the
-        centre crop among deterministic views (no random ``aug`` views)."""
+        in the same precision (fp32, or INT8 both), the same backbone and weights, and serving views that
+        include the centre crop and are all deterministic (no random ``aug`` views)."""
         if self._source_id is None:  # resolving hashes the weights file: once per tail
             source = get_backbone(self.backbone).resolve(self.classifier.weights)
             self._source_id = (source.model_id, source.version)
@@ -599,7 +603,8 @@ class VisionTail:
                         progress: Callable[[int], None] | None = None) -> tuple[list, list[np.ndarray | None]]:
         """``model.predict(sources)`` and ``embed(sources)`` with the frozen part run once per view: one
         graph gives the plain network's labels and embedding and the tuned embedding of the centre crop,
-        the tuned graph the mirror's. Check ``serves_labels_of(model)`` first."""
+        the tuned graph the mirror's and the whole photo's (where ``views`` has them). Check
+        ``serves_labels_of(model)`` first."""
         if not self.serves_labels_of(model):
             raise ValueError(f"this tail ({self.backbone}, {self.runtime}, views {self.views}) cannot serve "
                              f"labels for {model!r}")
@@ -612,17 +617,14 @@ class VisionTail:
             if crops:
                 batch = normalize_batch(np.stack(crops), model.preprocess)
                 logits, plain, center = self._joint_session().run(None, {"input": batch})
-                per_view = [_l2(center)]
+                total = _l2(center)
+                count = np.ones(len(positions))
                 if "flip" in self.views:  # the mirror of a normalised crop is the normalised mirror
                     mirrored = np.ascontiguousarray(batch[:, :, :, ::-1])
-                    per_view.append(_l2(self._onnx_session().run(None, {"input": mirrored})[0]))
-                extra = [view for view in self.views if view not in self.JOINT_VIEWS]
-                if extra:
-                    extractor = self.extractor()
-                    images = [load_image(chunk[row], extractor.limits, min_side=extractor.spec.resize_shorter)
-                              for row in positions]
-                    per_view.extend(self._view_embeddings(images, [str(row) for row in positions], extra))
-                for row, embedding in zip(positions, _l2(np.mean(per_view, axis=0)).astype(np.float32)):
+                    total = total + _l2(self._onnx_session().run(None, {"input": mirrored})[0])
+                    count += 1
+                self._add_other_views(model, [chunk[row] for row in positions], total, count)
+                for row, embedding in zip(positions, _l2(total / count[:, None]).astype(np.float32)):
                     tuned[row] = embedding
                 outputs = (logits, plain)
             results.extend(model.results_from_outputs(chunk, positions, outputs, errors, k))
@@ -630,6 +632,26 @@ class VisionTail:
             if progress is not None:
                 progress(len(chunk))
         return results, embeddings
+
+    def _add_other_views(self, model, sources: Sequence[ImageSource], total: np.ndarray, count: np.ndarray) -> None:
+        """Add the tuned features of the views besides the centre crop and mirror (the whole photo) to
+        ``total`` and count them. Photos are decoded again as the model decoded them; one that cannot be
+        is left with the views it has."""
+        extra = [view for view in self.views if view not in self.JOINT_VIEWS]
+        if not extra:
+            return
+        readable, images = [], []
+        for k, source in enumerate(sources):
+            try:
+                images.append(load_image(source, model.limits, min_side=model.preprocess.resize_shorter))
+                readable.append(k)
+            except Exception:  # noqa: BLE001 - it was read a moment ago; keep its crop views
+                continue
+        if readable:
+            keys = [str(k) for k in readable]
+            for features in self._view_embeddings(images, keys, extra, spec=model.preprocess):
+                total[readable] += features
+                count[readable] += 1
 
     def _joint_session(self):
         return self._opened("_joint", self._joint_file())
@@ -643,10 +665,12 @@ class VisionTail:
     def _embed_onnx(self, images: list, keys: list[str]) -> np.ndarray:
         return _l2(np.mean(self._view_embeddings(images, keys, self.views), axis=0)).astype(np.float32)
 
-    def _view_embeddings(self, images: list, keys: list[str], views: Sequence[str], batch_size: int = 32
-                         ) -> list[np.ndarray]:
-        """Per view, the tuned graph's L2-normalised features of every photo (rows in ``images`` order)."""
-        session, spec = self._onnx_session(), self.extractor().spec
+    def _view_embeddings(self, images: list, keys: list[str], views: Sequence[str], batch_size: int = 32,
+                         spec: PreprocessSpec | None = None) -> list[np.ndarray]:
+        """Per view, the tuned graph's L2-normalised features of every photo (rows in ``images`` order).
+        ``spec``: the backbone's preprocessing when the caller has it (else the extractor's, which loads
+        the network)."""
+        session, spec = self._onnx_session(), spec or self.extractor().spec
         per_view = []
         for view in views:
             parts = []

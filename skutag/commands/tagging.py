@@ -453,6 +453,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         c = summary["calibration"]
         print(f"calibrated {version.path} on {c['rows']} rows: temperature {c['temperature_before']:.3f} -> "
               f"{c['temperature']:.3f}, accuracy {c['accuracy']:.3f}, {c['class_thresholds']} class thresholds")
+        for name, change in c.get("temperatures_by_modalities", {}).items():
+            if change["before"] != change["after"]:
+                print(f"  with {name}: temperature {change['before']:.3f} -> {change['after']:.3f}")
     if summary["calibration"]["rows_of_unknown_classes"]:
         print(f"skutag: note: {summary['calibration']['rows_of_unknown_classes']} calibration rows are of categories "
               "the model does not know (they count as wrong answers for the thresholds)", file=sys.stderr)
