@@ -38,6 +38,12 @@ def tail_views(config: SkutagConfig) -> list[str]:
     return ["center", "flip"] + [f"aug{k}" for k in range(max(0, int(config.vision.tail_aug_views)))]
 
 
+OUT_OF_FOLD_VIEWS = ("center", "flip")
+"""The serving views the out-of-fold embeddings (what the fusion stack learns from) average. Not the whole
+photo: averaged in there too, with the same fold tails, GroceryStore val vision-only accuracy fell from 0.828
+to 0.807 (vision + OCR 0.865 both), so the stack learns from the crops and serving adds the whole photo."""
+
+
 def serving_views(config: SkutagConfig) -> tuple[str, ...]:
     """The views a trained tail embeds each photo in when it serves (their embeddings averaged)."""
     cfg = config.vision
@@ -77,30 +83,31 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         raise ValueError("vision.tail needs readable photos of at least 2 categories; "
                          f"the catalog has {len(set(y))} (turn vision.tail off to train without it)")
     views, served = tail_views(config), serving_views(config)
+    embedded = [view for view in served if view in OUT_OF_FOLD_VIEWS]
     started = time.perf_counter()
     images = [load_image_bytes(labelled[i].image) for i in rows]
-    acts = collector.cut_activations(images, list(dict.fromkeys(views + list(served))), cut, progress=progress)
+    acts = collector.cut_activations(images, views, cut, progress=progress)
     extracted = time.perf_counter()
     threads = cfg.threads or _cpu_threads()
     classifier = TailClassifier(cfg.backbone, cut=cut, weights=cfg.weights or None, epochs=cfg.tail_epochs,
                                 threads=threads, random_state=config.fusion.random_state)
     X = [acts[view] for view in views]
     folds = tail_folds(y, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state)
-    cache = _fit_cache_file(classifier, views, served, folds, images, y) if collector.use_cache else None
+    cache = _fit_cache_file(classifier, views, embedded, folds, images, y) if collector.use_cache else None
     if cache is not None and cache.is_file():  # same photos, labels and settings: e.g. other fusion modalities
         classifier, oof = joblib.load(cache)
-    else:  # the stack learns from embeddings of the views serving will embed
-        embed_views = [acts[view] for view in served]
+    else:
+        embed_views = [acts[view] for view in embedded]
         oof = out_of_fold_embeddings(classifier, X, y, folds=folds, embed_views=embed_views) if folds else None
         classifier.fit(X, y)
         if cache is not None:
             _dump_atomically((classifier, oof), cache)
     tail = VisionTail(classifier, views=served, threads=threads)
     if oof is None:  # no folds: in-sample embeddings
-        oof = classifier.embed([acts[view] for view in served])
+        oof = classifier.embed([acts[view] for view in embedded])
     never_held = np.linalg.norm(oof, axis=1) == 0  # rows of folds skipped for having a single class
     if never_held.any():
-        oof[never_held] = classifier.embed([acts[view][never_held] for view in served])
+        oof[never_held] = classifier.embed([acts[view][never_held] for view in embedded])
     evidence = list(training.evidence)
     for k, i in enumerate(rows):
         evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))
@@ -113,17 +120,18 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     return tail, replace(training, evidence=evidence), record
 
 
-def _fit_cache_file(classifier: Any, views: Sequence[str], served: Sequence[str], folds: list,
+def _fit_cache_file(classifier: Any, views: Sequence[str], embedded: Sequence[str], folds: list,
                     images: Sequence[Any], y: np.ndarray):
     """Where a tail fitted on exactly these photos, labels, views, folds and settings (and its out-of-fold
-    embeddings of the ``served`` views) is kept."""
+    embeddings of the ``embedded`` views) is kept."""
     import hashlib
     import json
 
     from skutag.paths import artifact_dir
 
     h = hashlib.sha256(json.dumps({"params": {k: v for k, v in classifier.get_params().items() if k != "threads"},
-                                   "views": list(views), "embedded": list(served), "activations": "onnx"},
+                                   "views": list(views), "activations": "onnx",
+                                   **({} if list(embedded) == ["center", "flip"] else {"embedded": list(embedded)})},
                                   sort_keys=True, default=str).encode())
     for image, label in zip(images, y):
         h.update(f"{image.digest}\t{label}\n".encode())

@@ -40,9 +40,10 @@ class VisionConfig:
     tail_tta: bool = True
     """Serving: average the embedding of the centre crop and its mirror (False: centre only, ~2x faster)."""
     tail_full_view: bool = True
-    """Average in the whole photo too (squeezed to the input size: the centre crop cuts off a package's
-    edges), in the out-of-fold embeddings the fusion stack learns from and in serving. One more pass of the
-    tuned graph per photo. Decided when the tail is trained: a bundle serves the views it was trained with."""
+    """Serving: average in the whole photo too (squeezed to the input size: the centre crop cuts off a
+    package's edges). One more pass of the tuned graph per photo. The fusion stack still learns from
+    out-of-fold embeddings of the centre crop and mirror (``skutag.tail_training.OUT_OF_FOLD_VIEWS``: measured
+    better). Decided when the tail is trained: a bundle serves the views it was trained with."""
 
     @property
     def wwts_dir(self) -> str:
