@@ -49,7 +49,8 @@ LOG_FLOOR = np.log(1e-6)
 CALIBRATIONS = ("temperature", "none")
 # a temperature of its own for a set of modalities when this many training rows have them
 MIN_PATTERN_ROWS = 30
-# ... refitted on a calibration set when this many of its rows have them (a calibration set has 10 or more)
+# ... refitted on a calibration set when this many of its rows have them (a calibration set has 10 or more),
+# moved from the training value by n / (n + MIN_PATTERN_ROWS) in log space
 MIN_CALIBRATION_PATTERN_ROWS = 10
 PATTERN_ROWS_CAP = 5000  # rows sampled per set of modalities to fit its temperature (one number)
 MAX_BLOCKS_FOR_ALL_SETS = 5
@@ -190,7 +191,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             rows = np.flatnonzero(present[:, np.asarray(pattern)].all(axis=1))
             if len(rows) >= MIN_CALIBRATION_PATTERN_ROWS and len(np.unique(y_enc[rows])) >= 2:
                 masks = np.broadcast_to(np.asarray(pattern), (len(rows), len(pattern)))
-                table[pattern] = _fit_temperature(self._logits(Z[:, rows], masks), y_enc[rows])
+                fitted = _fit_temperature(self._logits(Z[:, rows], masks), y_enc[rows])
+                trust = len(rows) / (len(rows) + MIN_PATTERN_ROWS)  # a few rows move it only part of the way
+                table[pattern] = float(np.exp(trust * np.log(fitted) + (1 - trust) * np.log(table[pattern])))
         self.pattern_temperatures_ = table  # the others keep the training rows' temperature: nothing says more
         return self
 
@@ -475,8 +478,8 @@ def _augment(present: np.ndarray, dropout: float, rng) -> tuple[np.ndarray, np.n
 
 
 def _modality_sets(present: np.ndarray, usable: np.ndarray) -> list[np.ndarray]:
-    """Boolean block masks: every non-empty set of the ``usable`` blocks, or (many blocks) the sets rows
-    have in training plus each block alone."""
+    """Boolean block masks: every non-empty set of the ``usable`` blocks, or (many blocks) each block alone,
+    the sets rows have in training and those sets with one block missing."""
     def mask(blocks) -> np.ndarray:
         out = np.zeros(present.shape[1], dtype=bool)
         out[list(blocks)] = True
@@ -484,8 +487,9 @@ def _modality_sets(present: np.ndarray, usable: np.ndarray) -> list[np.ndarray]:
 
     if len(usable) <= MAX_BLOCKS_FOR_ALL_SETS:
         return [mask(combo) for size in range(1, len(usable) + 1) for combo in itertools.combinations(usable, size)]
-    seen = {tuple(row) for row in present[present.any(axis=1)]}
-    return [mask([b]) for b in usable] + [np.asarray(row) for row in sorted(seen) if sum(row) > 1]
+    seen = {tuple(np.flatnonzero(row)) for row in present[present.any(axis=1)]}
+    sets = {(b,) for b in usable} | seen | {tuple(b for b in s if b != drop) for s in seen for drop in s if len(s) > 1}
+    return [mask(blocks) for blocks in sorted(sets, key=lambda blocks: (len(blocks), blocks))]
 
 
 def _stacked_logits(Z: np.ndarray, rows: np.ndarray, masks: np.ndarray, owner: np.ndarray,

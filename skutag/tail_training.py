@@ -86,7 +86,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     embedded = [view for view in served if view in OUT_OF_FOLD_VIEWS]
     started = time.perf_counter()
     images = [load_image_bytes(labelled[i].image) for i in rows]
-    acts = collector.cut_activations(images, views, cut, progress=progress)
+    acts = collector.cut_activations(images, list(dict.fromkeys(views + embedded)), cut, progress=progress)
     extracted = time.perf_counter()
     threads = cfg.threads or _cpu_threads()
     classifier = TailClassifier(cfg.backbone, cut=cut, weights=cfg.weights or None, epochs=cfg.tail_epochs,
@@ -113,7 +113,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))
     record = {
         "backbone": cfg.backbone, "cut": cut, "epochs": int(cfg.tail_epochs), "train_views": len(views),
-        "serving_views": list(tail.views), "folds": len(folds), "rows": len(rows), "digest": tail.digest,
+        "serving_views": list(tail.views), "out_of_fold_views": embedded, "folds": len(folds), "rows": len(rows), "digest": tail.digest,
         "final_train_loss": round(float(classifier.history_[-1]), 4),
         "seconds": {"activations": round(extracted - started, 1), "fit": round(time.perf_counter() - extracted, 1)},
     }

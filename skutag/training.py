@@ -269,7 +269,8 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
     new_manifest = {k: v for k, v in manifest.items() if k not in ("format", "version", "created", "libraries")}
     new_manifest["calibration"] = record
     new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"],
-                               "temperatures_by_modalities": model.tagger_.modality_set_temperatures_}
+                               "temperatures_by_modalities": {
+                                   k: round(v, 3) for k, v in model.tagger_.modality_set_temperatures_.items()}}
     training = bundles.load_training(parent) if (parent.path / bundles.TRAINING_FILE).is_file() else None
     calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
     version = bundles.save(out, model, new_manifest, training=training, calibration=calibration,

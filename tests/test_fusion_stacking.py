@@ -189,7 +189,24 @@ def test_out_of_fold_confidences_and_a_small_calibration_set_use_the_per_set_tem
 
     title_only = sp.hstack([sp.csr_matrix(Xs_test.shape), Xw_test]).tocsr()
     before = model.predict_proba(title_only)
+    assert set(model.modality_set_temperatures_) == {"name", "title", "name+title"}
+    trained = model.modality_set_temperatures_["title"]
     shuffled = np.random.RandomState(0).permutation(len(y_test))[:15]  # wrong labels: the model must cool down
     model.refit_temperature(title_only[:15], y_test[shuffled])
     after = model.predict_proba(title_only)
-    assert after.max(axis=1).mean() < before.max(axis=1).mean() - 0.05
+    assert after.max(axis=1).mean() < before.max(axis=1).mean() - 0.02
+    # 15 rows move the set's temperature part of the way to what they alone say (the fallback's refit here)
+    assert trained < model.modality_set_temperatures_["title"] < model.temperature_
+
+
+def test_many_modalities_get_temperatures_for_the_sets_seen_and_those_one_modality_short():
+    from fusion.stacking import _modality_sets
+
+    present = np.ones((40, 7), dtype=bool)
+    present[:10, 6] = False  # some rows lack the last block
+    sets = {tuple(np.flatnonzero(mask)) for mask in _modality_sets(present, np.arange(7))}
+    full, short = tuple(range(7)), tuple(range(6))
+    assert {full, short} <= sets and all((b,) in sets for b in range(7))
+    assert all(tuple(b for b in full if b != drop) in sets for drop in range(7))
+    assert all(tuple(b for b in short if b != drop) in sets for drop in range(6))
+    assert len(sets) == 7 + 2 + 7 + 5  # singles, the two seen, full minus one (one is `short`), short minus one

@@ -38,7 +38,8 @@ class VisionConfig:
     tail_folds: int = 3
     """Folds for the out-of-fold fine-tuned embeddings the fusion stack is trained on (each costs a fit)."""
     tail_tta: bool = True
-    """Serving: average the embedding of the centre crop and its mirror (False: centre only, ~2x faster)."""
+    """Serving: average the embedding of the centre crop and its mirror (False: no mirror; centre crop only
+    when ``tail_full_view`` is off too, ~2x faster)."""
     tail_full_view: bool = True
     """Serving: average in the whole photo too (squeezed to the input size: the centre crop cuts off a
     package's edges). One more pass of the tuned graph per photo. The fusion stack still learns from
