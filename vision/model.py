@@ -107,36 +107,47 @@ class VisionModel:
     def predict_one(self, source: ImageSource, top_k: int = 5) -> VisionResult:
         return self.predict([source], top_k=top_k, batch_size=1)[0]
 
-    def _load_crop(self, source: ImageSource) -> np.ndarray | str:
-        """Decode, check and resize+crop one photo (uint8 HxWx3), or the reason it cannot be used."""
+    def _load_crop(self, source: ImageSource, also: Callable | None = None) -> tuple[np.ndarray, object] | str:
+        """Decode, check and resize+crop one photo (uint8 HxWx3) with ``also(decoded photo)`` (None without
+        it), or the reason it cannot be used."""
         spec = self.source.preprocess
         try:
-            return resize_crop(load_image(source, self.limits, min_side=spec.resize_shorter), spec)
+            image = load_image(source, self.limits, min_side=spec.resize_shorter)
         except ImageError as exc:
             return str(exc)
+        return resize_crop(image, spec), (also(image) if also is not None else None)
 
-    def _load_crops(self, chunk: Sequence[ImageSource]) -> list[np.ndarray | str]:
+    def _load_crops(self, chunk: Sequence[ImageSource], also: Callable | None = None) -> list:
         """PIL decodes and resamples without the GIL: spread the photos over ``threads`` workers."""
         if self.threads == 1 or len(chunk) == 1:
-            return [self._load_crop(source) for source in chunk]
+            return [self._load_crop(source, also) for source in chunk]
         with self._lock:
             if self._decoder is None:
                 self._decoder = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="vision-decode")
-        return list(self._decoder.map(self._load_crop, chunk))
+        return list(self._decoder.map(lambda source: self._load_crop(source, also), chunk))
 
     def load_batch(self, chunk: Sequence[ImageSource]) -> tuple[list[np.ndarray], list[int], dict[int, str]]:
         """The network-ready crops of the readable sources, their positions in ``chunk``, and why the
         others cannot be used (position -> message)."""
+        crops, _, positions, errors = self.load_batch_with(chunk)
+        return crops, positions, errors
+
+    def load_batch_with(self, chunk: Sequence[ImageSource], also: Callable | None = None
+                        ) -> tuple[list[np.ndarray], list, list[int], dict[int, str]]:
+        """``load_batch`` and, per readable photo, ``also(decoded photo)`` (e.g. other views of it), from the
+        same decode: (crops, extras, positions, errors)."""
         crops: list[np.ndarray] = []
+        extras: list = []
         positions: list[int] = []
         errors: dict[int, str] = {}
-        for position, loaded in enumerate(self._load_crops(chunk)):
+        for position, loaded in enumerate(self._load_crops(chunk, also)):
             if isinstance(loaded, str):
                 errors[position] = loaded
             else:
-                crops.append(loaded)
+                crops.append(loaded[0])
+                extras.append(loaded[1])
                 positions.append(position)
-        return crops, positions, errors
+        return crops, extras, positions, errors
 
     def _predict_chunk(self, chunk: Sequence[ImageSource], k: int) -> list[VisionResult]:
         crops, positions, errors = self.load_batch(chunk)
