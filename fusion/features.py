@@ -26,12 +26,10 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from .config import MODALITIES
+from .evidence import Evidence
 
 OCR_TEXT_WEIGHTINGS = ("flat", "prominence")
-# a line's weight: FLOOR + (1 - FLOOR) * prominence ** POWER
-PROMINENCE_FLOOR = 0.0
-PROMINENCE_POWER = 4.0
-from .evidence import Evidence
+PROMINENCE_POWER = 4.0  # a line's weight: its prominence to this power
 
 
 class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
@@ -265,7 +263,7 @@ def _weighted_ocr_lines(ocr) -> list[tuple[str, float]]:
     prominence = getattr(ocr, "prominence", ()) or ()
     if len(prominence) != len(ocr.lines):
         prominence = (1.0,) * len(ocr.lines)
-    return [(text, PROMINENCE_FLOOR + (1 - PROMINENCE_FLOOR) * float(p) ** PROMINENCE_POWER)
+    return [(text, float(p) ** PROMINENCE_POWER)
             for (text, score), p in zip(ocr.lines, prominence) if score >= 0.5 and text.strip()]
 
 

@@ -113,7 +113,8 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))
     record = {
         "backbone": cfg.backbone, "cut": cut, "epochs": int(cfg.tail_epochs), "train_views": len(views),
-        "serving_views": list(tail.views), "out_of_fold_views": embedded, "folds": len(folds), "rows": len(rows), "digest": tail.digest,
+        "serving_views": list(tail.views), "out_of_fold_views": embedded, "folds": len(folds), "rows": len(rows),
+        "digest": tail.digest,
         "final_train_loss": round(float(classifier.history_[-1]), 4),
         "seconds": {"activations": round(extracted - started, 1), "fit": round(time.perf_counter() - extracted, 1)},
     }
@@ -131,7 +132,8 @@ def _fit_cache_file(classifier: Any, views: Sequence[str], embedded: Sequence[st
 
     h = hashlib.sha256(json.dumps({"params": {k: v for k, v in classifier.get_params().items() if k != "threads"},
                                    "views": list(views), "activations": "onnx",
-                                   **({} if list(embedded) == ["center", "flip"] else {"embedded": list(embedded)})},
+                                   # the default views leave the key as it was before they were a setting
+                                   **({} if tuple(embedded) == OUT_OF_FOLD_VIEWS else {"embedded": list(embedded)})},
                                   sort_keys=True, default=str).encode())
     for image, label in zip(images, y):
         h.update(f"{image.digest}\t{label}\n".encode())

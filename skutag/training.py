@@ -268,9 +268,9 @@ def calibrate_bundle(model_dir: str | Path, calibration_path: str | Path, out: s
                   parent={"bundle": str(parent.path), "version": parent.name})
     new_manifest = {k: v for k, v in manifest.items() if k not in ("format", "version", "created", "libraries")}
     new_manifest["calibration"] = record
+    by_set = {name: change["after"] for name, change in record["temperatures_by_modalities"].items()}
     new_manifest["metrics"] = {**manifest.get("metrics", {}), "temperature": record["temperature"],
-                               "temperatures_by_modalities": {
-                                   k: round(v, 3) for k, v in model.tagger_.modality_set_temperatures_.items()}}
+                               "temperatures_by_modalities": by_set}
     training = bundles.load_training(parent) if (parent.path / bundles.TRAINING_FILE).is_file() else None
     calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
     version = bundles.save(out, model, new_manifest, training=training, calibration=calibration,
@@ -382,6 +382,11 @@ def _carried_tail(manifest: dict[str, Any], parent: bundles.BundleVersion) -> di
     return {**record, "carried_from": record.get("carried_from") or parent.name}
 
 
+# what a bundle whose manifest does not record a setting was trained with (its training rows match it:
+# OCR evidence recorded before line prominence existed has none)
+SETTINGS_BEFORE_RECORDED = {"fusion.ocr_text_weighting": "flat"}
+
+
 def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:
     """Retraining keeps the parent's fusion and title-feature settings (modalities, estimators, n-grams)."""
     overrides = {}
@@ -394,10 +399,6 @@ def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> Sku
             overrides.setdefault(key, value)
     return config.with_overrides(overrides)
 
-
-# what a bundle whose manifest does not record a setting was trained with (its training rows match it:
-# OCR evidence recorded before line prominence existed has none)
-SETTINGS_BEFORE_RECORDED = {"fusion.ocr_text_weighting": "flat"}
 
 
 def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: str | None = None,
