@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import DEFAULT_OUT, build_grocery
-from fusion.model import FusionModel
+from skutag.fusion.model import FusionModel
 from skutag.catalog_io import read_catalog
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector

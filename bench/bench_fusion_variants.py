@@ -40,7 +40,7 @@ def _val(pipe, data_dir: Path):
 
 
 def _accuracy(fusion_config, pipe, train_ev, training, val_ev, truth, packages) -> dict:
-    from fusion.model import FusionModel
+    from skutag.fusion.model import FusionModel
     from skutag.training import _title_featurizer
 
     model = FusionModel(fusion_config, title_featurizer=_title_featurizer(pipe.config))
@@ -51,8 +51,8 @@ def _accuracy(fusion_config, pipe, train_ev, training, val_ev, truth, packages) 
 
 
 def ocr_weighting(args) -> list[dict]:
-    import fusion.features as features
-    from fusion import bundle as bundles
+    import skutag.fusion.features as features
+    from skutag.fusion import bundle as bundles
     from skutag.catalog_io import read_catalog
     from skutag.config import SkutagConfig
     from skutag.pipeline import load_pipeline
@@ -83,10 +83,10 @@ def ocr_weighting(args) -> list[dict]:
 
 def tail_oof_views(args) -> list[dict]:
     import skutag.tail_training as tail_training
-    import vision.tail as tails
+    import skutag.vision.tail as tails
     from sklearn.base import clone
 
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.config import SkutagConfig
     from skutag.pipeline import load_pipeline
     from skutag.training import train_catalog
@@ -103,7 +103,7 @@ def tail_oof_views(args) -> list[dict]:
         return held["crops"]
 
     original = (tails.out_of_fold_embeddings, tail_training._fit_cache_file, tail_training.OUT_OF_FOLD_VIEWS)
-    tails.out_of_fold_embeddings = both_views  # fit_training_tail imports it from vision.tail when it runs
+    tails.out_of_fold_embeddings = both_views  # fit_training_tail imports it from skutag.vision.tail when it runs
     tail_training._fit_cache_file = lambda *a, **k: Path(f"/tmp/skutag-bench-nocache-{time.time()}.joblib")
     tail_training.OUT_OF_FOLD_VIEWS = ("center", "flip", "full")  # so the whole photo's activations are made
     try:

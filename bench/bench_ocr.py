@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from ocr.brands import brand_found, extract_brands  # noqa: E402
-from ocr.config import OcrConfig  # noqa: E402
-from ocr.engine import OcrEngine, backend_class  # noqa: E402
-from taxonomy.brands import BrandLexicon  # noqa: E402
+from skutag.ocr.brands import brand_found, extract_brands  # noqa: E402
+from skutag.ocr.config import OcrConfig  # noqa: E402
+from skutag.ocr.engine import OcrEngine, backend_class  # noqa: E402
+from skutag.taxonomy.brands import BrandLexicon  # noqa: E402
 
 # the product in each cn_bottles photo -> its brand (canonical name in the bundled lexicon)
 CN_BOTTLE_BRANDS = {
@@ -123,7 +123,7 @@ def build_engine(name: str) -> OcrEngine:
     backend, fields, library_defaults = CONFIGS[name]
     config = OcrConfig(backend=backend, **fields)
     if backend == "paddleocr":
-        from ocr.models import prepare_paddlex_models
+        from skutag.ocr.models import prepare_paddlex_models
 
         prepare_paddlex_models(sizes=(config.model_size,))
     return OcrEngine(backend_class(backend)(config, library_defaults=library_defaults), config)

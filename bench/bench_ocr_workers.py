@@ -21,7 +21,7 @@ PHOTOS = ROOT.parent / "shared" / "data" / "grocery" / "images" / "val" / "Packa
 
 
 def photos_per_second(workers: int, config, photos: list[str]) -> tuple[float, list[str]]:
-    from ocr.engine import OcrEngine, backend_class
+    from skutag.ocr.engine import OcrEngine, backend_class
 
     make = backend_class(config.backend)
     chosen = replace(config, workers=workers)
@@ -33,7 +33,7 @@ def photos_per_second(workers: int, config, photos: list[str]) -> tuple[float, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ocr.config import OcrConfig
+    from skutag.ocr.config import OcrConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=40)

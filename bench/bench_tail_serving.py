@@ -48,7 +48,7 @@ def _photos_per_second(collector, products, batch: int, passes: int = 2) -> floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.catalog_io import read_catalog
     from skutag.config import SkutagConfig
     from skutag.evidence import EvidenceCollector

@@ -49,8 +49,8 @@ from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
-from text import TitleFeaturizer, extract_title_brands, normalize_title  # noqa: E402
-from text.brand_spans import BrandSpanModel  # noqa: E402
+from skutag.text import TitleFeaturizer, extract_title_brands, normalize_title  # noqa: E402
+from skutag.text.brand_spans import BrandSpanModel  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------- titles
@@ -124,9 +124,9 @@ def mcnemar(base_correct: np.ndarray, other_correct: np.ndarray) -> dict:
 
 def product_model() -> Any:
     """The title model ``skutag train`` fits (default ``text`` and ``fusion`` sections)."""
-    from fusion.config import FusionConfig
-    from fusion.estimators import make_base_estimator
-    from text import TextConfig
+    from skutag.fusion.config import FusionConfig
+    from skutag.fusion.estimators import make_base_estimator
+    from skutag.text import TextConfig
 
     return make_pipeline(TitleFeaturizer.from_config(TextConfig()), make_base_estimator(FusionConfig().title_estimator))
 
@@ -232,7 +232,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def bench_brands() -> dict:
-    from taxonomy import BrandLexicon
+    from skutag.taxonomy import BrandLexicon
 
     bundled = BrandLexicon.default()
     out: dict[str, Any] = {}

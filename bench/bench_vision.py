@@ -67,8 +67,8 @@ def _article_rate(backbone: str, paths: list[str], threads: int) -> dict:
     import torch
     from torchvision import transforms
 
-    import vision
-    from vision.image import load_image
+    from skutag import vision
+    from skutag.vision.image import load_image
 
     torch.set_num_threads(threads)
     entry = vision.get_backbone(backbone)
@@ -90,8 +90,7 @@ def _article_rate(backbone: str, paths: list[str], threads: int) -> dict:
 
 
 def _model_rates(mode: str, backbone: str, paths: list[str], threads: int, repeats: int) -> dict:
-    import vision
-
+    from skutag import vision
     started = time.perf_counter()
     model = vision.load_model(backbone, runtime="torch" if mode == "torch" else "onnx", int8=mode == "int8", threads=threads)
     load_s = time.perf_counter() - started
@@ -118,8 +117,7 @@ def run_mode(mode: str, backbone: str, threads: int, images: int, repeats: int) 
 
 
 def speed(backbone: str, threads: int, images: int, repeats: int) -> dict:
-    import vision
-
+    from skutag import vision
     # export and quantize before timing anything (cached under SKUTAG_HOME for the children too)
     vision.load_model(backbone, runtime="onnx", threads=threads)
     vision.load_model(backbone, runtime="onnx", int8=True, threads=threads)
@@ -142,8 +140,7 @@ def speed(backbone: str, threads: int, images: int, repeats: int) -> dict:
 
 
 def accuracy(backbones: list[str], threads: int) -> dict:
-    import vision
-
+    from skutag import vision
     photos = retail_photos()
     paths, truths = [p for p, _ in photos], [t for _, t in photos]
     report = {}

@@ -77,7 +77,7 @@ def load_splits(data: Path) -> tuple[dict[str, Split], list[str]]:
 def _view_crop(image, view: str, spec, seed: int) -> np.ndarray:
     from PIL import Image
 
-    from vision.preprocess import resize_crop
+    from skutag.vision.preprocess import resize_crop
 
     if view == "center":
         return resize_crop(image, spec)
@@ -87,7 +87,7 @@ def _view_crop(image, view: str, spec, seed: int) -> np.ndarray:
         crop = np.asarray(image.resize((spec.size, spec.size), Image.Resampling.BICUBIC), dtype=np.uint8)
         return crop[:, ::-1] if view == "fullflip" else crop
     if view.startswith("aug"):
-        from vision.tail import _augmented
+        from skutag.vision.tail import _augmented
 
         return _augmented(image, spec, seed)
     raise ValueError(view)
@@ -118,7 +118,7 @@ def extract_view(network, split: Split, view: str, spec, tapped: Tapped, keep_ac
     import torch
     from PIL import Image
 
-    from vision.preprocess import normalize_batch
+    from skutag.vision.preprocess import normalize_batch
 
     out: dict[str, list] = {"emb": [], **{f"gap{s}": [] for s in tapped.pooled_stages}, "act": []}
     view_seed = sum(ord(c) * 131 ** k for k, c in enumerate(view)) % 100_000
@@ -226,7 +226,7 @@ def tail_variants(args, train: dict, val: dict, split_val: Split, y_train: np.nd
     embedding (what the fusion vision block would consume)."""
     import joblib
 
-    from vision.tail import TailClassifier
+    from skutag.vision.tail import TailClassifier
 
     n_aug = args.aug_views if args.tail_aug_views is None else args.tail_aug_views
     tail_views = ["center", "flip"] + [f"aug{k}" for k in range(n_aug)]
@@ -285,7 +285,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(TRAIN_SEED)
-    from vision.backbones import get_backbone
+    from skutag.vision.backbones import get_backbone
 
     timings: dict[str, float] = {}
     t_all = time.perf_counter()

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-BUNDLE_FORMAT = 1
+from .migrate import BUNDLE_FORMAT, READABLE_FORMATS, load_file, upgrade_manifest, upgrade_object
+
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.joblib"
@@ -55,7 +56,14 @@ class BundleVersion:
         return self.store / self.name
 
     def manifest(self) -> dict[str, Any]:
-        return read_manifest(self.path)
+        """The version's manifest as the current format writes it (older formats upgraded)."""
+        return upgrade_manifest(read_manifest(self.path))
+
+    @property
+    def file_format(self) -> int:
+        """The bundle format its files were written in."""
+        found = read_manifest(self.path).get("format")
+        return found if isinstance(found, int) else BUNDLE_FORMAT
 
 
 def library_versions() -> dict[str, str]:
@@ -81,8 +89,9 @@ def check_compatible(manifest: Mapping[str, Any], where: Path, *, refitting: boo
     """Raise ``BundleError`` when this install cannot load a bundle with this manifest. ``refitting``: only its
     kept training rows are read (plain arrays), to fit the model again, so library versions do not matter."""
     fmt = manifest.get("format")
-    if fmt != BUNDLE_FORMAT:
-        raise BundleError(f"model bundle {where} has format {fmt!r}; this skutag reads format {BUNDLE_FORMAT}. "
+    if fmt not in READABLE_FORMATS:
+        raise BundleError(f"model bundle {where} has format {fmt!r}; this skutag reads formats "
+                          f"{', '.join(map(str, READABLE_FORMATS))}. "
                           "Retrain it with `skutag train` on this version.")
     if refitting:
         return
@@ -229,11 +238,11 @@ def load(path: str | Path) -> tuple[Any, dict[str, Any], BundleVersion]:
 
 
 def _load_file(version: BundleVersion, file_name: str) -> Any:
-    """Unpickle one file of a version; code missing here or a damaged file is a ``BundleError``."""
-    import joblib
-
+    """Unpickle one file of a version, brought to the current format; code missing here or a damaged file is
+    a ``BundleError``."""
+    file_format = version.file_format
     try:
-        return joblib.load(version.path / file_name)
+        return upgrade_object(load_file(version.path / file_name, file_format), file_format)
     except (ModuleNotFoundError, AttributeError, ImportError) as exc:
         raise BundleError(f"model bundle {version.path} needs code this install lacks ({exc}); retrain it") from None
     except MemoryError:

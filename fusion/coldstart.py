@@ -34,12 +34,12 @@ class ColdStartScorer:
     """Scores evidence against the leaves of a ``taxonomy.CategoryTree`` without training."""
 
     def __init__(self, tree: Any = None, label_map: Any = None, lexicon: Any = None, config: FusionConfig | None = None):
-        from taxonomy import CategoryTree, LabelMap
+        from skutag.taxonomy import CategoryTree, LabelMap
 
         self.tree = tree if tree is not None else CategoryTree.active()
         self.label_map = label_map if label_map is not None else LabelMap.active()
         if lexicon is None:
-            from taxonomy.brands import BrandLexicon
+            from skutag.taxonomy.brands import BrandLexicon
 
             lexicon = BrandLexicon.active()
         self.lexicon = lexicon

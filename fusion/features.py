@@ -54,10 +54,6 @@ class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
         self.ocr_min_df = ocr_min_df
         self.ocr_text_weighting = ocr_text_weighting
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("ocr_text_weighting", "flat")  # pickled before the setting existed: trained flat
-        super().__setstate__(state)
-
     def fit(self, X: Sequence[Evidence], y: Any = None) -> "EvidenceFeaturizer":
         self._fit_transform(list(X), fit=True)
         return self
@@ -175,7 +171,7 @@ class _OcrPart:
         return sp.hstack(parts, format="csr")
 
     def _text_features(self, ocrs: list) -> sp.csr_matrix:
-        if getattr(self, "weighting", "flat") == "flat":  # (a bundle pickled before the setting: flat)
+        if self.weighting == "flat":
             return self.text.transform([_ocr_text(o) if o is not None else "" for o in ocrs])
         return self._prominence_weighted(ocrs)
 
@@ -207,7 +203,7 @@ class _TitlePart:
         from sklearn.base import clone
 
         if self.prototype is None:
-            from text import TextConfig, TitleFeaturizer
+            from skutag.text import TextConfig, TitleFeaturizer
 
             self.featurizer = TitleFeaturizer.from_config(TextConfig())
         else:

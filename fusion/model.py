@@ -68,11 +68,12 @@ class FusionModel:
             ) -> "FusionModel":
         if len(evidence) != len(paths):
             raise ValueError(f"{len(evidence)} evidence rows but {len(paths)} category paths")
+        self.calibration_ = None
         cfg = self.config
         started = time.perf_counter()
         self.featurizer_ = EvidenceFeaturizer(modalities=cfg.modalities, vision_top_k=cfg.vision_top_k,
                                               ocr_text_weighting=cfg.ocr_text_weighting,
-                                              title_featurizer=getattr(self, "title_featurizer", None))
+                                              title_featurizer=self.title_featurizer)
         X = self.featurizer_.fit_transform(list(evidence))
         blocks = [(name, columns, make_base_estimator(getattr(cfg, f"{name}_estimator")))
                   for name, columns in self.featurizer_.blocks_]
@@ -146,13 +147,13 @@ class FusionModel:
 
     @property
     def calibrated_(self) -> bool:
-        return getattr(self, "calibration_", None) is not None
+        return self.calibration_ is not None
 
     @property
     def threshold_rows_(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(predicted, confidence, truth) held-out rows to choose per-class thresholds on: the calibration set
         when the model has one, else the out-of-fold training rows."""
-        calibration = getattr(self, "calibration_", None)
+        calibration = self.calibration_
         if calibration is not None:
             return calibration
         predicted, confidence = self.oof_

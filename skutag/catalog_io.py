@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import PATH_SEPARATOR, Product
 
 COLUMNS = ("id", "image", "title", "price", "category", "brand")

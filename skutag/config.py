@@ -22,11 +22,11 @@ from typing import Any, Mapping
 
 # section name -> "module:Class". A section whose module is absent in this build is skipped.
 SECTION_REGISTRY: dict[str, str] = {
-    "vision": "vision.config:VisionConfig",
-    "ocr": "ocr.config:OcrConfig",
-    "text": "text.config:TextConfig",
-    "fusion": "fusion.config:FusionConfig",
-    "decision": "fusion.config:DecisionConfig",
+    "vision": "skutag.vision.config:VisionConfig",
+    "ocr": "skutag.ocr.config:OcrConfig",
+    "text": "skutag.text.config:TextConfig",
+    "fusion": "skutag.fusion.config:FusionConfig",
+    "decision": "skutag.fusion.config:DecisionConfig",
     "service": "skutag.service.config:ServiceConfig",
     "queue": "skutag.queue.config:QueueConfig",
 }

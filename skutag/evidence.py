@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fusion.evidence import Evidence, OcrEvidence, VisionEvidence
+from skutag.fusion.evidence import Evidence, OcrEvidence, VisionEvidence
 from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.feature_cache import FeatureCache
@@ -47,7 +47,7 @@ def load_image_bytes(image: Any) -> _Image:
     if isinstance(image, (bytes, bytearray)):
         data = bytes(image)
         return _Image(data, hashlib.sha256(data).hexdigest())
-    from vision.image import file_problem
+    from skutag.vision.image import file_problem
 
     try:
         problem = file_problem(Path(image))
@@ -79,8 +79,7 @@ class EvidenceCollector:
     @property
     def vision_model(self):
         if self._vision is None:
-            import vision
-
+            from skutag import vision
             cfg = self.config.vision
             self._vision = vision.load_model(
                 backbone=cfg.backbone, runtime=cfg.runtime, int8=cfg.int8, threads=cfg.threads or None,
@@ -93,15 +92,14 @@ class EvidenceCollector:
     @property
     def ocr_engine(self):
         if self._ocr is None:
-            import ocr
-
+            from skutag import ocr
             self._ocr = ocr.load_engine(config=self.config.ocr)
         return self._ocr
 
     @property
     def lexicon(self):
         if self._lexicon is None:
-            from taxonomy.brands import BrandLexicon
+            from skutag.taxonomy.brands import BrandLexicon
 
             self._lexicon = BrandLexicon.active()
         return self._lexicon
@@ -172,7 +170,7 @@ class EvidenceCollector:
     def title_brands(self, title: str | None) -> tuple[str, ...]:
         if not title:
             return ()
-        from text import extract_title_brands
+        from skutag.text import extract_title_brands
 
         cfg = self.config.text
         found = extract_title_brands(title, self.lexicon, min_score=cfg.brand_min_score, patterns=cfg.brand_patterns,
@@ -265,7 +263,7 @@ class EvidenceCollector:
                         progress: Progress | None = None) -> dict[str, np.ndarray]:
         """Backbone activations at ``cut`` for each view of each (readable) photo, cached per photo and view;
         what tail fine-tuning trains on. Random views are seeded by the photo's content hash."""
-        from vision.tail import CutExtractor
+        from skutag.vision.tail import CutExtractor
 
         cfg = self.config.vision
         cache = (FeatureCache("cut", f"{self.vision_model.model_id}-{self.vision_model.model_version}-{cut}-onnx")
@@ -277,7 +275,7 @@ class EvidenceCollector:
         self.stats["cut_run"] += len(missing)
         self.stats["cut_cached"] += len(images) - len(missing)
         if missing:
-            from vision.image import ImageLimits
+            from skutag.vision.image import ImageLimits
 
             extractor = CutExtractor(cfg.backbone, cut, cfg.weights or None, threads=cfg.threads or _cpu_threads(),
                                      limits=ImageLimits(max_pixels=cfg.max_pixels))
@@ -316,8 +314,8 @@ class EvidenceCollector:
         return out
 
     def _ocr_evidence(self, meta: dict) -> tuple[OcrEvidence | None, str | None]:
-        from ocr.brands import extract_brands, line_prominences
-        from ocr.result import OcrLine, OcrResult
+        from skutag.ocr.brands import extract_brands, line_prominences
+        from skutag.ocr.result import OcrLine, OcrResult
 
         if meta.get("error"):
             return None, f"ocr: {meta['error']}"

@@ -13,7 +13,7 @@ REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 def skutag_home() -> Path:
     """The root for derived artifacts; created on first use."""
-    from taxonomy.home import skutag_home_dir
+    from skutag.taxonomy.home import skutag_home_dir
 
     home = skutag_home_dir()
     home.mkdir(parents=True, exist_ok=True)

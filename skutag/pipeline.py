@@ -22,12 +22,12 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from fusion import bundle as bundles
-from fusion.coldstart import ColdStartScorer
-from fusion.decision import Decider, fit_calibrated_thresholds, fit_class_thresholds
-from fusion.evidence import Evidence
-from fusion.model import FusionModel, Scores
-from fusion.result import TagResult
+from skutag.fusion import bundle as bundles
+from skutag.fusion.coldstart import ColdStartScorer
+from skutag.fusion.decision import Decider, fit_calibrated_thresholds, fit_class_thresholds
+from skutag.fusion.evidence import Evidence
+from skutag.fusion.model import FusionModel, Scores
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
@@ -257,14 +257,14 @@ def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | No
 
 def managed_aliases_file() -> Path:
     """Where ``skutag taxonomy update`` records renames: beside the managed tree."""
-    from taxonomy.aliases import ALIASES_FILE_NAME
+    from skutag.taxonomy.aliases import ALIASES_FILE_NAME
 
     return artifact_dir("taxonomy") / ALIASES_FILE_NAME
 
 
 def managed_path_aliases() -> dict[str, str]:
     """The renames ``skutag taxonomy update`` recorded beside the managed tree (empty when none)."""
-    from taxonomy.aliases import load_aliases
+    from skutag.taxonomy.aliases import load_aliases
 
     return load_aliases(managed_aliases_file())
 
@@ -310,7 +310,7 @@ _DRIFT_MEANS = {
 
 
 def _managed_versions_now(pipeline: Pipeline) -> dict[str, str]:
-    from taxonomy import CategoryTree, LabelMap
+    from skutag.taxonomy import CategoryTree, LabelMap
 
     return {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
             "lexicon": pipeline.collector.lexicon.version}

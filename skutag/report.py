@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fusion.decision import coverage_precision_curve
-from fusion.result import TagResult
+from skutag.fusion.decision import coverage_precision_curve
+from skutag.fusion.result import TagResult
 
 MAX_CONFUSION_CLASSES = 40
 

@@ -73,7 +73,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     ``labelled[i]`` is the product of ``training`` row ``i``. Returns (the fitted ``VisionTail``, the
     training set with out-of-fold fine-tuned embeddings in place of the frozen ones, what the manifest
     records about the tail)."""
-    from vision.tail import TailClassifier, VisionTail, default_cut, out_of_fold_embeddings
+    from skutag.vision.tail import TailClassifier, VisionTail, default_cut, out_of_fold_embeddings
 
     cfg = config.vision
     cut = cfg.tail_cut or default_cut(cfg.backbone)

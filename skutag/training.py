@@ -15,13 +15,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fusion import bundle as bundles
-from fusion.config import MODALITIES
-from fusion.decision import coverage_at_precision, fit_class_thresholds
-from fusion.evidence import Evidence
-from fusion.metrics import expected_calibration_error, tagging_metrics
-from fusion.model import FusionModel
-from fusion.result import TagResult
+from skutag.fusion import bundle as bundles
+from skutag.fusion.config import MODALITIES
+from skutag.fusion.decision import coverage_at_precision, fit_class_thresholds
+from skutag.fusion.evidence import Evidence
+from skutag.fusion.metrics import expected_calibration_error, tagging_metrics
+from skutag.fusion.model import FusionModel
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.catalog_io import Catalog, CatalogError, read_catalog
 from skutag.config import SkutagConfig
@@ -165,7 +165,7 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
 
 def _title_featurizer(config: SkutagConfig):
     """The title features the ``text`` config section asks for (jieba words + character blocks)."""
-    from text import TitleFeaturizer
+    from skutag.text import TitleFeaturizer
 
     return TitleFeaturizer.from_config(config.text)
 
@@ -181,7 +181,7 @@ def _plain(section: Any) -> dict[str, Any]:
 
 
 def _managed_versions(collector: EvidenceCollector) -> dict[str, str]:
-    from taxonomy import CategoryTree, LabelMap
+    from skutag.taxonomy import CategoryTree, LabelMap
 
     versions = {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
                 "lexicon": collector.lexicon.version}
@@ -382,11 +382,6 @@ def _carried_tail(manifest: dict[str, Any], parent: bundles.BundleVersion) -> di
     return {**record, "carried_from": record.get("carried_from") or parent.name}
 
 
-# what a bundle whose manifest does not record a setting was trained with (its training rows match it:
-# OCR evidence recorded before line prominence existed has none)
-SETTINGS_BEFORE_RECORDED = {"fusion.ocr_text_weighting": "flat"}
-
-
 def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:
     """Retraining keeps the parent's fusion and title-feature settings (modalities, estimators, n-grams)."""
     overrides = {}
@@ -394,9 +389,6 @@ def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> Sku
         recorded = manifest.get("config", {}).get(section, {})
         overrides.update({f"{section}.{k}": (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()
                           if hasattr(getattr(config, section), k)})
-    if manifest.get("config", {}).get("fusion"):  # a setting the parent predates: what it was trained with
-        for key, value in SETTINGS_BEFORE_RECORDED.items():
-            overrides.setdefault(key, value)
     return config.with_overrides(overrides)
 
 

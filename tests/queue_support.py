@@ -30,9 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from fusion.result import Alternative, Decision, TagResult
+from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import Product
-from vision.image import load_rgb_array
+from skutag.vision.image import load_rgb_array
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

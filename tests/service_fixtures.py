@@ -22,10 +22,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from fusion.result import Alternative, Decision, TagResult
+from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import Product
 from skutag.service.retrain import RetrainRequest
-from vision.image import ImageError, load_image
+from skutag.vision.image import ImageError, load_image
 
 TEST_CLASSES = (
     "Fruit > Banana > Banana",

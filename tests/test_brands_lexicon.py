@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from taxonomy.brands import BrandLexicon, LexiconError, compact
+from skutag.taxonomy.brands import BrandLexicon, LexiconError, compact
 from tests.conftest import shared_path
 
 

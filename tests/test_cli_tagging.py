@@ -113,7 +113,7 @@ def test_a_renamed_category_is_recorded_and_followed_by_retrain_and_tagging(cata
     from skutag.catalog import Product
     from skutag.config import SkutagConfig
     from skutag.pipeline import load_pipeline
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     _, _, val = catalogs
     rows = [json.loads(line) for line in val.read_text(encoding="utf-8").splitlines()]
@@ -265,8 +265,8 @@ def test_auto_precision_is_null_not_zero_when_nothing_is_auto_tagged(catalogs, m
 def test_edits_to_the_managed_tables_reach_tagging(tmp_path, monkeypatch, capsys):
     """`skutag taxonomy add`, `skutag brands add` and `skutag labelmap update` edit the user's copies under
     SKUTAG_HOME; the cold start of `skutag tag` reads those copies, not the bundled ones."""
-    from fusion.coldstart import ColdStartScorer
-    from taxonomy import LabelMap
+    from skutag.fusion.coldstart import ColdStartScorer
+    from skutag.taxonomy import LabelMap
 
     monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
     catalog = tmp_path / "c.jsonl"
@@ -300,8 +300,8 @@ def test_a_renamed_category_keeps_its_label_map_and_brand_votes_and_a_delete_war
     deleting it says which entries lost their category."""
     from skutag.queue.runner import tagger_namespace
     from skutag.queue.tagger_factory import TaggerSpec
-    from taxonomy import LabelMap
-    from taxonomy.brands import BrandLexicon
+    from skutag.taxonomy import LabelMap
+    from skutag.taxonomy.brands import BrandLexicon
 
     monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
     catalog = tmp_path / "c.jsonl"
@@ -346,8 +346,8 @@ def test_a_renamed_category_keeps_its_label_map_and_brand_votes_and_a_delete_war
 
 
 def test_a_move_carries_a_repeated_label_and_a_damaged_side_file_is_reported_not_half_done(tmp_path, monkeypatch, capsys):
-    from taxonomy import LabelMap
-    from taxonomy.brands import BrandLexicon
+    from skutag.taxonomy import LabelMap
+    from skutag.taxonomy.brands import BrandLexicon
 
     monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
     glasses = "服饰内衣 > 服饰配件 > 太阳镜"
@@ -374,8 +374,8 @@ def test_a_move_carries_a_repeated_label_and_a_damaged_side_file_is_reported_not
 
 
 def test_a_reset_after_a_rename_takes_the_label_map_and_brands_back(tmp_path, monkeypatch, capsys):
-    from taxonomy import CategoryTree, LabelMap
-    from taxonomy.brands import BrandLexicon
+    from skutag.taxonomy import CategoryTree, LabelMap
+    from skutag.taxonomy.brands import BrandLexicon
 
     monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
     assert main(["taxonomy", "update", "食品饮料、保健食品 > 饮料冲调", "--name", "饮品"]) == 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fusion import bundle as bundles
+from skutag.fusion import bundle as bundles
 
 
 def _save(store, value, **manifest):

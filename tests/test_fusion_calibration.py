@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from fusion import bundle as bundles
-from fusion.decision import fit_class_thresholds
+from skutag.fusion import bundle as bundles
+from skutag.fusion.decision import fit_class_thresholds
 from skutag.catalog_io import read_catalog
 from skutag.cli import main
 from skutag.config import SkutagConfig

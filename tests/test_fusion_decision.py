@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.config import DecisionConfig
-from fusion.decision import Decider, RuleEngine, coverage_at_precision, fit_class_thresholds
-from fusion.model import Scores
-from fusion.result import Decision
+from skutag.fusion.config import DecisionConfig
+from skutag.fusion.decision import Decider, RuleEngine, coverage_at_precision, fit_class_thresholds
+from skutag.fusion.model import Scores
+from skutag.fusion.result import Decision
 
 WATER = "食品饮料 > 饮料冲调 > 饮用水"
 SODA = "食品饮料 > 饮料冲调 > 碳酸饮料"

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
 
-from fusion.linear import ClassParallelLinearSVC
+from skutag.fusion.linear import ClassParallelLinearSVC
 from tests.fusion_fixtures import cn_titles_by_leaf
 
 
 @pytest.fixture(scope="module")
 def titles():
-    from text import TextConfig, TitleFeaturizer
+    from skutag.text import TextConfig, TitleFeaturizer
 
     by_leaf = cn_titles_by_leaf()
     leaves = sorted(leaf for leaf, rows in by_leaf.items() if len(rows) >= 60)[:40]

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fusion.config import FusionConfig
-from fusion.evidence import Evidence, OcrEvidence, VisionEvidence
-from fusion.model import FusionModel
+from skutag.fusion.config import FusionConfig
+from skutag.fusion.evidence import Evidence, OcrEvidence, VisionEvidence
+from skutag.fusion.model import FusionModel
 from skutag.catalog_io import row_to_product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector

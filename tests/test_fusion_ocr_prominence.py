@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
-from fusion.config import FusionConfig
-from fusion.evidence import Evidence, OcrEvidence
-from fusion.features import EvidenceFeaturizer
+from skutag.fusion.config import FusionConfig
+from skutag.fusion.evidence import Evidence, OcrEvidence
+from skutag.fusion.features import EvidenceFeaturizer
 from skutag.catalog_io import row_to_product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector

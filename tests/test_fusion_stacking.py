@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fusion.linear import ClassParallelLinearSVC
-from fusion.stacking import FusionTagger
+from skutag.fusion.linear import ClassParallelLinearSVC
+from skutag.fusion.stacking import FusionTagger
 from tests.conftest import shared_path
 
 
@@ -200,7 +200,7 @@ def test_out_of_fold_confidences_and_a_small_calibration_set_use_the_per_set_tem
 
 
 def test_many_modalities_get_temperatures_for_the_sets_seen_and_those_one_modality_short():
-    from fusion.stacking import _modality_sets
+    from skutag.fusion.stacking import _modality_sets
 
     present = np.ones((40, 7), dtype=bool)
     present[:10, 6] = False  # some rows lack the last block

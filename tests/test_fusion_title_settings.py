@@ -31,7 +31,7 @@ def _config(**overrides):
 
 
 def _title_featurizer(store):
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
 
     model, _, _ = bundles.load(store)
     return model.featurizer_.parts_["title"].featurizer

@@ -53,7 +53,7 @@ def _frozen_embeddings(products):
 
 
 def test_the_bundle_keeps_the_tail_and_the_fusion_model_learned_out_of_fold_embeddings(trained, catalogs):
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
 
     version, summary = trained
     tail = bundles.load_tail(version)
@@ -75,7 +75,7 @@ def test_the_bundle_keeps_the_tail_and_the_fusion_model_learned_out_of_fold_embe
 
 
 def test_serving_runs_the_bundles_tail_and_caches_its_embeddings(trained, catalogs):
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.pipeline import load_pipeline
 
     version, _ = trained
@@ -101,8 +101,8 @@ def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedd
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from fusion import bundle as bundles
-    from vision import load_model
+    from skutag.fusion import bundle as bundles
+    from skutag.vision import load_model
 
     version, _ = trained
     tail = bundles.load_tail(version)
@@ -135,7 +135,7 @@ def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedd
 def test_int8_serving_runs_quantized_copies_of_the_tails_graphs_with_close_answers(trained, catalogs):
     import onnx
 
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.pipeline import load_pipeline
 
     version, _ = trained
@@ -177,7 +177,7 @@ def test_int8_serving_runs_quantized_copies_of_the_tails_graphs_with_close_answe
 def test_onnx_runtime_serving_gives_the_torch_embedding(trained, catalogs):
     from copy import copy
 
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
 
     version, _ = trained
     tail = bundles.load_tail(version)
@@ -190,7 +190,7 @@ def test_onnx_runtime_serving_gives_the_torch_embedding(trained, catalogs):
 
 
 def test_training_again_with_other_fusion_settings_reuses_the_fitted_tail(trained, catalogs, tmp_path):
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.training import train_catalog
 
     version, _ = trained
@@ -203,7 +203,7 @@ def test_training_again_with_other_fusion_settings_reuses_the_fitted_tail(traine
 
 
 def test_retrain_and_calibrate_keep_the_parents_tail(trained, catalogs, tmp_path):
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.training import calibrate_bundle, retrain_bundle
 
     version, _ = trained
@@ -244,7 +244,7 @@ def test_cut_activations_are_cached_per_photo_and_view_whatever_the_order(catalo
 
 
 def test_a_backbone_without_blocks_to_tune_is_refused_with_the_setting_to_change():
-    from vision.tail import default_cut
+    from skutag.vision.tail import default_cut
 
     assert default_cut("efficientnet-lite2") == "5.2"
     with pytest.raises(ValueError, match="vision.tail"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ocr.brands import BrandMatch, extract_brands
-from ocr.result import OcrLine, OcrResult
-from taxonomy.brands import BrandLexicon
+from skutag.ocr.brands import BrandMatch, extract_brands
+from skutag.ocr.result import OcrLine, OcrResult
+from skutag.taxonomy.brands import BrandLexicon
 
 
 @pytest.fixture(scope="module")

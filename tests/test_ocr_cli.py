@@ -7,7 +7,7 @@ import json
 import pytest
 
 from skutag.cli import main
-from taxonomy.brands import BrandLexicon
+from skutag.taxonomy.brands import BrandLexicon
 from tests.conftest import shared_path
 from tests.ocr_support import render
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import ocr
-from ocr.brands import extract_brands, read_brands
-from ocr.config import OcrConfig
-from ocr.engine import OcrEngine, _unrotate, backend_class
-from ocr.result import OcrLine
-from taxonomy.brands import BrandLexicon
+from skutag import ocr
+from skutag.ocr.brands import extract_brands, read_brands
+from skutag.ocr.config import OcrConfig
+from skutag.ocr.engine import OcrEngine, _unrotate, backend_class
+from skutag.ocr.result import OcrLine
+from skutag.taxonomy.brands import BrandLexicon
 from tests.conftest import shared_path
 from tests.ocr_support import render
 

@@ -12,11 +12,11 @@ import paddleocr  # noqa: F401  (scripts/setup_env.sh installs it: a broken inst
 import pytest
 import yaml
 
-import ocr
-from ocr.brands import read_brands
-from ocr.config import OcrConfig
-from ocr.models import missing_files, model_folder, prepare_paddlex_models
-from taxonomy.brands import BrandLexicon
+from skutag import ocr
+from skutag.ocr.brands import read_brands
+from skutag.ocr.config import OcrConfig
+from skutag.ocr.models import missing_files, model_folder, prepare_paddlex_models
+from skutag.taxonomy.brands import BrandLexicon
 from tests.conftest import shared_path
 from tests.ocr_support import render
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from fusion.result import Alternative, Decision, TagResult
+from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog_io import (
     TAG_JSON_KEYS,
     CatalogError,

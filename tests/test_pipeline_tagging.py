@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fusion import bundle as bundles
-from fusion.result import Decision
+from skutag.fusion import bundle as bundles
+from skutag.fusion.result import Decision
 from skutag.catalog import Product
 from skutag.catalog_io import read_catalog
 from skutag.config import SkutagConfig

@@ -48,7 +48,7 @@ def test_unreadable_catalogs_are_named(tmp_path):
 
 
 def _result_line(product_id: str, error: str | None = None) -> str:
-    from fusion.result import Decision, TagResult
+    from skutag.fusion.result import Decision, TagResult
     from skutag.queue.core import result_row
 
     result = (TagResult.failed(product_id, error) if error else

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_path
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from queue_support import cached_title_model, grocery_rows, load_title_tagger
 from skutag.catalog import Product
 from skutag.queue.core import (

@@ -120,7 +120,7 @@ def test_batch_into_the_database_answers_under_its_service_rules(tmp_path, model
 
 def test_a_store_sink_follows_rule_edits_and_the_configured_whitelist(tmp_path):
     pytest.importorskip("sqlalchemy")
-    from fusion.result import Decision, TagResult
+    from skutag.fusion.result import Decision, TagResult
     from skutag.queue.store_sink import StoreSink
 
     config = tmp_path / "site.toml"
@@ -171,7 +171,7 @@ def test_batch_and_cli_tag_read_brands_with_the_databases_edited_lexicon(tmp_pat
 
     from skutag.cli import main
     from skutag.store import Store
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     tree = CategoryTree.default()
     target = " > ".join(tree.path_of(tree.leaves()[100].id))
@@ -247,7 +247,7 @@ def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, mode
 
 def _stored_product(db: Path, product_id: str, title: str, photo: str | None):
     """A product saved and accepted by an operator, as the HTTP API does it; its view."""
-    from fusion.result import Decision, TagResult
+    from skutag.fusion.result import Decision, TagResult
     from skutag.store import Store, fingerprint
 
     store = Store.open(str(db))
@@ -441,7 +441,7 @@ def test_a_batch_into_the_database_samples_audits_as_the_service_does(tmp_path):
     """No audit draw inside the decision (the service answers `auto`); the database's audit page gets its
     share of auto-tags (`service.audit_rate`) instead."""
     pytest.importorskip("sqlalchemy")
-    from fusion.result import Decision, TagResult
+    from skutag.fusion.result import Decision, TagResult
     from skutag.catalog import Product
     from skutag.queue.store_sink import StoreSink
     from skutag.queue.tagger_factory import TaggerSpec

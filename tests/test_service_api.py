@@ -510,7 +510,7 @@ def test_the_databases_taxonomy_goes_to_and_comes_from_the_command_line(api, db_
     """`skutag taxonomy export/import --db`: the tree edited through the API becomes a file the command line
     manages, and a tree file becomes the service's taxonomy, unless stored products would lose their category."""
     from skutag.cli import main
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     client, auth = api
     assert main(["taxonomy", "export", str(tmp_path / "none.json"), "--db", db_url]) == 2
@@ -579,7 +579,7 @@ def test_the_databases_brand_lexicon_goes_to_and_comes_from_the_command_line(api
     """`skutag brands export/import --db`: brands edited through the API become a CSV, and a CSV merges into
     the database's lexicon as its next version (before the first edit: into this machine's lexicon)."""
     from skutag.cli import main
-    from taxonomy.brands import BrandLexicon
+    from skutag.taxonomy.brands import BrandLexicon
 
     client, auth = api
     assert main(["brands", "export", str(tmp_path / "none.csv"), "--db", db_url]) == 2

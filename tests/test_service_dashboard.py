@@ -162,7 +162,7 @@ def test_retrain_now_from_the_dashboard(dash, val_rows):  # noqa: F811
 
 
 def test_ocr_text_and_vision_labels_are_shown_escaped(dash):
-    from fusion.result import Decision, TagResult
+    from skutag.fusion.result import Decision, TagResult
 
     client, _ = dash
     store = client.app.state.store

@@ -132,7 +132,7 @@ def test_served_trained_bundle_is_retrained_from_corrections_by_the_default_retr
     """A trained (titles-only) fusion bundle is served; products of a category it never saw are corrected
     through the API; the default retrainer (``skutag.pipeline.retrain_from_corrections``) trains a new
     version on top of it, which is promoted, served, and now answers the corrected products right."""
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
     from skutag.config import SkutagConfig
     from skutag.training import train_catalog
     from tests.fusion_fixtures import grocery_rows, write_catalog

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fusion.result import Decision, TagResult
+from skutag.fusion.result import Decision, TagResult
 from skutag.service.rules import ServiceRules
 
 OLD, NEW = "Fruit > Banana > Banana", "Fruit > Bananas > Banana"

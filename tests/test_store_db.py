@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from service_fixtures import db_url, pg_url  # noqa: F401  (fixtures)
 
-from fusion.result import Alternative, Decision, TagResult
+from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.store import Conflict, NotFound, Store, current_revision, head_revision, normalise_url, upgrade
 from skutag.store.db import DatabaseUrlError, open_engine
 from skutag.store.dedup import fingerprint

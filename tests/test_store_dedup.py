@@ -11,7 +11,7 @@ from PIL import Image
 from service_fixtures import grocery_root, reencode  # noqa: F401
 
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming, to_signed
-from vision.image import ImageDecodeError, ImageLimits, ImageTooLargeError, load_image
+from skutag.vision.image import ImageDecodeError, ImageLimits, ImageTooLargeError, load_image
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from conftest import shared_path
-from taxonomy import CategoryTree, LabelMap, LabelMapError
-from taxonomy.labelmap import DEFAULT_LABELMAP_FILE
+from skutag.taxonomy import CategoryTree, LabelMap, LabelMapError
+from skutag.taxonomy.labelmap import DEFAULT_LABELMAP_FILE
 
 WATER = ("食品饮料、保健食品", "饮料冲调", "饮用水")
 
 
 def _imagenet_labels() -> list[str]:
-    from taxonomy.labelmap import BACKBONE_LABELS_FILE
+    from skutag.taxonomy.labelmap import BACKBONE_LABELS_FILE
 
     if BACKBONE_LABELS_FILE.is_file():
         return BACKBONE_LABELS_FILE.read_text(encoding="utf-8").splitlines()

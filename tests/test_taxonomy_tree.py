@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taxonomy import CategoryTree, TaxonomyError
+from skutag.taxonomy import CategoryTree, TaxonomyError
 
 WATER = "食品饮料、保健食品 > 饮料冲调 > 饮用水"
 
@@ -129,7 +129,7 @@ def test_delete_cascade_removes_the_subtree(jd):
 
 
 def test_path_aliases_compose_over_edits_and_refuse_a_malformed_file(tmp_path):
-    from taxonomy.aliases import compose, follow, load_aliases, paths_by_id, renamed_between, save_aliases
+    from skutag.taxonomy.aliases import compose, follow, load_aliases, paths_by_id, renamed_between, save_aliases
 
     tree = CategoryTree.from_paths(["食品 > 饮料 > 饮用水", "食品 > 饮料 > 果汁", "日用 > 纸品"])
     before = paths_by_id(tree)

@@ -10,8 +10,8 @@ import pickle
 import pytest
 
 from tests.conftest import shared_path
-from text import extract_title_brands
-from text.brand_spans import BrandSpanModel, _key, brands_written_in, span_scores
+from skutag.text import extract_title_brands
+from skutag.text.brand_spans import BrandSpanModel, _key, brands_written_in, span_scores
 
 
 def _jsonl(path):

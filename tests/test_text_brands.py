@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import shared_path
-from text import extract_title_brands, normalize_title
+from skutag.text import extract_title_brands, normalize_title
 
 LEXICON = {
     "农夫山泉": ["NONGFU SPRING", "农夫"],
@@ -79,7 +79,7 @@ def test_junk_and_missing_titles():
 
 
 def test_works_with_the_bundled_brand_lexicon():
-    from taxonomy import BrandLexicon
+    from skutag.taxonomy import BrandLexicon
 
     lexicon = BrandLexicon.default()
     found = extract_title_brands("农夫山泉 NONGFU SPRING 饮用天然水 550ml*24瓶 可口可乐 Coca-Cola", lexicon)

@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
 from conftest import shared_path
-from text import TitleFeaturizer
+from skutag.text import TitleFeaturizer
 
 TITLES = [
     "农夫山泉 饮用天然水 550ML*24瓶 整箱",
@@ -106,7 +106,7 @@ def test_real_titles_classify_well(shared_data):
 
 
 def test_from_config_reads_the_user_dictionary(tmp_path):
-    from text import TextConfig
+    from skutag.text import TextConfig
 
     user_dict = tmp_path / "words.txt"
     user_dict.write_text("# shop words\n鸿星尔克 100 nz\nhello kitty\n\n", encoding="utf-8")
@@ -121,8 +121,8 @@ def test_from_config_reads_the_user_dictionary(tmp_path):
 
 
 def test_char_blocks_setting_is_read_and_bad_entries_are_named():
-    from text import TextConfig
-    from text.config import parse_char_blocks
+    from skutag.text import TextConfig
+    from skutag.text.config import parse_char_blocks
 
     assert parse_char_blocks("1-1, 2-5:300000") == ((1, 1, None), (2, 5, 300000))
     assert parse_char_blocks("3") == ((3, 3, None),) and parse_char_blocks("") is None

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from text import normalize_title, parse_pack_spec
-from text.normalize import NormalizeOptions
+from skutag.text import normalize_title, parse_pack_spec
+from skutag.text.normalize import NormalizeOptions
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from text import PriceFeaturizer, parse_price
-from text.price import FEATURE_NAMES
+from skutag.text import PriceFeaturizer, parse_price
+from skutag.text.price import FEATURE_NAMES
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import pickle
 import pytest
 
 from conftest import shared_path
-from text import TitleTokenizer
-from text.tokenize import default_user_words
+from skutag.text import TitleTokenizer
+from skutag.text.tokenize import default_user_words
 
 
 @pytest.fixture(scope="module")

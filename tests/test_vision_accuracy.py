@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import vision
-from vision.export import int8_scheme
+from skutag import vision
+from skutag.vision.export import int8_scheme
 from tests.vision_support import hits, retail_photos
 
 pytestmark = pytest.mark.slow
@@ -100,7 +100,7 @@ def test_batch_size_does_not_change_results(photos):
     ],
 )
 def test_int8_scheme_follows_the_cpu_and_is_part_of_the_cache_key(monkeypatch, machine, flags, scheme):
-    from vision import export
+    from skutag.vision import export
 
     monkeypatch.delenv("SKUTAG_INT8_SCHEME", raising=False)
     monkeypatch.setattr("platform.machine", lambda: machine)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import vision
-from vision.image import load_image
+from skutag import vision
+from skutag.vision.image import load_image
 from tests.vision_support import retail_photo
 
 BEER_BOTTLE = 440

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import shared_path
-from vision.labels import IMAGENET_ZH, imagenet_labels_zh, read_label_file
+from skutag.vision.labels import IMAGENET_ZH, imagenet_labels_zh, read_label_file
 
 FIXES = IMAGENET_ZH.parent / "fixes.tsv"
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-import vision
+from skutag import vision
 from tests.vision_support import retail_photo
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_weights_come_from_the_installed_wheel():
 def test_missing_wheel_says_how_to_install_it(monkeypatch):
     import importlib.util
 
-    from vision import efficientnet_lite
+    from skutag.vision import efficientnet_lite
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(

@@ -8,8 +8,8 @@ from PIL import Image
 from torchvision import transforms
 
 from tests.vision_support import retail_photos
-from vision.image import load_image
-from vision.preprocess import PreprocessSpec, normalize_batch, preprocess_images, resize_crop
+from skutag.vision.image import load_image
+from skutag.vision.preprocess import PreprocessSpec, normalize_batch, preprocess_images, resize_crop
 
 
 def _torchvision_reference(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""vision.tail: cut activations of real GroceryStore photos, and a tail fine-tuned on them."""
+"""skutag.vision.tail: cut activations of real GroceryStore photos, and a tail fine-tuned on them."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def grocery_rows() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def extractor():
-    from vision.tail import CutExtractor
+    from skutag.vision.tail import CutExtractor
 
     return CutExtractor("efficientnet-lite0", cut="5.1")
 
@@ -48,7 +48,7 @@ def train_labels(grocery_rows):
 
 @pytest.fixture(scope="module")
 def fitted(train_views, train_labels):
-    from vision.tail import TailClassifier
+    from skutag.vision.tail import TailClassifier
 
     return TailClassifier("efficientnet-lite0", cut="5.1", epochs=4, batch_size=4).fit(train_views, train_labels)
 
@@ -65,7 +65,7 @@ def test_cut_activations_shape_and_views(extractor, grocery_rows):
 
 
 def test_onnx_runtime_activations_match_eager_torch(extractor, grocery_rows):
-    from vision.tail import CutExtractor
+    from skutag.vision.tail import CutExtractor
 
     paths = [p for p, _, _ in grocery_rows[:4]]
     assert extractor.runtime == "onnx"
@@ -80,8 +80,8 @@ def test_onnx_runtime_activations_match_eager_torch(extractor, grocery_rows):
 def test_untrained_tail_reproduces_the_backbone_embedding(extractor, grocery_rows):
     import torch
 
-    import vision
-    from vision.tail import Cut, build_tail
+    from skutag import vision
+    from skutag.vision.tail import Cut, build_tail
 
     paths = [p for p, _, _ in grocery_rows[:3]]
     tail = build_tail(extractor.network.model, Cut.parse("5.1"), n_classes=3).eval()
@@ -121,7 +121,7 @@ def test_pickle_round_trip_keeps_predictions(fitted, train_views):
 
 
 def test_bad_inputs_are_refused(train_views, train_labels):
-    from vision.tail import Cut, TailClassifier
+    from skutag.vision.tail import Cut, TailClassifier
 
     with pytest.raises(ValueError, match="labels"):
         TailClassifier(epochs=1).fit(train_views, train_labels[:-1])
@@ -136,7 +136,7 @@ def test_bad_inputs_are_refused(train_views, train_labels):
 
 
 def test_out_of_fold_embeddings_come_from_tails_that_did_not_see_the_row(fitted, train_views, train_labels):
-    from vision.tail import out_of_fold_embeddings
+    from skutag.vision.tail import out_of_fold_embeddings
 
     oof = out_of_fold_embeddings(clone(fitted).set_params(epochs=1), train_views, train_labels, n_splits=2)
     assert oof.shape == (12, 1280) and np.allclose(np.linalg.norm(oof, axis=1), 1, atol=1e-5)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import vision
-from vision.image import load_image
-from vision.preprocess import PreprocessSpec, preprocess_images
+from skutag import vision
+from skutag.vision.image import load_image
+from skutag.vision.preprocess import PreprocessSpec, preprocess_images
 from tests.vision_support import retail_photo
 
 pytestmark = pytest.mark.slow

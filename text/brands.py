@@ -246,7 +246,7 @@ def _stop_words() -> frozenset[str]:
     words = _stop_cache.get("default")
     if words is None:
         try:
-            from taxonomy import CategoryTree, LabelMap
+            from skutag.taxonomy import CategoryTree, LabelMap
 
             raw = CategoryTree.active().words() + LabelMap.active().words()
         except (ImportError, FileNotFoundError, ValueError):

@@ -65,12 +65,12 @@ def default_user_words(tree: Any = None, lexicon: Any = None, labelmap: Any = No
     copies, else the bundled defaults) when they can be loaded."""
     words: list[str] = []
     if tree is None:
-        from taxonomy import CategoryTree
+        from skutag.taxonomy import CategoryTree
 
         tree = CategoryTree.active()
     words.extend(tree.words())
     if labelmap is None:
-        from taxonomy import LabelMap
+        from skutag.taxonomy import LabelMap
 
         labelmap = LabelMap.active()
     words.extend(labelmap.words())
@@ -83,7 +83,7 @@ def default_user_words(tree: Any = None, lexicon: Any = None, labelmap: Any = No
 
 def _default_lexicon() -> Any:
     try:
-        from taxonomy.brands import BrandLexicon
+        from skutag.taxonomy.brands import BrandLexicon
     except ModuleNotFoundError:
         return None
     try:

@@ -1,6 +1,6 @@
 """Vision stage: product photo -> top-k Chinese labels (softmax) + L2-normalised embedding.
 
-    from vision import load_model
+    from skutag.vision import load_model
     model = load_model()                      # efficientnet-lite0 on ONNX Runtime (exported once, cached)
     results = model.predict(["a.jpg", b"...jpeg bytes..."], top_k=5)
     results[0].top_k[0].label, results[0].embedding.shape   # ('矿泉水瓶'-style label, (1280,))

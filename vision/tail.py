@@ -7,7 +7,7 @@ trains the remaining blocks + ``conv_head`` + a new head on them (AdamW, one-cyc
 smoothing, BatchNorm statistics frozen). On a CPU thread that costs ~40 s per epoch for 2,640
 GroceryStore photos with efficientnet-lite0.
 
-    from vision.tail import CutExtractor, TailClassifier
+    from skutag.vision.tail import CutExtractor, TailClassifier
     ext = CutExtractor("efficientnet-lite0", cut="5.1")
     views = [ext.transform(train_photos, view) for view in ("center", "flip", "aug0", "aug1", "aug2", "aug3")]
     tail = TailClassifier("efficientnet-lite0", cut="5.1").fit(views, labels)
@@ -733,15 +733,3 @@ class VisionTail:
         state["_source_id"] = None  # resolved again where the bundle is loaded
         state["int8"], state["calibration_dir"] = False, ""  # serving settings: the collector sets them
         return state
-
-    def __setstate__(self, state: dict) -> None:
-        state.setdefault("runtime", "onnx")
-        state.setdefault("_session", None)
-        state.setdefault("_joint", None)
-        state.setdefault("_files", {})
-        state.setdefault("_calibrations", {})
-        state.setdefault("_source_id", None)
-        state.setdefault("joint", True)
-        state.setdefault("int8", False)
-        state.setdefault("calibration_dir", "")
-        self.__dict__.update(state)

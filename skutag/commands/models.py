@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ocr.models import ModelFilesError, default_model_root, prepare_paddlex_models
+    from skutag.ocr.models import ModelFilesError, default_model_root, prepare_paddlex_models
 
     sizes = tuple(args.size) if args.size else ("small", "tiny")
     if args.source == "rapidocr" and args.size is None:

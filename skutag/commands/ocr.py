@@ -60,7 +60,7 @@ def ocr_config(args: argparse.Namespace):
 
 
 def load_lexicon(path: Path | None):
-    from taxonomy.brands import BrandLexicon, LexiconError
+    from skutag.taxonomy.brands import BrandLexicon, LexiconError
 
     try:
         return BrandLexicon.load(path) if path else BrandLexicon.active()
@@ -69,8 +69,8 @@ def load_lexicon(path: Path | None):
 
 
 def run_ocr_command(args: argparse.Namespace) -> int:
-    import ocr
-    from ocr.brands import read_brands
+    from skutag import ocr
+    from skutag.ocr.brands import read_brands
     from skutag.commands.vision import collect_images
 
     config = ocr_config(args)
@@ -173,7 +173,7 @@ def _register_brands(subparsers: argparse._SubParsersAction) -> None:
 
 def _editable(args: argparse.Namespace):
     """(lexicon, path it is saved to)."""
-    from taxonomy.brands import user_lexicon_path
+    from skutag.taxonomy.brands import user_lexicon_path
 
     path = args.file or user_lexicon_path()
     lexicon = load_lexicon(path if path.is_file() else None) if not args.file else load_lexicon(path)
@@ -188,7 +188,7 @@ def _save(lexicon, path: Path, message: str) -> int:
 
 def _edit(fn):
     def run(args: argparse.Namespace) -> int:
-        from taxonomy.brands import LexiconError
+        from skutag.taxonomy.brands import LexiconError
 
         lexicon, path = _editable(args)
         try:
@@ -201,7 +201,7 @@ def _edit(fn):
 
 
 def _brands_list(args: argparse.Namespace) -> int:
-    from taxonomy.brands import LexiconError
+    from skutag.taxonomy.brands import LexiconError
 
     lexicon, path = _editable(args)
     try:
@@ -230,7 +230,7 @@ def _brands_add(args, lexicon) -> str:
 
 def _warn_unknown_categories(paths) -> None:
     """A brand's category the managed tree lacks gives tagging no vote: say so (the edit is kept)."""
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     tree = CategoryTree.active()
     missing = [p for p in paths if tree.find_path(p) is None]
@@ -257,7 +257,7 @@ def _brands_delete(args, lexicon) -> str:
 
 def _load_incoming(source: Path):
     """The brands of the CSV ``source``; unreadable or empty files are clear errors."""
-    from taxonomy.brands import BrandLexicon, LexiconError
+    from skutag.taxonomy.brands import BrandLexicon, LexiconError
 
     try:
         incoming = BrandLexicon.load(source)
@@ -313,7 +313,7 @@ def _brands_import_into_database(args: argparse.Namespace) -> int:
 
     from skutag.commands.database import open_existing_store
     from skutag.service.rules import lexicon_from_entries
-    from taxonomy.brands import BrandLexicon, LexiconError
+    from skutag.taxonomy.brands import BrandLexicon, LexiconError
 
     incoming = _load_incoming(args.source)
     store = open_existing_store(args.db)
@@ -427,7 +427,7 @@ def _brands_learn(args: argparse.Namespace) -> int:
 
     from skutag.brand_model import default_brand_model_path
     from skutag.catalog_io import CatalogError, read_catalog
-    from text.brand_spans import BrandSpanModel, brands_written_in, held_out, span_scores
+    from skutag.text.brand_spans import BrandSpanModel, brands_written_in, held_out, span_scores
 
     try:
         catalog = read_catalog(args.catalog)

@@ -179,7 +179,7 @@ def _config(args: argparse.Namespace, **extra: Any):
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn expected failures (bad files, incompatible bundles, bad config) into clear CLI errors."""
-    from fusion.bundle import BundleError
+    from skutag.fusion.bundle import BundleError
     from skutag.catalog_io import CatalogError
 
     try:
@@ -342,7 +342,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _modalities_arg(text: str) -> tuple[str, ...]:
-    from fusion.config import MODALITIES
+    from skutag.fusion.config import MODALITIES
 
     chosen = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in chosen if m not in MODALITIES]
@@ -415,7 +415,7 @@ def _precision(value: float | None) -> str:
 def run_retrain(args: argparse.Namespace) -> int:
     from skutag.pipeline import managed_path_aliases
     from skutag.training import retrain_bundle
-    from taxonomy.aliases import load_aliases
+    from skutag.taxonomy.aliases import load_aliases
 
     config = _config(args)
     _check_output(args.out, "--out", folder=True)
@@ -493,7 +493,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from fusion import bundle as bundles
+    from skutag.fusion import bundle as bundles
 
     with _user_errors():
         if args.bundle_command == "rollback":

@@ -16,7 +16,7 @@ from typing import Any
 
 from skutag.cli import UserFacingError
 from skutag.commands.database import open_existing_store, read_resource
-from taxonomy.home import user_labelmap_path, user_tree_path
+from skutag.taxonomy.home import user_labelmap_path, user_tree_path
 
 
 # ---------------------------------------------------------------------------------------- managed files
@@ -32,7 +32,7 @@ def managed_labelmap_path() -> Path:
 
 def load_managed_tree(path: str | Path | None = None):
     """The shop's current tree: ``path``, else the managed copy, else the bundled default."""
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     target = Path(path) if path else managed_tree_path()
     if target.is_file():
@@ -44,7 +44,7 @@ def load_managed_tree(path: str | Path | None = None):
 
 def load_managed_labelmap(path: str | Path | None = None):
     """The current label map: ``path``, else the managed copy, else the bundled default."""
-    from taxonomy import LabelMap
+    from skutag.taxonomy import LabelMap
 
     target = Path(path) if path else managed_labelmap_path()
     if target.is_file():
@@ -58,7 +58,7 @@ def _guard(func):
     """Turn the stage's validation errors into user-facing errors (exit status 2, clear message)."""
 
     def run(args: argparse.Namespace) -> int:
-        from taxonomy import TaxonomyError
+        from skutag.taxonomy import TaxonomyError
 
         try:
             return func(args)
@@ -178,8 +178,8 @@ def _aliases_belong_to(args: argparse.Namespace) -> bool:
 
 def _after_save(step, *arguments) -> None:
     """One follow-up of a saved tree; a damaged side file is reported, never left half done with a traceback."""
-    from taxonomy import LabelMapError, TaxonomyError
-    from taxonomy.brands import LexiconError
+    from skutag.taxonomy import LabelMapError, TaxonomyError
+    from skutag.taxonomy.brands import LexiconError
 
     try:
         step(*arguments)
@@ -198,7 +198,7 @@ def _check_after_save(tree, args: argparse.Namespace) -> None:
 def _prune_aliases(tree, args: argparse.Namespace) -> None:
     """Recorded renames whose new path the saved tree no longer has (a reset, an import, a delete), or whose
     old path it has again, are dropped: old answers must not be read as categories that are gone."""
-    from taxonomy.aliases import load_aliases, save_aliases
+    from skutag.taxonomy.aliases import load_aliases, save_aliases
 
     path = managed_aliases_path(args.file)
     aliases = load_aliases(path) if path.is_file() else {}
@@ -215,8 +215,8 @@ def _prune_aliases(tree, args: argparse.Namespace) -> None:
 def _warn_dangling(tree) -> None:
     """Say when the managed label map or brands name categories the managed tree no longer has: tagging
     drops their votes until they are mapped again."""
-    from taxonomy import PATH_SEPARATOR
-    from taxonomy.brands import BrandLexicon
+    from skutag.taxonomy import PATH_SEPARATOR
+    from skutag.taxonomy.brands import BrandLexicon
 
     nodes = {tree.path_string(n) for n in tree.nodes()}
     entries = [e for e in load_managed_labelmap().entries() if PATH_SEPARATOR.join(e.path) not in nodes]
@@ -260,7 +260,7 @@ def _taxonomy_show(args: argparse.Namespace) -> int:
 
 
 def _taxonomy_add(args: argparse.Namespace) -> int:
-    from taxonomy import split_path
+    from skutag.taxonomy import split_path
 
     tree = load_managed_tree(args.file)
     names = split_path(args.path)
@@ -277,13 +277,13 @@ def _taxonomy_add(args: argparse.Namespace) -> int:
 def managed_aliases_path(tree_file: str | Path | None = None) -> Path:
     """The path aliases kept beside a tree file (default: beside the managed tree)."""
     from skutag.pipeline import managed_aliases_file
-    from taxonomy.aliases import ALIASES_FILE_NAME
+    from skutag.taxonomy.aliases import ALIASES_FILE_NAME
 
     return Path(tree_file).with_name(ALIASES_FILE_NAME) if tree_file else managed_aliases_file()
 
 
 def _taxonomy_update(args: argparse.Namespace) -> int:
-    from taxonomy.aliases import paths_by_id, renamed_between
+    from skutag.taxonomy.aliases import paths_by_id, renamed_between
 
     tree = load_managed_tree(args.file)
     before = paths_by_id(tree)
@@ -321,8 +321,8 @@ def _follow_renames(renamed: dict[str, str], args: argparse.Namespace) -> None:
 def _replace_tree(tree, args: argparse.Namespace) -> None:
     """``tree`` replaces the current one (import, reset); categories it keeps under the same node id but
     another path are followed as renames (e.g. a reset after a rename takes the label map back)."""
-    from taxonomy import TaxonomyError
-    from taxonomy.aliases import paths_by_id, renamed_between
+    from skutag.taxonomy import TaxonomyError
+    from skutag.taxonomy.aliases import paths_by_id, renamed_between
 
     try:
         before = paths_by_id(load_managed_tree(args.file))
@@ -334,7 +334,7 @@ def _replace_tree(tree, args: argparse.Namespace) -> None:
 
 
 def _record_renames(aliases: Path, renamed: dict[str, str]) -> None:
-    from taxonomy.aliases import compose, load_aliases, save_aliases
+    from skutag.taxonomy.aliases import compose, load_aliases, save_aliases
 
     save_aliases(aliases, compose(load_aliases(aliases), renamed))
     print(f"saved {aliases} (bundles trained before answer with the new paths; `skutag retrain` relabels "
@@ -346,7 +346,7 @@ def _labelmap_follows(renamed: dict[str, str]) -> None:
     all at once, so labels that repeat move together."""
     from dataclasses import replace
 
-    from taxonomy import PATH_SEPARATOR, LabelMap, split_path
+    from skutag.taxonomy import PATH_SEPARATOR, LabelMap, split_path
 
     mapping = load_managed_labelmap()
     entries = mapping.entries()
@@ -361,7 +361,7 @@ def _labelmap_follows(renamed: dict[str, str]) -> None:
 
 def _lexicon_follows(renamed: dict[str, str]) -> None:
     """Brands' categories on a renamed or moved category name its new path."""
-    from taxonomy.brands import BrandLexicon, user_lexicon_path
+    from skutag.taxonomy.brands import BrandLexicon, user_lexicon_path
 
     lexicon = BrandLexicon.active()
     moved = [b for b in lexicon if any(c in renamed for c in b.categories)]
@@ -383,7 +383,7 @@ def _taxonomy_delete(args: argparse.Namespace) -> int:
 
 
 def _taxonomy_import(args: argparse.Namespace) -> int:
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     tree = CategoryTree.load(args.source)
     if args.db is not None:
@@ -482,7 +482,7 @@ def _import_into_database(tree, args: argparse.Namespace) -> int:
 
 
 def _taxonomy_validate(args: argparse.Namespace) -> int:
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     tree = CategoryTree.load(args.source)
     print(f"ok: {len(tree)} categories, {len(tree.leaves())} leaves, depth {tree.depth()}, version {tree.version}")
@@ -495,7 +495,7 @@ def _taxonomy_version(args: argparse.Namespace) -> int:
 
 
 def _taxonomy_reset(args: argparse.Namespace) -> int:
-    from taxonomy import CategoryTree
+    from skutag.taxonomy import CategoryTree
 
     _replace_tree(CategoryTree.default(), args)
     return 0
@@ -625,7 +625,7 @@ def _labelmap_delete(args: argparse.Namespace) -> int:
 
 
 def _labelmap_import(args: argparse.Namespace) -> int:
-    from taxonomy import LabelMap
+    from skutag.taxonomy import LabelMap
 
     mapping = LabelMap.load(args.source)
     _check_paths(mapping, args, args.force)
@@ -657,7 +657,7 @@ def _labelmap_version(args: argparse.Namespace) -> int:
 
 
 def _labelmap_reset(args: argparse.Namespace) -> int:
-    from taxonomy import LabelMap
+    from skutag.taxonomy import LabelMap
 
     _save_labelmap(LabelMap.default(), args)
     return 0

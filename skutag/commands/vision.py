@@ -76,8 +76,7 @@ def format_result(result) -> str:
 
 
 def run_vision_command(args: argparse.Namespace) -> int:
-    import vision
-
+    from skutag import vision
     config = _vision_config(args)
     if config.top_k < 1 or config.batch_size < 1:
         raise UserFacingError("--top-k and --batch-size must be at least 1")

@@ -35,7 +35,7 @@ from typing import Any
 from celery import Celery, signals
 from celery.backends.base import BaseKeyValueStoreBackend
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.queue.config import QueueConfig
 from skutag.queue.core import (
     TRANSIENT_ERRORS,

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 
 if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
@@ -108,7 +108,7 @@ def result_row(result: TagResult, digest: str | None) -> dict[str, Any]:
 
 def result_from_row(row: Mapping[str, Any]) -> TagResult:
     """Rebuild a :class:`TagResult` from a row written by :func:`result_row`."""
-    from fusion.result import Alternative, Decision
+    from skutag.fusion.result import Alternative, Decision
 
     fields = {f.name for f in dataclasses.fields(TagResult)}
     data = {key: value for key, value in row.items() if key in fields}

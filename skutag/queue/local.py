@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import RetryPolicy, image_hash, tag_chunk
 from skutag.queue.tagger_factory import TaggerLoadError, TaggerSpec

@@ -15,7 +15,7 @@ from celery import Celery
 from celery.backends.base import BaseKeyValueStoreBackend
 from celery.result import AsyncResult, ResultSet
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.celery_app import TASK_NAME, task_id_for
 from skutag.queue.core import image_hash, product_to_message, result_from_row

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import product_key, result_row
 

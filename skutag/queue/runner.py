@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.catalog_source import RowError, catalog_id_prefix, count_rows, iter_catalog
 from skutag.queue.config import QueueConfig
@@ -113,7 +113,7 @@ def _managed_tables_digest() -> str:
     import hashlib
     import json
 
-    from taxonomy.home import active_versions
+    from skutag.taxonomy.home import active_versions
 
     try:
         versions = active_versions()

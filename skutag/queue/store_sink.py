@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from fusion.result import TagResult
+from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import TransientError
 from skutag.store.repository import PRODUCT_ID_RE  # the HTTP API's rule too
@@ -186,7 +186,7 @@ class StoreSink:
 
     def _image_id(self, image: str | Path | bytes | None) -> int | None:
         from skutag.store import fingerprint
-        from vision.image import ImageError
+        from skutag.vision.image import ImageError
 
         if image is None:
             return None

@@ -16,7 +16,7 @@ from skutag.service.auth import require_token, token_or_session
 from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
 from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
 from skutag.store.repository import Conflict, NotFound
-from taxonomy.aliases import compose
+from skutag.taxonomy.aliases import compose
 
 # HTTPBearer documents the scheme in /openapi.json; require_token does the check (401 with a clear message)
 router = APIRouter(prefix="/v1", dependencies=[Depends(HTTPBearer(auto_error=False)), Depends(require_token)])
@@ -377,7 +377,7 @@ def get_brands(request: Request):
 def _edit_lexicon(request: Request, caller: str, change, note: str) -> dict[str, Any]:
     """Apply ``change`` to the lexicon in force; a lexicon that would not load is refused before it is saved."""
     from skutag.service.rules import lexicon_from_entries
-    from taxonomy.brands import LexiconError
+    from skutag.taxonomy.brands import LexiconError
 
     service = service_of(request)
     content = change(_copy(service.lexicon_entries()))

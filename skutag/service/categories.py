@@ -14,9 +14,9 @@ from typing import Any, Iterable, Sequence
 from skutag.catalog import PATH_SEPARATOR
 from skutag.service.engine import InvalidInput, normalise_path
 from skutag.store.repository import Conflict, NotFound
-from taxonomy import CategoryTree, TaxonomyError
-from taxonomy.tree import LIST_SEPARATOR
-from taxonomy.aliases import paths_by_id, renamed_between
+from skutag.taxonomy import CategoryTree, TaxonomyError
+from skutag.taxonomy.tree import LIST_SEPARATOR
+from skutag.taxonomy.aliases import paths_by_id, renamed_between
 
 MAX_LEVELS = 8
 MAX_NAME_CHARS = 100

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from fusion.result import Alternative, Decision, TagResult
+from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.paths import artifact_dir
 from skutag.pipeline import Tagger
@@ -43,7 +43,7 @@ from skutag.service.retrain import (
 )
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
 from skutag.store.repository import HUMAN_STATUSES, PRODUCT_ID_RE, Conflict, ProductView, Store
-from vision.image import ImageError, ImageLimits
+from skutag.vision.image import ImageError, ImageLimits
 
 log = logging.getLogger("skutag.service")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-from fusion.result import Alternative, TagResult
+from skutag.fusion.result import Alternative, TagResult
 from skutag.catalog import PATH_SEPARATOR
-from taxonomy.aliases import follow
+from skutag.taxonomy.aliases import follow
 
 
 def renamed_result(result: TagResult, renames: Mapping[str, str]) -> TagResult:

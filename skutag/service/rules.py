@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from fusion.result import Decision, TagResult
+from skutag.fusion.result import Decision, TagResult
 from skutag.catalog import PATH_SEPARATOR
 from skutag.service.renames import renamed_result
 
@@ -79,7 +79,7 @@ def stored_lexicon(store: Any):
 def lexicon_from_entries(entries: dict[str, Any]):
     """A ``BrandLexicon`` from stored entries ``{name: {"aliases": [...], "categories": [...]}}``; raises
     ``taxonomy.brands.LexiconError`` when they clash (an alias that is another brand's name ...)."""
-    from taxonomy.brands import Brand, BrandLexicon
+    from skutag.taxonomy.brands import Brand, BrandLexicon
 
     return BrandLexicon(Brand(name, tuple(entry.get("aliases", ())), tuple(entry.get("categories", ())))
                         for name, entry in entries.items())

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import imagehash
 from PIL import Image
 
-from vision.image import ImageLimits, load_image
+from skutag.vision.image import ImageLimits, load_image
 
 _MASK64 = (1 << 64) - 1
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
-from fusion.result import Decision, TagResult
+from skutag.fusion.result import Decision, TagResult
 from skutag.store.db import open_engine, session_factory, upgrade
 from skutag.store.dedup import ImageFingerprint
 from skutag.store.models import (

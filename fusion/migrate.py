@@ -1,0 +1,139 @@
+"""Bundle format migrations: what a bundle written by older code lacks, filled in once, at load, here.
+
+Format 1 (skutag 0.1): the stage packages were installed as top-level packages (``fusion.model`` ...),
+so its pickles name classes under those modules; fitted objects pickled before a setting existed
+lack its attribute, and the manifest lacks the settings that were not recorded yet.
+Format 2: everything under ``skutag.``; every attribute and setting written.
+
+``load_file`` unpickles a version's file with the names of its format; ``upgrade`` brings the
+unpickled objects and the manifest to the current format. Nothing else in the code checks for
+missing attributes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+BUNDLE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+# format 1's top-level stage packages, now under skutag.
+LEGACY_PACKAGES = ("vision", "ocr", "text", "fusion", "taxonomy", "models")
+
+# settings a format-1 manifest may lack, with the value such a bundle was trained with
+FORMAT1_SETTINGS = {"fusion.ocr_text_weighting": "flat"}
+
+_lock = threading.Lock()
+
+
+class _LegacyNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves ``fusion.model`` to the module ``skutag.fusion.model`` while a format-1 pickle is read."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None):
+        if fullname.partition(".")[0] not in LEGACY_PACKAGES:
+            return None
+        real = importlib.util.find_spec(f"skutag.{fullname}")
+        if real is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, self, is_package=real.submodule_search_locations is not None)
+
+    def create_module(self, spec):
+        return importlib.import_module(f"skutag.{spec.name}")
+
+    def exec_module(self, module) -> None:
+        """The module is the already imported ``skutag.`` one; nothing to run."""
+
+
+@contextmanager
+def legacy_module_names() -> Iterator[None]:
+    """Within the block, ``import fusion.model`` gives ``skutag.fusion.model`` (for format-1 pickles);
+    afterwards the old names are gone again, so they never shadow a user's own modules."""
+    with _lock:
+        finder = _LegacyNames()
+        before = set(sys.modules)
+        sys.meta_path.insert(0, finder)
+        try:
+            yield
+        finally:
+            sys.meta_path.remove(finder)
+            for name in set(sys.modules) - before:
+                if name.partition(".")[0] in LEGACY_PACKAGES and not name.startswith("skutag."):
+                    sys.modules.pop(name, None)
+
+
+def load_file(path: Path, file_format: int) -> Any:
+    """Unpickle ``path`` of a bundle written in ``file_format``."""
+    import joblib
+
+    if file_format >= 2:
+        return joblib.load(path)
+    with legacy_module_names():
+        return joblib.load(path)
+
+
+def upgrade_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as the current format writes it."""
+    file_format = manifest.get("format")
+    if file_format != 1:  # current, or unknown (refused by the compatibility check, not guessed at)
+        return manifest
+    upgraded = dict(manifest)
+    config = {section: dict(values) for section, values in (upgraded.get("config") or {}).items()}
+    if config.get("fusion"):  # a setting the bundle predates: what it was trained with
+        for key, value in FORMAT1_SETTINGS.items():
+            section, _, name = key.partition(".")
+            config.setdefault(section, {}).setdefault(name, value)
+    upgraded["config"] = config
+    upgraded["format"] = BUNDLE_FORMAT
+    upgraded["migrated_from_format"] = file_format
+    return upgraded
+
+
+# attribute -> value a format-1 object of that class lacks it with; keyed by class name
+_FORMAT1_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "FusionModel": {"title_featurizer": None, "calibration_": None},
+    "FusionTagger": {"pattern_temperatures_": {}},
+    "EvidenceFeaturizer": {"ocr_text_weighting": "flat"},
+    "_OcrPart": {"weighting": "flat"},
+    "VisionTail": {"runtime": "onnx", "joint": True, "int8": False, "calibration_dir": "", "_source_id": None,
+                   "_session": None, "_joint": None, "_files": {}, "_calibrations": {}},
+}
+
+
+def upgrade_object(obj: Any, file_format: int) -> Any:
+    """``obj`` (a model, tail, training or calibration record) with what format 2 writes filled in; walks
+    the attributes and containers reachable from it once."""
+    if file_format >= BUNDLE_FORMAT:
+        return obj
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or item is None or isinstance(item, (str, bytes, int, float, bool)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            continue
+        if isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+            continue
+        state = getattr(item, "__dict__", None)
+        if state is None or type(item).__module__.split(".")[0] not in ("skutag", "sklearn"):
+            continue
+        for cls in type(item).__mro__:
+            for name, value in _FORMAT1_ATTRIBUTES.get(cls.__name__, {}).items():
+                if name not in state:
+                    state[name] = _fresh(value)
+        stack.extend(state.values())
+    return obj
+
+
+def _fresh(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
