@@ -1,0 +1,68 @@
+"""Bundles written by an earlier skutag (format 1: stage packages at the top level, settings not yet
+recorded) load, tag and retrain with today's code through the one migration (skutag.fusion.migrate).
+
+The fixture ``tests/data/bundle_format1`` was written by skutag 0.1 (the commit before the namespace
+change) with ``skutag train tests/data/bundle_format1_catalog.jsonl --modalities title,price --cv 3``
+on four GroceryStore (MIT) product titles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+from skutag.catalog import Product
+from skutag.fusion import bundle as bundles
+from skutag.fusion.migrate import BUNDLE_FORMAT, LEGACY_PACKAGES, upgrade_manifest
+from skutag.pipeline import load_pipeline, retrain_from_corrections
+
+DATA = Path(__file__).parent / "data"
+OLD = DATA / "bundle_format1"
+
+
+def test_the_fixture_is_a_format_1_bundle_pickled_under_the_old_top_level_names(tmp_path):
+    manifest = json.loads((OLD / "v0001" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == 1 and BUNDLE_FORMAT == 2
+    # without the migration (and outside the repository, where the folders are not importable by name)
+    plain = subprocess.run([sys.executable, "-c", f"import joblib; joblib.load({str(OLD / 'v0001' / 'model.joblib')!r})"],
+                           cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert plain.returncode != 0 and "No module named 'fusion'" in plain.stderr
+
+
+def test_a_manifest_that_predates_a_setting_gets_what_the_bundle_was_trained_with():
+    old = {"format": 1, "config": {"fusion": {"modalities": ["vision", "ocr"]}}}
+    upgraded = upgrade_manifest(old)
+    assert upgraded["config"]["fusion"] == {"modalities": ["vision", "ocr"], "ocr_text_weighting": "flat"}
+    assert upgraded["format"] == BUNDLE_FORMAT and old["format"] == 1  # the original is left alone
+    assert upgrade_manifest({"format": 99}) == {"format": 99}  # unknown formats are refused, not guessed
+
+
+def test_a_format_1_bundle_loads_tags_and_leaves_no_old_module_names(tmp_path):
+    store = tmp_path / "old"
+    shutil.copytree(OLD, store)
+    pipeline = load_pipeline(model_dir=store)
+    assert pipeline.manifest["format"] == BUNDLE_FORMAT and pipeline.manifest["migrated_from_format"] == 1
+    results = pipeline.tag_batch([Product(id="a", title="Blueberry Yofu Soyghurt", price=12.0),
+                                  Product(id="b", title="Fresh Soy Milk Alpro", price=12.0)], audit=False)
+    assert [r.path for r in results] == ["Packages > Soyghurt > Alpro-Blueberry-Soyghurt",
+                                         "Packages > Soy-Milk > Alpro-Fresh-Soy-Milk"]
+    assert all(r.error is None for r in results)
+    assert not [name for name in sys.modules if name.partition(".")[0] in LEGACY_PACKAGES]
+
+
+def test_a_format_1_bundle_retrains_into_a_format_2_version(tmp_path):
+    store = tmp_path / "old"
+    shutil.copytree(OLD, store)
+    corrections = [Product(id=f"c{i}", title="Vanilla Yofu Soyghurt Alpro", price=11.0,
+                           category="Packages > Soyghurt > Alpro-Vanilla-Soyghurt") for i in range(3)]
+    outcome = retrain_from_corrections(store, corrections, store)
+    version = bundles.resolve(store)
+    assert outcome.version == version.name == "v0002"
+    assert json.loads((version.path / "manifest.json").read_text(encoding="utf-8"))["format"] == BUNDLE_FORMAT
+    result = load_pipeline(model_dir=store).tag_batch([Product(id="x", title="Blueberry Yofu Soyghurt")],
+                                                       audit=False)[0]
+    assert result.path == "Packages > Soyghurt > Alpro-Blueberry-Soyghurt"
