@@ -188,6 +188,15 @@ def _agreeing_sources(contributions: Mapping[str, float], share: float = 0.2) ->
 
 
 # ---------------------------------------------------------------------- decider
+def in_audit_sample(product_id: str, rate: float, seed: int = 0) -> bool:
+    """The one audit draw: a fixed share ``rate`` of products, drawn by product id (and ``seed``), so the same
+    product is drawn or not whether the CLI, a batch or the service decides it."""
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}:{product_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
 class Decider:
     """Turns ``Scores`` into ``TagResult``s under a ``DecisionConfig``."""
 
@@ -206,10 +215,7 @@ class Decider:
         return self.class_thresholds.get(path, self.config.auto_threshold)
 
     def in_audit_sample(self, product_id: str) -> bool:
-        if self.config.audit_rate <= 0:
-            return False
-        digest = hashlib.sha256(f"{self.config.audit_seed}:{product_id}".encode("utf-8")).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.config.audit_rate
+        return in_audit_sample(product_id, self.config.audit_rate, self.config.audit_seed)
 
     def whitelisted(self, path: str) -> bool:
         return any(path == w or path.startswith(w + PATH_SEPARATOR) for w in self.always_review)

@@ -24,13 +24,14 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from skutag.fusion.result import TagResult
 from skutag.catalog import PATH_SEPARATOR, Product
+from skutag.policy.fields import InvalidInput, check_price, check_product
+from skutag.text.price import parse_price  # noqa: F401  (the catalog's price reading, for `skutag tag --price`)
 
 COLUMNS = ("id", "image", "title", "price", "category", "brand")
 CATALOG_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 # the keys of one row of `skutag tag --json`
 TAG_JSON_KEYS = ("id", "label", "path", "confidence", "decision", "alternatives", "contributions", "error")
 
-_PRICE_NOISE = re.compile(r"[\s¥￥$€£]|RMB|CNY|SEK|kr|元", re.IGNORECASE)
 _SEPARATOR = re.compile(r"\s*>\s*")
 # a byte that is not UTF-8, as decoded with errors="surrogateescape" (valid UTF-8 never decodes to these)
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -44,11 +45,14 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class RowError:
-    """A malformed row: skipped, reported with its line number (and its id when the row had one)."""
+    """A malformed row: skipped, reported with its line number (and its id when the row had one). ``field``: the
+    product field the row breaks a rule of (``skutag.policy.fields``; the API refuses such a product with a 422
+    naming it, and nothing is stored), None for a row that could not be read at all."""
 
     line: int
     message: str
     id: str | None = None
+    field: str | None = None
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -173,7 +177,7 @@ def _product_or_error(row: Mapping[str, Any], line: int, base_dir: Path | None, 
     try:
         product = row_to_product(row, line, base_dir=base_dir, require_category=require_category)
     except ValueError as exc:
-        return RowError(line, str(exc), _row_id(row))
+        return RowError(line, str(exc), _row_id(row), field=exc.field if isinstance(exc, InvalidInput) else None)
     if id_prefix and _row_id(row) is None:
         return replace(product, id=f"{id_prefix}:line-{line}")
     return product
@@ -409,12 +413,13 @@ def row_to_product(row: Mapping[str, Any], line: int, *, base_dir: Path | None =
     title = _text(row.get("title"))
     if image_path is None and title is None:
         raise ValueError("row has neither an image nor a title")
-    price = parse_price(row.get("price"))
     category = normalize_path(row.get("category"))
     if require_category and category is None:
         raise ValueError("row has no category")
-    return Product(id=product_id, image=image_path, title=title, price=price, category=category,
-                   brand=_text(row.get("brand")))
+    # the fields as the API and `batch --db` check them (InvalidInput, a ValueError naming its field)
+    product = Product(id=product_id, image=image_path, title=title, price=check_price(row.get("price")),
+                      category=category, brand=_text(row.get("brand")))
+    return check_product(product)
 
 
 def _text(value: Any) -> str | None:
@@ -426,46 +431,6 @@ def _text(value: Any) -> str | None:
         raise ValueError(f"expected text, got {type(value).__name__}: {value!r}")
     text = str(value).strip()
     return text or None
-
-
-def parse_price(value: Any) -> float | None:
-    """A price from a number or text like '12.50', '¥12.5', '1 299,00 kr'; None when absent."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"price is not a number: {value!r}")
-    if isinstance(value, (int, float)):
-        price = float(value)
-    elif isinstance(value, str):
-        number = _plain_number(_PRICE_NOISE.sub("", value))
-        if number is None:
-            raise ValueError(f"price is not a number: {value!r} is ambiguous (write 1299 or 1.299)")
-        try:
-            price = float(number)
-        except ValueError:
-            raise ValueError(f"price is not a number: {value!r}") from None
-    else:
-        raise ValueError(f"price is not a number: {value!r}")
-    if math.isnan(price):
-        return None
-    if math.isinf(price) or price < 0:
-        raise ValueError(f"price must be a finite number >= 0, got {value!r}")
-    return price
-
-
-def _plain_number(text: str) -> str | None:
-    """'1 299,00' / '1.299,00' / '1,299.00' -> '1299.00': with both separators the last one is the decimal
-    point; a lone comma is a decimal comma ('12,50') unless it could as well group thousands ('1,299': None)."""
-    if "," in text and "." in text:
-        decimal = "," if text.rfind(",") > text.rfind(".") else "."
-        grouping = "." if decimal == "," else ","
-        return text.replace(grouping, "").replace(decimal, ".")
-    if text.count(",") == 1:
-        whole, fraction = text.split(",")
-        if len(fraction) == 3 and whole.strip("+-").isdigit():
-            return None
-        return text.replace(",", ".")
-    return text.replace(",", "")  # '1,299,000'
 
 
 def normalize_path(value: Any) -> str | None:

@@ -33,6 +33,12 @@ SECTION_REGISTRY: dict[str, str] = {
 
 ENV_PREFIX = "SKUTAG_"
 
+# keys that moved to another section: naming the old one says where it lives now
+MOVED_KEYS = {
+    "service.audit_rate": "decision.audit_rate",
+    "service.review_whitelist": "decision.always_review",
+}
+
 
 class ConfigError(ValueError):
     """A config file, variable or flag that does not fit the schema."""
@@ -195,6 +201,10 @@ def _replace_checked(section: str, instance: Any, values: Mapping[str, Any]) -> 
     coerced = {}
     for name, value in values.items():
         if name not in fields:
+            moved = MOVED_KEYS.get(f"{section}.{name}")
+            if moved:
+                raise ConfigError(f"config key {section}.{name} is now {moved} (one setting for the CLI, batch "
+                                  f"jobs and the service); set that instead")
             raise ConfigError(f"unknown config key {section}.{name}")
         coerced[name] = _coerce(f"{section}.{name}", hints.get(name), value)
     try:

@@ -1,7 +1,7 @@
-"""The pipeline: composes the stages into ``tag_batch(products) -> results``.
+"""The pipeline: composes the stages into the tagging contract (``skutag.tagger.Tagger``).
 
 Every path (CLI ``tag``/``batch``, the HTTP service, local pool workers, Celery workers) calls
-``Tagger.tag_batch``; nothing else decides how a product is tagged.
+``Tagger.tag``; nothing else decides how a product is tagged.
 
     pipeline = load_pipeline()                       # cold start: default taxonomy, label map, lexicon
     pipeline = load_pipeline(model_dir="models/x")   # a trained bundle (its CURRENT version)
@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,17 +32,12 @@ from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
 from skutag.paths import artifact_dir
+from skutag.tagger import TaggedBatch, Tagger
+from skutag.taxonomy import managed_versions
+from skutag.taxonomy.aliases import ALIASES_FILE_NAME, load_aliases
+from skutag.taxonomy.brands import BrandLexicon
 
 log = logging.getLogger(__name__)
-
-
-class Tagger(Protocol):
-    """What the application needs from the tagging engine."""
-
-    model_version: str
-
-    def tag_batch(self, products: Sequence[Product]) -> list[TagResult]:
-        """One result per product, in order; a bad product gives a result with ``error`` set."""
 
 
 class IncompatibleModelError(bundles.BundleError):
@@ -68,8 +63,8 @@ class GateStats:
                 "seconds_vision_title": round(self.seconds_vision_title, 3), "seconds_ocr": round(self.seconds_ocr, 3)}
 
 
-@dataclass
-class Pipeline:
+@dataclass(eq=False)
+class Pipeline(Tagger):
     """Vision + OCR (gated) + title + price -> fusion model or cold start -> decider."""
 
     config: SkutagConfig
@@ -102,13 +97,22 @@ class Pipeline:
             self._cold = ColdStartScorer(lexicon=self.collector.lexicon, config=self.config.fusion)
         return self._cold
 
-    def use_lexicon(self, lexicon: Any) -> None:
-        """Read brands with ``lexicon`` (a ``taxonomy.brands.BrandLexicon``) from the next batch on: the OCR and
-        title brand readers, and the cold start's brand votes (a trained model learnt its brand features from
-        the lexicon it was trained with; brands added since count once it is retrained)."""
+    @property
+    def lexicon(self) -> BrandLexicon:
+        return self.collector.lexicon
+
+    def use_lexicon(self, lexicon: BrandLexicon) -> bool:
+        """Read brands with ``lexicon`` from the next batch on: the OCR and title brand readers, and the cold
+        start's brand votes (a trained model learnt its brand features from the lexicon it was trained with;
+        brands added since count once it is retrained)."""
         self.collector.lexicon = lexicon
         if self.model is None:
             self._cold = ColdStartScorer(lexicon=lexicon, config=self.config.fusion)
+        return True
+
+    def categories(self) -> list[str]:
+        classes = self.cold_start.classes if self.model is None else self.model.classes_
+        return sorted({self._renamed(str(c)) for c in classes})
 
     def _make_decider(self, **overrides: Any) -> Decider:
         cfg = self.config.decision
@@ -131,8 +135,9 @@ class Pipeline:
         return fit_class_thresholds(predicted, confidence, truth, cfg.target_precision, cfg.min_class_support)
 
     # ------------------------------------------------------------------ tagging
-    def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:
+    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
         results: list[TagResult | None] = [None] * len(products)
+        kept: list[Evidence | None] = [None] * len(products)
         usable = []
         for i, product in enumerate(products):
             if not product.has_input:
@@ -142,9 +147,9 @@ class Pipeline:
         if usable:
             batch = [products[i] for i in usable]
             evidence = self.gather(batch)
-            for i, result in zip(usable, self.tag_evidence(evidence, audit=audit)):
-                results[i] = result
-        return results  # type: ignore[return-value]
+            for i, ev, result in zip(usable, evidence, self.tag_evidence(evidence, audit=audit)):
+                results[i], kept[i] = result, ev
+        return TaggedBatch(results, kept)  # type: ignore[arg-type]
 
     def gather(self, products: Sequence[Product], *, ocr_gate: str | None = None) -> list[Evidence]:
         """Evidence for products, with OCR read where the gate says it can change the answer."""
@@ -257,36 +262,12 @@ def load_pipeline(config: SkutagConfig | None = None, model_dir: str | Path | No
 
 def managed_aliases_file() -> Path:
     """Where ``skutag taxonomy update`` records renames: beside the managed tree."""
-    from skutag.taxonomy.aliases import ALIASES_FILE_NAME
-
     return artifact_dir("taxonomy") / ALIASES_FILE_NAME
 
 
 def managed_path_aliases() -> dict[str, str]:
     """The renames ``skutag taxonomy update`` recorded beside the managed tree (empty when none)."""
-    from skutag.taxonomy.aliases import load_aliases
-
     return load_aliases(managed_aliases_file())
-
-
-@dataclass(frozen=True)
-class RetrainOutcome:
-    model_dir: Path
-    version: str
-    summary: dict[str, Any]
-
-
-def retrain_from_corrections(model_dir: str | Path, corrections: Sequence[Product] | str | Path,
-                             out_dir: str | Path, config: SkutagConfig | None = None,
-                             renamed: dict[str, str] | None = None) -> RetrainOutcome:
-    """Retrain the bundle in ``model_dir`` with corrected products; the new version goes to ``out_dir``
-    (a new model directory, or ``model_dir`` itself to add a version there). ``renamed``: old category
-    path -> new, for the parent's training rows (categories renamed since it was trained)."""
-    from skutag.training import retrain_bundle
-
-    version, summary, _ = retrain_bundle(model_dir, corrections, out_dir, config or SkutagConfig.load(),
-                                         renamed=renamed)
-    return RetrainOutcome(model_dir=version.store, version=version.name, summary=summary)
 
 
 def _config_for_bundle(config: SkutagConfig, manifest: dict[str, Any], version: bundles.BundleVersion) -> SkutagConfig:
@@ -309,20 +290,13 @@ _DRIFT_MEANS = {
 }
 
 
-def _managed_versions_now(pipeline: Pipeline) -> dict[str, str]:
-    from skutag.taxonomy import CategoryTree, LabelMap
-
-    return {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
-            "lexicon": pipeline.collector.lexicon.version}
-
-
 def _warn_version_drift(pipeline: Pipeline, manifest: dict[str, Any], version: bundles.BundleVersion) -> None:
     """The managed taxonomy, label map or brand lexicon changed since the bundle was trained: warn (or, with
     ``fusion.strict_versions``, refuse)."""
     recorded = manifest.get("versions", {})
     if not recorded:
         return
-    now = _managed_versions_now(pipeline)
+    now = managed_versions(pipeline.collector.lexicon)
     drifted = [kind for kind in _DRIFT_MEANS if recorded.get(kind) and recorded[kind] != now[kind]]
     if not drifted:
         return

@@ -181,10 +181,9 @@ def _plain(section: Any) -> dict[str, Any]:
 
 
 def _managed_versions(collector: EvidenceCollector) -> dict[str, str]:
-    from skutag.taxonomy import CategoryTree, LabelMap
+    from skutag.taxonomy import managed_versions
 
-    versions = {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
-                "lexicon": collector.lexicon.version}
+    versions = managed_versions(collector.lexicon)
     if collector.brand_model[1]:
         versions["brand_model"] = collector.brand_model[1]
     return versions
@@ -314,6 +313,24 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     return version, summary, catalog
 
 
+@dataclass(frozen=True)
+class RetrainOutcome:
+    model_dir: Path
+    version: str
+    summary: dict[str, Any]
+
+
+def retrain_from_corrections(model_dir: str | Path, corrections: Sequence[Product] | str | Path,
+                             out_dir: str | Path, config: SkutagConfig | None = None,
+                             renamed: dict[str, str] | None = None) -> RetrainOutcome:
+    """Retrain the bundle in ``model_dir`` with corrected products; the new version goes to ``out_dir``
+    (a new model directory, or ``model_dir`` itself to add a version there). ``renamed``: old category
+    path -> new, for the parent's training rows (categories renamed since it was trained)."""
+    version, summary, _ = retrain_bundle(model_dir, corrections, out_dir, config or SkutagConfig.load(),
+                                         renamed=renamed)
+    return RetrainOutcome(model_dir=version.store, version=version.name, summary=summary)
+
+
 def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequence[Product], out: str | Path,
                    config: SkutagConfig, progress: Progress | None = None, renamed: dict[str, str] | None = None
                    ) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
@@ -396,7 +413,7 @@ def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> Sku
 def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: str | None = None,
                      batch_size: int = 64, progress: Progress | None = None, rules: Any = None) -> dict[str, Any]:
     """Tag a labelled catalog (audit sample off) and score the answers; ``details`` holds per-row results.
-    ``rules``: scored as answered under them (e.g. a product database's ``ServiceRules``: renames, label-map
+    ``rules``: scored as answered under them (e.g. a product database's ``Rules``: renames, label-map
     overrides, review whitelist)."""
     catalog = require_rows(read_catalog(catalog_path, require_category=True), "labelled row to evaluate")
     products = catalog.products

@@ -17,12 +17,16 @@ __all__ = [
     "TaxonomyError",
     "join_path",
     "split_path",
+    "managed_versions",
 ]
 
-try:  # owned by the OCR stage; absent in builds that predate it
-    from .brands import BrandLexicon  # noqa: E402
+from .brands import BrandLexicon
 
-    __all__.append("BrandLexicon")
-except ModuleNotFoundError as _exc:  # pragma: no cover - only before taxonomy/brands.py exists
-    if _exc.name != f"{__name__}.brands":
-        raise
+__all__.append("BrandLexicon")
+
+
+def managed_versions(lexicon: BrandLexicon | None = None) -> dict[str, str]:
+    """The versions of the managed tree, label map and brand lexicon tagging reads now (``lexicon``: the one a
+    tagger reads with, when it was handed another, e.g. the service's edited lexicon)."""
+    return {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
+            "lexicon": (lexicon or BrandLexicon.active()).version}

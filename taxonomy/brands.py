@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .home import user_lexicon_path  # noqa: F401  (where `skutag brands` keeps the user's copy)
+from .home import user_lexicon_path
 
 HEADER = ("brand", "aliases", "categories")
 LIST_SEPARATOR = "|"

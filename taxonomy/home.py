@@ -2,7 +2,8 @@
 
 ``skutag taxonomy``, ``skutag labelmap`` and ``skutag brands`` write ``tree.json``, ``labelmap.tsv`` and
 ``brands.csv`` there; ``CategoryTree.active()``, ``LabelMap.active()`` and ``BrandLexicon.active()`` read them
-(the bundled default until the first edit), and so does everything that tags.
+(the bundled default until the first edit), and so does everything that tags. This module only says where:
+it imports nothing of the package (the tables import it).
 ``SKUTAG_HOME`` defaults to ``$XDG_CACHE_HOME/skutag`` or ``~/.cache/skutag``.
 """
 
@@ -39,13 +40,3 @@ def user_labelmap_path() -> Path:
 
 def user_lexicon_path() -> Path:
     return user_taxonomy_dir() / LEXICON_FILE_NAME
-
-
-def active_versions() -> dict[str, str]:
-    """The versions of the managed tree, label map and brand lexicon tagging reads now."""
-    from .brands import BrandLexicon
-    from .labelmap import LabelMap
-    from .tree import CategoryTree
-
-    return {"taxonomy": CategoryTree.active().version, "label_map": LabelMap.active().version,
-            "lexicon": BrandLexicon.active().version}

@@ -24,6 +24,7 @@ from PIL import Image
 
 from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import Product
+from skutag.tagger import TaggedBatch, Tagger
 from skutag.service.retrain import RetrainRequest
 from skutag.vision.image import ImageError, load_image
 
@@ -71,16 +72,30 @@ def features(source) -> np.ndarray:
     return np.concatenate([histogram * 4.0, thumb])
 
 
-class PhotoTagger:
+class PhotoTagger(Tagger):
     """``Tagger``: photo -> one of the fitted category paths, with a probability and a decision."""
 
     def __init__(self, estimator, version: str, threshold: float = 0.6):
         self.estimator = estimator
         self.model_version = version
         self.threshold = threshold
-        self.categories = tuple(str(c) for c in estimator.classes_)
+        self.paths = tuple(str(c) for c in estimator.classes_)
 
-    def tag_batch(self, products: Sequence[Product]) -> list[TagResult]:
+    @property
+    def lexicon(self):
+        return None  # reads no brands
+
+    def use_lexicon(self, lexicon) -> bool:
+        return False
+
+    def categories(self) -> list[str]:
+        return sorted(self.paths)
+
+    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
+        results = self._tag(products)
+        return TaggedBatch(results, [None] * len(results))
+
+    def _tag(self, products: Sequence[Product]) -> list[TagResult]:
         results: list[TagResult | None] = [None] * len(products)
         rows, index = [], []
         for i, product in enumerate(products):
@@ -100,11 +115,11 @@ class PhotoTagger:
 
     def _result(self, product_id: str, proba: np.ndarray) -> TagResult:
         order = np.argsort(proba)[::-1]
-        best = self.categories[order[0]]
+        best = self.paths[order[0]]
         confidence = float(proba[order[0]])
         decision = Decision.AUTO if confidence >= self.threshold else (
             Decision.REVIEW if confidence >= 0.3 else Decision.MANUAL)
-        alternatives = tuple(Alternative(self.categories[j].split(" > ")[-1], self.categories[j], float(proba[j]))
+        alternatives = tuple(Alternative(self.paths[j].split(" > ")[-1], self.paths[j], float(proba[j]))
                              for j in order[1:4])
         return TagResult(id=product_id, label=best.split(" > ")[-1], path=best, confidence=confidence,
                          decision=decision, alternatives=alternatives, contributions={"vision": 1.0},

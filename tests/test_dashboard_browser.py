@@ -22,6 +22,7 @@ from service_fixtures import (  # noqa: F401  (fixtures)
     val_rows,
 )
 
+from skutag.config import SkutagConfig
 from skutag.service.app import create_app
 from skutag.service.config import ServiceConfig
 
@@ -45,8 +46,10 @@ def playwright_sync():
 def live(tmp_path, photo_model_dir, val_rows):  # noqa: F811
     settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'browser.db'}", model_dir=str(photo_model_dir),
                              bundles_dir=str(tmp_path / "bundles"), min_corrections_to_retrain=5, min_holdout=3,
-                             holdout_fraction=0.3, audit_rate=0.0)
-    app = create_app(settings, tagger_factory=photo_tagger_factory(photo_model_dir), retrainer=photo_retrainer)
+                             holdout_fraction=0.3)
+    config = SkutagConfig.load(environ={}, overrides={"decision.audit_rate": 0.0})
+    app = create_app(settings, tagger_factory=photo_tagger_factory(photo_model_dir), retrainer=photo_retrainer,
+                     config=config)
     store = app.state.store
     store.set_operator("ann", "s3cret-pass")
     auth = {"Authorization": f"Bearer {store.create_token('browser-test')}"}

@@ -18,7 +18,8 @@ from pathlib import Path
 from skutag.catalog import Product
 from skutag.fusion import bundle as bundles
 from skutag.fusion.migrate import BUNDLE_FORMAT, LEGACY_PACKAGES, upgrade_manifest
-from skutag.pipeline import load_pipeline, retrain_from_corrections
+from skutag.pipeline import load_pipeline
+from skutag.training import retrain_from_corrections
 
 DATA = Path(__file__).parent / "data"
 OLD = DATA / "bundle_format1"

@@ -119,7 +119,7 @@ def test_a_malformed_row_repeating_an_earlier_id_is_a_duplicate_and_leaves_that_
     first, repeat, bad, valid_repeat = iter_catalog(catalog)
     assert first == Product(id="X", title="Arla mjölk", price=5.0)
     assert isinstance(repeat, RowError) and repeat.line == 2 and repeat.id is None
-    assert "duplicate id 'X' (first on line 1)" in repeat.message and "price is not a number" in repeat.message
+    assert "duplicate id 'X' (first on line 1)" in repeat.message and "price: not a number" in repeat.message
     assert isinstance(bad, RowError) and bad.id == "Y"  # the first row naming Y holds the id, malformed or not
     assert isinstance(valid_repeat, RowError) and valid_repeat.id is None
     assert "duplicate id 'Y' (first on line 3)" in valid_repeat.message

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import shared_path
 from skutag.fusion.result import TagResult
-from queue_support import cached_title_model, grocery_rows, load_title_tagger
+from queue_support import TitleTagger, cached_title_model, grocery_rows, load_title_tagger
 from skutag.catalog import Product
 from skutag.queue.core import (
     RetryPolicy,
@@ -52,18 +52,18 @@ def test_a_broken_photo_fails_alone_and_the_batch_completes(grocery_val, model_d
     assert all(r.model_version == tagger.model_version for r in results)
 
 
-class _Flaky:
-    """Raises a transient error a given number of times, then delegates."""
+class _Flaky(TitleTagger):
+    """Raises a transient error a given number of times, then tags as the title tagger does."""
 
     def __init__(self, inner, failures: int, error: type[Exception] = ConnectionError):
-        self.inner, self.failures, self.error, self.calls = inner, failures, error, 0
-        self.model_version = inner.model_version
+        super().__init__(inner.model, inner.model_version)
+        self.failures, self.error, self.calls = failures, error, 0
 
-    def tag_batch(self, products):
+    def tag(self, products, *, audit=True):
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error("store briefly away")
-        return self.inner.tag_batch(products)
+        return super().tag(products, audit=audit)
 
 
 def test_transient_errors_are_retried_with_backoff(grocery_val, model_dir):

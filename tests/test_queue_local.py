@@ -70,7 +70,7 @@ def test_cli_pool_of_two_tags_every_row_once_and_reports_bad_rows(tmp_path, mode
     assert accuracy > 0.8
     assert "line 31" in rows["line:31"]["error"] and "not valid JSON" in rows["line:31"]["error"]
     assert "line 32" in rows["nothing"]["error"] and "neither an image nor a title" in rows["nothing"]["error"]
-    assert "price is not a number" in rows["bad-price"]["error"]
+    assert "price: not a number" in rows["bad-price"]["error"]
     assert "ImageDecodeError" in rows["broken-photo"]["error"]
     assert rows["title-only"]["error"] is None and rows["title-only"]["path"].startswith("Packages > Juice")
     assert rows["line-37"]["error"] is None and rows["line-37"]["path"] == val_rows[5]["category"]

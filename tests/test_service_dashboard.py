@@ -16,6 +16,7 @@ from service_fixtures import (  # noqa: F401  (fixtures)
     val_rows,
 )
 
+from skutag.config import SkutagConfig
 from skutag.service.app import create_app
 from skutag.service.config import ServiceConfig
 
@@ -29,9 +30,11 @@ def csrf_of(html: str) -> str:
 @pytest.fixture
 def dash(tmp_path, photo_model_dir, val_rows):  # noqa: F811
     settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'dash.db'}", model_dir=str(photo_model_dir),
-                             bundles_dir=str(tmp_path / "bundles"), audit_rate=0.5, min_corrections_to_retrain=5,
+                             bundles_dir=str(tmp_path / "bundles"), min_corrections_to_retrain=5,
                              min_holdout=3, holdout_fraction=0.3)
-    app = create_app(settings, tagger_factory=photo_tagger_factory(photo_model_dir), retrainer=photo_retrainer)
+    config = SkutagConfig.load(environ={}, overrides={"decision.audit_rate": 0.5})
+    app = create_app(settings, tagger_factory=photo_tagger_factory(photo_model_dir), retrainer=photo_retrainer,
+                     config=config)
     store = app.state.store
     store.set_operator("ann", "s3cret-pass")
     auth = {"Authorization": f"Bearer {store.create_token('uploader')}"}
@@ -119,7 +122,7 @@ def test_audit_whitelist_and_stats(dash, val_rows):  # noqa: F811
     client, auth = dash
     csrf = login(client)
     audit_ids = re.findall(r'data-id="([^"]+)"', client.get("/audit").text)
-    assert audit_ids, "audit_rate=0.5 should sample some auto-tagged products"
+    assert audit_ids, "decision.audit_rate=0.5 should sample some auto-tagged products"
     client.post(f"/audit/{audit_ids[0]}/ok", data={"csrf_token": csrf})
     stats = client.get("/v1/stats", headers=auth).json()
     assert stats["audited"] == 1 and stats["audited_precision"] == 1.0

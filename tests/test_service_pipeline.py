@@ -147,8 +147,8 @@ def test_served_trained_bundle_is_retrained_from_corrections_by_the_default_retr
     corrected = grocery_rows("train", new, per_class=10)
     settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'svc.db'}", model_dir=str(base_dir),
                              bundles_dir=str(tmp_path / "bundles"), min_corrections_to_retrain=5, min_holdout=2,
-                             holdout_fraction=0.25, audit_rate=0.0)
-    app = create_app(settings, config=config)  # default tagger factory and default retrainer
+                             holdout_fraction=0.25)
+    app = create_app(settings, config=config.with_overrides({"decision.audit_rate": 0.0}))  # default tagger factory and default retrainer
     auth = {"Authorization": f"Bearer {app.state.store.create_token('retrain')}"}
     with TestClient(app) as client:
         base = client.get("/v1/models", headers=auth).json()["active"]

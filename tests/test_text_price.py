@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from skutag.text import PriceFeaturizer, parse_price
+from skutag.text import PriceFeaturizer, parse_price, usable_price
 from skutag.text.price import FEATURE_NAMES
 
 
@@ -19,8 +19,21 @@ from skutag.text.price import FEATURE_NAMES
         ("free", None), ("", None), ("-5", None), (True, None),
     ],
 )
-def test_parse_price(value, expected):
+def test_usable_price_counts_what_is_not_a_positive_price_as_missing(value, expected):
+    assert usable_price(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [("12,50", 12.5), ("1 299,00 kr", 1299.0), ("¥1,299.00", 1299.0),
+                                             (" ", None), (None, None), (0, 0.0)])
+def test_an_input_price_is_read_one_way_everywhere(value, expected):
     assert parse_price(value) == expected
+    assert usable_price(value) == (expected or None)  # the features read "12,50" as the catalog does
+
+
+@pytest.mark.parametrize("value", [math.nan, "NaN", math.inf, -1, "cheap", "1,299", 2e9, True])
+def test_an_input_price_that_is_not_one_is_refused_not_dropped(value):
+    with pytest.raises(ValueError, match="not a number|must be a number from 0 to 1e9"):
+        parse_price(value)
 
 
 def test_missing_prices_get_a_flag_and_zero_features():

@@ -5,7 +5,7 @@ from .brands import TitleBrand, extract_title_brands
 from .config import TextConfig
 from .features import TitleFeaturizer
 from .normalize import PackSpec, normalize_title, normalize_titles, parse_pack_spec
-from .price import PriceFeaturizer, parse_price
+from .price import PriceFeaturizer, parse_price, usable_price
 from .tokenize import TitleTokenizer, default_user_words
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "normalize_titles",
     "parse_pack_spec",
     "parse_price",
+    "usable_price",
 ]

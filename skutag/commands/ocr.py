@@ -312,7 +312,7 @@ def _brands_import_into_database(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import DBAPIError
 
     from skutag.commands.database import open_existing_store
-    from skutag.service.rules import lexicon_from_entries
+    from skutag.policy.rules import lexicon_from_entries
     from skutag.taxonomy.brands import BrandLexicon, LexiconError
 
     incoming = _load_incoming(args.source)
@@ -349,31 +349,29 @@ def _check_service_rules(incoming, source: Path, store) -> None:
     """The service's rules for a brand (``PUT /v1/brands``): a name of 1-200 characters without '/' (the API
     addresses brands by name in the URL), aliases of 2-200 characters (one character would match almost any
     text), categories that are paths of the database's taxonomy (once it has one)."""
-    from skutag.service.engine import InvalidInput, normalise_path
+    from skutag.policy.brands import check_brand_entry
+    from skutag.policy.fields import InvalidInput, normalise_path
 
     stored = store.resource("taxonomy")
     known = set(stored.content.get("paths", [])) if stored else set()
+
+    def in_taxonomy(path: str) -> str:
+        path = normalise_path(path)
+        if known and path not in known:
+            raise InvalidInput("category", f"{path!r} is not in the database's taxonomy (add it first: skutag "
+                                           "taxonomy import --db, or the API)")
+        return path
+
     for brand in incoming:
-        if not 1 <= len(brand.name) <= 200 or "/" in brand.name:
-            raise UserFacingError(f"{source}: brand {brand.name[:60]!r}: a brand name needs 1-200 characters "
-                                  "and no '/'")
-        short = [a for a in brand.aliases if not 2 <= len(a) <= 200]
-        if short:
-            raise UserFacingError(f"{source}: brand {brand.name!r}: alias {short[0][:60]!r} needs 2-200 characters "
-                                  "(one character would match almost any text)")
-        for path in brand.categories:
-            try:
-                path = normalise_path(path)
-            except InvalidInput as exc:
-                raise UserFacingError(f"{source}: brand {brand.name!r}: category {path[:80]!r}: {exc.message}") from None
-            if known and path not in known:
-                raise UserFacingError(f"{source}: brand {brand.name!r}: category {path!r} is not in the database's "
-                                      "taxonomy (add it first: skutag taxonomy import --db, or the API)")
+        try:
+            check_brand_entry(brand.name, brand.aliases, brand.categories, in_taxonomy)
+        except InvalidInput as exc:
+            raise UserFacingError(f"{source}: brand {brand.name[:60]!r}: {exc}") from None
 
 
 def _database_lexicon(url: str):
     from skutag.commands.database import read_resource
-    from skutag.service.rules import lexicon_from_entries
+    from skutag.policy.rules import lexicon_from_entries
 
     stored = read_resource(url, "lexicon")
     if stored is None:

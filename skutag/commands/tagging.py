@@ -44,12 +44,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _price_arg(text: str) -> float | None:
-    """``--price`` read as a catalog's price column is (finite, >= 0; NaN or empty: no price)."""
-    from skutag.catalog_io import parse_price
+    """``--price`` checked as the API and a catalog's price column are (``skutag.policy``; empty: no price)."""
+    from skutag.policy.fields import InvalidInput, check_price
 
     try:
-        return parse_price(text)
-    except ValueError as exc:
+        return check_price(text)
+    except InvalidInput as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -234,13 +234,13 @@ def _load_pipeline(config, model_dir: Path | None):
 
 def _service_rules(args: argparse.Namespace, config, pipeline):
     """With ``--db``: the pipeline reads brands with the database's edited lexicon, and the answers go
-    through its service rules (``skutag.service.rules``), as the HTTP service on that database answers."""
+    through its service rules (``skutag.policy.rules``), as the HTTP service on that database answers."""
     if not getattr(args, "db", None):
         return None
     from skutag.queue.store_sink import StoreSink, StoreUnavailableError
 
     try:
-        sink = StoreSink(args.db, whitelist=tuple(config.service.review_whitelist))
+        sink = StoreSink(args.db, whitelist=tuple(config.decision.always_review))
     except StoreUnavailableError as exc:
         raise UserFacingError(str(exc)) from None
     try:

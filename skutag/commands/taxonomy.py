@@ -419,7 +419,7 @@ def _database_tree(url: str):
 def _service_content(tree, source: Path) -> dict[str, Any]:
     """``tree`` as the service stores it, within the service's limits on paths."""
     from skutag.service.categories import content_from_tree
-    from skutag.service.engine import InvalidInput, normalise_path
+    from skutag.policy.fields import InvalidInput, normalise_path
 
     content = content_from_tree(tree)
     if not content["paths"]:
@@ -435,7 +435,7 @@ def _service_content(tree, source: Path) -> dict[str, Any]:
 def _references_lost(store, tree) -> list[str]:
     """What in the database still names a category ``tree`` lacks: stored products (by leaf), label-map
     targets (leaves), whitelisted prefixes and brands' categories (any level)."""
-    from skutag.service.rules import stored_mapping
+    from skutag.policy.rules import stored_mapping
 
     leaves = {tree.path_string(n) for n in tree.leaves()}
     nodes = {tree.path_string(n) for n in tree.nodes()}

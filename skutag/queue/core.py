@@ -25,7 +25,7 @@ from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 
 if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
-    from skutag.pipeline import Tagger
+    from skutag.tagger import Tagger
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from skutag.queue.core import RetryPolicy, image_hash, tag_chunk
 from skutag.queue.tagger_factory import TaggerLoadError, TaggerSpec
 
 if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
-    from skutag.pipeline import Tagger
+    from skutag.tagger import Tagger
 
 log = logging.getLogger(__name__)
 

@@ -113,10 +113,10 @@ def _managed_tables_digest() -> str:
     import hashlib
     import json
 
-    from skutag.taxonomy.home import active_versions
+    from skutag.taxonomy import managed_versions
 
     try:
-        versions = active_versions()
+        versions = managed_versions()
     except (OSError, ValueError) as exc:  # a damaged managed file: the taggers will say so per product
         versions = {"unreadable": str(exc)}
     return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
@@ -205,7 +205,9 @@ def _products(catalog: Path, finished: set[str], summary: BatchSummary, write,
                 continue
             summary.malformed += 1
             message = f"malformed catalog row (line {item.line}): {item.message}"
-            write(TagResult.failed(row_id, message), None, save=checking and _names_a_storable_id(item))
+            # a row the field rules refuse is not stored, as the API stores nothing for a 422
+            write(TagResult.failed(row_id, message), None,
+                  save=checking and item.field is None and _names_a_storable_id(item))
         elif item.id in finished:
             continue
         elif checking and (problem := _unstorable(item)):

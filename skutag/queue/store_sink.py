@@ -4,7 +4,7 @@ Each product is saved with its photo (stored once per SHA-256, with its perceptu
 service's duplicate cache and review dashboard see batch-tagged products like uploaded ones) and
 the prediction that decided its status. Failed rows are saved with status ``error``.
 
-Results are read under the database's service rules first (``skutag.service.rules``: categories renamed
+Results are read under the database's service rules first (``skutag.policy.rules``: categories renamed
 through the API, label-map overrides, the review whitelist), as the HTTP service answers: the JSONL output
 and the stored product agree with what ``POST /v1/products`` would have said. The brand lexicon edited through
 the service reaches the taggers too (``TaggerSpec.store_url`` for a local pool, ``follow_lexicon`` for workers).
@@ -27,13 +27,10 @@ from typing import Any, Iterator
 from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import TransientError
-from skutag.store.repository import PRODUCT_ID_RE  # the HTTP API's rule too
+from skutag.policy.fields import PRODUCT_ID_RE, InvalidInput, check_id, check_product
+from skutag.policy.rules import Rules, install_stored_lexicon, save_answer
 
 log = logging.getLogger(__name__)
-
-PRODUCT_ID_RULE = ("an id must be 1-128 characters: letters, digits and . _ : - (starting with a letter or digit), "
-                   "as the HTTP API requires")
-BRAND_MAX_CHARS = 200  # products.brand is String(200)
 
 
 class StoreRefusedError(ValueError):
@@ -45,20 +42,24 @@ class StoreUnavailableError(TransientError):
 
 
 def storable_id_problem(product_id: str) -> str | None:
-    """Why ``product_id`` cannot be a stored product's id, or None."""
-    return None if PRODUCT_ID_RE.match(product_id) else f"{product_id!r}: {PRODUCT_ID_RULE}"
+    """Why ``product_id`` cannot be a stored product's id (the API's rule, ``skutag.policy``), or None."""
+    try:
+        check_id(product_id)
+    except InvalidInput as exc:
+        return str(exc)
+    return None
 
 
 def storable_product_problem(product: Product) -> str | None:
-    """Why the database cannot hold ``product`` (its id, brand or title), or None."""
+    """Why the database cannot hold ``product`` (its id or a field the API would refuse), or None; the text is
+    the API's 422 ``detail`` for the same field."""
     problem = storable_id_problem(product.id)
     if problem:
         return problem
-    if product.brand is not None and len(product.brand) > BRAND_MAX_CHARS:
-        return f"brand is {len(product.brand)} characters, the database holds at most {BRAND_MAX_CHARS}"
-    for name in ("title", "brand"):
-        if "\x00" in (getattr(product, name) or ""):
-            return f"{name} contains a NUL character, which the database cannot hold"
+    try:
+        check_product(product)
+    except InvalidInput as exc:
+        return str(exc)
     return None
 
 
@@ -110,8 +111,9 @@ def _redacted(url: str | None) -> str:
 class StoreSink:
     """Saves ``(product, result)`` pairs through ``skutag.store.Store``.
 
-    ``whitelist``: review prefixes configured beside the stored ones (default: ``service.review_whitelist``
-    of ``config_file``, as ``skutag serve --config`` reads it);
+    ``whitelist``: review prefixes configured beside the stored ones (default: ``decision.always_review``
+    of ``config_file``, as ``skutag serve --config`` reads it); the audit share is that config's
+    ``decision.audit_rate``;
     ``rules_ttl``: seconds a snapshot of the stored rules is used before it is read again (long-running
     workers follow the dashboard's edits)."""
 
@@ -120,21 +122,18 @@ class StoreSink:
         self.url = url
         self.store = open_store(url)
         self.saved = 0
-        service = _configured_service(config_file)  # as `skutag serve --config` reads it
-        self.whitelist = tuple(service.review_whitelist) if whitelist is None else tuple(whitelist)
-        self.audit_rate = service.audit_rate  # the audit page's share of auto-tags
+        self.decision = _configured_decision(config_file)  # as `skutag serve --config` reads it
+        self.whitelist = tuple(self.decision.always_review) if whitelist is None else tuple(whitelist)
         self.rules_ttl = float(rules_ttl)
         self._rules: tuple[float, Any] | None = None
         self._lexicon_version: int | None = None  # the stored lexicon last handed to a tagger
 
-    def rules(self):
+    def rules(self) -> Rules:
         """The database's service rules, read at most every ``rules_ttl`` seconds."""
-        from skutag.service.rules import ServiceRules
-
         now = time.monotonic()
         if self._rules is None or now - self._rules[0] > self.rules_ttl:
             with _database_errors(f"cannot read the service rules from {_redacted(self.url)}"):
-                self._rules = (now, ServiceRules.read(self.store, self.whitelist))
+                self._rules = (now, Rules.read(self.store, self.whitelist))
         return self._rules[1]
 
     def apply_rules(self, result: TagResult) -> TagResult:
@@ -144,8 +143,6 @@ class StoreSink:
     def follow_lexicon(self, tagger: Any) -> int | None:
         """Give ``tagger`` the brand lexicon edited through the service whenever its stored version changes
         (checked with the rules, every ``rules_ttl`` seconds); the version it reads with, None for its own."""
-        from skutag.service.rules import install_stored_lexicon
-
         version = self.rules().lexicon_version
         if version is not None and version != self._lexicon_version:
             self._lexicon_version = install_stored_lexicon(self.store, tagger)
@@ -168,21 +165,12 @@ class StoreSink:
         self.store.save_failure_if_new(result.id, result=result, model_version=result.model_version or "unknown")
 
     def _save_product(self, product: Product, result: TagResult) -> None:
-        from skutag.service.rules import audit_sampled
-
+        """``result`` is already under the rules (``apply_rules``: the output file says the same)."""
         problem = storable_product_problem(product)
         if problem:
             raise StoreRefusedError(problem)
-        self.store.save_tagging(
-            result.id,
-            title=product.title,
-            price=product.price,
-            brand=product.brand,
-            image_id=self._image_id(product.image),
-            result=result,
-            model_version=result.model_version or "unknown",
-            audit=audit_sampled(result.id, result.model_version or "unknown", result, self.audit_rate),
-        )
+        save_answer(self.store, result.id, title=product.title, price=product.price, brand=product.brand,
+                    image_id=self._image_id(product.image), result=result, rules=_NO_RULES, decision=self.decision)
 
     def _image_id(self, image: str | Path | bytes | None) -> int | None:
         from skutag.store import fingerprint
@@ -202,8 +190,11 @@ class StoreSink:
         self.store.close()
 
 
-def _configured_service(config_file: str | None):
+_NO_RULES = Rules(path_aliases={}, label_map={}, whitelist=[])
+
+
+def _configured_decision(config_file: str | None):
     from skutag.config import SkutagConfig
 
-    return SkutagConfig.load(config_file).service
+    return SkutagConfig.load(config_file).decision
 

@@ -2,7 +2,7 @@
 
 The default spec is ``skutag.pipeline:load_pipeline``; the function is called as
 ``factory(config=..., model_dir=...)`` (only the arguments that are set) and must return an
-object with ``model_version`` and ``tag_batch(products)`` (the ``Tagger`` protocol).
+``skutag.tagger.Tagger``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:  # the pipeline module imports every stage; workers load it through the factory
-    from skutag.pipeline import Tagger
+from skutag.tagger import Tagger
 
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -38,7 +37,7 @@ class TaggerSpec:
         if self.threads > 0:
             limit_threads(self.threads)
         # a tagger answering for a product database decides as the service does: no audit sample in its
-        # decisions (the database keeps its own, service.audit_rate, on its audit page)
+        # decisions (the save path draws the same share, decision.audit_rate, for the database's audit page)
         overrides = {"decision.audit_rate": 0.0} if self.store_url else None
         tagger = load_tagger(self.factory, self.model_dir, self.config_file, self.threads, overrides)
         if self.threads > 0:
@@ -51,7 +50,7 @@ class TaggerSpec:
 def follow_stored_lexicon(tagger: Tagger, store_url: str) -> int | None:
     """Give ``tagger`` the brand lexicon edited through the service in that database (as ``skutag serve``
     does); its version, or None when none is stored."""
-    from skutag.service.rules import install_stored_lexicon
+    from skutag.policy.rules import install_stored_lexicon
     from skutag.store import Store
 
     store = Store.open(store_url)
@@ -93,8 +92,9 @@ def load_tagger(spec: str, model_dir: str | None = None, config_file: str | None
     if config_file is not None or threads > 0 or overrides:
         kwargs["config"] = _config_with_threads(config_file, threads).with_overrides(overrides or {})
     tagger = factory(**kwargs)
-    if not callable(getattr(tagger, "tag_batch", None)):
-        raise TaggerLoadError(f"tagger factory {spec!r} returned {type(tagger).__name__}, which has no tag_batch()")
+    if not isinstance(tagger, Tagger):
+        raise TaggerLoadError(f"tagger factory {spec!r} returned {type(tagger).__name__}, which is not a "
+                              "skutag.tagger.Tagger")
     return tagger
 
 

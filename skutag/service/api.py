@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from skutag.service.auth import require_token, token_or_session
 from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
-from skutag.service.engine import InvalidInput, TaggingService, Upload, normalise_path
+from skutag.policy.brands import check_brand_entry
+from skutag.policy.fields import InvalidInput, normalise_path
+from skutag.service.engine import TaggingService, Upload
 from skutag.store.repository import Conflict, NotFound
 from skutag.taxonomy.aliases import compose
 
@@ -98,19 +100,6 @@ def _tag_response(view) -> dict[str, Any]:
     ).model_dump()
 
 
-def parse_price(raw: Any, field: str = "price") -> float | None:
-    """A price as a catalog's price column is read (``skutag.catalog_io.parse_price``), at most 1e9."""
-    from skutag.catalog_io import parse_price as catalog_price
-
-    try:
-        value = catalog_price(raw)
-    except ValueError as exc:
-        raise InvalidInput(field, str(exc)) from None
-    if value is not None and value > 1e9:
-        raise InvalidInput(field, "must be a number between 0 and 1e9")
-    return value
-
-
 def _text(value: Any, field: str, *, whole_numbers: bool = False) -> str | None:
     """A text field of a batch item (an id may also be a whole number)."""
     if value is None or isinstance(value, str):
@@ -128,18 +117,21 @@ def _batch_upload(i: int, item: BatchItem) -> Upload:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput(f"products[{i}].image_base64", "is not valid base64") from None
-    return Upload(image=data, title=_text(item.title, f"products[{i}].title"),
-                  price=parse_price(item.price, f"products[{i}].price"),
+    return Upload(image=data, title=_text(item.title, f"products[{i}].title"), price=item.price,
                   id=_text(item.id, f"products[{i}].id", whole_numbers=True), brand=_text(item.brand, f"products[{i}].brand"))
 
 
 async def read_upload(upload: UploadFile | None, limit: int) -> bytes | None:
+    """The photo part's bytes; None when no file was chosen (a form's empty file input). An empty file that was
+    chosen stays b"" and is refused as the CLI refuses an empty photo file."""
     if upload is None:
         return None
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise InvalidInput("image", f"photo is over the {limit}-byte limit", status=413)
-    return data or None
+    if not data and not upload.filename:
+        return None
+    return data
 
 
 # ----------------------------------------------------------------- products
@@ -158,7 +150,7 @@ async def create_product(
                                    f"{kind}; several as JSON: POST /v1/products:batch", status=415)
     service = service_of(request)
     data = await read_upload(image, service.settings.max_upload_bytes)
-    upload = Upload(image=data, title=title, price=parse_price(price), id=id, brand=brand)
+    upload = Upload(image=data, title=title, price=price, id=id, brand=brand)
     view = await run_in_threadpool(service.tag, upload)
     return _tag_response(view)
 
@@ -176,6 +168,10 @@ async def create_products_batch(request: Request, body: BatchRequest):
     for i, item in enumerate(body.products):
         try:
             upload = _batch_upload(i, item)
+            try:
+                upload = service.validate(upload)  # the product field rules, each error named by its item
+            except InvalidInput as error:
+                raise InvalidInput(f"products[{i}].{error.field}", error.message, error.status) from None
             product_id = upload.id.strip() if upload.id else None
             if product_id and product_id in first_of:
                 raise InvalidInput(f"products[{i}].id", f"repeats the id of products[{first_of[product_id]}]")
@@ -376,7 +372,7 @@ def get_brands(request: Request):
 
 def _edit_lexicon(request: Request, caller: str, change, note: str) -> dict[str, Any]:
     """Apply ``change`` to the lexicon in force; a lexicon that would not load is refused before it is saved."""
-    from skutag.service.rules import lexicon_from_entries
+    from skutag.policy.rules import lexicon_from_entries
     from skutag.taxonomy.brands import LexiconError
 
     service = service_of(request)
@@ -390,25 +386,10 @@ def _edit_lexicon(request: Request, caller: str, change, note: str) -> dict[str,
     return saved
 
 
-def _distinct_aliases(aliases: list[str], name: str) -> list[str]:
-    """Stripped aliases, one per spelling that differs in more than case, without the brand's own name."""
-    kept: dict[str, str] = {}
-    for alias in (a.strip() for a in aliases):
-        if alias and alias.casefold() != name.casefold():
-            kept.setdefault(alias.casefold(), alias)
-    return sorted(kept.values())
-
-
 @router.put("/brands/{name}", summary="Add or replace a brand with its aliases and categories")
 def put_brand(request: Request, name: str, body: BrandEntry, caller: Caller):
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name", "a brand needs 1-200 characters")
     service = service_of(request)
-    categories = [service.check_category(p) for p in body.categories]
-    aliases = _distinct_aliases(body.aliases, name)
-    if any(not 2 <= len(alias) <= 200 for alias in aliases):
-        raise InvalidInput("aliases", "an alias needs 2-200 characters (one character would match almost any text)")
+    name, aliases, categories = check_brand_entry(name, body.aliases, body.categories, service.check_category)
     return _edit_lexicon(request, caller, lambda c: {**c, name: {"aliases": aliases, "categories": categories}},
                          f"set brand {name}")
 

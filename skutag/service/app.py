@@ -20,8 +20,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from skutag.config import SkutagConfig
 from skutag.service.config import ServiceConfig
-from skutag.service.engine import InvalidInput, TaggingService
+from skutag.policy.fields import InvalidInput
+from skutag.service.engine import TaggingService
 from skutag.service.retrain import Retrainer, TaggerFactory, default_retrainer, default_tagger_factory
 from skutag.store.repository import Conflict, NotFound, Store
 
@@ -41,8 +43,9 @@ def create_app(
     ``retrainer`` trains a candidate from corrections (defaults: the fusion pipeline's)."""
     settings = settings or ServiceConfig()
     store = store or Store.open(settings.db_url or None)
+    decision = config.decision if config is not None else SkutagConfig.load().decision
     service = TaggingService(settings, store, tagger_factory or default_tagger_factory(config),
-                             retrainer if retrainer is not None else default_retrainer(config))
+                             retrainer if retrainer is not None else default_retrainer(config), decision=decision)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from skutag.catalog import PATH_SEPARATOR
-from skutag.service.engine import InvalidInput, normalise_path
+from skutag.policy.fields import InvalidInput, normalise_path
 from skutag.store.repository import Conflict, NotFound
 from skutag.taxonomy import CategoryTree, TaxonomyError
 from skutag.taxonomy.tree import LIST_SEPARATOR

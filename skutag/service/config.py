@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skutag.policy.fields import TITLE_MAX_CHARS
+
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -16,11 +18,9 @@ class ServiceConfig:
     max_request_bytes: int = 64 * 1024 * 1024  # a whole request (batch)
     max_image_pixels: int = 40_000_000
     max_batch: int = 64
-    max_title_chars: int = 500
+    max_title_chars: int = TITLE_MAX_CHARS
     dedup: bool = True  # reuse stored predictions for exact / near-duplicate photos
     near_duplicate_bits: int = 6  # perceptual-hash Hamming distance still counted as the same photo (0 = exact only)
-    audit_rate: float = 0.05  # share of auto-tagged products sampled for a human audit
-    review_whitelist: tuple[str, ...] = ()  # category prefixes always sent to review (plus the dashboard's list)
     tag_concurrency: int = 1  # model calls running at once in one process
     secret_key: str = ""  # session signing key; empty: generated once and kept in the database
     session_max_age_s: int = 8 * 3600
@@ -32,9 +32,6 @@ class ServiceConfig:
     bundles_dir: str = ""  # where retrained candidates go; empty: $SKUTAG_HOME/bundles/service
 
     def __post_init__(self) -> None:
-        if isinstance(self.review_whitelist, (list, str)):
-            items = self.review_whitelist.split(",") if isinstance(self.review_whitelist, str) else self.review_whitelist
-            object.__setattr__(self, "review_whitelist", tuple(p.strip() for p in items if p.strip()))
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"port must be 1-65535, got {self.port}")
@@ -42,8 +39,6 @@ class ServiceConfig:
             problems.append("max_upload_bytes must be > 0 and <= max_request_bytes")
         if not 0 <= self.near_duplicate_bits < 16:
             problems.append(f"near_duplicate_bits must be 0-15, got {self.near_duplicate_bits}")
-        if not 0.0 <= self.audit_rate <= 1.0:
-            problems.append(f"audit_rate must be in [0, 1], got {self.audit_rate}")
         if not 0.0 < self.holdout_fraction < 1.0:
             problems.append(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.tag_concurrency < 1 or self.max_batch < 1:

@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from skutag.service.auth import SESSION_USER, LoginThrottle, check_csrf, csrf_token, session_user
-from skutag.service.engine import InvalidInput, TaggingService, normalise_path
+from skutag.policy.fields import InvalidInput, normalise_path
+from skutag.service.engine import TaggingService
 from skutag.store.repository import Conflict
 
 HERE = Path(__file__).resolve().parent
@@ -177,7 +178,7 @@ def whitelist_page(request: Request, user: Operator):
     service = service_of(request)
     stored = service.store.resource("whitelist")
     return render(request, "whitelist.html", stored=stored.content.get("paths", []) if stored else [],
-                  from_config=service.settings.review_whitelist, categories=service.categories())
+                  from_config=service.decision.always_review, categories=service.categories())
 
 
 @router.post("/whitelist")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
-import inspect
 import logging
 import sys
 import threading
@@ -20,18 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import PATH_SEPARATOR, Product
+from skutag.fusion.config import DecisionConfig
+from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.paths import artifact_dir
-from skutag.pipeline import Tagger
-from skutag.service.config import ServiceConfig
-from skutag.service.rules import (
-    ServiceRules,
-    audit_sampled,
-    install_stored_lexicon,
-    stored_mapping,
-    stored_whitelist,
+from skutag.policy.fields import (
+    InvalidInput,
+    check_brand,
+    check_id,
+    check_photo_bytes,
+    check_price,
+    check_title,
+    new_product_id,
+    normalise_path,
 )
+from skutag.policy.rules import Rules, install_stored_lexicon, save_answer, stored_mapping, stored_whitelist
+from skutag.service.config import ServiceConfig
+from skutag.tagger import Tagger
 from skutag.service.retrain import (
     Comparison,
     RetrainRequest,
@@ -42,20 +45,14 @@ from skutag.service.retrain import (
     to_product,
 )
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
-from skutag.store.repository import HUMAN_STATUSES, PRODUCT_ID_RE, Conflict, ProductView, Store
+from skutag.store.repository import HUMAN_STATUSES, Conflict, ProductView, Store
 from skutag.vision.image import ImageError, ImageLimits
 
 log = logging.getLogger("skutag.service")
 
 INDEX_SYNC_S = 2.0  # how often photos stored by other processes are looked for
 
-
-class InvalidInput(ValueError):
-    """A request field that cannot be used; ``field`` names it."""
-
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message, self.status = field, message, status
+__all__ = ["InvalidInput", "TaggingService", "TagOutcome", "Upload", "normalise_path", "tag_or_isolate"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ class Upload:
 
     image: bytes | None
     title: str | None = None
-    price: float | None = None
+    price: Any = None  # a number or a shop's text ("¥12.90"); checked by validate()
     id: str | None = None
     brand: str | None = None
 
@@ -99,8 +96,9 @@ def _now() -> str:
 
 class TaggingService:
     def __init__(self, settings: ServiceConfig, store: Store, tagger_factory: TaggerFactory,
-                 retrainer: Retrainer | None = None):
+                 retrainer: Retrainer | None = None, decision: DecisionConfig | None = None):
         self.settings = settings
+        self.decision = decision or DecisionConfig()  # the audit share and the configured review whitelist
         self.store = store
         self.tagger_factory = tagger_factory
         self.retrainer = retrainer
@@ -165,7 +163,7 @@ class TaggingService:
         stored = self.store.resource("lexicon")
         if stored is not None:
             return dict(stored.content)
-        lexicon = _model_lexicon(tagger or self._tagger)
+        lexicon = (tagger or self.tagger).lexicon
         if lexicon is None:
             return {}
         return {b.name: {"aliases": list(b.aliases), "categories": list(b.categories)} for b in lexicon.entries}
@@ -180,30 +178,23 @@ class TaggingService:
         log.info("brand lexicon v%d applied to %s", version, tagger.model_version)
         return True
 
-    def _follow_lexicon(self, rules: ServiceRules) -> None:
+    def _follow_lexicon(self, rules: Rules) -> None:
         """Another service instance (same database) edited the lexicon: read brands with it too."""
         if rules.lexicon_version is not None and rules.lexicon_version != self._lexicon_version:
             self.apply_lexicon()
 
     # -------------------------------------------------------------- tagging
     def validate(self, upload: Upload) -> Upload:
-        product_id = upload.id.strip() if upload.id else None
-        if product_id is not None and not PRODUCT_ID_RE.match(product_id):
-            raise InvalidInput("id", "must be 1-128 characters: letters, digits and . _ : - (starting with a "
-                                     "letter or digit)")
-        title = upload.title.strip() if upload.title else None
-        if title and len(title) > self.settings.max_title_chars:
-            raise InvalidInput("title", f"longer than {self.settings.max_title_chars} characters")
-        if upload.price is not None and (upload.price != upload.price or upload.price < 0 or upload.price > 1e9):
-            raise InvalidInput("price", "must be a number between 0 and 1e9")
-        if not upload.image and not title:
+        """The upload's fields under the product field rules (``skutag.policy.fields``), as ``skutag tag`` and
+        ``skutag batch --db`` check a catalog row."""
+        product_id = check_id(upload.id)
+        title = check_title(upload.title, self.settings.max_title_chars)
+        price = check_price(upload.price)
+        brand = check_brand(upload.brand)
+        image = check_photo_bytes(upload.image, self.settings.max_upload_bytes)
+        if image is None and title is None:
             raise InvalidInput("image", "send a photo, a title, or both")
-        if upload.image is not None and len(upload.image) > self.settings.max_upload_bytes:
-            raise InvalidInput("image", f"photo is {len(upload.image)} bytes, over the "
-                                        f"{self.settings.max_upload_bytes}-byte limit", status=413)
-        brand = upload.brand.strip()[:200] if upload.brand and upload.brand.strip() else None
-        return Upload(image=upload.image or None, title=title or None, price=upload.price,
-                      id=product_id or f"p-{uuid.uuid4().hex[:16]}", brand=brand)
+        return Upload(image=image, title=title, price=price, id=product_id or new_product_id(), brand=brand)
 
     def tag(self, upload: Upload) -> ProductView:
         outcome = self.tag_many([upload])[0]
@@ -259,7 +250,7 @@ class TaggingService:
             (followers if duplicate else leaders).append(entry)
         return leaders, followers
 
-    def _run_model(self, tagger: Tagger, version: str, entries, outcomes, rules: ServiceRules) -> None:
+    def _run_model(self, tagger: Tagger, version: str, entries, outcomes, rules: Rules) -> None:
         if not entries:
             return
         products = [Product(id=u.id, image=u.image, title=u.title, price=u.price, brand=u.brand)
@@ -287,7 +278,7 @@ class TaggingService:
         return image_id, fp.phash, created
 
     def _from_cache(self, upload: Upload, image_id: int | None, phash: int | None, created: bool,
-                    version: str, rules: ServiceRules) -> ProductView | None:
+                    version: str, rules: Rules) -> ProductView | None:
         if not self.settings.dedup or image_id is None:
             return None
         started = time.perf_counter()
@@ -327,41 +318,37 @@ class TaggingService:
         return self._save(upload, image_id, result, version, rules, cache_hit=kind, duplicate_of=prediction.id,
                           latency_ms=latency_ms, modalities=prediction.outputs.get("modalities") or {})
 
-    def _save(self, upload: Upload, image_id: int | None, result: TagResult, version: str, rules: ServiceRules,
+    def _save(self, upload: Upload, image_id: int | None, result: TagResult, version: str, rules: Rules,
               **extra) -> ProductView:
-        result = self.apply_rules(result, rules)
-        return self.store.save_tagging(upload.id, title=upload.title, price=upload.price, brand=upload.brand,
-                                       image_id=image_id, result=result, model_version=version,
-                                       audit=self._audit_sampled(upload.id, version, result), **extra)
+        result = dataclasses.replace(result, model_version=version)
+        return save_answer(self.store, upload.id, title=upload.title, price=upload.price, brand=upload.brand,
+                           image_id=image_id, result=result, rules=rules, decision=self.decision, **extra)
 
     # ---------------------------------------------------------------- rules
-    def rules(self) -> ServiceRules:
+    def rules(self) -> Rules:
         """The stored rules as they are now (one read of each resource)."""
-        return ServiceRules.read(self.store, self.settings.review_whitelist)
+        return Rules.read(self.store, self.decision.always_review)
 
-    def apply_rules(self, result: TagResult, rules: ServiceRules | None = None) -> TagResult:
+    def apply_rules(self, result: TagResult, rules: Rules | None = None) -> TagResult:
         """Service-level rules on top of the model: renamed categories, label-map overrides and the review
         whitelist (``rules``: a snapshot from ``rules()``, read now when not given)."""
         return (rules or self.rules()).apply(result)
-
-    def _audit_sampled(self, product_id: str, version: str, result: TagResult) -> bool:
-        return audit_sampled(product_id, version, result, self.settings.audit_rate)
 
     # ------------------------------------------------------------ resources
     def categories(self) -> list[str]:
         stored = self.store.resource("taxonomy")
         paths = set(stored.content.get("paths", [])) if stored else set()
-        return sorted(paths) if paths else model_categories(self.tagger)
+        return sorted(paths) if paths else self.tagger.categories()
 
     def label_map(self) -> dict[str, str]:
         return stored_mapping(self.store, "label_map")
 
     def path_aliases(self) -> dict[str, str]:
-        """Old category path -> the path the taxonomy gives it now (``skutag.service.renames``)."""
+        """Old category path -> the path the taxonomy gives it now (``skutag.policy.renames``)."""
         return stored_mapping(self.store, "path_aliases")
 
     def whitelist(self) -> list[str]:
-        return stored_whitelist(self.store, self.settings.review_whitelist)
+        return stored_whitelist(self.store, self.decision.always_review)
 
     def check_category(self, path: str) -> str:
         path = normalise_path(path)
@@ -490,48 +477,14 @@ class TaggingService:
                                    message=message, candidate_version=candidate.model_version, comparison=metrics)
 
 
-def call_tagger(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
-    """Results, and what each modality saw (vision labels, OCR lines and brands, title brands) when the
-    model can tell. The engine's own audit sample is off: the service samples auto-tagged products for
-    its audit page itself (``service.audit_rate``), after the fact.
-
-    A pipeline with ``gather(products)`` + ``tag_evidence(evidence)`` (what its ``tag_batch`` runs) is called
-    in those two steps so the evidence can be kept; any other ``Tagger`` through ``tag_batch``."""
-    gather, decide = getattr(tagger, "gather", None), getattr(tagger, "tag_evidence", None)
-    if callable(gather) and callable(decide):
-        evidence = gather(products)
-        results = decide(evidence, audit=False) if _accepts_audit(decide) else decide(evidence)
-        return list(results), [modality_outputs(ev) for ev in evidence]
-    results = tagger.tag_batch(products, audit=False) if _accepts_audit(tagger.tag_batch) else tagger.tag_batch(products)
-    return list(results), [{} for _ in results]
-
-
-def modality_outputs(evidence: Any) -> dict[str, Any]:
-    """The per-modality part of a pipeline's evidence, as JSON (no embeddings)."""
-    out: dict[str, Any] = {"present": list(getattr(evidence, "modalities", ()))}
-    vision = getattr(evidence, "vision", None)
-    if vision is not None:
-        out["vision"] = {"labels": [[str(label), round(float(prob), 4)] for label, _, prob in vision.labels[:5]],
-                         "model_id": getattr(vision, "model_id", "")}
-    ocr = getattr(evidence, "ocr", None)
-    if ocr is not None:
-        out["ocr"] = {"lines": [[str(text), round(float(score), 3)] for text, score in ocr.lines[:30]],
-                      "brands": [[str(brand), round(float(score), 3)] for brand, score in ocr.brands]}
-    if getattr(evidence, "title_brands", ()):
-        out["title_brands"] = list(evidence.title_brands)
-    if getattr(evidence, "errors", ()):
-        out["errors"] = list(evidence.errors)
-    return out
-
-
 def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
     """One model call for the batch; if the model raises, each product alone, so one product that breaks
     the model gets an error result (and a place in the review queue) while the others are tagged."""
     try:
-        results, outputs = call_tagger(tagger, products)
-        if len(results) != len(products):
-            raise RuntimeError(f"the model returned {len(results)} results for {len(products)} products")
-        return results, outputs
+        batch = tagger.tag(products, audit=False)  # the audit draw is the save path's (skutag.policy)
+        if len(batch.results) != len(products):
+            raise RuntimeError(f"the model returned {len(batch.results)} results for {len(products)} products")
+        return batch.results, batch.outputs()
     except Exception:
         if len(products) == 1:
             log.exception("tagging %s failed", products[0].id)
@@ -540,39 +493,6 @@ def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[Ta
         log.warning("batch of %d failed in the model; tagging them one by one", len(products))
         pairs = [tag_or_isolate(tagger, [product]) for product in products]
         return [r[0] for r, _ in pairs], [o[0] for _, o in pairs]
-
-
-def _accepts_audit(function) -> bool:
-    return _accepts_audit_cached(getattr(function, "__func__", function))
-
-
-@functools.lru_cache(maxsize=64)
-def _accepts_audit_cached(function) -> bool:
-    try:
-        return "audit" in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _model_lexicon(tagger):
-    try:
-        return tagger.collector.lexicon
-    except AttributeError:
-        return None
-
-
-def model_categories(tagger: Tagger) -> list[str]:
-    """The category paths a model can answer (for the picker before a taxonomy is stored)."""
-    getters = (lambda t: t.categories, lambda t: t.decider.rules.known_paths, lambda t: t.model.classes_,
-               lambda t: t.cold_start.classes)
-    for getter in getters:
-        try:
-            value = getter(tagger)
-        except AttributeError:
-            continue
-        if value is not None and len(value):
-            return sorted({str(v) for v in value})
-    return []
 
 
 def _fmt(value: float | None) -> str:
@@ -591,15 +511,3 @@ def same_title(new: str | None, cached: str | None) -> bool:
     if not new or not new.strip():
         return True
     return cached is not None and " ".join(new.split()).casefold() == " ".join(cached.split()).casefold()
-
-
-def normalise_path(path: str) -> str:
-    """``a>b >  c`` -> ``a > b > c``; empty levels are refused."""
-    if not isinstance(path, str):
-        raise InvalidInput("category", "must be a string like 'A > B > C'")
-    levels = [level.strip() for level in path.split(">")]
-    if not path.strip() or any(not level for level in levels):
-        raise InvalidInput("category", f"{path!r} is not a category path like 'A > B > C'")
-    if len(levels) > 8 or any(len(level) > 100 for level in levels):
-        raise InvalidInput("category", "at most 8 levels of at most 100 characters")
-    return PATH_SEPARATOR.join(levels)

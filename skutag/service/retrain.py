@@ -10,13 +10,12 @@ only if its accuracy there is not lower than the current model's.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from skutag.catalog import Product
-from skutag.pipeline import Tagger
+from skutag.tagger import Tagger
 from skutag.store.repository import TrainingExample
 
 TaggerFactory = Callable[[str | None], Tagger]
@@ -79,15 +78,14 @@ def accuracy(tagger: Tagger, products: Sequence[Product], batch_size: int = 32,
              renames: Mapping[str, str] | None = None) -> tuple[float | None, float | None]:
     """(path accuracy, leaf accuracy) of ``tagger`` on products whose ``category`` is known; answers go
     through ``renames`` first (a model trained before a taxonomy edit answers with the old names)."""
-    from skutag.service.engine import call_tagger
-    from skutag.service.renames import renamed_result
+    from skutag.policy.renames import renamed_result
 
     if not products:
         return None, None
     exact = leaf = 0
     for start in range(0, len(products), batch_size):
         chunk = list(products[start:start + batch_size])
-        for product, result in zip(chunk, call_tagger(tagger, chunk)[0]):
+        for product, result in zip(chunk, tagger.tag(chunk, audit=False).results):
             result = renamed_result(result, renames or {})
             truth = product.category or ""
             exact += int(result.path == truth)
@@ -106,31 +104,25 @@ def default_tagger_factory(config=None) -> TaggerFactory:
     """Load models through ``skutag.pipeline.load_pipeline`` (the fusion stage's bundles)."""
 
     def load(model_dir: str | None) -> Tagger:
-        pipeline = importlib.import_module("skutag.pipeline")
-        loader = getattr(pipeline, "load_pipeline", None)
-        if loader is None:
-            raise RuntimeError("skutag.pipeline.load_pipeline is not available in this build; "
-                               "pass tagger_factory= to create_app")
-        return loader(config=config, model_dir=model_dir)
+        from skutag.pipeline import load_pipeline
+
+        return load_pipeline(config=config, model_dir=model_dir)
 
     return load
 
 
 def default_retrainer(config=None) -> Retrainer:
-    """Retrain through the fusion stage: on top of the served bundle (``skutag.pipeline.retrain_from_corrections``:
+    """Retrain through the fusion stage: on top of the served bundle (``skutag.training.retrain_from_corrections``:
     its training rows + the corrections), or, from the cold start, a first bundle trained on the corrections."""
 
     def retrain(request: RetrainRequest) -> str | Path:
-        pipeline = importlib.import_module("skutag.pipeline")
+        from skutag.training import retrain_from_corrections
+
         if request.base_model_dir is None:
             return first_bundle_from_corrections(request, config)
-        function = getattr(pipeline, "retrain_from_corrections", None)
-        if function is None:
-            raise RuntimeError("skutag.pipeline has no retrain_from_corrections in this build; pass retrainer= "
-                               "to create_app")
-        result = function(request.base_model_dir, list(request.corrections), request.out_dir, config=config,
-                          renamed=dict(request.renames))
-        return getattr(result, "model_dir", result)
+        outcome = retrain_from_corrections(request.base_model_dir, list(request.corrections), request.out_dir,
+                                           config=config, renamed=dict(request.renames))
+        return outcome.model_dir
 
     return retrain
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from skutag.fusion.result import Decision, TagResult
-from skutag.service.rules import ServiceRules
+from skutag.policy.rules import Rules
 
 OLD, NEW = "Fruit > Banana > Banana", "Fruit > Bananas > Banana"
-RULES = ServiceRules(path_aliases={OLD: NEW}, label_map={"Oat-Milk": "Drinks > Plant milk > Oat"},
+RULES = Rules(path_aliases={OLD: NEW}, label_map={"Oat-Milk": "Drinks > Plant milk > Oat"},
                      whitelist=["Drinks"])
 
 

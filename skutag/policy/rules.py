@@ -1,22 +1,32 @@
-"""The service's stored rules on top of a model's answer: renamed categories, label-map overrides, the review
-whitelist. One snapshot (``ServiceRules.read``) is read for a batch and applied to each result, by the HTTP
-service and by batch jobs that save into the same product database (``skutag batch --db``,
-``skutag worker --db``), so a product reads the same whichever way it was tagged."""
+"""The stored rules on top of a model's answer, the audit sample and the save path.
+
+One snapshot (``Rules.read``) is read for a batch and applied to each result by the HTTP service and by batch
+jobs that save into the same product database (``skutag batch --db``, ``skutag worker --db``), so a product
+reads the same whichever way it was tagged. The review whitelist is ``decision.always_review`` (the config)
+plus the prefixes stored through the dashboard; the audit share is ``decision.audit_rate``, drawn by
+``skutag.fusion.decision.in_audit_sample`` as the decision layer draws it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from skutag.fusion.result import Decision, TagResult
 from skutag.catalog import PATH_SEPARATOR
-from skutag.service.renames import renamed_result
+from skutag.fusion.config import DecisionConfig
+from skutag.fusion.decision import in_audit_sample
+from skutag.fusion.result import Decision, TagResult
+from skutag.policy.renames import renamed_result
+
+if TYPE_CHECKING:
+    from skutag.store.repository import ProductView, Store
+    from skutag.tagger import Tagger
+    from skutag.taxonomy.brands import BrandLexicon
 
 
 @dataclass(frozen=True)
-class ServiceRules:
+class Rules:
     """Stored resources read once: old path -> today's path, label -> path overrides, always-reviewed prefixes
     (and which edited brand lexicon is in force: the taggers read brands with it, ``install_stored_lexicon``)."""
 
@@ -26,11 +36,11 @@ class ServiceRules:
     lexicon_version: int | None = None  # the edited brand lexicon's version (None: the model's own lexicon)
 
     @classmethod
-    def read(cls, store: Any, whitelist: Sequence[str] = ()) -> "ServiceRules":
-        """The rules stored in ``store`` (a ``skutag.store.Store``) now; ``whitelist``: prefixes configured
-        beside the stored ones (``service.review_whitelist``)."""
+    def read(cls, store: Store, always_review: Sequence[str] = ()) -> "Rules":
+        """The rules stored in ``store`` now; ``always_review``: the configured prefixes
+        (``decision.always_review``) that join the stored ones."""
         return cls(path_aliases=stored_mapping(store, "path_aliases"), label_map=stored_mapping(store, "label_map"),
-                   whitelist=stored_whitelist(store, whitelist), lexicon_version=stored_version(store, "lexicon"))
+                   whitelist=stored_whitelist(store, always_review), lexicon_version=stored_version(store, "lexicon"))
 
     def apply(self, result: TagResult) -> TagResult:
         """``result`` under these rules, each change named in its reasons (an answer that carries a note, e.g.
@@ -50,25 +60,25 @@ class ServiceRules:
         return result
 
 
-def stored_mapping(store: Any, kind: str) -> dict[str, str]:
+def stored_mapping(store: Store, kind: str) -> dict[str, str]:
     """A stored ``path_aliases`` or ``label_map`` resource (empty when none was saved)."""
     stored = store.resource(kind)
     return dict(stored.content) if stored else {}
 
 
-def stored_version(store: Any, kind: str) -> int | None:
+def stored_version(store: Store, kind: str) -> int | None:
     """The version of a stored resource, None when none was saved."""
     stored = store.resource(kind)
     return stored.version if stored else None
 
 
-def stored_whitelist(store: Any, configured: Sequence[str] = ()) -> list[str]:
+def stored_whitelist(store: Store, configured: Sequence[str] = ()) -> list[str]:
     """The stored review whitelist together with the configured prefixes."""
     stored = store.resource("whitelist")
     return sorted(set(configured) | set(stored.content.get("paths", []) if stored else ()))
 
 
-def stored_lexicon(store: Any):
+def stored_lexicon(store: Store) -> tuple[int, BrandLexicon] | None:
     """``(version, BrandLexicon)`` of the brand lexicon edited through the service, or None when none was saved."""
     stored = store.resource("lexicon")
     if stored is None:
@@ -76,7 +86,7 @@ def stored_lexicon(store: Any):
     return stored.version, lexicon_from_entries(stored.content)
 
 
-def lexicon_from_entries(entries: dict[str, Any]):
+def lexicon_from_entries(entries: dict[str, Any]) -> BrandLexicon:
     """A ``BrandLexicon`` from stored entries ``{name: {"aliases": [...], "categories": [...]}}``; raises
     ``taxonomy.brands.LexiconError`` when they clash (an alias that is another brand's name ...)."""
     from skutag.taxonomy.brands import Brand, BrandLexicon
@@ -85,31 +95,35 @@ def lexicon_from_entries(entries: dict[str, Any]):
                         for name, entry in entries.items())
 
 
-def install_stored_lexicon(store: Any, tagger: Any) -> int | None:
-    """Hand the database's edited brand lexicon to ``tagger``'s brand readers (``Pipeline.use_lexicon``); the
-    stored version, or None when none is stored or the tagger reads no brands."""
+def install_stored_lexicon(store: Store, tagger: Tagger) -> int | None:
+    """Hand the database's edited brand lexicon to ``tagger`` (``Tagger.use_lexicon``); the stored version, or
+    None when none is stored or the tagger reads no brands."""
     found = stored_lexicon(store)
     if found is None:
         return None
     version, lexicon = found
-    if callable(getattr(tagger, "use_lexicon", None)):
-        tagger.use_lexicon(lexicon)
-    elif hasattr(getattr(tagger, "collector", None), "lexicon"):
-        tagger.collector.lexicon = lexicon
-    else:
-        return None
-    return version
+    return version if tagger.use_lexicon(lexicon) else None
 
 
-def audit_sampled(product_id: str, model_version: str, result: TagResult, rate: float) -> bool:
-    """Whether an auto-tagged product goes to the service's audit page (``service.audit_rate``): a fixed share
-    of auto-tags, drawn by product id and model version (the same product and model: the same draw)."""
+def audit_sampled(product_id: str, result: TagResult, decision: DecisionConfig) -> bool:
+    """Whether an auto-tagged product goes to the audit page: the decision layer's audit draw
+    (``decision.audit_rate``), or an answer the decision layer already sent to review as an audit."""
     if result.decision is not Decision.AUTO:
         return False
     if any("audit" in reason for reason in result.reasons):
         return True
-    digest = hashlib.sha256(f"{product_id}|{model_version}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+    return in_audit_sample(product_id, decision.audit_rate, decision.audit_seed)
+
+
+def save_answer(store: Store, product_id: str, *, title: str | None, price: float | None, brand: str | None,
+                image_id: int | None, result: TagResult, rules: Rules, decision: DecisionConfig,
+                **extra: Any) -> ProductView:
+    """The save path: ``result`` under ``rules``, the audit draw, then the product database (one transaction per
+    product, ``Store.save_tagging``)."""
+    result = rules.apply(result)
+    return store.save_tagging(product_id, title=title, price=price, brand=brand, image_id=image_id, result=result,
+                              model_version=result.model_version or "unknown",
+                              audit=audit_sampled(product_id, result, decision), **extra)
 
 
 def under(path: str, prefix: str) -> bool:

@@ -1,0 +1,88 @@
+"""The tagging contract: what the service, batch jobs, workers and the CLI need from a tagging engine.
+
+``skutag.pipeline.Pipeline`` is the engine; tests and users may bring their own (a ``Tagger`` subclass loaded
+through a factory spec, ``skutag.queue.tagger_factory``). Callers use these methods and nothing else: no
+probing for optional ones.
+
+    batch = tagger.tag(products, audit=False)   # TaggedBatch: one result (and its evidence) per product
+    tagger.categories()                         # the category paths it can answer
+    tagger.use_lexicon(lexicon)                 # read brands with this lexicon from the next batch on
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from skutag.catalog import Product
+from skutag.fusion.result import TagResult
+
+if TYPE_CHECKING:
+    from skutag.fusion.evidence import Evidence
+    from skutag.taxonomy.brands import BrandLexicon
+
+
+@dataclass(frozen=True)
+class TaggedBatch:
+    """Results in the order of the products, and the evidence each was decided on (None where the engine
+    keeps none, e.g. a product that had nothing to read)."""
+
+    results: list[TagResult]
+    evidence: list[Evidence | None]
+
+    def __post_init__(self) -> None:
+        if len(self.results) != len(self.evidence):
+            raise ValueError(f"{len(self.results)} results but {len(self.evidence)} evidence rows")
+
+    def outputs(self) -> list[dict[str, Any]]:
+        """What each modality saw, as JSON (kept with a stored product)."""
+        return [modality_outputs(ev) for ev in self.evidence]
+
+
+class Tagger(abc.ABC):
+    """A tagging engine. ``model_version`` (an attribute or a property) names the model that answers; it is
+    stored with every answer."""
+
+    model_version: str
+
+    @abc.abstractmethod
+    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
+        """One result per product, in order; a bad product gives a result with ``error`` set. ``audit``: the
+        decision layer's random audit sample moves some auto-tags to review (off where a product database keeps
+        its own audit sample, ``skutag.policy``)."""
+
+    @abc.abstractmethod
+    def categories(self) -> list[str]:
+        """The category paths the model can answer, sorted."""
+
+    @property
+    @abc.abstractmethod
+    def lexicon(self) -> BrandLexicon | None:
+        """The brand lexicon it reads brands with; None when it reads none."""
+
+    @abc.abstractmethod
+    def use_lexicon(self, lexicon: BrandLexicon) -> bool:
+        """Read brands with ``lexicon`` from the next batch on; False when this tagger reads no brands."""
+
+    def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:
+        """``tag(products).results``."""
+        return self.tag(products, audit=audit).results
+
+
+def modality_outputs(evidence: Evidence | None) -> dict[str, Any]:
+    """The per-modality part of the evidence, as JSON (no embeddings); {} for none."""
+    if evidence is None:
+        return {}
+    out: dict[str, Any] = {"present": list(evidence.modalities)}
+    if evidence.vision is not None:
+        out["vision"] = {"labels": [[str(label), round(float(prob), 4)] for label, _, prob in evidence.vision.labels[:5]],
+                         "model_id": evidence.vision.model_id}
+    if evidence.ocr is not None:
+        out["ocr"] = {"lines": [[str(text), round(float(score), 3)] for text, score in evidence.ocr.lines[:30]],
+                      "brands": [[str(brand), round(float(score), 3)] for brand, score in evidence.ocr.brands]}
+    if evidence.title_brands:
+        out["title_brands"] = list(evidence.title_brands)
+    if evidence.errors:
+        out["errors"] = list(evidence.errors)
+    return out
