@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 
 from skutag.taxonomy.brands import BrandLexicon, compact, has_cjk, normalize

@@ -15,7 +15,6 @@ process).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from skutag.fusion.result import Alternative, Decision, TagResult
+from grocery import grocery_manifest
 from skutag.catalog import Product
 from skutag.tagger import TaggedBatch, Tagger
 from skutag.vision.image import load_rgb_array
@@ -41,20 +41,9 @@ MODEL_FILE = "title_model.pkl"
 
 
 def grocery_rows(manifest: Path, split: str, limit: int | None = None, step: int = 1) -> list[dict]:
-    """Catalog rows from the GroceryStore manifest (absolute image paths), every ``step``-th row."""
-    rows = []
-    with manifest.open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["split"] != split:
-                continue
-            rows.append({
-                "id": f"{split}-{len(rows):04d}",
-                "image": str(manifest.parent / row["image"]),
-                "title": row["title_sv"],
-                "category": " > ".join((row["top_level"], row["coarse"], row["fine"])),
-                "brand": row["brand"] or None,
-            })
-    rows = rows[::step]
+    """Catalog rows of every ``step``-th photo of ``split`` (``manifest``: the GroceryStore manifest the caller
+    checked for, ``shared_path("grocery", "manifest.csv")``)."""
+    rows = [row.catalog_row(f"{split}-{i:04d}") for i, row in enumerate(grocery_manifest(split))][::step]
     return rows[:limit] if limit else rows
 
 

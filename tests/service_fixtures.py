@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from conftest import in_ci, skip_or_fail  # noqa: F401  (the one skip-or-fail rule)
+from grocery import GroceryRow, grocery_manifest
 from PIL import Image
 
 from skutag.fusion.result import Alternative, Decision, TagResult
@@ -40,24 +42,10 @@ TEST_CLASSES = (
 )
 
 
-@dataclass(frozen=True)
-class GroceryRow:
-    split: str
-    image: Path
-    path: str
-    title: str
-    brand: str | None
-
-
 def grocery_rows(root: Path, split: str, classes: Sequence[str] | None = None) -> list[GroceryRow]:
-    rows = []
-    with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            path = f"{row['top_level']} > {row['coarse']} > {row['fine']}"
-            if row["split"] != split or (classes and path not in classes):
-                continue
-            rows.append(GroceryRow(split, root / row["image"], path, row["title_sv"], row["brand"] or None))
-    return rows
+    """The photos of ``split`` whose category path is one of ``classes`` (all when None); ``root``: the
+    GroceryStore folder the caller checked for."""
+    return [row for row in grocery_manifest(split) if not classes or row.path in classes]
 
 
 def features(source) -> np.ndarray:
@@ -220,21 +208,6 @@ def free_port() -> int:
 
 PG_BASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-
-
-def in_ci() -> bool:
-    """True when the environment variable CI is set (CI=true), as CI runners do."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def skip_or_fail(message: str) -> None:
-    """Skip the test with ``message`` on a developer machine; fail it under CI, where a missing service
-    would otherwise turn a whole group of tests into silent skips."""
-    import pytest
-
-    if in_ci():
-        pytest.fail(f"{message} (CI is set: this must not skip)")
-    pytest.skip(message)
 
 
 def postgres_reachable(dsn: str = PG_DSN) -> str | None:

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from skutag.taxonomy.brands import BrandLexicon, LexiconError, compact
-from tests.conftest import shared_path
+from conftest import shared_path
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skutag.fusion.linear import ClassParallelLinearSVC
 from skutag.fusion.stacking import FusionTagger
-from tests.conftest import shared_path
+from conftest import shared_path
 
 
 @parametrize_with_checks([FusionTagger(cv=3, random_state=0), ClassParallelLinearSVC(n_jobs=2)])

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from skutag.cli import main
 from skutag.taxonomy.brands import BrandLexicon
-from tests.conftest import shared_path
+from conftest import shared_path
 from tests.ocr_support import render
 
 

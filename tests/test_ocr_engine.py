@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from skutag import ocr
 from skutag.ocr.brands import extract_brands, read_brands
@@ -17,7 +16,7 @@ from skutag.ocr.config import OcrConfig
 from skutag.ocr.engine import OcrEngine, _unrotate, backend_class
 from skutag.ocr.result import OcrLine
 from skutag.taxonomy.brands import BrandLexicon
-from tests.conftest import shared_path
+from conftest import shared_path
 from tests.ocr_support import render
 
 

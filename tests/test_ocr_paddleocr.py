@@ -17,7 +17,7 @@ from skutag.ocr.brands import read_brands
 from skutag.ocr.config import OcrConfig
 from skutag.ocr.models import missing_files, model_folder, prepare_paddlex_models
 from skutag.taxonomy.brands import BrandLexicon
-from tests.conftest import shared_path
+from conftest import shared_path
 from tests.ocr_support import render
 
 

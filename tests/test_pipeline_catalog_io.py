@@ -18,7 +18,7 @@ from skutag.catalog_io import (
     write_results,
 )
 from skutag.queue.catalog_source import iter_catalog
-from tests.conftest import shared_path
+from conftest import shared_path
 
 
 @pytest.fixture()

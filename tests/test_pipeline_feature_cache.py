@@ -8,7 +8,7 @@ from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
 from skutag.feature_cache import FeatureCache
-from tests.conftest import shared_path
+from conftest import shared_path
 
 
 def test_cache_round_trip_survives_a_new_instance(tmp_path):

@@ -14,7 +14,7 @@ from skutag.catalog_io import read_catalog
 from skutag.config import SkutagConfig
 from skutag.pipeline import IncompatibleModelError, load_pipeline, retrain_from_corrections
 from skutag.training import evaluate_catalog, train_catalog
-from tests.conftest import shared_path
+from conftest import shared_path
 from tests.fusion_fixtures import grocery_rows, write_catalog
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "products.jsonl"

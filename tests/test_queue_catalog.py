@@ -126,7 +126,7 @@ def test_a_malformed_row_repeating_an_earlier_id_is_a_duplicate_and_leaves_that_
 
 
 def test_rows_without_an_id_get_ids_unique_to_their_catalog_with_a_prefix(tmp_path):
-    from skutag.queue.store_sink import PRODUCT_ID_RE
+    from skutag.policy.fields import PRODUCT_ID_RE
 
     catalog = tmp_path / "spring sale 2024.csv"
     catalog.write_text("id,title\n,Arla mjölk\nline-2,Oatly\n,Valio\n", encoding="utf-8")

@@ -34,7 +34,6 @@ def model_dir() -> Path:
 
 
 def test_batch_saves_products_and_predictions_in_the_store(tmp_path, model_dir):
-    pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store
 
     rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=6, step=40)
@@ -69,7 +68,6 @@ def test_batch_saves_products_and_predictions_in_the_store(tmp_path, model_dir):
 def test_batch_into_the_database_answers_under_its_service_rules(tmp_path, model_dir):
     """A category renamed through the API, a label-map override and the review whitelist stored in the
     database reach batch results saved there (and the JSONL output), as the HTTP service would answer."""
-    pytest.importorskip("sqlalchemy")
     from skutag.store import Store
 
     rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=9, step=30)
@@ -119,7 +117,6 @@ def test_batch_into_the_database_answers_under_its_service_rules(tmp_path, model
 
 
 def test_a_store_sink_follows_rule_edits_and_the_configured_whitelist(tmp_path):
-    pytest.importorskip("sqlalchemy")
     from skutag.fusion.result import Decision, TagResult
     from skutag.queue.store_sink import StoreSink
 
@@ -140,7 +137,6 @@ def test_a_store_sink_follows_rule_edits_and_the_configured_whitelist(tmp_path):
 
 
 def test_a_workers_store_hands_each_new_stored_lexicon_to_its_tagger_once(tmp_path):
-    pytest.importorskip("sqlalchemy")
     from skutag.queue.store_sink import StoreSink
 
     from queue_support import TitleTagger, load_title_tagger
@@ -170,7 +166,6 @@ def test_a_workers_store_hands_each_new_stored_lexicon_to_its_tagger_once(tmp_pa
 def test_batch_and_cli_tag_read_brands_with_the_databases_edited_lexicon(tmp_path, capsys):
     """A brand added through the service (the stored lexicon) reaches the cold-start tagger of a local batch pool
     and of `skutag tag --db`, as it reaches `skutag serve` on that database."""
-    pytest.importorskip("sqlalchemy")
     import json
 
     from skutag.cli import main
@@ -203,7 +198,6 @@ def test_batch_and_cli_tag_read_brands_with_the_databases_edited_lexicon(tmp_pat
 
 
 def test_workers_with_a_database_store_results_of_a_no_wait_batch(tmp_path, model_dir):
-    pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store
 
     broker, backend = require_broker("redis")
@@ -271,7 +265,6 @@ def _stored_product(db: Path, product_id: str, title: str, photo: str | None):
 
 
 def test_a_malformed_row_never_overwrites_a_stored_product_or_its_verdict(tmp_path, model_dir):
-    pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store
 
     photo = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=1)[0]["image"]
@@ -304,7 +297,6 @@ def test_a_malformed_row_never_overwrites_a_stored_product_or_its_verdict(tmp_pa
 
 
 def test_rows_the_database_cannot_hold_fail_alone_and_are_not_saved(tmp_path, model_dir):
-    pytest.importorskip("sqlalchemy")
     from skutag.store import NotFound, Store
 
     rows = grocery_rows(shared_path("grocery", "manifest.csv"), "val", limit=3, step=40)
@@ -338,7 +330,6 @@ def test_rows_the_database_cannot_hold_fail_alone_and_are_not_saved(tmp_path, mo
 
 @pytest.fixture
 def pg_database_url():
-    pytest.importorskip("psycopg")
     from service_fixtures import create_pg_schema, drop_pg_schema, require_postgres
 
     require_postgres()
@@ -381,7 +372,6 @@ def test_a_value_postgresql_refuses_fails_its_row_and_the_batch_goes_on(tmp_path
 
 def test_a_database_that_goes_away_stops_the_batch_and_the_rerun_saves_the_product(tmp_path, model_dir,
                                                                                    monkeypatch):
-    pytest.importorskip("sqlalchemy")
     import sqlite3
 
     from sqlalchemy.exc import OperationalError
@@ -417,7 +407,6 @@ def test_a_database_that_goes_away_stops_the_batch_and_the_rerun_saves_the_produ
 
 
 def test_rows_without_an_id_from_two_catalogs_are_two_products(tmp_path, model_dir):
-    pytest.importorskip("sqlalchemy")
     from skutag.store import Store
 
     first = write_catalog([{"title": "Arla mjölk"}], tmp_path / "A.jsonl")
@@ -442,7 +431,6 @@ def test_rows_without_an_id_from_two_catalogs_are_two_products(tmp_path, model_d
 def test_a_batch_into_the_database_samples_audits_as_the_service_does(tmp_path):
     """No audit draw inside the decision (the service answers `auto`); the database's audit page gets its
     share of auto-tags (`decision.audit_rate`, drawn by the save path) instead."""
-    pytest.importorskip("sqlalchemy")
     from skutag.fusion.result import Decision, TagResult
     from skutag.catalog import Product
     from skutag.queue.store_sink import StoreSink

@@ -14,8 +14,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    pipeline = pytest.importorskip("skutag.pipeline")
-    assert hasattr(pipeline, "load_pipeline")
     settings = ServiceConfig(db_url=f"sqlite:///{tmp_path_factory.mktemp('real') / 'real.db'}")
     app = create_app(settings)  # default tagger_factory: skutag.pipeline.load_pipeline
     auth = {"Authorization": f"Bearer {app.state.store.create_token('real')}"}

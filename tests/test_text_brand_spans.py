@@ -9,7 +9,7 @@ import pickle
 
 import pytest
 
-from tests.conftest import shared_path
+from conftest import shared_path
 from skutag.text import extract_title_brands
 from skutag.text.brand_spans import BrandSpanModel, _key, brands_written_in, span_scores
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import shared_path
+from conftest import shared_path
 from skutag.vision.labels import IMAGENET_ZH, imagenet_labels_zh, read_label_file
 
 FIXES = IMAGENET_ZH.parent / "fixes.tsv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tests.conftest import shared_path
+from conftest import shared_path
 
 
 def retail_photos() -> list[tuple[Path, int]]:

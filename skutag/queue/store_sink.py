@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import TransientError
-from skutag.policy.fields import PRODUCT_ID_RE, InvalidInput, check_id, check_product
+from skutag.policy.fields import InvalidInput, check_id, check_product
 from skutag.policy.rules import Rules, install_stored_lexicon, save_answer
 
 log = logging.getLogger(__name__)

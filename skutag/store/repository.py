@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import hmac
 import os
-import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from skutag.store.models import (
 HUMAN_STATUSES = ("accepted", "corrected")
 # a product id: what the HTTP API accepts and every writer (service, batch) stores, so each stored product can be
 # read and corrected through the API (products.id is String(128))
-from skutag.policy.fields import PRODUCT_ID_RE  # noqa: E402  (the one id rule: API, batch, store)
 QUEUE_STATUSES = ("review", "manual", "error")
 RESOURCE_KINDS = ("taxonomy", "label_map", "lexicon", "whitelist", "path_aliases")
 CORRECTION_KINDS = ("accept", "correct", "audit_ok", "audit_fix")
