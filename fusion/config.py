@@ -40,11 +40,11 @@ class FusionConfig:
     # vision labels kept per image as features (top-k probabilities)
     vision_top_k: int = 5
     # ... when the model has a fine-tuned vision tail (vision.tail): its embedding already carries what the
-    # backbone's ImageNet labels say, and the labels then cost accuracy (GroceryStore: -1.4 points)
+    # backbone's ImageNet labels say, and the labels then cost accuracy (docs/fusion.md)
     vision_top_k_with_tail: int = 0
     # OCR text n-grams: "prominence" (each line weighted by its size and closeness to the photo's centre, to
-    # the 4th power: the product's own label over a neighbour's on the shelf; GroceryStore val, vision + OCR:
-    # +1 to +1.4 points over "flat") or "flat" (every line read counts the same; bundles trained before it)
+    # the 4th power: the product's own label over a neighbour's on the shelf; docs/fusion.md) or "flat"
+    # (every line read counts the same; bundles trained before it)
     ocr_text_weighting: str = "prominence"
     # OCR gating: "auto" (run OCR only when it can change the answer), "always" or "never"
     ocr_gate: str = "auto"
@@ -53,8 +53,8 @@ class FusionConfig:
     # ... or when the top candidates differ by brand (brand-sensitive categories)
     ocr_gate_brand_sensitive: bool = True
     # ... or when the leading candidate is brand-sensitive and the confidence without OCR is below this:
-    # variants of one brand look alike, the text on the package decides (GroceryStore val: gated auto-rate at
-    # 95% precision 0.44 -> 0.62 for 13 more reads of 296; any value from 0.95 to 0.995 gave the same)
+    # variants of one brand look alike, the text on the package decides (chosen by bench_fusion gating,
+    # docs/fusion.md)
     ocr_gate_brand_confidence: float = 0.98
     # candidates (by rank) looked at to decide whether the answer is brand-sensitive
     ocr_gate_candidates: int = 3

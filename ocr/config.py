@@ -27,10 +27,10 @@ class OcrConfig:
     auto_min_chars: int = 6
     """``rotate=auto``: fewer confident characters than this in the first pass triggers the extra passes."""
     threads: int = 1
-    """ONNX Runtime intra-op threads per session; one thread was faster than the default here."""
+    """ONNX Runtime intra-op threads per session (workers read photos side by side instead; ocr/README.md)."""
     workers: int = 0
-    """Photos of one batch read side by side, each worker with its own backend (model sessions, ~100 MB
-    each); 0 = one per CPU core, at most 4; 1 = one photo at a time."""
+    """Photos of one batch read side by side, each worker with its own backend (its own model sessions,
+    so memory grows with workers); 0 = one per CPU core, at most 4; 1 = one photo at a time."""
     min_score: float = 0.5
     """Recognised lines scoring below this are dropped."""
     model_size: str = "small"

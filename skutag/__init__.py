@@ -4,4 +4,4 @@ Stage packages (vision, ocr, text, taxonomy, fusion) never import this package;
 the application composes them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -12,6 +12,9 @@ import argparse
 import importlib
 import sys
 
+from skutag import __version__
+from skutag.extras import missing_extra_message
+
 # Order here is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "skutag.commands.vision",
@@ -28,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skutag", description="Tag e-commerce products from photo, title and price: label, category path, decision."
     )
+    parser.add_argument("--version", action="version", version=f"skutag {__version__}")
     parser.add_argument("--config", help="TOML/YAML config file (defaults < file < SKUTAG_* env < flags)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
@@ -53,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except UserFacingError as exc:
         print(f"skutag: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"skutag: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -39,12 +39,12 @@ class VisionConfig:
     """Folds for the out-of-fold fine-tuned embeddings the fusion stack is trained on (each costs a fit)."""
     tail_tta: bool = True
     """Serving: average the embedding of the centre crop and its mirror (False: no mirror; centre crop only
-    when ``tail_full_view`` is off too, ~2x faster)."""
+    when ``tail_full_view`` is off too: one pass instead of three; vision/README.md)."""
     tail_full_view: bool = True
     """Serving: average in the whole photo too (squeezed to the input size: the centre crop cuts off a
     package's edges). One more pass of the tuned graph per photo. The fusion stack still learns from
-    out-of-fold embeddings of the centre crop and mirror (``skutag.tail_training.OUT_OF_FOLD_VIEWS``: measured
-    better). Decided when the tail is trained: a bundle serves the views it was trained with."""
+    out-of-fold embeddings of the centre crop and mirror (``skutag.tail_training.OUT_OF_FOLD_VIEWS``: the
+    comparison is in docs/fusion.md). Decided when the tail is trained: a bundle serves the views it was trained with."""
 
     @property
     def wwts_dir(self) -> str:

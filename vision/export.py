@@ -12,10 +12,9 @@ stays fp32); ONNX Runtime's *dynamic* INT8 is avoided on purpose: on
 convnets it is several times slower than fp32 on CPU.
 
 On an x86 CPU without VNNI (AVX2 only), ONNX Runtime's uint8 x int8 kernels add products in pairs into 16
-bits (``vpmaddubsw``) and saturate: lite0's embedding drifted to cosine 0.93 of fp32's there. Weights are
-then quantized to 7 bits (``reduce_range``), which cannot saturate: cosine 0.978, 1.27x fp32's speed at
-batch 16 on a 2-core AVX2 EPYC, against 1.60x for the saturating 8-bit scheme (``int8_scheme()``; the scheme
-is part of the cache key, so each CPU kind quantizes its own copy).
+bits (``vpmaddubsw``) and saturate, so the embedding drifts from fp32's. Weights are then quantized to 7 bits
+(``reduce_range``), which cannot saturate, at some of INT8's speed (``int8_scheme()``; the scheme is part of
+the cache key, so each CPU kind quantizes its own copy). Figures: vision/README.md, "INT8".
 """
 
 from __future__ import annotations
@@ -67,9 +66,9 @@ def warn_if_7bit() -> None:
     global _warned_7bit
     if int8_scheme() == "u8s8-7bit" and not _warned_7bit:
         _warned_7bit = True
-        log.warning("INT8 on a CPU without VNNI: weights are quantized to 7 bits (8 would saturate here); "
-                    "measured on a 2-core AVX2 EPYC: 1.27x fp32's photos/s, GroceryStore val 0.801 against 0.821 "
-                    "in fp32 (vision only). Leave vision.int8 off where accuracy matters more")
+        log.warning("INT8 on a CPU without VNNI: weights are quantized to 7 bits (8 would saturate here), "
+                    "which gains less speed and costs some accuracy (vision/README.md, INT8). Leave vision.int8 "
+                    "off where accuracy matters more")
 
 
 def int8_scheme() -> str:

@@ -23,7 +23,11 @@ from skutag.cli import UserFacingError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CATALOG_SUFFIXES = {".jsonl", ".ndjson", ".json", ".csv", ".tsv"}
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "products.jsonl"
+def examples_catalog() -> Path:
+    """The bundled example products (MIT photos with their licenses), shipped inside the package."""
+    from importlib.resources import files
+
+    return Path(str(files("skutag.examples").joinpath("products.jsonl")))
 GATES = ("auto", "always", "never")
 
 
@@ -465,11 +469,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from skutag.catalog_io import read_catalog, result_row
 
-    if not EXAMPLES.is_file():
-        raise UserFacingError(f"the example products are missing: {EXAMPLES}")
+    examples = examples_catalog()
+    if not examples.is_file():
+        raise UserFacingError(f"the example products are missing: {examples}")
     config = _config(args)
     with _user_errors():
-        catalog = read_catalog(EXAMPLES)
+        catalog = read_catalog(examples)
         pipeline = _load_pipeline(config, args.model)
         results = _tag_all(pipeline, catalog.products, args, audit=False)
     _report_row_errors(catalog)
@@ -477,7 +482,7 @@ def run_demo(args: argparse.Namespace) -> int:
         for r in results:
             print(json.dumps(result_row(r), ensure_ascii=False))
         return 0
-    print(f"skutag demo — {len(results)} example products from {EXAMPLES.relative_to(EXAMPLES.parents[1])}, "
+    print(f"skutag demo — {len(results)} example products ({examples.parent}), "
           f"model: {pipeline.model_version}\n")
     for product, r in zip(catalog.products, results):
         shown = [f"photo {Path(product.image).name}" if product.image else "no photo",

@@ -25,6 +25,7 @@ from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.catalog_source import RowError, catalog_id_prefix, count_rows, iter_catalog
 from skutag.queue.config import QueueConfig
+from skutag.redact import redacted_url
 from skutag.queue.core import RetryPolicy, image_hash
 from skutag.queue.progress import BatchProgress
 from skutag.queue.results import (
@@ -317,10 +318,4 @@ def _broker_errors(config: QueueConfig) -> Iterator[None]:
 
 
 def _redacted(url: str | None) -> str:
-    """A URL without its password, for messages."""
-    if not url or "@" not in url:
-        return url or ""
-    scheme, _, rest = url.partition("://")
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://{host}"
+    return redacted_url(url) if url else ""

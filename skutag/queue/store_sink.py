@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.queue.core import TransientError
+from skutag.redact import redacted_url
 from skutag.policy.fields import InvalidInput, check_id, check_product
 from skutag.policy.rules import Rules, install_stored_lexicon, save_answer
 
@@ -95,17 +96,7 @@ def _reason(exc: Exception) -> str:
 
 def _redacted(url: str | None) -> str:
     """A database URL without its password, for messages."""
-    if not url:
-        return "(default SQLite)"
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    if "://" not in url:
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    return redacted_url(url) if url else "(default SQLite)"
 
 
 class StoreSink:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from skutag.paths import skutag_home
+from skutag.redact import redact
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -35,13 +36,14 @@ def normalise_url(url: str | None) -> str:
         return f"sqlite:///{Path(url).expanduser().resolve()}"
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseUrlError(f"cannot read database URL {url!r}: {exc}") from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise DatabaseUrlError(f"cannot read database URL {redact(url)!r}: {redact(exc)}") from None
     backend = parsed.get_backend_name()
     if backend == "postgres" or (backend == "postgresql" and parsed.drivername in {"postgresql", "postgres"}):
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend not in {"sqlite", "postgresql"}:
-        raise DatabaseUrlError(f"unsupported database {backend!r} in {url!r}: use sqlite:///FILE or postgresql://...")
+        raise DatabaseUrlError(f"unsupported database {backend!r} in {redact(url)!r}: use sqlite:///FILE or "
+                               "postgresql://...")
     return parsed.render_as_string(hide_password=False)
 
 
