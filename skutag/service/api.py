@@ -20,9 +20,29 @@ from skutag.service.engine import TaggingService, Upload
 from skutag.store.repository import Conflict, NotFound
 from skutag.taxonomy.aliases import compose
 
+class ErrorBody(BaseModel):
+    """Every error the API answers: what is wrong, and the request field it is about (when one is)."""
+
+    detail: str
+    field: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description} for status, description in {
+        400: "a request that cannot be read", 401: "no API token, or an unknown or revoked one",
+        403: "not allowed", 404: "no such product, category, label, brand or model version",
+        409: "conflicts with the stored state (e.g. a retraining already running)",
+        413: "over a size limit (photo bytes, request bytes, pixels, products per batch)",
+        415: "a content type the endpoint does not take", 422: "a field that cannot be used; `field` names it",
+        500: "an error of the service itself (logged)", 503: "busy: try again after Retry-After seconds",
+    }.items()
+}
+MAX_OFFSET = 2**31 - 1  # rows skipped by a listing; larger offsets are refused (the database's own limit is 64 bits)
+
 # HTTPBearer documents the scheme in /openapi.json; require_token does the check (401 with a clear message)
-router = APIRouter(prefix="/v1", dependencies=[Depends(HTTPBearer(auto_error=False)), Depends(require_token)])
-images = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[Depends(HTTPBearer(auto_error=False)), Depends(require_token)],
+                   responses=ERROR_RESPONSES)
+images = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 Caller = Annotated[str, Depends(require_token)]
 
@@ -202,7 +222,8 @@ def get_product(request: Request, product_id: str):
 
 @router.get("/products", summary="List products, optionally by status (auto, review, manual, accepted, corrected, error)")
 def list_products(request: Request, status: Annotated[list[str] | None, Query()] = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0):
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                  offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0):
     store = service_of(request).store
     allowed = {"auto", "review", "manual", "accepted", "corrected", "error"}
     bad = [s for s in status or [] if s not in allowed]

@@ -24,6 +24,7 @@ from skutag.config import SkutagConfig
 from skutag.service.config import ServiceConfig
 from skutag.policy.fields import InvalidInput
 from skutag.service.engine import TaggingService
+from skutag.service.guards import NulGuard
 from skutag.service.retrain import Retrainer, TaggerFactory, default_retrainer, default_tagger_factory
 from skutag.store.repository import Conflict, NotFound, Store
 
@@ -59,6 +60,7 @@ def create_app(
     secret = settings.secret_key or store.setting("session_secret", lambda: secrets.token_urlsafe(48))
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="skutag_session",
                        max_age=settings.session_max_age_s, same_site="strict", https_only=settings.cookie_secure)
+    app.add_middleware(NulGuard)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
@@ -120,6 +122,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(request, 413, f"a form field is over the {FORM_FIELD_LIMIT}-byte limit (title, price, "
                                         "id and brand are short text; send the photo as the image file part)")
         return _error(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)  # anything else: the service's JSON error, the details in the log
+    async def internal_error(request: Request, exc: Exception):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(request, 500, "internal error (logged on the server)")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

@@ -1,0 +1,79 @@
+"""Request guards that hold for every endpoint, before any handler reads the request.
+
+``NulGuard``: a NUL character cannot be stored in PostgreSQL text (SQLite takes it), so a NUL anywhere in a
+request's path, query or text body (JSON, form) is refused with the same 422 on both databases, before
+anything is stored; photo bytes in multipart parts are binary and pass (the text parts are checked by the
+product field rules, ``skutag.policy.fields``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_TEXT_BODIES = (b"application/json", b"application/x-www-form-urlencoded")
+
+
+def _has_nul(data: bytes, *, json_body: bool) -> bool:
+    lowered = data.lower()
+    if b"\x00" in data:
+        return True
+    return b"\\u0000" in lowered if json_body else b"%00" in lowered
+
+
+class NulGuard:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+        if "\x00" in scope["path"] or _has_nul(raw_path, json_body=False) \
+                or _has_nul(scope.get("query_string", b""), json_body=False):
+            await _refuse(scope, send, "path", "the request's path or query contains a NUL character")
+            return
+        kind = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if kind not in _TEXT_BODIES:
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = bytearray()
+        try:
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except HTTPException as exc:  # the size limit, read here before the app's own error handling
+            await _respond(send, exc.status_code, {"detail": str(exc.detail)})
+            return
+        if _has_nul(bytes(body), json_body=kind == b"application/json"):
+            await _refuse(scope, send, "body", "a text field of the request contains a NUL character")
+            return
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            try:
+                return next(pending)
+            except StopIteration:
+                return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(scope: Scope, send: Send, field: str, message: str) -> None:
+    await _respond(send, 422, {"detail": f"{field}: {message}", "field": field})
+
+
+async def _respond(send: Send, status: int, content: dict) -> None:
+    body = json.dumps(content).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
