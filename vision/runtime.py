@@ -62,20 +62,14 @@ class OnnxRuntime:
         calibration_dir: str | Path | None = None,
         **_options,
     ):
-        import onnxruntime as ort
+        from skutag.inference import onnx_session
 
         from .export import OUTPUT_NAMES, ensure_int8, ensure_onnx
 
         self.model_path = (
             ensure_int8(source, cache_dir, calibration_dir) if int8 else ensure_onnx(source, cache_dir)
         )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(self.model_path, threads)
         self._input = self.session.get_inputs()[0].name
         self._outputs = list(OUTPUT_NAMES)
         self.embedding_dim = int(self.session.get_outputs()[1].shape[1])

@@ -1,0 +1,46 @@
+"""The one place ONNX Runtime sessions are made: every runtime option (threads, graph optimisation,
+execution mode, providers, logging) is set here.
+
+A leaf module: it imports nothing from the project, so every stage package may use it::
+
+    from skutag.inference import onnx_session
+    session = onnx_session(path_or_bytes, threads=2)
+
+Thread counts are always explicit: ONNX Runtime otherwise takes every core, which is slow on small
+shared machines and when the service tags side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Union
+
+PROVIDERS = ("CPUExecutionProvider",)
+"""Where graphs run: the CPU (the project serves on CPUs only)."""
+
+LOG_SEVERITY = 3
+"""Errors only: ONNX Runtime's warnings about unused initialisers and the like are noise here."""
+
+GraphSource = Union[str, bytes, "os.PathLike[str]"]
+
+
+def session_options(threads: int = 1) -> Any:
+    """The session options every project session runs with: ``threads`` intra-op threads, one inter-op
+    thread, sequential execution, every graph optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = LOG_SEVERITY
+    return options
+
+
+def onnx_session(graph: GraphSource, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session for ``graph``: a file path, or the serialised model itself (bytes)."""
+    import onnxruntime as ort
+
+    model = graph if isinstance(graph, (bytes, bytearray)) else os.fspath(graph)
+    return ort.InferenceSession(model, session_options(threads), providers=list(PROVIDERS))
