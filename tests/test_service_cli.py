@@ -81,3 +81,17 @@ def test_skutag_serve_answers_with_the_default_pipeline(tmp_path, shared_data):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_names_the_database_file_it_uses_by_its_absolute_path(tmp_path, monkeypatch):
+    """`sqlite:///shop.db` is relative to the working directory: the service says which file that is."""
+    from sqlalchemy.engine import make_url
+
+    from skutag.commands.service import describe_database
+
+    monkeypatch.chdir(tmp_path)
+    said = describe_database(make_url("sqlite:///shop.db"))
+    assert said == f"SQLite file {tmp_path / 'shop.db'} (relative to this folder)"
+    assert describe_database(make_url(f"sqlite:///{tmp_path}/abs.db")) == f"SQLite file {tmp_path}/abs.db"
+    assert describe_database(make_url("postgresql+psycopg://shop:S3cret@db/skutag")) == \
+        "postgresql+psycopg://shop:***@db/skutag"

@@ -8,6 +8,7 @@ import getpass
 import sys
 
 from skutag.cli import UserFacingError
+from skutag.redact import redact, redacted_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +67,17 @@ def _config(args: argparse.Namespace):
         raise UserFacingError(str(exc)) from None
 
 
+def describe_database(url) -> str:
+    """Which database a command uses: a SQLite file by its absolute path (a relative ``sqlite:///x.db`` is
+    relative to the working directory), any other by its URL without the password."""
+    from pathlib import Path
+
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database).expanduser().resolve()
+        return f"SQLite file {path}" + ("" if Path(url.database).is_absolute() else " (relative to this folder)")
+    return url.render_as_string(hide_password=True)
+
+
 def _store(args: argparse.Namespace):
     from sqlalchemy.exc import OperationalError
 
@@ -77,7 +89,8 @@ def _store(args: argparse.Namespace):
     except DatabaseUrlError as exc:
         raise UserFacingError(str(exc)) from None
     except OperationalError as exc:
-        raise UserFacingError(f"cannot open the database {url or '(default SQLite)'}: {exc.orig}") from None
+        raise UserFacingError(f"cannot open the database {redacted_url(url) if url else '(default SQLite)'}: "
+                              f"{redact(exc.orig)}") from None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -91,10 +104,13 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserFacingError(f"--model: no such model folder: {settings.model_dir}")
     from skutag.service.app import create_app
 
-    app = create_app(settings, store=_store(args), config=config)
+    store = _store(args)
+    app = create_app(settings, store=store, config=config)
+    print(f"skutag: database {describe_database(store.engine.url)}", file=sys.stderr)
     print(f"skutag: serving on http://{settings.host}:{settings.port}  (dashboard /, API /v1, schema /openapi.json)",
           file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    # forwarded headers are read by the app, from service.trusted_proxies only (skutag.service.guards)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, proxy_headers=False)
     return 0
 
 
