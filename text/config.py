@@ -52,8 +52,8 @@ def parse_char_blocks(text: str | None) -> tuple[tuple[int, int, int | None], ..
             lo, hi = int(low), int(high or low)
             limit = int(cap) if cap.strip() else None
         except ValueError:
-            raise ValueError(f"skutag.text.char_blocks: cannot read {part.strip()!r}; write MIN-MAX[:CAP], e.g. 2-5:300000") from None
+            raise ValueError(f"text.char_blocks: cannot read {part.strip()!r}; write MIN-MAX[:CAP], e.g. 2-5:300000") from None
         if not 1 <= lo <= hi or (limit is not None and limit < 1):
-            raise ValueError(f"skutag.text.char_blocks: {part.strip()!r} needs 1 <= MIN <= MAX and CAP >= 1")
+            raise ValueError(f"text.char_blocks: {part.strip()!r} needs 1 <= MIN <= MAX and CAP >= 1")
         blocks.append((lo, hi, limit))
     return tuple(blocks)
