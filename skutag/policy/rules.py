@@ -20,7 +20,8 @@ from skutag.fusion.result import Decision, TagResult
 from skutag.policy.renames import renamed_result
 
 if TYPE_CHECKING:
-    from skutag.store.repository import ProductView, Store
+    from skutag.store.repository import Store
+    from skutag.store.views import ProductView
     from skutag.tagger import Tagger
     from skutag.taxonomy.brands import BrandLexicon
 

@@ -17,7 +17,7 @@ from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags,
 from skutag.policy.brands import check_brand_entry
 from skutag.policy.fields import InvalidInput, normalise_path
 from skutag.service.engine import TaggingService, Upload
-from skutag.store.repository import Conflict, NotFound
+from skutag.store.views import Conflict, NotFound
 from skutag.taxonomy.aliases import compose
 
 class ErrorBody(BaseModel):

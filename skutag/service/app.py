@@ -26,7 +26,8 @@ from skutag.policy.fields import InvalidInput
 from skutag.service.engine import TaggingService
 from skutag.service.guards import NulGuard
 from skutag.service.retrain import Retrainer, TaggerFactory, default_retrainer, default_tagger_factory
-from skutag.store.repository import Conflict, NotFound, Store
+from skutag.store.repository import Store
+from skutag.store.views import Conflict, NotFound
 
 log = logging.getLogger("skutag.service")
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from skutag.catalog import PATH_SEPARATOR
 from skutag.policy.fields import InvalidInput, normalise_path
-from skutag.store.repository import Conflict, NotFound
+from skutag.store.views import Conflict, NotFound
 from skutag.taxonomy import CategoryTree, TaxonomyError
 from skutag.taxonomy.tree import LIST_SEPARATOR
 from skutag.taxonomy.aliases import paths_by_id, renamed_between

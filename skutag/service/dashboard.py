@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from skutag.service.auth import SESSION_USER, LoginThrottle, check_csrf, csrf_token, session_user
 from skutag.policy.fields import InvalidInput, normalise_path
 from skutag.service.engine import TaggingService
-from skutag.store.repository import Conflict
+from skutag.store.views import Conflict
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))

@@ -45,7 +45,8 @@ from skutag.service.retrain import (
     to_product,
 )
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
-from skutag.store.repository import HUMAN_STATUSES, Conflict, ProductView, Store
+from skutag.store.repository import Store
+from skutag.store.views import HUMAN_STATUSES, Conflict, ProductView
 from skutag.vision.image import ImageError, ImageLimits
 
 log = logging.getLogger("skutag.service")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from skutag.catalog import Product
 from skutag.tagger import Tagger
-from skutag.store.repository import TrainingExample
+from skutag.store.views import TrainingExample
 
 TaggerFactory = Callable[[str | None], Tagger]
 

@@ -3,7 +3,8 @@ resource and model versions, API tokens, operators; plus the photo duplicate cac
 
 from skutag.store.db import DatabaseUrlError, current_revision, head_revision, normalise_url, open_engine, upgrade
 from skutag.store.dedup import ImageFingerprint, PerceptualIndex, fingerprint, hamming
-from skutag.store.repository import (
+from skutag.store.repository import Store
+from skutag.store.views import (
     Conflict,
     CorrectionView,
     ModelVersionView,
@@ -12,7 +13,6 @@ from skutag.store.repository import (
     ProductView,
     ResourceVersion,
     Stats,
-    Store,
     TrainingExample,
 )
 

@@ -1,19 +1,15 @@
 """The product database's operations: everything the service, the CLI and the dashboard do with it.
 
 ``Store`` wraps an engine; each public method is one short transaction, so callers never hold
-a session across a model call. Rows come back as plain frozen dataclasses (``ProductView`` ...)
-so nothing outside this module touches a live ORM object.
+a session across a model call. Rows come back as plain frozen dataclasses (``skutag.store.views``)
+so nothing outside the store touches a live ORM object. Tokens, operators and settings are in
+``skutag.store.access``, resources and model versions in ``skutag.store.versions``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import os
-import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Engine, func, select, update
@@ -21,204 +17,30 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from skutag.fusion.result import Decision, TagResult
+from skutag.store.access import AccessMixin
 from skutag.store.db import open_engine, session_factory, upgrade
 from skutag.store.dedup import ImageFingerprint
-from skutag.store.models import (
-    ApiTokenRow,
-    CorrectionRow,
-    ImageRow,
-    ModelVersionRow,
-    OperatorRow,
-    PredictionRow,
-    ProductRow,
-    ResourceVersionRow,
-    SettingRow,
-    utcnow,
+from skutag.store.models import CorrectionRow, ImageRow, ModelVersionRow, PredictionRow, ProductRow, utcnow
+from skutag.store.versions import VersionsMixin
+from skutag.store.views import (
+    CORRECTION_KINDS,
+    HUMAN_STATUSES,
+    QUEUE_STATUSES,
+    Conflict,
+    CorrectionView,
+    NotFound,
+    PredictionView,
+    ProductView,
+    Stats,
+    TrainingExample,
+    correction_view,
+    jsonable,
+    prediction_view,
+    product_view,
 )
 
-HUMAN_STATUSES = ("accepted", "corrected")
-# a product id: what the HTTP API accepts and every writer (service, batch) stores, so each stored product can be
-# read and corrected through the API (products.id is String(128))
-QUEUE_STATUSES = ("review", "manual", "error")
-RESOURCE_KINDS = ("taxonomy", "label_map", "lexicon", "whitelist", "path_aliases")
-CORRECTION_KINDS = ("accept", "correct", "audit_ok", "audit_fix")
 
-
-class NotFound(LookupError):
-    """A product, model version or resource that is not in the database."""
-
-
-class Conflict(ValueError):
-    """A request that contradicts the stored state (e.g. promoting a rejected model)."""
-
-
-@dataclass(frozen=True)
-class PredictionView:
-    id: int
-    model_version: str
-    label: str | None
-    path: str | None
-    confidence: float
-    decision: str
-    reasons: tuple[str, ...]
-    contributions: dict[str, float]
-    outputs: dict[str, Any]
-    error: str | None
-    cache_hit: str | None
-    duplicate_of: int | None
-    latency_ms: float | None
-    created_at: dt.datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "model_version": self.model_version, "label": self.label, "path": self.path,
-            "confidence": self.confidence, "decision": self.decision, "reasons": list(self.reasons),
-            "contributions": self.contributions, "alternatives": self.outputs.get("alternatives", []),
-            "modalities": self.outputs.get("modalities", {}),
-            "error": self.error, "cache_hit": self.cache_hit, "duplicate_of": self.duplicate_of,
-            "latency_ms": self.latency_ms, "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True)
-class ProductView:
-    id: str
-    title: str | None
-    price: float | None
-    brand: str | None
-    status: str
-    path: str | None
-    audit: bool
-    audit_verdict: str | None
-    image_id: int | None
-    image_sha256: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    prediction: PredictionView | None
-
-    @property
-    def label(self) -> str | None:
-        return self.path.split(" > ")[-1] if self.path else None
-
-    def to_json(self) -> dict[str, Any]:
-        prediction = self.prediction
-        return {
-            "id": self.id, "title": self.title, "price": self.price, "brand": self.brand,
-            "status": self.status, "label": self.label, "path": self.path,
-            "confidence": prediction.confidence if prediction else None,
-            "decision": prediction.decision if prediction else None,
-            "audit": self.audit, "audit_verdict": self.audit_verdict,
-            "image_sha256": self.image_sha256,
-            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-            "prediction": prediction.to_json() if prediction else None,
-        }
-
-
-@dataclass(frozen=True)
-class CorrectionView:
-    id: int
-    product_id: str
-    kind: str
-    old_path: str | None
-    new_path: str
-    who: str
-    created_at: dt.datetime
-    trained_in: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "product_id": self.product_id, "kind": self.kind, "old_path": self.old_path,
-                "new_path": self.new_path, "who": self.who, "created_at": self.created_at.isoformat(),
-                "trained_in": self.trained_in}
-
-
-@dataclass(frozen=True)
-class ModelVersionView:
-    version: str
-    model_dir: str | None
-    status: str
-    parent_version: str | None
-    metrics: dict[str, Any]
-    n_corrections: int
-    created_at: dt.datetime
-    promoted_at: dt.datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "model_dir": self.model_dir, "status": self.status,
-                "parent_version": self.parent_version, "metrics": self.metrics,
-                "n_corrections": self.n_corrections, "created_at": self.created_at.isoformat(),
-                "promoted_at": self.promoted_at.isoformat() if self.promoted_at else None}
-
-
-@dataclass(frozen=True)
-class ResourceVersion:
-    kind: str
-    version: int
-    content: Any
-    created_by: str
-    created_at: dt.datetime | None
-    note: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "version": self.version, "content": self.content, "created_by": self.created_by,
-                "created_at": self.created_at.isoformat() if self.created_at else None, "note": self.note}
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    """A human-verified product: what retraining learns from."""
-
-    product_id: str
-    title: str | None
-    price: float | None
-    brand: str | None
-    path: str
-    image: bytes | None
-    correction_id: int
-
-
-@dataclass(frozen=True)
-class Stats:
-    products: int
-    auto: int
-    review_pending: int
-    human_verified: int
-    auto_rate: float | None
-    audited: int
-    audited_correct: int
-    audited_precision: float | None
-    corrections_per_day: list[tuple[str, int]]
-    active_model: str | None
-    cache_hits: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"products": self.products, "auto": self.auto, "review_pending": self.review_pending,
-                "human_verified": self.human_verified, "auto_rate": self.auto_rate, "audited": self.audited,
-                "audited_correct": self.audited_correct, "audited_precision": self.audited_precision,
-                "corrections_per_day": [{"day": d, "count": n} for d, n in self.corrections_per_day],
-                "active_model": self.active_model, "cache_hits": self.cache_hits}
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=2**14, r=8, p=1, dklen=32)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, salt_hex, _ = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    return hmac.compare_digest(hash_password(password, bytes.fromhex(salt_hex)), stored)
-
-
-class Store:
+class Store(AccessMixin, VersionsMixin):
     """The product database. ``Store.open(url)`` migrates it to the latest schema first."""
 
     def __init__(self, engine: Engine):
@@ -295,8 +117,8 @@ class Store:
             ).all()
             for human in humans:
                 prediction = _latest_prediction(session, human.id)
-                if prediction is not None and (fits is None or fits(_product_view(human, prediction))):
-                    return _prediction_view(prediction), _product_view(human, prediction)
+                if prediction is not None and (fits is None or fits(product_view(human, prediction))):
+                    return prediction_view(prediction), product_view(human, prediction)
             rows = session.scalars(
                 select(PredictionRow).where(
                     PredictionRow.image_id == image_id, PredictionRow.model_version == model_version,
@@ -304,9 +126,9 @@ class Store:
                 ).order_by(PredictionRow.cache_hit.is_not(None), PredictionRow.id.desc()).limit(candidates)
             ).all()
             for row in rows:
-                product = _product_view(session.get(ProductRow, row.product_id), row)
+                product = product_view(session.get(ProductRow, row.product_id), row)
                 if fits is None or fits(product):
-                    return _prediction_view(row), product
+                    return prediction_view(row), product
             return None
 
     # -------------------------------------------------------------- products
@@ -358,7 +180,7 @@ class Store:
                                          duplicate_of=duplicate_of, latency_ms=latency_ms, modalities=modalities)
             session.add(prediction)
             session.flush()
-            return _product_view(product, prediction)
+            return product_view(product, prediction)
 
     def save_failure_if_new(self, product_id: str, *, result: TagResult, model_version: str) -> bool:
         """Store a row that failed before it could be read (a malformed catalog row) as a new product with status
@@ -386,7 +208,7 @@ class Store:
             product = session.get(ProductRow, product_id)
             if product is None:
                 raise NotFound(f"no product {product_id!r}")
-            return _product_view(product, _latest_prediction(session, product_id))
+            return product_view(product, _latest_prediction(session, product_id))
 
     def product_image_id(self, product_id: str) -> int:
         with self.session() as session:
@@ -406,7 +228,7 @@ class Store:
                                     ProductRow.status == "auto")
             ordering = ProductRow.updated_at.desc() if order == "newest" else ProductRow.updated_at.asc()
             rows = session.scalars(query.order_by(ordering, ProductRow.id).limit(limit).offset(offset)).all()
-            return [_product_view(row, _latest_prediction(session, row.id)) for row in rows]
+            return [product_view(row, _latest_prediction(session, row.id)) for row in rows]
 
     def count_products(self, statuses: Sequence[str] | None = None, *, audit_pending: bool = False) -> int:
         with self.session() as session:
@@ -455,7 +277,7 @@ class Store:
                                 kind=kind, old_path=old_path, new_path=new_path, who=who)
             session.add(row)
             session.flush()
-            return _correction_view(row)
+            return correction_view(row)
 
     def rename_paths(self, renamed: dict[str, str]) -> int:
         """Products filed under a renamed or moved category follow it (old path -> new path); the number of
@@ -481,7 +303,7 @@ class Store:
             if product_id is not None:
                 query = query.where(CorrectionRow.product_id == product_id)
             rows = session.scalars(query.order_by(CorrectionRow.id.desc()).limit(limit)).all()
-            return [_correction_view(row) for row in rows]
+            return [correction_view(row) for row in rows]
 
     def training_examples(self) -> list[TrainingExample]:
         """Every human-verified product with its final path and photo (latest verdict per product)."""
@@ -556,203 +378,10 @@ class Store:
                                     .join(latest, latest.c.pid == PredictionRow.id)
                                     .group_by(PredictionRow.decision)).all())
 
-    # ------------------------------------------------------------- resources
-    def resource(self, kind: str) -> ResourceVersion | None:
-        _check_kind(kind)
-        with self.session() as session:
-            row = session.scalar(select(ResourceVersionRow).where(ResourceVersionRow.kind == kind)
-                                 .order_by(ResourceVersionRow.version.desc()).limit(1))
-            return _resource_view(row) if row else None
-
-    def resource_history(self, kind: str, limit: int = 50) -> list[ResourceVersion]:
-        _check_kind(kind)
-        with self.session() as session:
-            rows = session.scalars(select(ResourceVersionRow).where(ResourceVersionRow.kind == kind)
-                                   .order_by(ResourceVersionRow.version.desc()).limit(limit)).all()
-            return [_resource_view(row) for row in rows]
-
-    def save_resource(self, kind: str, content: Any, who: str, note: str | None = None) -> ResourceVersion:
-        """Store a new full version of a resource (versions only grow; old ones stay for rollback)."""
-        _check_kind(kind)
-        for _ in range(5):
-            try:
-                with self.session() as session:
-                    current = session.scalar(select(func.max(ResourceVersionRow.version))
-                                             .where(ResourceVersionRow.kind == kind)) or 0
-                    row = ResourceVersionRow(kind=kind, version=current + 1, content=_jsonable(content),
-                                             created_by=who, note=note)
-                    session.add(row)
-                    session.flush()
-                    return _resource_view(row)
-            except IntegrityError:
-                continue  # a concurrent writer took that number; read again
-        raise Conflict(f"could not store a new {kind} version: too many concurrent edits")
-
-    # -------------------------------------------------------- model versions
-    def register_model(self, version: str, model_dir: str | None, *, status: str = "candidate",
-                       parent_version: str | None = None, metrics: dict[str, Any] | None = None,
-                       n_corrections: int = 0) -> ModelVersionView:
-        with self.session() as session:
-            row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.version == version))
-            if row is None:
-                row = ModelVersionRow(version=version, model_dir=model_dir, status=status,
-                                      parent_version=parent_version, metrics=_jsonable(metrics or {}),
-                                      n_corrections=n_corrections)
-                session.add(row)
-            else:
-                row.model_dir = model_dir if model_dir is not None else row.model_dir
-                if metrics:
-                    row.metrics = _jsonable({**(row.metrics or {}), **metrics})
-            if status == "active":
-                self._activate(session, row)
-            session.flush()
-            return _model_view(row)
-
-    def set_model_status(self, version: str, status: str, metrics: dict[str, Any] | None = None) -> ModelVersionView:
-        with self.session() as session:
-            row = self._model_row(session, version)
-            if status == "active":
-                self._activate(session, row)
-            else:
-                row.status = status
-            if metrics:
-                row.metrics = _jsonable({**(row.metrics or {}), **metrics})
-            return _model_view(row)
-
-    def promote(self, version: str) -> ModelVersionView:
-        with self.session() as session:
-            row = self._model_row(session, version)
-            self._activate(session, row)
-            return _model_view(row)
-
-    def rollback(self) -> ModelVersionView:
-        """Make the version promoted before the current one active again."""
-        with self.session() as session:
-            current = session.scalar(select(ModelVersionRow).where(ModelVersionRow.status == "active"))
-            query = select(ModelVersionRow).where(ModelVersionRow.promoted_at.is_not(None),
-                                                  ModelVersionRow.status == "retired")
-            if current is not None and current.promoted_at is not None:
-                query = query.where(ModelVersionRow.promoted_at < current.promoted_at)
-            previous = session.scalar(query.order_by(ModelVersionRow.promoted_at.desc()).limit(1))
-            if previous is None:
-                raise Conflict("no earlier promoted model version to roll back to")
-            self._activate(session, previous, keep_promoted_at=True)
-            if current is not None:
-                current.status = "rolled_back"
-            return _model_view(previous)
-
-    def active_model(self) -> ModelVersionView | None:
-        with self.session() as session:
-            row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.status == "active"))
-            return _model_view(row) if row else None
-
-    def model(self, version: str) -> ModelVersionView:
-        with self.session() as session:
-            return _model_view(self._model_row(session, version))
-
-    def list_models(self) -> list[ModelVersionView]:
-        with self.session() as session:
-            rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.id.desc())).all()
-            return [_model_view(row) for row in rows]
-
-    @staticmethod
-    def _model_row(session: Session, version: str) -> ModelVersionRow:
-        row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.version == version))
-        if row is None:
-            raise NotFound(f"no model version {version!r}")
-        return row
-
-    @staticmethod
-    def _activate(session: Session, row: ModelVersionRow, keep_promoted_at: bool = False) -> None:
-        session.execute(update(ModelVersionRow).where(ModelVersionRow.status == "active",
-                                                      ModelVersionRow.id != (row.id or -1))
-                        .values(status="retired"))
-        row.status = "active"
-        if not keep_promoted_at or row.promoted_at is None:
-            row.promoted_at = utcnow()
-
-    # ------------------------------------------------------- tokens & logins
-    def create_token(self, name: str) -> str:
-        """A new API token (printed once; only its hash is stored)."""
-        if not name or len(name) > 128:
-            raise ValueError("a token needs a name of 1-128 characters")
-        token = "skt_" + secrets.token_urlsafe(32)
-        with self.session() as session:
-            session.add(ApiTokenRow(name=name, token_sha256=hash_token(token)))
-        return token
-
-    def check_token(self, token: str) -> str | None:
-        """The token's name when it is valid and not revoked, else None."""
-        if not token:
-            return None
-        with self.session() as session:
-            row = session.scalar(select(ApiTokenRow).where(ApiTokenRow.token_sha256 == hash_token(token)))
-            if row is None or row.revoked:
-                return None
-            now = utcnow()
-            last = row.last_used_at
-            if last is None or (now - _aware(last)).total_seconds() > 60:
-                row.last_used_at = now
-            return row.name
-
-    def revoke_tokens(self, name: str) -> int:
-        with self.session() as session:
-            result = session.execute(update(ApiTokenRow).where(ApiTokenRow.name == name, ApiTokenRow.revoked.is_(False))
-                                     .values(revoked=True))
-            return int(result.rowcount or 0)
-
-    def set_operator(self, username: str, password: str) -> None:
-        if not username or len(username) > 128:
-            raise ValueError("a username needs 1-128 characters")
-        if len(password) < 8:
-            raise ValueError("an operator password needs at least 8 characters")
-        with self.session() as session:
-            row = session.scalar(select(OperatorRow).where(OperatorRow.username == username))
-            if row is None:
-                session.add(OperatorRow(username=username, password_hash=hash_password(password)))
-            else:
-                row.password_hash = hash_password(password)
-
-    def check_operator(self, username: str, password: str) -> bool:
-        with self.session() as session:
-            stored = session.scalar(select(OperatorRow.password_hash).where(OperatorRow.username == username))
-        if stored is None:
-            hash_password(password)  # same work either way: no user-enumeration by timing
-            return False
-        return verify_password(password, stored)
-
-    def operator_count(self) -> int:
-        with self.session() as session:
-            return int(session.scalar(select(func.count()).select_from(OperatorRow)) or 0)
-
-    # -------------------------------------------------------------- settings
-    def setting(self, key: str, default_factory=None) -> str | None:
-        """A shared setting; with ``default_factory`` it is created once (race-safe) when missing."""
-        with self.session() as session:
-            value = session.scalar(select(SettingRow.value).where(SettingRow.key == key))
-        if value is not None or default_factory is None:
-            return value
-        try:
-            with self.session() as session:
-                session.add(SettingRow(key=key, value=default_factory()))
-        except IntegrityError:
-            pass
-        with self.session() as session:
-            return session.scalar(select(SettingRow.value).where(SettingRow.key == key))
-
 
 # ------------------------------------------------------------------ helpers
 def _pairs(rows) -> dict:
     return {row[0]: row[1] for row in rows}
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in RESOURCE_KINDS:
-        raise ValueError(f"resource kind must be one of {', '.join(RESOURCE_KINDS)}, got {kind!r}")
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _latest_prediction(session: Session, product_id: str) -> PredictionRow | None:
@@ -767,49 +396,7 @@ def _new_prediction(product_id: str, image_id: int | None, result: TagResult, mo
         product_id=product_id, image_id=image_id, model_version=model_version, label=result.label,
         path=result.path, confidence=float(result.confidence), decision=result.decision.value,
         reasons=list(result.reasons), contributions={k: float(v) for k, v in result.contributions.items()},
-        outputs=_jsonable({**result.to_json(), "modalities": modalities or {}}), error=result.error,
+        outputs=jsonable({**result.to_json(), "modalities": modalities or {}}), error=result.error,
         cache_hit=cache_hit, duplicate_of=duplicate_of, latency_ms=latency_ms,
     )
 
-
-def _prediction_view(row: PredictionRow) -> PredictionView:
-    return PredictionView(row.id, row.model_version, row.label, row.path, row.confidence, row.decision,
-                          tuple(row.reasons or ()), dict(row.contributions or {}), dict(row.outputs or {}),
-                          row.error, row.cache_hit, row.duplicate_of, row.latency_ms, _aware(row.created_at))
-
-
-def _product_view(row: ProductRow, prediction: PredictionRow | None) -> ProductView:
-    return ProductView(row.id, row.title, row.price, row.brand, row.status, row.path, bool(row.audit),
-                       row.audit_verdict, row.image_id, row.image.sha256 if row.image is not None else None,
-                       _aware(row.created_at), _aware(row.updated_at),
-                       _prediction_view(prediction) if prediction is not None else None)
-
-
-def _correction_view(row: CorrectionRow) -> CorrectionView:
-    return CorrectionView(row.id, row.product_id, row.kind, row.old_path, row.new_path, row.who,
-                          _aware(row.created_at), row.trained_in)
-
-
-def _model_view(row: ModelVersionRow) -> ModelVersionView:
-    return ModelVersionView(row.version, row.model_dir, row.status, row.parent_version, dict(row.metrics or {}),
-                            row.n_corrections, _aware(row.created_at),
-                            _aware(row.promoted_at) if row.promoted_at else None)
-
-
-def _resource_view(row: ResourceVersionRow) -> ResourceVersion:
-    return ResourceVersion(row.kind, row.version, row.content, row.created_by, _aware(row.created_at), row.note)
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types only (numpy scalars, tuples, enums -> JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
-        return value.value
-    if isinstance(value, float) and value != value:
-        return None
-    return value
