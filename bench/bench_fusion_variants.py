@@ -83,7 +83,7 @@ def ocr_weighting(args) -> list[dict]:
 
 def tail_oof_views(args) -> list[dict]:
     import skutag.tail_training as tail_training
-    import skutag.vision.tail as tails
+    import skutag.vision.tail.train as tails
     from sklearn.base import clone
 
     from skutag.fusion import bundle as bundles
@@ -94,7 +94,7 @@ def tail_oof_views(args) -> list[dict]:
     held: dict[str, np.ndarray] = {}
 
     def both_views(tail, X, y, n_splits=5, folds=None, embed_views=None):
-        fit_views, whole = tails._as_views(X), tails._as_views(list(embed_views))
+        fit_views, whole = tails.as_views(X), tails.as_views(list(embed_views))
         for fit_rows, held_rows in folds:
             fold_tail = clone(tail).fit([v[fit_rows] for v in fit_views], y[fit_rows])
             for name, views in (("crops", fit_views[:2]), ("crops+whole", whole)):
@@ -103,7 +103,7 @@ def tail_oof_views(args) -> list[dict]:
         return held["crops"]
 
     original = (tails.out_of_fold_embeddings, tail_training._fit_cache_file, tail_training.OUT_OF_FOLD_VIEWS)
-    tails.out_of_fold_embeddings = both_views  # fit_training_tail imports it from skutag.vision.tail when it runs
+    tails.out_of_fold_embeddings = both_views  # fit_training_tail imports it from skutag.vision.tail.train when it runs
     tail_training._fit_cache_file = lambda *a, **k: Path(f"/tmp/skutag-bench-nocache-{time.time()}.joblib")
     tail_training.OUT_OF_FOLD_VIEWS = ("center", "flip", "full")  # so the whole photo's activations are made
     try:

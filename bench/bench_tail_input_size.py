@@ -24,7 +24,7 @@ VIEWS = ("center", "flip", "aug0", "aug1", "aug2", "aug3")
 
 
 def run_size(backbone: str, cut: str, size: int, shorter: int, splits, threads: int, home: str) -> dict:
-    from skutag.vision.tail import CutExtractor, TailClassifier
+    from skutag.vision.tail.train import CutExtractor, TailClassifier
 
     os.environ["SKUTAG_HOME"] = os.path.join(home, f"size{size}")  # the cut graph is exported per input size
     train, val = splits["train"], splits["val"]

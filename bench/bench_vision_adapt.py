@@ -12,7 +12,7 @@ b. augmentation: train on the centre, flipped and ``--aug-views`` random-resized
    centre+flip+whole-photo+flipped whole photo);
 c. multi-stage pooled features: global-average-pooled outputs of the last stages concatenated with the
    embedding, each block L2-normalised (and scaled by 1/sqrt(blocks));
-d. tail fine-tuning (``vision.tail.TailClassifier``): the network is frozen up to ``--cut`` (stage.block);
+d. tail fine-tuning (``vision.tail.train.TailClassifier``): the network is frozen up to ``--cut`` (stage.block);
    that activation is cached for every train view, then the remaining blocks + conv_head + a new 81-way
    head are trained (AdamW, one-cycle, BN statistics frozen) from the cache; evaluated on val with and
    without flip TTA, and as the fusion would use it (LogisticRegression on the fine-tuned embedding).
@@ -87,9 +87,9 @@ def _view_crop(image, view: str, spec, seed: int) -> np.ndarray:
         crop = np.asarray(image.resize((spec.size, spec.size), Image.Resampling.BICUBIC), dtype=np.uint8)
         return crop[:, ::-1] if view == "fullflip" else crop
     if view.startswith("aug"):
-        from skutag.vision.tail import _augmented
+        from skutag.vision.tail.train import augmented_crop
 
-        return _augmented(image, spec, seed)
+        return augmented_crop(image, spec, seed)
     raise ValueError(view)
 
 
@@ -222,11 +222,11 @@ def linear_variants(train: dict, val: dict, split_val: Split, y_train: np.ndarra
 
 def tail_variants(args, train: dict, val: dict, split_val: Split, y_train: np.ndarray, tag: str,
                   timings: dict) -> list[Score]:
-    """(d): ``vision.tail.TailClassifier`` on the cached cut activations; also an LR on its fine-tuned
+    """(d): ``vision.tail.train.TailClassifier`` on the cached cut activations; also an LR on its fine-tuned
     embedding (what the fusion vision block would consume)."""
     import joblib
 
-    from skutag.vision.tail import TailClassifier
+    from skutag.vision.tail.train import TailClassifier
 
     n_aug = args.aug_views if args.tail_aug_views is None else args.tail_aug_views
     tail_views = ["center", "flip"] + [f"aug{k}" for k in range(n_aug)]

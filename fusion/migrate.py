@@ -4,6 +4,8 @@ Format 1 (skutag 0.1): the stage packages were installed as top-level packages (
 so its pickles name classes under those modules; fitted objects pickled before a setting existed
 lack its attribute, and the manifest lacks the settings that were not recorded yet.
 Format 2: everything under ``skutag.``; every attribute and setting written.
+Vision tails written before serving kept its own ONNX graphs (format 1, and format 2 until then) hold the
+fitted ``TailClassifier`` and ran it through torch: ``upgrade_vision_tail`` converts them, in any format.
 
 ``load_file`` unpickles a version's file with the names of its format; ``upgrade`` brings the
 unpickled objects and the manifest to the current format. Nothing else in the code checks for
@@ -101,16 +103,15 @@ _FORMAT1_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "FusionTagger": {"pattern_temperatures_": {}},
     "EvidenceFeaturizer": {"ocr_text_weighting": "flat"},
     "_OcrPart": {"weighting": "flat"},
-    "VisionTail": {"runtime": "onnx", "joint": True, "int8": False, "calibration_dir": "", "_source_id": None,
-                   "_session": None, "_joint": None, "_files": {}, "_calibrations": {}},
 }
 
 
 def upgrade_object(obj: Any, file_format: int) -> Any:
     """``obj`` (a model, tail, training or calibration record) with what format 2 writes filled in; walks
-    the attributes and containers reachable from it once."""
+    the attributes and containers reachable from it once. A vision tail pickled before serving kept its
+    own graphs is converted whatever the format (``upgrade_vision_tail``)."""
     if file_format >= BUNDLE_FORMAT:
-        return obj
+        return upgrade_vision_tail(obj)
     seen: set[int] = set()
     stack = [obj]
     while stack:
@@ -127,6 +128,9 @@ def upgrade_object(obj: Any, file_format: int) -> Any:
         state = getattr(item, "__dict__", None)
         if state is None or type(item).__module__.split(".")[0] not in ("skutag", "sklearn"):
             continue
+        if type(item).__name__ == "VisionTail":
+            upgrade_vision_tail(item)  # converted whole: nothing in it to walk
+            continue
         for cls in type(item).__mro__:
             for name, value in _FORMAT1_ATTRIBUTES.get(cls.__name__, {}).items():
                 if name not in state:
@@ -137,3 +141,20 @@ def upgrade_object(obj: Any, file_format: int) -> Any:
 
 def _fresh(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else value
+
+
+def upgrade_vision_tail(obj: Any) -> Any:
+    """``obj``, and where it is a ``VisionTail`` as written before serving kept its own graphs (its state
+    holds the fitted ``TailClassifier``, which serving ran through torch), converted in place into the
+    current one: the classifier's graphs exported once here (this needs torch), its digest, views and
+    settings kept. Any other object is returned as it is."""
+    state = getattr(obj, "__dict__", None)
+    if type(obj).__name__ != "VisionTail" or state is None or "classifier" not in state:
+        return obj
+    from skutag.vision.tail.train import serving_tail
+
+    current = serving_tail(state["classifier"], views=tuple(state.get("views") or ("center", "flip")),
+                           threads=int(state.get("threads") or 1), joint=bool(state.get("joint", True)))
+    state.clear()
+    state.update(current.__dict__)
+    return obj

@@ -8,7 +8,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,37 @@ VISION_LABELS_KEPT = 20
 # OCR settings that change speed or memory but never the text read
 _OCR_SETTINGS_NOT_AFFECTING_TEXT = {"threads", "cache_size", "model_dir"}  # labels cached per image (features use the top vision_top_k of them)
 Progress = Callable[[int], None]
+Record = tuple[Any, "bytes | None"]
+"""What a feature cache keeps per key: (JSON-able metadata, blob or None)."""
+
+
+def read_through(cache: FeatureCache | None, rows: Sequence[int], keys_of: Callable[[int], Iterable[str]],
+                 compute: Callable[[list[int]], dict[str, Record]], *, known: dict[str, Record] | None = None,
+                 chunk: int = 0, progress: Progress | None = None) -> tuple[dict[str, Record], list[int]]:
+    """The records of ``rows`` (``keys_of(row)``: the cache keys a row needs), read from ``cache`` where it
+    has them, computed where not: ``compute(rows)`` gives the missing rows' records by key, ``chunk`` rows
+    at a time (0: all at once), each chunk stored as it comes (``progress`` told its size). Rows with the
+    same keys are computed once; ``known`` records, computed already, are stored and used as they are.
+    Returns (records by key, the rows computed)."""
+    found: dict[str, Record] = {}
+    if known:
+        if cache is not None:
+            cache.put_many(known)
+        found.update(known)
+    if cache is not None:
+        found.update(cache.get_many(key for row in rows for key in keys_of(row) if key not in found))
+    missing = sorted({tuple(keys_of(row)): row for row in rows
+                      if any(key not in found for key in keys_of(row))}.values())
+    step = chunk or max(1, len(missing))
+    for start in range(0, len(missing), step):
+        part = missing[start:start + step]
+        fresh = compute(part)
+        if cache is not None:
+            cache.put_many(fresh)
+        found.update(fresh)
+        if progress is not None:
+            progress(len(part))
+    return found, missing
 
 
 @dataclass
@@ -66,14 +97,15 @@ class EvidenceCollector:
     config: SkutagConfig
     use_cache: bool = True
     tail: Any = None
-    """A ``vision.tail.VisionTail`` (from a model bundle): its fine-tuned embeddings replace the backbone's."""
+    """A ``skutag.vision.tail.VisionTail`` (from a model bundle): its fine-tuned embeddings replace the
+    backbone's."""
     _vision: Any = field(default=None, init=False, repr=False)
     _ocr: Any = field(default=None, init=False, repr=False)
     _lexicon: Any = field(default=None, init=False, repr=False)
     _brand_model: Any = field(default=None, init=False, repr=False)
     stats: dict[str, int] = field(default_factory=lambda: {"vision_run": 0, "vision_cached": 0, "ocr_run": 0,
-                                                            "ocr_cached": 0, "tail_run": 0, "tail_cached": 0,
-                                                            "cut_run": 0, "cut_cached": 0}, init=False)
+                                                            "ocr_cached": 0, "tail_run": 0, "tail_cached": 0},
+                                   init=False)
 
     # ------------------------------------------------------------------ stages (lazy)
     @property
@@ -183,18 +215,17 @@ class EvidenceCollector:
         todo = [i for i, img in enumerate(images) if img.data is not None]
         if not todo:
             return out
-        cache = FeatureCache("vision", self.vision_key()) if self.use_cache else None
-        found = cache.get_many(images[i].digest for i in todo) if cache is not None else {}
-        missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
-        self.stats["vision_cached"] += len(todo) - len(missing)
         tuned: dict[str, np.ndarray | None] = {}
-        if missing:
-            results, tuned = self._run_vision([images[i] for i in missing], progress)
-            fresh = {images[i].digest: _vision_record(r) for i, r in zip(missing, results)}
-            self.stats["vision_run"] += len(missing)
-            if cache is not None:
-                cache.put_many(fresh)
-            found.update(fresh)
+
+        def run(rows: list[int]) -> dict[str, Record]:
+            results, embeddings = self._run_vision([images[i] for i in rows], progress)
+            tuned.update(embeddings)
+            return {images[i].digest: _vision_record(r) for i, r in zip(rows, results)}
+
+        cache = FeatureCache("vision", self.vision_key()) if self.use_cache else None
+        found, missing = read_through(cache, todo, lambda i: (images[i].digest,), run)
+        self.stats["vision_cached"] += len(todo) - len(missing)
+        self.stats["vision_run"] += len(missing)
         model_id = self.vision_model.model_id if missing else ""
         for i in todo:
             meta, blob = found[images[i].digest]
@@ -234,23 +265,15 @@ class EvidenceCollector:
         tail = self._configured_tail()
         key = f"{tail.digest[:24]}-{tail.runtime}" + (f"+{tail.precision}" if tail.int8 else "")  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
-        found = {} if cache is None else cache.get_many(images[i].digest for i in rows if images[i].digest not in tuned)
-        if tuned:
-            joint = {d: ({"ok": e is not None}, None if e is None else np.asarray(e, np.float32).tobytes())
-                     for d, e in tuned.items()}
-            if cache is not None:
-                cache.put_many(joint)
-            found.update(joint)
-        missing = sorted({images[i].digest: i for i in rows if images[i].digest not in found}.values())
+
+        def run(rows: list[int]) -> dict[str, Record]:
+            return {images[i].digest: _embedding_record(e)
+                    for i, e in zip(rows, tail.embed([images[i].data for i in rows]))}
+
+        found, missing = read_through(cache, rows, lambda i: (images[i].digest,), run,
+                                      known={d: _embedding_record(e) for d, e in tuned.items()})
         self.stats["tail_cached"] += sum(images[i].digest not in tuned for i in rows) - len(missing)
         self.stats["tail_run"] += len(missing) + len(tuned)
-        if missing:
-            embeddings = tail.embed([images[i].data for i in missing], keys=[images[i].digest for i in missing])
-            fresh = {images[i].digest: ({"ok": e is not None}, None if e is None else np.asarray(e, np.float32).tobytes())
-                     for i, e in zip(missing, embeddings)}
-            if cache is not None:
-                cache.put_many(fresh)
-            found.update(fresh)
         for i in rows:
             ev, err = out[i]
             _, blob = found[images[i].digest]
@@ -259,55 +282,19 @@ class EvidenceCollector:
             else:
                 out[i] = (replace(ev, embedding=np.frombuffer(blob, dtype=np.float32).copy()), err)
 
-    def cut_activations(self, images: Sequence[_Image], views: Sequence[str], cut: str,
-                        progress: Progress | None = None) -> dict[str, np.ndarray]:
-        """Backbone activations at ``cut`` for each view of each (readable) photo, cached per photo and view;
-        what tail fine-tuning trains on. Random views are seeded by the photo's content hash."""
-        from skutag.vision.tail import CutExtractor
-
-        cfg = self.config.vision
-        cache = (FeatureCache("cut", f"{self.vision_model.model_id}-{self.vision_model.model_version}-{cut}-onnx")
-                 if self.use_cache else None)
-        keys = [f"{img.digest}:{view}" for img in images for view in views]
-        found = cache.get_many(keys) if cache is not None else {}
-        missing = sorted({img.digest: i for i, img in enumerate(images)
-                          if any(f"{img.digest}:{view}" not in found for view in views)}.values())
-        self.stats["cut_run"] += len(missing)
-        self.stats["cut_cached"] += len(images) - len(missing)
-        if missing:
-            from skutag.vision.image import ImageLimits
-
-            extractor = CutExtractor(cfg.backbone, cut, cfg.weights or None, threads=cfg.threads or _cpu_threads(),
-                                     limits=ImageLimits(max_pixels=cfg.max_pixels))
-            for start in range(0, len(missing), 64):
-                chunk = missing[start:start + 64]
-                acts = extractor.transform_views([images[i].data for i in chunk], views,
-                                                 [images[i].digest for i in chunk])
-                fresh = {f"{images[i].digest}:{view}": ({"shape": list(acts[view].shape[1:])}, acts[view][k].tobytes())
-                         for view in views for k, i in enumerate(chunk)}
-                if cache is not None:
-                    cache.put_many(fresh)
-                found.update(fresh)
-                if progress is not None:
-                    progress(len(chunk))
-        return {view: np.stack([_activation(found[f"{img.digest}:{view}"]) for img in images]) for view in views}
-
     def ocr(self, images: Sequence[_Image]) -> list[tuple[OcrEvidence | None, str | None]]:
         out: list[tuple[OcrEvidence | None, str | None]] = [(None, None)] * len(images)
         todo = [i for i, img in enumerate(images) if img.data is not None]
         if not todo:
             return out
+        def run(rows: list[int]) -> dict[str, Record]:
+            return {images[i].digest: (r.to_json(), None)
+                    for i, r in zip(rows, self.ocr_engine.read([images[i].data for i in rows]))}
+
         cache = FeatureCache("ocr", self.ocr_key()) if self.use_cache else None
-        found = cache.get_many(images[i].digest for i in todo) if cache is not None else {}
-        missing = sorted({images[i].digest: i for i in todo if images[i].digest not in found}.values())
+        found, missing = read_through(cache, todo, lambda i: (images[i].digest,), run)
         self.stats["ocr_cached"] += len(todo) - len(missing)
-        if missing:
-            results = self.ocr_engine.read([images[i].data for i in missing])
-            fresh = {images[i].digest: (r.to_json(), None) for i, r in zip(missing, results)}
-            self.stats["ocr_run"] += len(missing)
-            if cache is not None:
-                cache.put_many(fresh)
-            found.update(fresh)
+        self.stats["ocr_run"] += len(missing)
         for i in todo:
             meta, _ = found[images[i].digest]
             out[i] = self._ocr_evidence(meta)
@@ -339,9 +326,8 @@ def _cpu_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _activation(entry: tuple[dict, bytes | None]) -> np.ndarray:
-    meta, blob = entry
-    return np.frombuffer(blob, dtype=np.float16).reshape(meta["shape"])
+def _embedding_record(embedding: np.ndarray | None) -> Record:
+    return {"ok": embedding is not None}, None if embedding is None else np.asarray(embedding, np.float32).tobytes()
 
 
 def _vision_record(result) -> tuple[dict, bytes | None]:

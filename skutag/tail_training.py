@@ -10,7 +10,8 @@ model is trained on the fine-tuned embedding instead of the frozen one:
 2. ``tail_folds`` tails, each fitted without one fold, embed that fold's rows: the *out-of-fold*
    embeddings the fusion stack is trained on (a tail's embedding of a photo it was trained on separates
    the classes too well, and the stack would trust vision more than it should on new photos);
-3. one tail fitted on every row: what the bundle keeps and serving runs on new photos.
+3. one tail fitted on every row, its ONNX graphs exported at once (``serving_tail``): what the bundle keeps
+   and serving runs on new photos, without torch.
 
 Folds follow ``fusion.cv_shuffle`` like the stack's own: unshuffled folds are contiguous runs of rows
 within each class, so near-duplicate photos of one capture session stay on one side.
@@ -28,7 +29,8 @@ import numpy as np
 
 from skutag.catalog import Product
 from skutag.config import SkutagConfig
-from skutag.evidence import EvidenceCollector, _cpu_threads, load_image_bytes
+from skutag.evidence import EvidenceCollector, Record, _cpu_threads, load_image_bytes, read_through
+from skutag.feature_cache import FeatureCache
 
 Progress = Callable[[int], None]
 
@@ -40,8 +42,8 @@ def tail_views(config: SkutagConfig) -> list[str]:
 
 OUT_OF_FOLD_VIEWS = ("center", "flip")
 """The serving views the out-of-fold embeddings (what the fusion stack learns from) average. Not the whole
-photo: averaged in there too, with the same fold tails, GroceryStore val vision-only accuracy fell from 0.828
-to 0.807 (vision + OCR 0.865 both), so the stack learns from the crops and serving adds the whole photo."""
+photo: averaged in there too it measured worse (vision/README.md, ``bench_fusion_variants tail-oof-views``),
+so the stack learns from the crops and serving adds the whole photo."""
 
 
 def serving_views(config: SkutagConfig) -> tuple[str, ...]:
@@ -66,6 +68,39 @@ def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int) -> list[t
         return [(fit, held) for fit, held in splitter.split(np.zeros(len(y)), y) if len(np.unique(y[fit])) >= 2]
 
 
+def cut_activations(collector: EvidenceCollector, images: Sequence[Any], views: Sequence[str], cut: str,
+                    progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Backbone activations at ``cut`` for each view of each (readable) photo (``load_image_bytes``),
+    cached per photo and view; what tail fine-tuning trains on. Random views are seeded by the photo's
+    content hash. Counts ``cut_run`` / ``cut_cached`` in ``collector.stats``."""
+    from skutag.vision.image import ImageLimits
+    from skutag.vision.tail.train import CutExtractor
+
+    cfg, model = collector.config.vision, collector.vision_model
+    cache = FeatureCache("cut", f"{model.model_id}-{model.model_version}-{cut}-onnx") if collector.use_cache else None
+    extractor: list[CutExtractor] = []  # made when a photo is missing from the cache
+
+    def run(rows: list[int]) -> dict[str, Record]:
+        if not extractor:
+            extractor.append(CutExtractor(cfg.backbone, cut, cfg.weights or None,
+                                          threads=cfg.threads or _cpu_threads(),
+                                          limits=ImageLimits(max_pixels=cfg.max_pixels)))
+        acts = extractor[0].transform_views([images[i].data for i in rows], views, [images[i].digest for i in rows])
+        return {f"{images[i].digest}:{view}": ({"shape": list(acts[view].shape[1:])}, acts[view][k].tobytes())
+                for view in views for k, i in enumerate(rows)}
+
+    found, missing = read_through(cache, range(len(images)), lambda i: [f"{images[i].digest}:{view}" for view in views],
+                                  run, chunk=64, progress=progress)
+    for name, count in (("cut_run", len(missing)), ("cut_cached", len(images) - len(missing))):
+        collector.stats[name] = collector.stats.get(name, 0) + count
+    return {view: np.stack([_activation(found[f"{img.digest}:{view}"]) for img in images]) for view in views}
+
+
+def _activation(record: Record) -> np.ndarray:
+    meta, blob = record
+    return np.frombuffer(blob, dtype=np.float16).reshape(meta["shape"])
+
+
 def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product], training: Any,
                       config: SkutagConfig, progress: Progress | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Fit the tail on the training rows that have a readable photo.
@@ -73,7 +108,8 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     ``labelled[i]`` is the product of ``training`` row ``i``. Returns (the fitted ``VisionTail``, the
     training set with out-of-fold fine-tuned embeddings in place of the frozen ones, what the manifest
     records about the tail)."""
-    from skutag.vision.tail import TailClassifier, VisionTail, default_cut, out_of_fold_embeddings
+    from skutag.vision.tail import default_cut
+    from skutag.vision.tail.train import TailClassifier, out_of_fold_embeddings, serving_tail
 
     cfg = config.vision
     cut = cfg.tail_cut or default_cut(cfg.backbone)
@@ -86,7 +122,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     embedded = [view for view in served if view in OUT_OF_FOLD_VIEWS]
     started = time.perf_counter()
     images = [load_image_bytes(labelled[i].image) for i in rows]
-    acts = collector.cut_activations(images, list(dict.fromkeys(views + embedded)), cut, progress=progress)
+    acts = cut_activations(collector, images, list(dict.fromkeys(views + embedded)), cut, progress=progress)
     extracted = time.perf_counter()
     threads = cfg.threads or _cpu_threads()
     classifier = TailClassifier(cfg.backbone, cut=cut, weights=cfg.weights or None, epochs=cfg.tail_epochs,
@@ -102,7 +138,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         classifier.fit(X, y)
         if cache is not None:
             _dump_atomically((classifier, oof), cache)
-    tail = VisionTail(classifier, views=served, threads=threads)
+    tail = serving_tail(classifier, views=served, threads=threads)  # its graphs exported here, once
     if oof is None:  # no folds: in-sample embeddings
         oof = classifier.embed([acts[view] for view in embedded])
     never_held = np.linalg.norm(oof, axis=1) == 0  # rows of folds skipped for having a single class

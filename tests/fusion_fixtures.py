@@ -50,3 +50,32 @@ def cn_titles_by_leaf() -> dict[str, list[str]]:
         for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
             by_leaf[" > ".join((row["level1"], row["level2"], row["level3"]))].append(row["title"])
     return by_leaf
+
+
+# a small, quick tail: 24 training photos, 3 epochs, 2 folds (the fitted tails and cut activations are cached
+# under SKUTAG_HOME, so training the same tail bundle again mostly fits the fusion layer)
+TAIL_SETTINGS = {"fusion.modalities": ("vision",), "fusion.cv": 3, "vision.tail": True, "vision.tail_epochs": 3,
+                 "vision.tail_aug_views": 1, "vision.tail_folds": 2, "vision.threads": 2}
+
+
+def tail_config(**extra):
+    """The configuration the tail bundle is trained with (``TAIL_SETTINGS``), ``extra`` settings on top."""
+    from skutag.config import SkutagConfig
+
+    return SkutagConfig.load(environ={}, overrides={**TAIL_SETTINGS, **extra})
+
+
+def tail_catalogs(folder: Path) -> dict:
+    """The tail bundle's training catalog (6 photos of each of 4 classes) and a validation one (3 each)."""
+    train = grocery_rows("train", per_class=6)
+    val = grocery_rows("val", per_class=3)
+    return {"train": write_catalog(folder / "train.jsonl", train), "val": write_catalog(folder / "val.jsonl", val),
+            "val_rows": val, "train_rows": train}
+
+
+def train_tail_bundle(catalog: Path, out: Path, **extra):
+    """(version, summary) of a vision-only bundle with a fine-tuned tail trained on ``catalog`` in ``out``."""
+    from skutag.training import train_catalog
+
+    version, summary, _ = train_catalog(catalog, out, tail_config(**extra))
+    return version, summary

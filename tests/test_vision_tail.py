@@ -1,4 +1,5 @@
-"""skutag.vision.tail: cut activations of real GroceryStore photos, and a tail fine-tuned on them."""
+"""skutag.vision.tail: cut activations of real GroceryStore photos, a tail fine-tuned on them, and the
+serving object exported from it."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def grocery_rows() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def extractor():
-    from skutag.vision.tail import CutExtractor
+    from skutag.vision.tail.train import CutExtractor
 
     return CutExtractor("efficientnet-lite0", cut="5.1")
 
@@ -48,7 +49,7 @@ def train_labels(grocery_rows):
 
 @pytest.fixture(scope="module")
 def fitted(train_views, train_labels):
-    from skutag.vision.tail import TailClassifier
+    from skutag.vision.tail.train import TailClassifier
 
     return TailClassifier("efficientnet-lite0", cut="5.1", epochs=4, batch_size=4).fit(train_views, train_labels)
 
@@ -65,7 +66,7 @@ def test_cut_activations_shape_and_views(extractor, grocery_rows):
 
 
 def test_onnx_runtime_activations_match_eager_torch(extractor, grocery_rows):
-    from skutag.vision.tail import CutExtractor
+    from skutag.vision.tail.train import CutExtractor
 
     paths = [p for p, _, _ in grocery_rows[:4]]
     assert extractor.runtime == "onnx"
@@ -81,7 +82,8 @@ def test_untrained_tail_reproduces_the_backbone_embedding(extractor, grocery_row
     import torch
 
     from skutag import vision
-    from skutag.vision.tail import Cut, build_tail
+    from skutag.vision.tail.network import build_tail
+    from skutag.vision.tail.views import Cut
 
     paths = [p for p, _, _ in grocery_rows[:3]]
     tail = build_tail(extractor.network.model, Cut.parse("5.1"), n_classes=3).eval()
@@ -121,7 +123,8 @@ def test_pickle_round_trip_keeps_predictions(fitted, train_views):
 
 
 def test_bad_inputs_are_refused(train_views, train_labels):
-    from skutag.vision.tail import Cut, TailClassifier
+    from skutag.vision.tail import Cut
+    from skutag.vision.tail.train import TailClassifier
 
     with pytest.raises(ValueError, match="labels"):
         TailClassifier(epochs=1).fit(train_views, train_labels[:-1])
@@ -136,8 +139,64 @@ def test_bad_inputs_are_refused(train_views, train_labels):
 
 
 def test_out_of_fold_embeddings_come_from_tails_that_did_not_see_the_row(fitted, train_views, train_labels):
-    from skutag.vision.tail import out_of_fold_embeddings
+    from skutag.vision.tail.train import out_of_fold_embeddings
 
     oof = out_of_fold_embeddings(clone(fitted).set_params(epochs=1), train_views, train_labels, n_splits=2)
     assert oof.shape == (12, 1280) and np.allclose(np.linalg.norm(oof, axis=1), 1, atol=1e-5)
     assert not np.allclose(oof, fitted.embed(train_views[:2]), atol=1e-3)
+
+
+def test_the_serving_tail_runs_the_exported_graphs_and_gives_the_torch_embedding(fitted, extractor, grocery_rows):
+    from skutag.vision.tail import VisionTail
+    from skutag.vision.tail.train import serving_tail, tail_digest
+
+    paths = [p for p, _, split in grocery_rows if split == "val"]
+    served = serving_tail(fitted, views=("center", "flip"), threads=1)
+    assert isinstance(served, VisionTail) and set(served.graphs) == {"tuned", "joint"}
+    assert served.digest == tail_digest(fitted, ("center", "flip"))
+    restored = pickle.loads(pickle.dumps(served))
+    assert "TailClassifier" not in repr(restored.__dict__) and restored.digest == served.digest
+    ours = np.stack(restored.embed(paths + [b"not a photo"])[:-1])
+    reference = fitted.embed([extractor.transform(paths, view) for view in ("center", "flip")])
+    assert np.abs(ours - reference).max() < 5e-3  # the torch path keeps cut activations in float16
+    with pytest.raises(ValueError, match="deterministic"):
+        serving_tail(fitted, views=("center", "aug0"))
+
+
+@pytest.mark.parametrize("file_format", [1, 2])
+def test_a_tail_pickled_before_the_split_loads_as_the_serving_tail(fitted, extractor, grocery_rows, tmp_path,
+                                                                   file_format):
+    """Bundles written before serving kept its own graphs hold a ``VisionTail`` wrapping the fitted
+    ``TailClassifier`` (format 1: named ``vision.tail.*``); the migration converts it, digest kept."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    import joblib
+
+    from skutag.fusion.migrate import legacy_module_names, load_file, upgrade_object
+    from skutag.vision.tail import VisionTail
+    from skutag.vision.tail.train import TailClassifier, tail_digest
+
+    views = ("center", "flip")
+    old = VisionTail.__new__(VisionTail)
+    old.__dict__.update({"classifier": fitted, "views": views, "threads": 1, "_extractor": None, "_digest": "",
+                         "_session": None})
+    if file_format == 2:
+        old.__dict__.update({"runtime": "onnx", "joint": True, "int8": False, "calibration_dir": "", "_joint": None,
+                             "_files": {}, "_calibrations": {}, "_source_id": None})
+    path = tmp_path / "vision_tail.joblib"
+    with ExitStack() as names:
+        if file_format == 1:  # written when the stage packages were top-level: vision.tail.VisionTail
+            names.enter_context(legacy_module_names())
+            for cls in (VisionTail, TailClassifier):
+                names.enter_context(mock.patch.object(cls, "__module__", "vision.tail"))
+        joblib.dump(old, path)
+    assert (b"vision.tail" in path.read_bytes()) and (file_format == 2 or b"skutag.vision" not in path.read_bytes())
+
+    loaded = upgrade_object(load_file(path, file_format), file_format)
+    assert isinstance(loaded, VisionTail) and set(loaded.graphs) == {"tuned", "joint"}
+    assert "classifier" not in loaded.__dict__ and loaded.views == views and loaded.joint
+    assert loaded.digest == tail_digest(fitted, views)  # cached embeddings of the old tail stay valid
+    paths = [p for p, _, split in grocery_rows if split == "val"]
+    reference = fitted.embed([extractor.transform(paths, view) for view in views])
+    assert np.abs(np.stack(loaded.embed(paths)) - reference).max() < 5e-3
