@@ -156,8 +156,8 @@ def test_retrain_now_from_the_dashboard(dash, val_rows):  # noqa: F811
     page = client.post("/retrain", data={"csrf_token": csrf}, follow_redirects=True).text
     assert "Retraining started" in page
     service = client.app.state.service
-    service._retrain_lock.acquire(timeout=60)  # wait for the background job
-    service._retrain_lock.release()
+    service.retraining.lock.acquire(timeout=60)  # wait for the background job
+    service.retraining.lock.release()
     job = service.retrain_job
     assert job.state in {"promoted", "rejected"}, job.message
     stats = client.get("/stats").text

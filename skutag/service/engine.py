@@ -1,5 +1,5 @@
 """The service's core, independent of HTTP: upload -> duplicate check -> tagging -> rules -> store;
-corrections; model versions (promote, roll back, retrain from corrections).
+corrections; model versions (promote, roll back; retraining from corrections is ``skutag.service.retraining``'s).
 
 ``TaggingService`` holds the served ``Tagger`` (loaded once; swapped atomically on promotion),
 the ``Store`` and the in-memory perceptual-hash index of stored photos.
@@ -8,20 +8,16 @@ the ``Store`` and the in-memory perceptual-hash index of stored photos.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.fusion.config import DecisionConfig
 from skutag.fusion.result import Alternative, Decision, TagResult
-from skutag.paths import artifact_dir
 from skutag.policy.fields import (
     InvalidInput,
     check_brand,
@@ -35,15 +31,8 @@ from skutag.policy.fields import (
 from skutag.policy.rules import Rules, install_stored_lexicon, save_answer, stored_mapping, stored_whitelist
 from skutag.service.config import ServiceConfig
 from skutag.tagger import Tagger
-from skutag.service.retrain import (
-    Comparison,
-    RetrainRequest,
-    Retrainer,
-    TaggerFactory,
-    compare,
-    split_examples,
-    to_product,
-)
+from skutag.service.retrain import Retrainer, TaggerFactory
+from skutag.service.retraining import RetrainJob, Retraining
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
 from skutag.store.repository import Store
 from skutag.store.views import HUMAN_STATUSES, Conflict, ProductView
@@ -78,23 +67,6 @@ class TagOutcome:
         return self.product.to_json()
 
 
-@dataclass
-class RetrainJob:
-    state: str = "idle"  # idle | running | promoted | rejected | failed
-    started_at: str | None = None
-    finished_at: str | None = None
-    message: str = ""
-    candidate_version: str | None = None
-    comparison: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 class TaggingService:
     def __init__(self, settings: ServiceConfig, store: Store, tagger_factory: TaggerFactory,
                  retrainer: Retrainer | None = None, decision: DecisionConfig | None = None):
@@ -109,8 +81,7 @@ class TaggingService:
         self._model_dir: str | None = None
         self._slots = threading.BoundedSemaphore(settings.tag_concurrency)
         self._swap_lock = threading.Lock()
-        self._retrain_lock = threading.Lock()
-        self.retrain_job = RetrainJob()
+        self.retraining = Retraining(self)
         self._index_synced_at = float("-inf")
         self._index_max_id = 0
         self._lexicon_version: int | None = None  # the stored lexicon the served tagger reads with
@@ -124,7 +95,7 @@ class TaggingService:
             model_dir = active.model_dir if active else None
         tagger = self.tagger_factory(model_dir)
         self.store.register_model(tagger.model_version, model_dir, status="active")
-        self._install(tagger, model_dir)
+        self.install(tagger, model_dir)
         self.sync_index(force=True)
         log.info("serving model %s (%s); %d photos indexed", tagger.model_version, model_dir or "cold start",
                  len(self.index))
@@ -153,7 +124,13 @@ class TaggingService:
     def model_version(self) -> str:
         return self.tagger.model_version
 
-    def _install(self, tagger: Tagger, model_dir: str | None) -> None:
+    @property
+    def model_dir(self) -> str | None:
+        """The served model's folder (None: the cold-start pipeline)."""
+        return self._model_dir
+
+    def install(self, tagger: Tagger, model_dir: str | None) -> None:
+        """Serve ``tagger`` (from ``model_dir``) from now on, reading brands with the stored lexicon."""
         self.apply_lexicon(tagger)
         with self._swap_lock:
             self._tagger, self._model_dir = tagger, model_dir
@@ -375,7 +352,7 @@ class TaggingService:
             raise Conflict(f"model {version} was rejected by the not-worse check; it cannot be promoted")
         tagger = self.tagger_factory(model.model_dir)
         self.store.promote(version)
-        self._install(tagger, model.model_dir)
+        self.install(tagger, model.model_dir)
 
     def rollback(self) -> str:
         previous = self.store.active_model()
@@ -386,96 +363,23 @@ class TaggingService:
             if previous is not None:
                 self.store.promote(previous.version)
             raise
-        self._install(tagger, target.model_dir)
+        self.install(tagger, target.model_dir)
         return target.version
 
+    # ----------------------------------------------------------- retraining
+    @property
+    def retrain_job(self) -> RetrainJob:
+        """The latest retraining's state (``skutag.service.retraining``)."""
+        return self.retraining.job
+
     def start_retrain(self, who: str) -> RetrainJob:
-        """Check there is enough to learn from, then retrain in a background thread.
+        """Check there is enough to learn from, then retrain in a background thread (``Retraining.start``).
         Conflict when one is already running or there are too few verified products."""
-        plan = self._retrain_plan()
-        if not self._retrain_lock.acquire(blocking=False):
-            raise Conflict("a retraining is already running")
-        self.retrain_job = RetrainJob(state="running", started_at=_now(), message=f"started by {who}")
-        thread = threading.Thread(target=self._retrain_thread, args=(plan,), name="skutag-retrain", daemon=True)
-        thread.start()
-        return self.retrain_job
+        return self.retraining.start(who)
 
     def retrain_now(self, who: str = "system") -> RetrainJob:
-        """Retrain in the calling thread and return the finished job."""
-        plan = self._retrain_plan()
-        if not self._retrain_lock.acquire(blocking=False):
-            raise Conflict("a retraining is already running")
-        self.retrain_job = RetrainJob(state="running", started_at=_now(), message=f"started by {who}")
-        self._retrain_thread(plan)
-        return self.retrain_job
-
-    def _retrain_plan(self):
-        if self.retrainer is None:
-            raise Conflict("this service has no retrainer configured")
-        train, verified_holdout = split_examples(self.store.training_examples(), self.settings.holdout_fraction)
-        holdout = [to_product(e) for e in verified_holdout] + self.holdout_catalog()
-        if len(train) < self.settings.min_corrections_to_retrain:
-            raise Conflict(f"{len(train)} verified products to train on; need at least "
-                           f"{self.settings.min_corrections_to_retrain} (accept or correct more in the review queue)")
-        if len(holdout) < self.settings.min_holdout:
-            raise Conflict(f"{len(holdout)} verified products held out; need at least {self.settings.min_holdout} "
-                           f"to compare models")
-        return train, holdout
-
-    def holdout_catalog(self) -> list[Product]:
-        """The labelled products of ``service.holdout_catalog`` (a fixed yardstick for every retraining)."""
-        if not self.settings.holdout_catalog:
-            return []
-        from skutag.catalog_io import CatalogError, read_catalog
-
-        try:
-            catalog = read_catalog(self.settings.holdout_catalog, require_category=True)
-        except (CatalogError, OSError) as exc:
-            raise Conflict(f"service.holdout_catalog: {exc}") from None
-        return list(catalog.products)
-
-    def _retrain_thread(self, plan) -> None:
-        try:
-            self.retrain_job = self._retrain(self.retrain_job, *plan)
-        except Exception as exc:  # reported on the dashboard; the served model is untouched
-            log.exception("retraining failed")
-            self.retrain_job = dataclasses.replace(self.retrain_job, state="failed", finished_at=_now(),
-                                                   message=f"{type(exc).__name__}: {exc}")
-        finally:
-            self._retrain_lock.release()
-
-    def _retrain(self, job: RetrainJob, train, holdout) -> RetrainJob:
-        base = self.tagger
-        base_dir = self._model_dir
-        out_root = Path(self.settings.bundles_dir) if self.settings.bundles_dir else artifact_dir("bundles") / "service"
-        out_dir = out_root / f"retrain-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        out_root.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        renames = self.path_aliases()
-        candidate_dir = str(self.retrainer(RetrainRequest(base_dir, base.model_version,
-                                                          [to_product(e) for e in train], out_dir, renames)))
-        train_seconds = time.perf_counter() - started
-        candidate = self.tagger_factory(candidate_dir)
-        if candidate.model_version == base.model_version:
-            raise Conflict(f"the retrained model reports the same version {candidate.model_version!r} as the "
-                           f"served one")
-        comparison: Comparison = compare(base, candidate, holdout, renames)
-        metrics = {**comparison.to_json(), "train_n": len(train), "train_seconds": round(train_seconds, 2)}
-        promote = comparison.not_worse
-        self.store.register_model(candidate.model_version, candidate_dir, status="candidate",
-                                  parent_version=base.model_version, metrics=metrics, n_corrections=len(train))
-        self.store.mark_trained([e.correction_id for e in train], candidate.model_version)
-        if promote:
-            self.store.promote(candidate.model_version)
-            self._install(candidate, candidate_dir)
-            message = (f"promoted {candidate.model_version}: held-out accuracy {comparison.candidate_accuracy:.3f} "
-                       f">= {comparison.current_accuracy:.3f} (n={comparison.n})")
-        else:
-            self.store.set_model_status(candidate.model_version, "rejected")
-            message = (f"kept {base.model_version}: candidate held-out accuracy "
-                       f"{_fmt(comparison.candidate_accuracy)} < {_fmt(comparison.current_accuracy)} (n={comparison.n})")
-        return dataclasses.replace(job, state="promoted" if promote else "rejected", finished_at=_now(),
-                                   message=message, candidate_version=candidate.model_version, comparison=metrics)
+        """Retrain in the calling thread and return the finished job (``Retraining.run_now``)."""
+        return self.retraining.run_now(who)
 
 
 def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[TagResult], list[dict[str, Any]]]:
@@ -494,10 +398,6 @@ def tag_or_isolate(tagger: Tagger, products: Sequence[Product]) -> tuple[list[Ta
         log.warning("batch of %d failed in the model; tagging them one by one", len(products))
         pairs = [tag_or_isolate(tagger, [product]) for product in products]
         return [r[0] for r, _ in pairs], [o[0] for _, o in pairs]
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def read_with_lexicon(product: ProductView) -> int | None:
