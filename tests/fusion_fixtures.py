@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Sequence
 
-from tests.conftest import shared_path
+from conftest import shared_path
+from grocery import grocery_manifest
 
 # two branded milks that differ only in the print on the carton, and two fruits
 GROCERY_CLASSES = ("Arla-Standard-Milk", "Arla-Medium-Fat-Milk", "Banana", "Granny-Smith")
 
 
 def grocery_rows(split: str, classes: Sequence[str] = GROCERY_CLASSES, per_class: int = 8) -> list[dict]:
-    base = shared_path("grocery")
+    """Catalog rows of the first ``per_class`` photos of each of ``classes`` (fine names) in ``split``."""
     taken: dict[str, int] = {}
     rows = []
-    with (base / "manifest.csv").open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["split"] != split or row["fine"] not in classes or taken.get(row["fine"], 0) >= per_class:
-                continue
-            taken[row["fine"]] = taken.get(row["fine"], 0) + 1
-            rows.append({
-                "id": f"{split}-{Path(row['image']).stem}",
-                "image": str((base / row["image"]).resolve()),
-                "title": row["title_sv"],
-                "category": " > ".join([row["top_level"], row["coarse"], row["fine"]]),
-                "brand": row["brand"] or None,
-            })
+    for row in grocery_manifest(split):
+        if row.fine not in classes or taken.get(row.fine, 0) >= per_class:
+            continue
+        taken[row.fine] = taken.get(row.fine, 0) + 1
+        rows.append(row.catalog_row(f"{split}-{row.image.stem}"))
     return rows
 
 

@@ -8,14 +8,11 @@ saves itself as a model folder, and can be retrained on corrections, so the serv
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import os
 import pickle
 import socket
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 

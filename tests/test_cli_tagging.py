@@ -9,7 +9,7 @@ import pytest
 from skutag.catalog_io import TAG_JSON_KEYS
 from skutag.cli import main
 from conftest import shared_path
-from tests.fusion_fixtures import GROCERY_CLASSES, grocery_rows, write_catalog
+from fusion_fixtures import GROCERY_CLASSES, grocery_rows, write_catalog
 
 EVAL_KEYS = {"n", "accuracy", "macro_f1", "level_accuracy", "auto_rate", "auto_precision", "slices"}
 

@@ -15,7 +15,7 @@ from skutag.cli import main
 from skutag.config import SkutagConfig
 from skutag.pipeline import load_pipeline
 from skutag.training import calibrate_bundle, evaluate_catalog, retrain_bundle, train_catalog
-from tests.fusion_fixtures import grocery_rows, write_catalog
+from fusion_fixtures import grocery_rows, write_catalog
 
 SETTINGS = {"fusion.modalities": ("vision",), "fusion.cv": 3, "decision.min_class_support": 3}
 

@@ -8,7 +8,7 @@ import pytest
 from sklearn.svm import LinearSVC
 
 from skutag.fusion.linear import ClassParallelLinearSVC
-from tests.fusion_fixtures import cn_titles_by_leaf
+from fusion_fixtures import cn_titles_by_leaf
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from skutag.fusion.model import FusionModel
 from skutag.catalog_io import row_to_product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
-from tests.fusion_fixtures import grocery_rows
+from fusion_fixtures import grocery_rows
 
 
 @pytest.fixture(scope="module")

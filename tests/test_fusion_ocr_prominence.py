@@ -13,7 +13,7 @@ from skutag.fusion.features import EvidenceFeaturizer
 from skutag.catalog_io import row_to_product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
-from tests.fusion_fixtures import grocery_rows
+from fusion_fixtures import grocery_rows
 
 MEDIUM, STANDARD = "MELLANMJÖLK", "STANDARDMJÖLK"
 
@@ -70,15 +70,16 @@ def test_one_line_or_no_recorded_prominence_reads_as_flat_text():
 
 
 def test_bundles_trained_before_the_setting_keep_flat_text():
+    """A format-1 featurizer pickled before the setting existed is brought up by the bundle migration
+    (skutag.fusion.migrate) as what it was trained as: flat OCR text."""
+    from skutag.fusion.migrate import upgrade_manifest, upgrade_object
     from skutag.training import _config_from_manifest
 
     fitted = _featurizer("prominence")
     old = pickle.loads(pickle.dumps(fitted))  # as pickled before the setting: neither object has it
     del old.parts_["ocr"].weighting
-    state = dict(old.__dict__)
-    del state["ocr_text_weighting"]
-    old = EvidenceFeaturizer.__new__(EvidenceFeaturizer)
-    old.__setstate__(state)
+    del old.__dict__["ocr_text_weighting"]
+    old = upgrade_object(pickle.loads(pickle.dumps(old)), file_format=1)
     assert old.get_params()["ocr_text_weighting"] == "flat"
     shelf_photo = [_ocr((MEDIUM, 0.95), (STANDARD, 0.35))]
     flat = _featurizer("flat")
@@ -87,7 +88,7 @@ def test_bundles_trained_before_the_setting_keep_flat_text():
 
     config = SkutagConfig.load(environ={})
     assert config.fusion.ocr_text_weighting == FusionConfig().ocr_text_weighting == "prominence"
-    parent_before = {"config": {"fusion": {"modalities": ["vision", "ocr"]}}}
+    parent_before = upgrade_manifest({"format": 1, "config": {"fusion": {"modalities": ["vision", "ocr"]}}})
     assert _config_from_manifest(config, parent_before).fusion.ocr_text_weighting == "flat"
     parent_after = {"config": {"fusion": {"modalities": ["vision", "ocr"], "ocr_text_weighting": "prominence"}}}
     assert _config_from_manifest(config, parent_after).fusion.ocr_text_weighting == "prominence"

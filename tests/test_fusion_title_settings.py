@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from tests.fusion_fixtures import cn_titles_by_leaf, write_catalog
+from fusion_fixtures import cn_titles_by_leaf, write_catalog
 
 
 @pytest.fixture(scope="module")

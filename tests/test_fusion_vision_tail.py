@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fusion_fixtures import tail_catalogs, tail_config, train_tail_bundle, write_catalog
+from fusion_fixtures import tail_catalogs, tail_config, train_tail_bundle, write_catalog
 
-pytest.importorskip("timm")
 pytestmark = pytest.mark.slow
 
 _config = tail_config

@@ -8,7 +8,7 @@ import json
 from skutag.cli import main
 from skutag.taxonomy.brands import BrandLexicon
 from conftest import shared_path
-from tests.ocr_support import render
+from ocr_support import render
 
 
 def test_ocr_json_per_image_with_brands_and_errors(tmp_path, capsys):

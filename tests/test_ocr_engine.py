@@ -17,7 +17,7 @@ from skutag.ocr.engine import OcrEngine, _unrotate, backend_class
 from skutag.ocr.result import OcrLine
 from skutag.taxonomy.brands import BrandLexicon
 from conftest import shared_path
-from tests.ocr_support import render
+from ocr_support import render
 
 
 @pytest.fixture(scope="module")

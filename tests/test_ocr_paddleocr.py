@@ -18,7 +18,7 @@ from skutag.ocr.config import OcrConfig
 from skutag.ocr.models import missing_files, model_folder, prepare_paddlex_models
 from skutag.taxonomy.brands import BrandLexicon
 from conftest import shared_path
-from tests.ocr_support import render
+from ocr_support import render
 
 
 

@@ -12,10 +12,11 @@ from skutag.fusion.result import Decision
 from skutag.catalog import Product
 from skutag.catalog_io import read_catalog
 from skutag.config import SkutagConfig
-from skutag.pipeline import IncompatibleModelError, load_pipeline, retrain_from_corrections
+from skutag.pipeline import IncompatibleModelError, load_pipeline
+from skutag.training import retrain_from_corrections
 from skutag.training import evaluate_catalog, train_catalog
 from conftest import shared_path
-from tests.fusion_fixtures import grocery_rows, write_catalog
+from fusion_fixtures import grocery_rows, write_catalog
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "products.jsonl"
 

@@ -133,7 +133,7 @@ def test_served_trained_bundle_is_retrained_from_corrections_by_the_default_retr
     from skutag.fusion import bundle as bundles
     from skutag.config import SkutagConfig
     from skutag.training import train_catalog
-    from tests.fusion_fixtures import grocery_rows, write_catalog
+    from fusion_fixtures import grocery_rows, write_catalog
 
     config = SkutagConfig.load(environ={}, overrides={"fusion.cv": 3, "fusion.modalities": ("title",)})
     known = ("Banana", "Lemon", "Lime", "Watermelon")

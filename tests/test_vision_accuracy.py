@@ -11,7 +11,7 @@ import pytest
 
 from skutag import vision
 from skutag.vision.export import int8_scheme
-from tests.vision_support import hits, retail_photos
+from vision_support import hits, retail_photos
 
 pytestmark = pytest.mark.slow
 

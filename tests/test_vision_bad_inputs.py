@@ -14,7 +14,7 @@ from PIL import Image
 
 from skutag import vision
 from skutag.vision.image import load_image
-from tests.vision_support import retail_photo
+from vision_support import retail_photo
 
 BEER_BOTTLE = 440
 

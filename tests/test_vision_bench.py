@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import bench_vision
-from tests.vision_support import retail_photos
+from vision_support import retail_photos
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 
 from skutag.cli import main
 from skutag.config import SkutagConfig
-from tests.vision_support import retail_photo
+from vision_support import retail_photo
 
 pytestmark = pytest.mark.slow
 

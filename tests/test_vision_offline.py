@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from skutag import vision
-from tests.vision_support import retail_photo
+from vision_support import retail_photo
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from tests.vision_support import retail_photos
+from vision_support import retail_photos
 from skutag.vision.image import load_image
 from skutag.vision.preprocess import PreprocessSpec, normalize_batch, preprocess_images, resize_crop
 

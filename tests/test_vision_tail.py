@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from tests.conftest import shared_path
+from conftest import shared_path
 
-pytest.importorskip("timm")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fusion_fixtures import tail_catalogs, train_tail_bundle
+from fusion_fixtures import tail_catalogs, train_tail_bundle
 
 pytestmark = pytest.mark.slow
 

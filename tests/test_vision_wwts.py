@@ -16,7 +16,7 @@ import torch
 from skutag import vision
 from skutag.vision.image import load_image
 from skutag.vision.preprocess import PreprocessSpec, preprocess_images
-from tests.vision_support import retail_photo
+from vision_support import retail_photo
 
 pytestmark = pytest.mark.slow
 
