@@ -81,6 +81,88 @@ def test_password_guessing_is_throttled(dash, monkeypatch):
     assert "Too many failed logins" in page.text and "Review queue" not in page.text
 
 
+def _whitelist_edit(client, cookie: str, csrf: str):
+    """A state-changing dashboard request made with a copied session cookie."""
+    return client.post("/whitelist", data={"csrf_token": csrf, "path": "Fruit > Banana > Banana", "action": "add"},
+                       headers={"Accept": "text/html", "Cookie": f"skutag_session={cookie}"}, follow_redirects=False)
+
+
+@pytest.mark.parametrize("ending", ["logout", "password change", "operator removed"])
+def test_a_copied_session_cookie_dies_with_the_session(dash, ending):
+    """After logout (or a password change, or `skutag operator remove`) the old cookie is refused: it was
+    used to change the whitelist after logout before."""
+    client, _ = dash
+    csrf = login(client)
+    cookie = client.cookies.get("skutag_session")
+    assert client.get("/review", headers={"Accept": "text/html"}, follow_redirects=False).status_code == 200
+    store = client.app.state.store
+    if ending == "logout":
+        client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    elif ending == "password change":
+        store.set_operator("ann", "a-new-pass-456")
+    else:
+        assert store.remove_operator("ann")
+    client.cookies.clear()
+    replay = _whitelist_edit(client, cookie, csrf)
+    assert replay.status_code in (303, 401, 403) and replay.headers.get("location", "/login").startswith("/login")
+    assert "Fruit > Banana > Banana" not in (store.resource("whitelist").content.get("paths", [])
+                                             if store.resource("whitelist") else [])
+    page = client.get("/review", headers={"Accept": "text/html", "Cookie": f"skutag_session={cookie}"},
+                      follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+
+def _try_login(client, username, password, headers=None):
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": csrf_of(client.get("/login").text)}, headers=headers or {})
+
+
+def test_failed_logins_of_one_name_never_lock_out_another_operator_behind_the_same_address(dash, monkeypatch):
+    from skutag.service import dashboard
+    from skutag.service.auth import LoginThrottle
+
+    monkeypatch.setattr(dashboard, "throttle", LoginThrottle(limit=3, client_limit=50, window_s=60))
+    client, _ = dash
+    client.app.state.store.set_operator("bob", "bobs-pass-123")
+    for name in ("mallory", "root", "admin", "ann"):
+        for _ in range(3):
+            assert "Wrong username or password" in _try_login(client, name, "guess").text
+    assert "Too many failed logins" in _try_login(client, "ann", "s3cret-pass").text  # ann's guesses, here
+    assert "Review queue" in _try_login(client, "bob", "bobs-pass-123").text  # bob, same address: fine
+
+
+def test_a_client_cannot_pick_its_address_with_x_forwarded_for(dash, monkeypatch):
+    """Without configured proxies the header is ignored: rotating it does not dodge the throttle."""
+    from skutag.service import dashboard
+    from skutag.service.auth import LoginThrottle
+
+    monkeypatch.setattr(dashboard, "throttle", LoginThrottle(limit=3, window_s=60))
+    client, _ = dash
+    for i in range(3):
+        _try_login(client, "ann", "guess", headers={"X-Forwarded-For": f"10.0.0.{i}"})
+    page = _try_login(client, "ann", "s3cret-pass", headers={"X-Forwarded-For": "10.0.0.99"})
+    assert "Too many failed logins" in page.text
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_throttled_on_its_own(tmp_path, photo_model_dir, monkeypatch):  # noqa: F811
+    from skutag.service import dashboard
+    from skutag.service.auth import LoginThrottle
+
+    monkeypatch.setattr(dashboard, "throttle", LoginThrottle(limit=3, window_s=60))
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'proxy.db'}", model_dir=str(photo_model_dir),
+                             trusted_proxies=("testclient",))  # TestClient's peer address plays the proxy
+    app = create_app(settings, tagger_factory=photo_tagger_factory(photo_model_dir), retrainer=photo_retrainer)
+    app.state.store.set_operator("ann", "s3cret-pass")
+    with TestClient(app) as client:
+        for _ in range(3):
+            _try_login(client, "ann", "guess", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert "Too many failed logins" in _try_login(client, "ann", "s3cret-pass",
+                                                      headers={"X-Forwarded-For": "203.0.113.7"}).text
+        page = _try_login(client, "ann", "s3cret-pass", headers={"X-Forwarded-For": "198.51.100.2"})
+        assert "Review queue" in page.text  # ann from her own machine
+    app.state.store.close()
+
+
 def test_titles_are_escaped_and_pages_carry_a_strict_csp(dash):
     client, _ = dash
     login(client)

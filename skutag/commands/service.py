@@ -1,5 +1,5 @@
 """``skutag serve`` (HTTP API + review dashboard), ``skutag token create|revoke``,
-``skutag operator add``, ``skutag db upgrade``."""
+``skutag operator add/remove``, ``skutag db upgrade``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     add.add_argument("--db", help="database URL (default: service.db_url)")
     add.set_defaults(func=run_operator_add)
+    remove = operator_sub.add_parser("remove", help="delete an operator; their dashboard sessions end")
+    remove.add_argument("username")
+    remove.add_argument("--db", help="database URL (default: service.db_url)")
+    remove.set_defaults(func=run_operator_remove)
 
     db = subparsers.add_parser("db", help="the product database")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -148,6 +152,18 @@ def run_operator_add(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"operator {args.username!r} can log in to the dashboard", file=sys.stderr)
+    return 0
+
+
+def run_operator_remove(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        removed = store.remove_operator(args.username)
+    finally:
+        store.close()
+    if not removed:
+        raise UserFacingError(f"no operator {args.username!r}")
+    print(f"operator {args.username!r} removed; their dashboard sessions have ended", file=sys.stderr)
     return 0
 
 

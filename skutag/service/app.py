@@ -24,7 +24,7 @@ from skutag.config import SkutagConfig
 from skutag.service.config import ServiceConfig
 from skutag.policy.fields import InvalidInput
 from skutag.service.engine import TaggingService
-from skutag.service.guards import NulGuard
+from skutag.service.guards import NulGuard, TrustedProxies
 from skutag.service.retrain import Retrainer, TaggerFactory, default_retrainer, default_tagger_factory
 from skutag.store.repository import Store
 from skutag.store.views import Conflict, NotFound
@@ -62,6 +62,7 @@ def create_app(
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="skutag_session",
                        max_age=settings.session_max_age_s, same_site="strict", https_only=settings.cookie_secure)
     app.add_middleware(NulGuard)
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)

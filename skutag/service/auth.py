@@ -11,6 +11,7 @@ from fastapi import HTTPException, Request
 from skutag.store.repository import Store
 
 SESSION_USER = "user"
+SESSION_STAMP = "stamp"  # the operator's session stamp at login (Store.operator_session_stamp)
 SESSION_CSRF = "csrf"
 
 
@@ -39,7 +40,32 @@ def require_token(request: Request) -> str:
 
 
 def session_user(request: Request) -> str | None:
-    return request.session.get(SESSION_USER)
+    """The logged-in operator, or None. The signed cookie alone is not enough: its stamp must still be the
+    operator's (a logout, a password change or ``skutag operator remove`` changes it), so a copied cookie
+    dies with the session it came from."""
+    user = request.session.get(SESSION_USER)
+    if not user:
+        return None
+    stamp = store_of(request).operator_session_stamp(user)
+    if stamp is None or not hmac.compare_digest(stamp, str(request.session.get(SESSION_STAMP, ""))):
+        request.session.clear()
+        return None
+    return user
+
+
+def start_session(request: Request, username: str) -> None:
+    """A new session for ``username`` (the next page gets a new CSRF token)."""
+    request.session.clear()
+    request.session[SESSION_USER] = username
+    request.session[SESSION_STAMP] = store_of(request).operator_session_stamp(username) or ""
+
+
+def end_session(request: Request) -> None:
+    """Logout: every session of this operator ends, this cookie and any copy of it."""
+    user = request.session.get(SESSION_USER)
+    if user and session_user(request) == user:
+        store_of(request).end_operator_sessions(user)
+    request.session.clear()
 
 
 def token_or_session(request: Request) -> str:
@@ -71,37 +97,42 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 
 class LoginThrottle:
-    """Slows password guessing: after ``limit`` failures for a username or a client address within
-    ``window_s`` seconds, further attempts are refused until the window passes."""
+    """Slows password guessing without locking others out: after ``limit`` failures for one (username, client)
+    pair within ``window_s`` seconds, that pair is refused until the window passes; a client that fails
+    ``client_limit`` times on any usernames (spraying) is refused for every username. Another operator behind
+    the same address, or the same operator elsewhere, still logs in."""
 
-    def __init__(self, limit: int = 10, window_s: float = 900.0):
+    def __init__(self, limit: int = 10, client_limit: int = 100, window_s: float = 900.0):
         import threading
 
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, list[float]] = {}
+        self.limit, self.client_limit, self.window_s = limit, client_limit, window_s
+        self._failures: dict[tuple[str, ...], list[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> list[float]:
+    def _recent(self, key: tuple[str, ...], now: float) -> list[float]:
         times = [t for t in self._failures.get(key, []) if now - t < self.window_s]
-        self._failures[key] = times
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
         return times
 
-    def blocked(self, *keys: str) -> bool:
+    def blocked(self, username: str, client: str) -> bool:
         import time
 
         now = time.monotonic()
         with self._lock:
-            return any(len(self._recent(key, now)) >= self.limit for key in keys)
+            return (len(self._recent(("pair", username, client), now)) >= self.limit
+                    or len(self._recent(("client", client), now)) >= self.client_limit)
 
-    def failed(self, *keys: str) -> None:
+    def failed(self, username: str, client: str) -> None:
         import time
 
         now = time.monotonic()
         with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
+            for key in (("pair", username, client), ("client", client)):
+                self._failures[key] = self._recent(key, now) + [now]
 
-    def succeeded(self, *keys: str) -> None:
+    def succeeded(self, username: str, client: str) -> None:
         with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+            self._failures.pop(("pair", username, client), None)

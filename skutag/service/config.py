@@ -25,6 +25,8 @@ class ServiceConfig:
     secret_key: str = ""  # session signing key; empty: generated once and kept in the database
     session_max_age_s: int = 8 * 3600
     cookie_secure: bool = False  # set True behind HTTPS
+    # addresses of reverse proxies whose X-Forwarded-For is believed (empty: the peer is the client)
+    trusted_proxies: tuple[str, ...] = ()
     holdout_fraction: float = 0.2  # share of human-verified products kept out of retraining to compare models
     min_holdout: int = 5
     holdout_catalog: str = ""  # a labelled catalog (JSONL/CSV) added to the held-out products of every comparison

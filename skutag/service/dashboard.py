@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from skutag.service.auth import SESSION_USER, LoginThrottle, check_csrf, csrf_token, session_user
+from skutag.service.auth import LoginThrottle, check_csrf, csrf_token, end_session, session_user, start_session
 from skutag.policy.fields import InvalidInput, normalise_path
 from skutag.service.engine import TaggingService
 from skutag.store.views import Conflict
@@ -87,7 +87,7 @@ def login_form(request: Request, next: str | None = None):
 def login(request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
           csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/review"):
     check_csrf(request, csrf_token)
-    keys = (f"user:{username}", f"ip:{request.client.host if request.client else '?'}")
+    keys = (username, request.client.host if request.client else "?")  # the peer, or what a trusted proxy says
     if throttle.blocked(*keys):
         flash(request, "Too many failed logins; try again in a few minutes.", "error")
         return back("/login?next=" + urllib.parse.quote(_safe_next(next)))
@@ -96,15 +96,14 @@ def login(request: Request, username: Annotated[str, Form()] = "", password: Ann
         flash(request, "Wrong username or password.", "error")
         return back("/login?next=" + urllib.parse.quote(_safe_next(next)))
     throttle.succeeded(*keys)
-    request.session.clear()
-    request.session[SESSION_USER] = username  # a new session: the next page gets a new CSRF token
+    start_session(request, username)
     return back(_safe_next(next))
 
 
 @router.post("/logout")
 def logout(request: Request, csrf_token: Annotated[str, Form()] = ""):
     check_csrf(request, csrf_token)
-    request.session.clear()
+    end_session(request)
     return back("/login")
 
 

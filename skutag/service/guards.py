@@ -1,5 +1,9 @@
 """Request guards that hold for every endpoint, before any handler reads the request.
 
+``TrustedProxies``: the client address is the peer's, unless the peer is one of ``service.trusted_proxies``;
+then it is the nearest address in ``X-Forwarded-For`` that is not a trusted proxy. A client cannot pick its
+own address (and dodge the login throttle) by sending the header.
+
 ``NulGuard``: a NUL character cannot be stored in PostgreSQL text (SQLite takes it), so a NUL anywhere in a
 request's path, query or text body (JSON, form) is refused with the same 422 on both databases, before
 anything is stored; photo bytes in multipart parts are binary and pass (the text parts are checked by the
@@ -77,3 +81,19 @@ async def _respond(send: Send, status: int, content: dict) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+class TrustedProxies:
+    def __init__(self, app: ASGIApp, trusted: tuple[str, ...] = ()):
+        self.app, self.trusted = app, frozenset(trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and self.trusted:
+            peer = (scope.get("client") or ("", 0))[0]
+            if peer in self.trusted:
+                forwarded = dict(scope.get("headers") or []).get(b"x-forwarded-for", b"").decode("latin-1")
+                hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+                client = next((h for h in reversed(hops) if h not in self.trusted), None)
+                if client:
+                    scope = {**scope, "client": (client, 0)}
+        await self.app(scope, receive, send)

@@ -95,11 +95,43 @@ class AccessMixin:
             return False
         return verify_password(password, stored)
 
+    def remove_operator(self, username: str) -> bool:
+        """Delete an operator (their dashboard sessions end with it); False when there was none."""
+        with self.session() as session:
+            row = session.scalar(select(OperatorRow).where(OperatorRow.username == username))
+            if row is None:
+                return False
+            session.delete(row)
+        return True
+
+    def operator_session_stamp(self, username: str) -> str | None:
+        """What a dashboard session of ``username`` must carry to be valid: it changes when their password
+        changes or ``end_operator_sessions`` runs (logout), and is None once the operator is removed."""
+        with self.session() as session:
+            stored = session.scalar(select(OperatorRow.password_hash).where(OperatorRow.username == username))
+            epoch = session.scalar(select(SettingRow.value).where(SettingRow.key == _epoch_key(username)))
+        if stored is None:
+            return None
+        return hashlib.sha256(f"{stored}|{epoch or ''}".encode("utf-8")).hexdigest()[:32]
+
+    def end_operator_sessions(self, username: str) -> None:
+        """Every dashboard session of ``username`` ends now (a new session epoch)."""
+        self.set_setting(_epoch_key(username), secrets.token_hex(16))
+
     def operator_count(self) -> int:
         with self.session() as session:
             return int(session.scalar(select(func.count()).select_from(OperatorRow)) or 0)
 
     # -------------------------------------------------------------- settings
+    def set_setting(self, key: str, value: str) -> None:
+        """Set a shared setting (created or replaced)."""
+        with self.session() as session:
+            row = session.get(SettingRow, key)
+            if row is None:
+                session.add(SettingRow(key=key, value=value))
+            else:
+                row.value = value
+
     def setting(self, key: str, default_factory=None) -> str | None:
         """A shared setting; with ``default_factory`` it is created once (race-safe) when missing."""
         with self.session() as session:
@@ -113,3 +145,7 @@ class AccessMixin:
             pass
         with self.session() as session:
             return session.scalar(select(SettingRow.value).where(SettingRow.key == key))
+
+
+def _epoch_key(username: str) -> str:
+    return "session_epoch:" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:40]  # the key column holds 64
