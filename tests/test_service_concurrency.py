@@ -50,3 +50,42 @@ def test_concurrent_uploads_of_the_same_photo_and_id(db_url, tmp_path, photo_mod
             product = client.get(f"/v1/products/same-{i}").json()
             assert product["path"] and product["prediction"]["model_version"] == "photo-base"
     app.state.store.close()
+
+
+def test_concurrent_uploads_of_one_photo_run_the_model_once(tmp_path, photo_model_dir, val_rows):  # noqa: F811
+    """Single flight: while the first upload of a photo is in the model, the others wait for its answer (the
+    duplicate cache exists to save exactly that work); 10 of 10 ran the model before."""
+    import threading
+    import time
+
+    from service_fixtures import PhotoTagger
+
+    class Counting(PhotoTagger):
+        calls = 0
+        lock = threading.Lock()
+
+        def tag(self, products, *, audit=True):
+            with Counting.lock:
+                Counting.calls += len(products)
+            time.sleep(0.5)  # long enough for every upload to arrive while the first is in the model
+            return super().tag(products, audit=audit)
+
+    base = PhotoTagger.load(photo_model_dir)
+    counting = Counting(base.estimator, "counting-1")
+    settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / 'flight.db'}", tag_concurrency=4)
+    app = create_app(settings, tagger_factory=lambda _: counting, retrainer=None)
+    token = app.state.store.create_token("flight")
+    data = val_rows[0].image.read_bytes()
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120,
+                                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        def send(i):
+            return client.post("/v1/products", data={"id": f"copy-{i}", "title": "Banana"},
+                               files={"image": ("p.jpg", data, "image/jpeg")})
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            responses = list(pool.map(send, range(10)))
+        assert [r.status_code for r in responses] == [200] * 10
+        paths = {r.json()["path"] for r in responses}
+        assert len(paths) == 1 and Counting.calls == 1
+        assert sum(r.json()["cache_hit"] == "exact" for r in responses) == 9
+    app.state.store.close()

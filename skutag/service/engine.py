@@ -41,6 +41,7 @@ from skutag.vision.image import ImageError, ImageLimits
 log = logging.getLogger("skutag.service")
 
 INDEX_SYNC_S = 2.0  # how often photos stored by other processes are looked for
+FLIGHT_WAIT_S = 120.0  # longest wait for another request's answer to the same photo before tagging it anyway
 
 __all__ = ["InvalidInput", "TaggingService", "TagOutcome", "Upload", "normalise_path", "tag_or_isolate"]
 
@@ -81,6 +82,8 @@ class TaggingService:
         self._model_dir: str | None = None
         self._slots = threading.BoundedSemaphore(settings.tag_concurrency)
         self._swap_lock = threading.Lock()
+        self._flights: dict[int, threading.Event] = {}  # stored photo id -> set when its model answer is saved
+        self._flights_lock = threading.Lock()
         self.retraining = Retraining(self)
         self._index_synced_at = float("-inf")
         self._index_max_id = 0
@@ -201,7 +204,14 @@ class TaggingService:
             else:
                 pending.append((i, upload, image_id, phash, created))
         leaders, followers = self._split_duplicates(pending)
-        self._run_model(tagger, version, leaders, outcomes, rules)
+        mine, waiting = self._claim_flights(leaders)
+        try:
+            self._run_model(tagger, version, mine, outcomes, rules)
+        finally:
+            self._land_flights(mine)
+        for entry, landed in waiting:  # the same photo is being tagged by another request: wait for its answer
+            landed.wait(FLIGHT_WAIT_S)
+            followers.append(entry)
         retry = []
         for entry in followers:  # same photo as a leader of this batch: reuse its fresh answer
             i, upload, image_id, phash, _ = entry
@@ -212,6 +222,31 @@ class TaggingService:
                 retry.append(entry)
         self._run_model(tagger, version, retry, outcomes, rules)
         return outcomes  # type: ignore[return-value]
+
+    def _claim_flights(self, entries):
+        """Single flight across concurrent requests: an entry whose photo another request is tagging right now
+        waits for that answer instead of running the model again. (entries to run, [(entry, event to wait on)])."""
+        if not self.settings.dedup:
+            return entries, []
+        mine, waiting = [], []
+        with self._flights_lock:
+            for entry in entries:
+                image_id = entry[2]
+                if image_id is None:
+                    mine.append(entry)
+                elif image_id in self._flights:
+                    waiting.append((entry, self._flights[image_id]))
+                else:
+                    self._flights[image_id] = threading.Event()
+                    mine.append(entry)
+        return mine, waiting
+
+    def _land_flights(self, entries) -> None:
+        with self._flights_lock:
+            for entry in entries:
+                event = self._flights.pop(entry[2], None) if entry[2] is not None else None
+                if event is not None:
+                    event.set()
 
     def _split_duplicates(self, pending):
         """Within one batch, only the first of several copies of a photo (same bytes, or a near copy)
