@@ -23,20 +23,19 @@ Probabilities are calibrated by a temperature fitted on out-of-fold stacker outp
 (``calibration="temperature"``), one per set of modalities a product may bring (``pattern_temperatures_``,
 fitted on the training rows that have those modalities with the others masked; ``temperature_`` for a set
 too rare to fit): a model whose titles make it sure of every training row is not as sure of a product that
-comes without one. ``oof_predictions_`` / ``oof_confidences_`` keep the held-out answers for choosing
-per-class decision thresholds.
+comes without one (the temperature fitting is ``skutag.fusion.temperature``'s). ``oof_predictions_`` /
+``oof_confidences_`` keep the held-out answers for choosing per-class decision thresholds.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize
 from scipy.special import logsumexp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -45,15 +44,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .temperature import (
+    fit_pattern_temperatures,
+    fit_temperature,
+    refit_pattern_temperatures,
+    row_temperatures,
+    stacked_logits,
+)
+
 LOG_FLOOR = np.log(1e-6)
 CALIBRATIONS = ("temperature", "none")
-# a temperature of its own for a set of modalities when this many training rows have them
-MIN_PATTERN_ROWS = 30
-# ... refitted on a calibration set when this many of its rows have them (a calibration set has 10 or more),
-# moved from the training value by n / (n + MIN_PATTERN_ROWS) in log space
-MIN_CALIBRATION_PATTERN_ROWS = 10
-PATTERN_ROWS_CAP = 5000  # rows sampled per set of modalities to fit its temperature (one number)
-MAX_BLOCKS_FOR_ALL_SETS = 5
 
 
 @dataclass(frozen=True)
@@ -164,11 +164,11 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.bias_, self.block_weight_, self.class_weight_, self.n_iter_ = self._fit_meta(Z, y_enc, rows, mask)
         self.temperature_ = 1.0
         owner, stackers = self._oof_stackers(Z, y_enc, present, folds, rng)
-        oof_logits = _stacked_logits(Z, np.arange(len(y_enc)), present, owner, stackers)
+        oof_logits = stacked_logits(Z, np.arange(len(y_enc)), present, owner, stackers)
         self.pattern_temperatures_: dict[tuple[bool, ...], float] = {}
         if self.calibration == "temperature":
-            self.temperature_ = _fit_temperature(oof_logits, y_enc)
-            self.pattern_temperatures_ = self._fit_pattern_temperatures(Z, y_enc, present, owner, stackers, rng)
+            self.temperature_ = fit_temperature(oof_logits, y_enc)
+            self.pattern_temperatures_ = fit_pattern_temperatures(Z, y_enc, present, owner, stackers, rng)
         proba = _softmax(oof_logits / self._row_temperatures(present))  # as serving will scale these rows
         self.oof_predictions_ = self.classes_[proba.argmax(axis=1)]
         self.oof_confidences_ = proba.max(axis=1).astype(np.float32)
@@ -185,16 +185,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             return self
         Z, present = self._block_scores(X)
         Z, present, y_enc = Z[:, known], present[known], np.searchsorted(self.classes_, y[known])
-        self.temperature_ = _fit_temperature(self._logits(Z, present), y_enc)
-        table = dict(self.pattern_temperatures_)
-        for pattern in table:  # refitted where the calibration rows have that set of modalities
-            rows = np.flatnonzero(present[:, np.asarray(pattern)].all(axis=1))
-            if len(rows) >= MIN_CALIBRATION_PATTERN_ROWS and len(np.unique(y_enc[rows])) >= 2:
-                masks = np.broadcast_to(np.asarray(pattern), (len(rows), len(pattern)))
-                fitted = _fit_temperature(self._logits(Z[:, rows], masks), y_enc[rows])
-                trust = len(rows) / (len(rows) + MIN_PATTERN_ROWS)  # a few rows move it only part of the way
-                table[pattern] = float(np.exp(trust * np.log(fitted) + (1 - trust) * np.log(table[pattern])))
-        self.pattern_temperatures_ = table  # the others keep the training rows' temperature: nothing says more
+        self.temperature_ = fit_temperature(self._logits(Z, present), y_enc)
+        self.pattern_temperatures_ = refit_pattern_temperatures(self.pattern_temperatures_, Z, present, y_enc,
+                                                                self._logits)
         return self
 
     def _check_params(self) -> None:
@@ -325,33 +318,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         stackers.append((self.bias_, self.block_weight_, self.class_weight_))
         return owner, stackers
 
-    def _fit_pattern_temperatures(self, Z, y_enc, present, owner, stackers, rng) -> dict[tuple[bool, ...], float]:
-        """A temperature per set of modalities a product may bring (when the model has two or more),
-        fitted on the out-of-fold stacker logits of the training rows that have them, the others masked: a
-        model whose titles make it sure of every training row must not be as sure of a product with no
-        title. Every set up to ``MAX_BLOCKS_FOR_ALL_SETS`` modalities; beyond, the sets seen in training
-        and the single modalities."""
-        usable = np.flatnonzero(present.any(axis=0))
-        if len(usable) < 2:
-            return {}
-        table = {}
-        for pattern in _modality_sets(present, usable):
-            rows = np.flatnonzero(present[:, pattern].all(axis=1))
-            if len(rows) < MIN_PATTERN_ROWS or len(np.unique(y_enc[rows])) < 2:
-                continue
-            if len(rows) > PATTERN_ROWS_CAP:
-                rows = np.sort(rng.choice(rows, PATTERN_ROWS_CAP, replace=False))
-            masks = np.broadcast_to(pattern, (len(rows), len(pattern)))
-            logits = _stacked_logits(Z, rows, masks, owner, stackers)
-            table[tuple(bool(x) for x in pattern)] = _fit_temperature(logits, y_enc[rows])
-        return table
-
     def _row_temperatures(self, present: np.ndarray) -> np.ndarray:
         """Each row's temperature (a column): its modality set's, else the one fitted on all rows."""
-        temperatures = np.full((len(present), 1), float(self.temperature_))
-        for pattern, temperature in self.pattern_temperatures_.items():  # {}: fitted before
-            temperatures[(present == np.asarray(pattern)).all(axis=1)] = temperature
-        return temperatures
+        return row_temperatures(present, self.temperature_, self.pattern_temperatures_)
 
     def _logits(self, Z, present) -> np.ndarray:
         W = self.block_weight_[:, None] + self.class_weight_
@@ -477,51 +446,10 @@ def _augment(present: np.ndarray, dropout: float, rng) -> tuple[np.ndarray, np.n
     return np.concatenate(rows), np.concatenate(masks)
 
 
-def _modality_sets(present: np.ndarray, usable: np.ndarray) -> list[np.ndarray]:
-    """Boolean block masks: every non-empty set of the ``usable`` blocks, or (many blocks) each block alone,
-    the sets rows have in training and those sets with one block missing."""
-    def mask(blocks) -> np.ndarray:
-        out = np.zeros(present.shape[1], dtype=bool)
-        out[list(blocks)] = True
-        return out
-
-    if len(usable) <= MAX_BLOCKS_FOR_ALL_SETS:
-        return [mask(combo) for size in range(1, len(usable) + 1) for combo in itertools.combinations(usable, size)]
-    seen = {tuple(np.flatnonzero(row)) for row in present[present.any(axis=1)]}
-    sets = {(b,) for b in usable} | seen | {tuple(b for b in s if b != drop) for s in seen for drop in s if len(s) > 1}
-    return [mask(blocks) for blocks in sorted(sets, key=lambda blocks: (len(blocks), blocks))]
-
-
-def _stacked_logits(Z: np.ndarray, rows: np.ndarray, masks: np.ndarray, owner: np.ndarray,
-                    stackers: list[tuple]) -> np.ndarray:
-    """Logits of training ``rows`` (modalities ``masks[i]``) from the stacker that did not see each row."""
-    out = np.zeros((len(rows), Z.shape[2]), dtype=np.float64)
-    for j, (bias, a, d) in enumerate(stackers):
-        pick = np.flatnonzero(owner[rows] == j)
-        if len(pick):
-            picked = Z[:, rows[pick]] * np.asarray(masks)[pick].T[:, :, None]
-            out[pick] = bias + np.einsum("bnk,bk->nk", picked, a[:, None] + d)
-    return out
-
-
 def _gather(Z: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if len(rows) == Z.shape[1] and np.array_equal(rows, np.arange(Z.shape[1])) and mask.all():
         return Z
     return Z[:, rows] * mask.T[:, :, None]
-
-
-def _fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
-    rows = np.arange(len(y_enc))
-    if len(rows) > 50000:  # one parameter: a sample is plenty
-        rows = np.random.RandomState(0).choice(len(y_enc), 50000, replace=False)
-    L, y = logits[rows], y_enc[rows]
-
-    def nll(log_t):
-        scaled = L / np.exp(log_t)
-        return float(np.mean(logsumexp(scaled, axis=1) - scaled[np.arange(len(y)), y]))
-
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

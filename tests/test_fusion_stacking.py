@@ -200,11 +200,11 @@ def test_out_of_fold_confidences_and_a_small_calibration_set_use_the_per_set_tem
 
 
 def test_many_modalities_get_temperatures_for_the_sets_seen_and_those_one_modality_short():
-    from skutag.fusion.stacking import _modality_sets
+    from skutag.fusion.temperature import modality_sets
 
     present = np.ones((40, 7), dtype=bool)
     present[:10, 6] = False  # some rows lack the last block
-    sets = {tuple(np.flatnonzero(mask)) for mask in _modality_sets(present, np.arange(7))}
+    sets = {tuple(np.flatnonzero(mask)) for mask in modality_sets(present, np.arange(7))}
     full, short = tuple(range(7)), tuple(range(6))
     assert {full, short} <= sets and all((b,) in sets for b in range(7))
     assert all(tuple(b for b in full if b != drop) in sets for drop in range(7))
