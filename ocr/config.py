@@ -41,6 +41,9 @@ class OcrConfig:
     """Results kept in memory, keyed by image content hash (0 disables the cache)."""
     max_pixels: int = 64_000_000
     """Decompression-bomb limit per image."""
+    max_side: int = 2560
+    """Photos are read with their longer side shrunk to at most this many pixels (detection runs at
+    ``det_limit_side_len`` anyway; memory per photo follows this, not the file's pixel count); 0 = as they are."""
 
     def __post_init__(self) -> None:
         if self.rotate not in ROTATE_MODES:
@@ -49,6 +52,8 @@ class OcrConfig:
             raise ValueError(f"ocr.det_limit_type must be 'max' or 'min', got {self.det_limit_type!r}")
         if self.model_size not in ("small", "tiny"):
             raise ValueError(f"ocr.model_size must be 'small' or 'tiny', got {self.model_size!r}")
+        if self.max_side < 0:
+            raise ValueError(f"ocr.max_side must be >= 0 (0 = as they are), got {self.max_side}")
         if self.min_long_side < 0 or self.min_long_side > 4096:
             raise ValueError(f"ocr.min_long_side must be 0..4096, got {self.min_long_side}")
         if not 0 <= self.workers <= 64:

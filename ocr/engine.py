@@ -100,7 +100,8 @@ class OcrEngine:
     def read_one(self, source, accept: Callable[[list[OcrLine]], bool] | None = None) -> OcrResult:
         name = describe_source(source)
         try:
-            bgr = load_bgr_array(source, ImageLimits(max_pixels=self.config.max_pixels))
+            bgr = load_bgr_array(source, ImageLimits(max_pixels=self.config.max_pixels),
+                                 max_side=self.config.max_side or None)
         except ImageError as exc:
             return OcrResult(image=name, error=str(exc))
         key = content_hash(bgr)

@@ -7,13 +7,23 @@ Every stage that reads a photo (vision, OCR, the service's duplicate cache) goes
 * decompression bombs (more pixels than ``max_pixels``) and oversized files -> ``ImageTooLargeError``
 * EXIF orientation is applied; grayscale, CMYK, palette, alpha (composited on white)
   and 16-bit images are converted to 8-bit RGB.
+
+Memory follows what the models need, not the file's pixel count: ``max_side`` shrinks a photo right after
+decoding, before the copies that orientation and colour conversion make; full-size decodes run under a
+process-wide pixel budget (``DECODE_BUDGET``: a large photo waits for room, or ``ImageBusyError`` after
+``timeout_s``); and memory freed by a large decode goes back to the operating system.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import os
+import threading
+import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -25,6 +35,55 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image,
 
 DEFAULT_MAX_PIXELS = 64_000_000  # ~ 8000 x 8000
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_DECODE_BUDGET = 48_000_000  # pixels decoded at full size at once in one process (one photo at the cap)
+LARGE_DECODE = 4_000_000  # pixels: a decode this large hands its freed memory back to the OS afterwards
+
+
+def decode_side(resize_shorter: int) -> int:
+    """The longest side a backbone's photo is decoded at: room for its resize, crop and whole-photo views, and
+    no more (a 6300-pixel photo becomes a few hundred pixels anyway)."""
+    return max(1024, 4 * int(resize_shorter))
+
+
+class PixelBudget:
+    """Pixels being decoded at full size at once in this process. A photo waits until its pixels fit; one
+    photo alone always fits (the pixel cap bounds it), so the budget orders large decodes, never refuses a
+    lone one."""
+
+    def __init__(self, max_pixels: int = DEFAULT_DECODE_BUDGET):
+        self.max_pixels = int(max_pixels)
+        self._used = 0
+        self._condition = threading.Condition()
+
+    def resize(self, max_pixels: int) -> None:
+        with self._condition:
+            self.max_pixels = int(max_pixels)
+            self._condition.notify_all()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @contextmanager
+    def hold(self, pixels: int, timeout_s: float | None = None, name: str = "photo"):
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._condition:
+            while self._used and self._used + pixels > self.max_pixels:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ImageBusyError(f"{name}: {pixels} pixels to decode and {self._used} being decoded "
+                                         f"(budget {self.max_pixels}); try again shortly")
+                self._condition.wait(left)
+            self._used += pixels
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._used -= pixels
+                self._condition.notify_all()
+
+
+DECODE_BUDGET = PixelBudget()
 
 
 class ImageError(ValueError):
@@ -35,14 +94,22 @@ class ImageDecodeError(ImageError):
     """Not an image, an unsupported format, truncated, corrupt or empty."""
 
 
+class ImageBusyError(ImageError):
+    """The process is decoding as many pixels as its budget allows; the same photo later will do."""
+
+
 class ImageTooLargeError(ImageError):
     """More pixels or bytes than allowed (decompression-bomb protection)."""
 
 
 @dataclass(frozen=True)
 class ImageLimits:
+    """``max_pixels``/``max_bytes``: what a photo may be at all; ``wait_s``: how long a large photo may wait for
+    the process's decode budget (None: as long as it takes)."""
+
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
+    wait_s: float | None = None
 
 
 def describe_source(source: ImageSource) -> str:
@@ -81,12 +148,15 @@ def read_bytes(source: str | os.PathLike, limits: ImageLimits = ImageLimits()) -
     return path.read_bytes()
 
 
-def load_image(source: ImageSource, limits: ImageLimits = ImageLimits(), *, min_side: int | None = None) -> Image.Image:
+def load_image(source: ImageSource, limits: ImageLimits = ImageLimits(), *, min_side: int | None = None,
+               max_side: int | None = None) -> Image.Image:
     """Decode ``source`` into an oriented 8-bit RGB PIL image or raise an ``ImageError``.
 
     ``min_side``: for callers that shrink the photo anyway (the vision backbones), JPEGs are decoded
     at a reduced scale (libjpeg DCT scaling: 1/2, 1/4, 1/8) as long as both sides stay at least
     ``min_side`` pixels: a 12-megapixel phone photo then decodes many times faster. Default: full size.
+    ``max_side``: the longer side is at most this many pixels (shrunk right after decoding, before the
+    orientation and colour copies), for callers that need no more (fingerprints, OCR).
     """
     name = describe_source(source)
     if isinstance(source, Image.Image):
@@ -98,37 +168,80 @@ def load_image(source: ImageSource, limits: ImageLimits = ImageLimits(), *, min_
         raise ImageDecodeError(f"{name}: empty input (0 bytes)")
     if len(data) > limits.max_bytes:
         raise ImageTooLargeError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
-    return _decode_bytes(data, name, limits, min_side)
+    return _decode_bytes(data, name, limits, min_side, max_side)
 
 
-def load_rgb_array(source: ImageSource, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+def load_rgb_array(source: ImageSource, limits: ImageLimits = ImageLimits(), *,
+                   max_side: int | None = None) -> np.ndarray:
     """HxWx3 uint8 RGB."""
-    return np.asarray(load_image(source, limits))
+    return np.asarray(load_image(source, limits, max_side=max_side))
 
 
-def load_bgr_array(source: ImageSource, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+def load_bgr_array(source: ImageSource, limits: ImageLimits = ImageLimits(), *,
+                   max_side: int | None = None) -> np.ndarray:
     """HxWx3 uint8 BGR, contiguous (what OpenCV and PaddleOCR expect)."""
-    return np.ascontiguousarray(load_rgb_array(source, limits)[:, :, ::-1])
+    return np.ascontiguousarray(load_rgb_array(source, limits, max_side=max_side)[:, :, ::-1])
 
 
-def _decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | None = None) -> Image.Image:
+def _decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | None = None,
+                  max_side: int | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_size(image.size, name, limits)
-            if min_side and image.format == "JPEG":
-                image.draft(image.mode, (min_side, min_side))  # never below min_side on either side
-            image.load()  # force full decode: truncated files fail here
+            if image.format == "JPEG" and (min_side or max_side):
+                # never below min_side (nor max_side) on either side: libjpeg decodes at 1/2, 1/4, 1/8
+                side = max(min_side or 0, max_side or 0) if max_side else min_side
+                image.draft(image.mode, (side, side))
+            pixels = image.size[0] * image.size[1]
+            with DECODE_BUDGET.hold(pixels, limits.wait_s, name):
+                image.load()  # force full decode: truncated files fail here
+                if max_side and max(image.size) > max_side:
+                    image = _shrink(image, max_side)
+                rgb = _to_rgb(image, name, limits)
+                del image
+            if pixels >= LARGE_DECODE:
+                return_freed_memory()
+            return rgb
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: image too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{name}: not a recognised image format") from None
-    except ImageTooLargeError:
+    except (ImageTooLargeError, ImageBusyError):
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from None
-    return _to_rgb(image, name, limits)
+
+
+def _shrink(image: Image.Image, max_side: int) -> Image.Image:
+    """The image with its longer side ``max_side`` (box-reduced first, then bilinear: fast and alias-free)."""
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _wide_to_l(image)
+    resample = Image.NEAREST if image.mode in ("P", "1") else Image.BILINEAR
+    return image.resize(size, resample, reducing_gap=None if resample == Image.NEAREST else 2.0)
+
+
+_libc = None
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by a large decode back to the operating system (glibc keeps freed heap otherwise,
+    and a server that decoded one huge photo would hold that memory for good)."""
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _libc = ctypes.CDLL(name) if name else False
+            # large buffers always mmapped (no dynamic threshold): freed at once, whatever the history
+            if _libc and hasattr(_libc, "mallopt"):
+                _libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
+        except OSError:
+            _libc = False
+    if _libc and hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)
 
 
 def _check_size(size: tuple[int, int], name: str, limits: ImageLimits) -> None:

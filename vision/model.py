@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .backbones import BackboneSource, get_backbone
-from .image import ImageError, ImageLimits, ImageSource, describe_source, load_image
+from .image import ImageError, ImageLimits, ImageSource, decode_side, describe_source, load_image
 from .preprocess import normalize_batch, resize_crop
 from .result import LabelScore, VisionResult
 from .runtime import default_threads, runtime_class
@@ -112,7 +112,8 @@ class VisionModel:
         it), or the reason it cannot be used."""
         spec = self.source.preprocess
         try:
-            image = load_image(source, self.limits, min_side=spec.resize_shorter)
+            image = load_image(source, self.limits, min_side=spec.resize_shorter,
+                               max_side=decode_side(spec.resize_shorter))
         except ImageError as exc:
             return str(exc)
         return resize_crop(image, spec), (also(image) if also is not None else None)

@@ -30,6 +30,7 @@ from skutag.store.repository import Store
 from skutag.store.views import Conflict, NotFound
 
 log = logging.getLogger("skutag.service")
+RETRY_AFTER_S = 5  # what a 503 (busy decoding) asks the client to wait
 HERE = Path(__file__).resolve().parent
 
 
@@ -104,7 +105,9 @@ FORM_FIELD_LIMIT = 1024 * 1024
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput):
-        return _error(request, exc.status, exc.message if exc.field in exc.message else str(exc), exc.field)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+        return _error(request, exc.status, exc.message if exc.field in exc.message else str(exc), exc.field,
+                      headers=headers)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound):

@@ -17,6 +17,8 @@ class ServiceConfig:
     max_upload_bytes: int = 10 * 1024 * 1024  # one photo
     max_request_bytes: int = 64 * 1024 * 1024  # a whole request (batch)
     max_image_pixels: int = 40_000_000
+    max_decoded_pixels: int = 48_000_000  # pixels decoded at full size at once in one process (a budget)
+    decode_wait_s: float = 30.0  # longest wait for that budget before a 503 with Retry-After
     max_batch: int = 64
     max_title_chars: int = TITLE_MAX_CHARS
     dedup: bool = True  # reuse stored predictions for exact / near-duplicate photos

@@ -36,7 +36,7 @@ from skutag.service.retraining import RetrainJob, Retraining
 from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
 from skutag.store.repository import Store
 from skutag.store.views import HUMAN_STATUSES, Conflict, ProductView
-from skutag.vision.image import ImageError, ImageLimits
+from skutag.vision.image import DECODE_BUDGET, ImageBusyError, ImageError, ImageLimits, ImageTooLargeError
 
 log = logging.getLogger("skutag.service")
 
@@ -77,7 +77,9 @@ class TaggingService:
         self.tagger_factory = tagger_factory
         self.retrainer = retrainer
         self.index = PerceptualIndex(settings.near_duplicate_bits)
-        self.limits = ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.max_upload_bytes)
+        self.limits = ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.max_upload_bytes,
+                                  wait_s=settings.decode_wait_s)
+        DECODE_BUDGET.resize(settings.max_decoded_pixels)  # per process: this service's photos decoded at once
         self._tagger: Tagger | None = None
         self._model_dir: str | None = None
         self._slots = threading.BoundedSemaphore(settings.tag_concurrency)
@@ -284,8 +286,10 @@ class TaggingService:
             return None, None, False
         try:
             fp = fingerprint(data, self.limits)
+        except ImageBusyError as exc:  # the process is decoding all it may: the client tries again shortly
+            raise InvalidInput("image", str(exc).replace(f"<{len(data)} bytes>: ", ""), status=503) from None
         except ImageError as exc:
-            status = 413 if "limit" in str(exc) or "too large" in str(exc) else 415
+            status = 413 if isinstance(exc, ImageTooLargeError) or "limit" in str(exc) else 415
             raise InvalidInput("image", str(exc).replace(f"<{len(data)} bytes>: ", ""), status=status) from None
         image_id, created = self.store.add_image(fp, data)
         return image_id, fp.phash, created

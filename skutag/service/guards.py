@@ -13,6 +13,7 @@ product field rules, ``skutag.policy.fields``).
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,7 +60,8 @@ class NulGuard:
             await _respond(send, exc.status_code, {"detail": str(exc.detail)})
             return
         if _has_nul(bytes(body), json_body=kind == b"application/json"):
-            await _refuse(scope, send, "body", "a text field of the request contains a NUL character")
+            field = _nul_field(bytes(body), json_body=kind == b"application/json")
+            await _refuse(scope, send, field, "contains a NUL character")
             return
         pending = iter(messages)
 
@@ -70,6 +72,38 @@ class NulGuard:
                 return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _nul_field(body: bytes, *, json_body: bool) -> str:
+    """The request field holding the NUL (``title``, ``products[0].brand``), as the field rules name it;
+    ``body`` when the body cannot be read as text fields."""
+    try:
+        if not json_body:
+            for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+                if "\x00" in key or "\x00" in value:
+                    return key.replace("\x00", "") or "body"
+            return "body"
+        return _json_nul_path(json.loads(body)) or "body"
+    except ValueError:
+        return "body"
+
+
+def _json_nul_path(value, path: str = "") -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path or "body"
+            found = _json_nul_path(item, f"{path}.{key}" if path else key)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _json_nul_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 async def _refuse(scope: Scope, send: Send, field: str, message: str) -> None:

@@ -36,17 +36,31 @@ class ImageFingerprint:
 
 
 def fingerprint(data: bytes, limits: ImageLimits = ImageLimits()) -> ImageFingerprint:
-    """Hash a photo's bytes; raises ``vision.image.ImageError`` for anything that is not a usable photo."""
-    image = load_image(data, limits)
+    """Hash a photo's bytes; raises ``vision.image.ImageError`` for anything that is not a usable photo. The
+    perceptual hash is taken from the photo shrunk to ``PHASH_SIDE`` (it reads 32 x 32 pixels), so memory
+    follows that size, not the file's."""
+    image = load_image(data, limits, max_side=PHASH_SIDE)  # refuses what is not a usable photo
+    width, height = photo_size(data)
     return ImageFingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
         md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
         phash=perceptual_hash(image),
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         size_bytes=len(data),
         content_type=_content_type(data),
     )
+
+
+PHASH_SIDE = 512
+
+
+def photo_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as the photo is shown (EXIF orientation applied), read from its header."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def perceptual_hash(image: Image.Image) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..image import ImageLimits, ImageSource, load_image
+from ..image import ImageLimits, ImageSource, decode_side, load_image
 from ..preprocess import PreprocessSpec, normalize_batch
 from .views import VIEWS, l2_normalize, view_crop
 
@@ -89,7 +89,8 @@ class VisionTail:
         readable, images = [], []
         for i, source in enumerate(sources):
             try:
-                images.append(load_image(source, self.LIMITS, min_side=self.preprocess.resize_shorter))
+                images.append(load_image(source, self.LIMITS, min_side=self.preprocess.resize_shorter,
+                                         max_side=decode_side(self.preprocess.resize_shorter)))
                 readable.append(i)
             except Exception:  # noqa: BLE001 - the vision stage reports the photo's error
                 continue
