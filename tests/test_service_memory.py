@@ -1,6 +1,6 @@
 """Memory per request is bounded: a real `skutag serve` process (cold-start model) takes eight concurrent uploads
 of a 6300 x 6300 PNG (131 KB on the wire, 119 MB decoded) and stays under 1.5 GB peak RSS, then drops back under
-1 GB (measured from /proc). Before the decode budget and reduced decoding it reached 4.2 GB and kept 3.4 GB."""
+1 GB (measured from /proc; the figures before and after the decode budget are in docs/service.md)."""
 
 from __future__ import annotations
 
