@@ -68,14 +68,17 @@ def test_each_batch_item_stands_alone_and_a_nul_title_fails_only_its_item(api, v
     client, auth = api
     photo = base64.b64encode(val_rows[1].image.read_bytes()).decode()
     response = client.post("/v1/products:batch", headers=auth, json={"products": [
+        {"id": "nul", "title": "Arla\u0000mjölk", "image_base64": photo},
         {"id": "bad", "title": "Arla mjölk", "brand": "B" * 201, "image_base64": photo},
         {"id": "good", "title": "Arla mjölk", "image_base64": photo},
     ]})
     assert response.status_code == 200, response.text
-    first, second = response.json()["results"]
-    assert first["error"] == {"field": "products[0].brand", "message": "longer than 200 characters"}
-    assert second["id"] == "good" and second["status"] in ("auto", "review", "manual")
-    assert client.get("/v1/products/bad", headers=auth).status_code == 404
+    nul, long_brand, good = response.json()["results"]
+    assert nul["error"] == {"field": "products[0].title", "message": "contains a NUL character"}
+    assert long_brand["error"] == {"field": "products[1].brand", "message": "longer than 200 characters"}
+    assert good["id"] == "good" and good["status"] in ("auto", "review", "manual")
+    for missing in ("nul", "bad"):
+        assert client.get(f"/v1/products/{missing}", headers=auth).status_code == 404
 
 
 @pytest.mark.parametrize("query", ["offset=9223372036854775808", "offset=99999999999999999999999",
