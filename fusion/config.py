@@ -82,8 +82,14 @@ class DecisionConfig:
     # per-class auto thresholds chosen on held-out (out-of-fold) predictions for target_precision
     per_class_thresholds: bool = True
     target_precision: float = 0.95
-    # classes with fewer held-out predictions than this keep the global threshold
+    # classes with fewer held-out predictions than this take the pooled cut (fusion/thresholds.py)
     min_class_support: int = 5
+    # "bound": cuts on a lower bound of each class's precision (fusion/thresholds.py); "empirical": skutag 0.1's
+    threshold_method: str = "bound"
+    # the bound is this one-sided quantile of the Beta posterior of a class's precision
+    threshold_confidence: float = 0.75
+    # pseudo-answers at the pooled precision added to a class's own (how far few answers lean on all classes)
+    threshold_prior_rows: float = 20.0
     # category paths (or path prefixes, levels joined by " > ") that always go to review
     always_review: tuple[str, ...] = ()
     # share of auto-tagged items sent to review anyway as a random audit sample (deterministic per id)
@@ -105,6 +111,12 @@ class DecisionConfig:
         if self.review_threshold > self.auto_threshold:
             raise ValueError(f"decision.review_threshold ({self.review_threshold}) must not be above "
                              f"decision.auto_threshold ({self.auto_threshold})")
+        if self.threshold_method not in ("bound", "empirical"):
+            raise ValueError(f"decision.threshold_method must be 'bound' or 'empirical', got {self.threshold_method!r}")
+        if not 0.5 <= self.threshold_confidence < 1.0:
+            raise ValueError(f"decision.threshold_confidence must be in [0.5, 1), got {self.threshold_confidence}")
+        if self.threshold_prior_rows < 0:
+            raise ValueError(f"decision.threshold_prior_rows must be >= 0, got {self.threshold_prior_rows}")
         if not isinstance(self.min_class_support, numbers.Integral) or self.min_class_support < 0:
             raise ValueError(f"decision.min_class_support must be a whole number >= 0, got {self.min_class_support!r}")
 

@@ -129,60 +129,6 @@ def load_rules_file(path: str | Path) -> dict:
     return data
 
 
-# ---------------------------------------------------------------------- thresholds
-def fit_class_thresholds(predicted: Sequence[str], confidence: Sequence[float], truth: Sequence[str],
-                         target_precision: float, min_support: int) -> dict[str, float]:
-    """Per predicted class: the lowest confidence cut whose auto-tags reach ``target_precision`` on these
-    held-out rows (above every confidence when none does). Classes predicted fewer than ``min_support``
-    times get no entry (they use the global threshold)."""
-    predicted = np.asarray(predicted, dtype=object)
-    confidence = np.asarray(confidence, dtype=float)
-    correct = predicted == np.asarray(truth, dtype=object)
-    thresholds: dict[str, float] = {}
-    for cls in np.unique(predicted):
-        rows = np.flatnonzero(predicted == cls)
-        if len(rows) < min_support:
-            continue
-        order = rows[np.argsort(-confidence[rows], kind="stable")]
-        precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-        ok = np.flatnonzero(precision >= target_precision)
-        if len(ok) == 0:
-            thresholds[str(cls)] = float(min(1.0, confidence[order[0]] + 1e-6))
-        else:
-            thresholds[str(cls)] = float(confidence[order[ok[-1]]])
-    return thresholds
-
-
-def fit_calibrated_thresholds(predicted: Sequence[str], confidence: Sequence[float], truth: Sequence[str],
-                              classes: Iterable[str], target_precision: float, min_support: int) -> dict[str, float]:
-    """Thresholds from a separate calibration set: per-class cuts where a class has ``min_support`` rows, and
-    for every other class the one global cut that reaches ``target_precision`` on all calibration rows."""
-    correct = np.asarray(predicted, dtype=object) == np.asarray(truth, dtype=object)
-    _, fallback = coverage_at_precision(confidence, correct, target_precision)
-    per_class = fit_class_thresholds(predicted, confidence, truth, target_precision, min_support)
-    return {**{str(c): fallback for c in classes}, **per_class}
-
-
-def coverage_precision_curve(confidence: Sequence[float], correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, coverage, precision) when everything at or above a global threshold is auto-tagged."""
-    confidence = np.asarray(confidence, dtype=float)
-    correct = np.asarray(correct, dtype=bool)
-    order = np.argsort(-confidence, kind="stable")
-    hits = np.cumsum(correct[order])
-    counts = np.arange(1, len(order) + 1)
-    return confidence[order], counts / max(len(order), 1), hits / counts
-
-
-def coverage_at_precision(confidence: Sequence[float], correct: Sequence[bool], target: float) -> tuple[float, float]:
-    """(largest coverage whose precision >= target, the threshold giving it); (0, 1) when none does."""
-    thresholds, coverage, precision = coverage_precision_curve(confidence, correct)
-    ok = np.flatnonzero(precision >= target)
-    if len(ok) == 0:
-        return 0.0, 1.0
-    i = ok[-1]
-    return float(coverage[i]), float(thresholds[i])
-
-
 def _agreeing_sources(contributions: Mapping[str, float], share: float = 0.2) -> int:
     return sum(1 for value in contributions.values() if value >= share)
 

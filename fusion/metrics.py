@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import f1_score
 
-from .decision import coverage_at_precision
+from .thresholds import coverage_at_precision, precision_interval
 from .model import PATH_SEPARATOR
 from .result import Decision, TagResult
 
@@ -33,7 +33,7 @@ def tagging_metrics(truth: Sequence[str], results: Sequence[TagResult], target_p
     key = int(round(target_precision * 100))
     if n == 0:
         return {"n": 0, "accuracy": 0.0, "macro_f1": 0.0, "level_accuracy": [], "auto_rate": 0.0,
-                "auto_precision": None, "review_rate": 0.0, "manual_rate": 0.0, f"auto_rate_at_{key}": 0.0,
+                "auto_precision": None, "auto_precision_interval": None, "review_rate": 0.0, "manual_rate": 0.0, f"auto_rate_at_{key}": 0.0,
                 f"threshold_at_{key}": 1.0, "errors": 0}
     predicted = [r.path or "" for r in results]
     correct = np.array([p == t for p, t in zip(predicted, truth)])
@@ -48,12 +48,18 @@ def tagging_metrics(truth: Sequence[str], results: Sequence[TagResult], target_p
         "level_accuracy": level_accuracy(truth, predicted),
         "auto_rate": round(float(auto.mean()), 4),
         "auto_precision": round(float(correct[auto].mean()), 4) if auto.any() else None,
+        "auto_precision_interval": _interval(int((auto & correct).sum()), int(auto.sum())),
         "review_rate": round(float(review.mean()), 4),
         "manual_rate": round(float((~auto & ~review).mean()), 4),
         f"auto_rate_at_{key}": round(coverage, 4),
         f"threshold_at_{key}": round(threshold, 4),
         "errors": int(sum(1 for r in results if r.error)),
     }
+
+
+def _interval(correct: int, total: int) -> list[float] | None:
+    found = precision_interval(correct, total)
+    return None if found is None else [round(found[0], 4), round(found[1], 4)]
 
 
 def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:

@@ -24,7 +24,8 @@ import numpy as np
 
 from skutag.fusion import bundle as bundles
 from skutag.fusion.coldstart import ColdStartScorer
-from skutag.fusion.decision import Decider, fit_calibrated_thresholds, fit_class_thresholds
+from skutag.fusion.decision import Decider
+from skutag.fusion.thresholds import fit_thresholds
 from skutag.fusion.evidence import Evidence
 from skutag.fusion.model import FusionModel, Scores
 from skutag.fusion.result import TagResult
@@ -124,15 +125,12 @@ class Pipeline(Tagger):
                        top_k=self.config.fusion.top_k)
 
     def _class_thresholds(self, known: Sequence[str]) -> dict[str, float]:
-        """Per-class auto thresholds on the model's calibration set (every class gets one), else on its
-        out-of-fold training answers (classes without enough support keep the global threshold)."""
-        cfg = self.config.decision
+        """Per-class auto thresholds (``skutag.fusion.thresholds``) on the model's calibration set, else on its
+        out-of-fold training answers."""
         predicted, confidence, truth = self.model.threshold_rows_
         predicted, truth = [self._renamed(p) for p in predicted], [self._renamed(t) for t in truth]
-        if self.model.calibrated_:
-            return fit_calibrated_thresholds(predicted, confidence, truth, known, cfg.target_precision,
-                                             cfg.min_class_support)
-        return fit_class_thresholds(predicted, confidence, truth, cfg.target_precision, cfg.min_class_support)
+        return fit_thresholds(predicted, confidence, truth, known, self.config.decision,
+                              calibration_set=self.model.calibrated_)
 
     # ------------------------------------------------------------------ tagging
     def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from skutag.fusion.decision import coverage_precision_curve
+from skutag.fusion.thresholds import coverage_precision_curve
 from skutag.fusion.result import TagResult
 
 MAX_CONFUSION_CLASSES = 40
@@ -112,13 +112,16 @@ def _coverage_png(truth: Sequence[str], results: Sequence[TagResult], report: di
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(coverage, precision, label="one global threshold")
     if report.get("auto_precision") is not None:
-        ax.scatter([report.get("auto_rate", 0)], [report["auto_precision"]], color="C3", zorder=3,
-                   label="decider (per-class thresholds)")
+        interval = report.get("auto_precision_interval") or [report["auto_precision"]] * 2
+        ax.errorbar([report.get("auto_rate", 0)], [report["auto_precision"]], fmt="o", color="C3", zorder=3,
+                    yerr=[[report["auto_precision"] - interval[0]], [interval[1] - report["auto_precision"]]],
+                    capsize=3, label="operating point (per-class thresholds, 95% interval)")
     for target in (0.6,):
         idx = np.flatnonzero(thresholds >= target)
         if len(idx):
             ax.scatter([coverage[idx[-1]]], [precision[idx[-1]]], color="C2", zorder=3, label="global 60% threshold")
-    ax.axhline(0.95, color="grey", lw=0.8, ls="--", label="95% precision")
+    target = report.get("target_precision", 0.95)
+    ax.axhline(target, color="grey", lw=0.8, ls="--", label=f"target {target:.0%} precision")
     ax.set_xlabel("coverage (share auto-tagged)")
     ax.set_ylabel("precision of auto-tags")
     ax.set_ylim(max(0.0, min(precision.min() if len(precision) else 0, 0.5) - 0.02), 1.005)

@@ -17,7 +17,7 @@ import numpy as np
 
 from skutag.fusion import bundle as bundles
 from skutag.fusion.config import MODALITIES
-from skutag.fusion.decision import coverage_at_precision, fit_class_thresholds
+from skutag.fusion.thresholds import coverage_at_precision, fit_bound_thresholds, fit_class_thresholds
 from skutag.fusion.evidence import Evidence
 from skutag.fusion.metrics import expected_calibration_error, tagging_metrics
 from skutag.fusion.model import FusionModel
@@ -131,8 +131,11 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     correct = predicted == truth
     target = config.decision.target_precision
     coverage, threshold = coverage_at_precision(confidence, correct, target)
+    expected = fit_bound_thresholds(predicted, confidence, truth, classes, config.decision)
     metrics = {
         "oof_accuracy": round(float(correct.mean()), 4),
+        # what the auto thresholds promise on held-out answers (out of fold; by photo series, fusion.oof_groups)
+        "expected_auto": expected.to_json(),
         "oof_log_loss": round(float(model.tagger_.oof_log_loss_), 4),
         "oof_ece": expected_calibration_error(confidence, correct),
         f"oof_auto_rate_at_{int(round(target * 100))}": round(coverage, 4),
@@ -443,6 +446,7 @@ def evaluate_catalog(pipeline: Pipeline, catalog_path: str | Path, *, ocr_gate: 
                           "candidates": pipeline.gate_stats.candidates - before[0],
                           "ran": pipeline.gate_stats.ran - before[1]}
     report["seconds"] = round(seconds, 2)
+    report["target_precision"] = target
     report["model"] = pipeline.model_version
     report["skipped_rows"] = len(catalog.errors)
     report["details"] = {"truth": truth, "results": results, "brands": [p.brand for p in products],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from skutag.fusion import bundle as bundles
-from skutag.fusion.decision import fit_class_thresholds
+from skutag.fusion.thresholds import fit_bound_thresholds, fit_class_thresholds
 from skutag.catalog_io import read_catalog
 from skutag.cli import main
 from skutag.config import SkutagConfig
@@ -52,10 +52,11 @@ def test_calibrate_writes_a_new_version_whose_thresholds_come_from_the_calibrati
     after = load_pipeline(config(), store)
     predicted, confidence, truth = after.model.threshold_rows_
     assert len(truth) == rows and "Fruit > Kiwi > Kiwi" in set(truth)
-    per_class = fit_class_thresholds(predicted, confidence, truth, 0.95, 3)
-    assert per_class and set(after.decider.class_thresholds) == {str(c) for c in after.model.classes_}
-    for path, threshold in after.decider.class_thresholds.items():
-        assert threshold == per_class.get(path, record["global_threshold"])
+    chosen = fit_bound_thresholds(predicted, confidence, truth, after.model.classes_, after.config.decision)
+    assert set(after.decider.class_thresholds) == {str(c) for c in after.model.classes_}
+    assert after.decider.class_thresholds == chosen.thresholds  # chosen on the calibration rows
+    empirical = fit_class_thresholds(predicted, confidence, truth, 0.95, 3)
+    assert empirical and any(after.decider.class_thresholds[p] >= t for p, t in empirical.items())
     assert after.decider.class_thresholds != before.decider.class_thresholds
     # the calibration rows' confidences are what the calibrated model says on them
     report = evaluate_catalog(after, cal)

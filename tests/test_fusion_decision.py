@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from skutag.fusion.config import DecisionConfig
-from skutag.fusion.decision import Decider, RuleEngine, coverage_at_precision, fit_class_thresholds
+from skutag.fusion.decision import Decider, RuleEngine
+from skutag.fusion.thresholds import coverage_at_precision, fit_class_thresholds
 from skutag.fusion.model import Scores
 from skutag.fusion.result import Decision
 

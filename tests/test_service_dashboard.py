@@ -262,3 +262,26 @@ def test_ocr_text_and_vision_labels_are_shown_escaped(dash):
     html = client.get("/review").text + client.get("/products/ocr-1").text
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<strong>Oatly</strong>" in html and "牛奶 61%" in html and "&lt;b&gt;盒&lt;/b&gt;" in html
+
+
+def test_the_stats_page_and_api_hold_audited_precision_against_the_target(dash):
+    """Audits that fall below decision.target_precision are flagged on the stats page and in /v1/stats."""
+    client, auth = dash
+    login(client)
+    assert "No audits yet" in client.get("/stats").text
+    store = client.app.state.store
+    from skutag.policy.rules import audit_check
+
+    assert audit_check(0, 0, 0.95)["status"] == "none"
+    assert audit_check(19, 20, 0.95)["status"] == "uncertain"  # 95% observed, 20 audits: cannot tell
+    assert audit_check(60, 100, 0.95)["status"] == "below"
+    assert audit_check(1000, 1000, 0.95)["status"] == "meets"
+    listed = client.get("/v1/products", headers=auth, params={"limit": 500}).json()["products"]
+    auto = [p for p in listed if p["status"] == "auto"][:4]
+    assert auto, "the fixture's model auto-tags some products"
+    for product in auto:  # every audit says the auto-tag was wrong
+        other = next(c for c in TEST_CLASSES if c != product["path"])
+        store.add_correction(product["id"], other, "ann", kind="audit_fix")
+    check = client.get("/v1/stats", headers=auth).json()["precision_check"]
+    assert check["status"] == "below" and check["audited"] == len(auto) and check["audited_precision"] == 0.0
+    assert "below the target" in client.get("/stats").text

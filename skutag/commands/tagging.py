@@ -338,6 +338,8 @@ def run_train(args: argparse.Namespace) -> int:
               f"modalities {', '.join(m['modalities'])}")
         print(f"held-out (out-of-fold) accuracy {m['oof_accuracy']:.3f}, calibration error {m['oof_ece']:.3f}, "
               f"fit {m['fit_seconds']:.1f} s")
+        if m.get("expected_auto"):
+            print(f"expect {_expectation(m['expected_auto'], config.decision.target_precision)}")
         if summary.get("vision_tail"):
             t = summary["vision_tail"]
             print(f"vision tail: cut {t['cut']}, {t['epochs']} epochs, {t['train_views']} views, {t['folds']} folds; "
@@ -404,12 +406,24 @@ def run_eval(args: argparse.Namespace) -> int:
         key = next(k for k in metrics if k.startswith("auto_rate_at_"))
         print(f"{metrics['n']} products — accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
               f"levels {' / '.join(f'{x:.3f}' for x in metrics['level_accuracy'])}")
-        print(f"auto {metrics['auto_rate']:.1%} at precision {_precision(metrics['auto_precision'])}; "
-              f"{key.replace('_', ' ')}: {metrics[key]:.1%}")
+        interval = metrics.get("auto_precision_interval")
+        print(f"auto {metrics['auto_rate']:.1%} at precision {_precision(metrics['auto_precision'])}"
+              + (f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+              + f"; {key.replace('_', ' ')}: {metrics[key]:.1%}")
         for name, s in metrics["slices"].items():
             print(f"  {name:9s} n={s['n']:5d} accuracy {s['accuracy']:.3f} auto {s['auto_rate']:.1%} "
                   f"precision {_precision(s['auto_precision'])}")
     return 0
+
+
+def _expectation(expected: dict, target: float) -> str:
+    """What the auto thresholds promise, from the held-out answers they were chosen on."""
+    if expected.get("expected_precision") is None:
+        return f"no auto-tags: no class reaches the {target:.0%} precision target on held-out answers (all to review)"
+    low, high = expected["precision_interval"]
+    return (f"auto-tags on {expected['expected_auto_rate']:.1%} of new products at precision "
+            f"{expected['expected_precision']:.3f} (95% interval {low:.3f}-{high:.3f}; target {target:.0%}); "
+            f"{len(expected['never_auto'])} categories always to review")
 
 
 def _precision(value: float | None) -> str:

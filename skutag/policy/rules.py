@@ -127,6 +127,27 @@ def save_answer(store: Store, product_id: str, *, title: str | None, price: floa
                               audit=audit_sampled(product_id, result, decision), **extra)
 
 
+def audit_check(correct: int, audited: int, target: float) -> dict[str, Any]:
+    """Audited precision against the promised one (``decision.target_precision``): ``below`` when even the upper
+    end of its 95% interval is under the target, ``meets`` when the lower end reaches it, ``uncertain``
+    otherwise (too few audits to tell), ``none`` without audits."""
+    from skutag.fusion.thresholds import precision_interval
+
+    interval = precision_interval(correct, audited)
+    if interval is None:
+        status = "none"
+    elif interval[1] < target:
+        status = "below"
+    elif interval[0] >= target:
+        status = "meets"
+    else:
+        status = "uncertain"
+    return {"target_precision": target, "audited": audited,
+            "audited_precision": round(correct / audited, 4) if audited else None,
+            "interval": None if interval is None else [round(interval[0], 4), round(interval[1], 4)],
+            "status": status}
+
+
 def under(path: str, prefix: str) -> bool:
     """Whether ``path`` is ``prefix`` or a category below it."""
     return path == prefix or path.startswith(prefix + PATH_SEPARATOR)

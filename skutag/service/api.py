@@ -16,6 +16,7 @@ from skutag.service.auth import require_token, token_or_session
 from skutag.service.categories import CategoryChange, CategoryUpdate, keep_tags, update_category
 from skutag.policy.brands import check_brand_entry
 from skutag.policy.fields import InvalidInput, normalise_path
+from skutag.policy.rules import audit_check
 from skutag.service.engine import TaggingService, Upload
 from skutag.store.views import Conflict, NotFound
 from skutag.taxonomy.aliases import compose
@@ -458,6 +459,8 @@ def retrain_state(request: Request):
 @router.get("/stats", summary="Auto rate, audited precision, corrections per day, current model")
 def stats(request: Request):
     service = service_of(request)
-    return {**service.store.stats().to_json(), "serving": service.model_version}
+    stats = service.store.stats()
+    return {**stats.to_json(), "serving": service.model_version,
+            "precision_check": audit_check(stats.audited_correct, stats.audited, service.decision.target_precision)}
 
 

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from skutag.service.auth import LoginThrottle, check_csrf, csrf_token, end_session, session_user, start_session
 from skutag.policy.fields import InvalidInput, normalise_path
+from skutag.policy.rules import audit_check
 from skutag.service.engine import TaggingService
 from skutag.store.views import Conflict
 
@@ -206,9 +207,11 @@ def whitelist_edit(request: Request, user: Operator, csrf_token: Annotated[str, 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request, user: Operator):
     service = service_of(request)
-    return render(request, "stats.html", stats=service.store.stats(), models=service.store.list_models(),
+    stats = service.store.stats()
+    check = audit_check(stats.audited_correct, stats.audited, service.decision.target_precision)
+    return render(request, "stats.html", stats=stats, models=service.store.list_models(),
                   job=service.retrain_job, untrained=service.store.untrained_correction_count(),
-                  serving=service.model_version)
+                  serving=service.model_version, check=check)
 
 
 @router.post("/retrain")
