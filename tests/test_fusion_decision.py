@@ -128,3 +128,27 @@ def test_reasons_show_confidence_and_threshold_apart():
     assert above.decision is Decision.AUTO and "confidence 0.9997 >= class threshold 0.9996" in above.reasons
     plain = decider.decide("r", CLASSES, np.array([0.1, 0.5, 0.3, 0.1]), {})
     assert "confidence 0.50 below auto threshold 0.60" in plain.reasons
+
+
+def test_bound_thresholds_keep_the_promise_with_few_answers_and_refuse_classes_that_cannot():
+    from skutag.fusion.config import DecisionConfig as Config
+    from skutag.fusion.thresholds import NEVER, fit_bound_thresholds, fit_thresholds
+
+    rng = np.random.default_rng(0)
+    predicted, confidence, truth = [], [], []
+    for _ in range(200):  # a clean class: sure and right
+        predicted.append(WATER), confidence.append(rng.uniform(0.7, 1.0)), truth.append(WATER)
+    for i in range(60):  # a class the model gets wrong 4 times in 10, whatever its confidence
+        predicted.append(SODA), confidence.append(rng.uniform(0.7, 1.0)), truth.append(SODA if i % 10 < 6 else WATER)
+    for _ in range(3):  # a class with 3 held-out answers
+        predicted.append(JUICE), confidence.append(0.65), truth.append(JUICE)
+    config = Config(audit_rate=0)
+    fit = fit_bound_thresholds(predicted, confidence, truth, CLASSES, config)
+    assert fit.thresholds[SODA] == NEVER  # its precision bound never reaches 95%
+    assert fit.thresholds[JUICE] == fit.pooled  # few answers: the pooled cut, not the article's 0.6
+    assert fit.thresholds[WATER] < 0.75 and fit.expected_precision >= 0.95
+    low, high = fit.precision_interval
+    assert low <= fit.expected_precision <= high
+    # skutag 0.1's rule would auto-tag the 3-answer class at 0.6 and accept the bad class above some cut
+    empirical = fit_thresholds(predicted, confidence, truth, CLASSES, Config(audit_rate=0, threshold_method="empirical"))
+    assert JUICE not in empirical and empirical[SODA] < NEVER
