@@ -70,6 +70,26 @@ class Tagger(abc.ABC):
         return self.tag(products, audit=audit).results
 
 
+class BrandlessTagger(Tagger):
+    """A tagger that reads no brands and keeps no evidence (a plain classifier behind the contract): subclasses
+    give ``categories`` and ``tag_results``."""
+
+    @property
+    def lexicon(self) -> None:
+        return None
+
+    def use_lexicon(self, lexicon: BrandLexicon) -> bool:
+        return False
+
+    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
+        results = self.tag_results(products)
+        return TaggedBatch(results, [None] * len(results))
+
+    @abc.abstractmethod
+    def tag_results(self, products: Sequence[Product]) -> list[TagResult]:
+        """One result per product, in order."""
+
+
 def modality_outputs(evidence: Evidence | None) -> dict[str, Any]:
     """The per-modality part of the evidence, as JSON (no embeddings); {} for none."""
     if evidence is None:

@@ -32,7 +32,7 @@ import numpy as np
 from skutag.fusion.result import Alternative, Decision, TagResult
 from grocery import grocery_manifest
 from skutag.catalog import Product
-from skutag.tagger import TaggedBatch, Tagger
+from skutag.tagger import BrandlessTagger
 from skutag.vision.image import load_rgb_array
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def cached_title_model(manifest: Path) -> Path:
     return folder
 
 
-class TitleTagger(Tagger):
+class TitleTagger(BrandlessTagger):
     """A real (small) tagger: photo decoded and hashed, category predicted from the title."""
 
     def __init__(self, model, model_version: str):
@@ -99,21 +99,10 @@ class TitleTagger(Tagger):
         self.flaky_dir = os.environ.get("SKUTAG_TEST_FLAKY_DIR")
         self.crash = os.environ.get("SKUTAG_TEST_CRASH") == "1"
 
-    @property
-    def lexicon(self):
-        return None  # reads no brands
-
-    def use_lexicon(self, lexicon) -> bool:
-        return False
-
     def categories(self) -> list[str]:
         return sorted(str(c) for c in self.model.classes_)
 
-    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
-        results = self._tag(products)
-        return TaggedBatch(results, [None] * len(results))
-
-    def _tag(self, products: Sequence[Product]) -> list[TagResult]:
+    def tag_results(self, products: Sequence[Product]) -> list[TagResult]:
         for product in products:
             self._log("start", product.id)
             self._maybe_fail(product)

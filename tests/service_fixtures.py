@@ -23,7 +23,7 @@ from PIL import Image
 
 from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import Product
-from skutag.tagger import TaggedBatch, Tagger
+from skutag.tagger import BrandlessTagger
 from skutag.service.retrain import RetrainRequest
 from skutag.vision.image import ImageError, load_image
 
@@ -57,7 +57,7 @@ def features(source) -> np.ndarray:
     return np.concatenate([histogram * 4.0, thumb])
 
 
-class PhotoTagger(Tagger):
+class PhotoTagger(BrandlessTagger):
     """``Tagger``: photo -> one of the fitted category paths, with a probability and a decision."""
 
     def __init__(self, estimator, version: str, threshold: float = 0.6):
@@ -66,21 +66,10 @@ class PhotoTagger(Tagger):
         self.threshold = threshold
         self.paths = tuple(str(c) for c in estimator.classes_)
 
-    @property
-    def lexicon(self):
-        return None  # reads no brands
-
-    def use_lexicon(self, lexicon) -> bool:
-        return False
-
     def categories(self) -> list[str]:
         return sorted(self.paths)
 
-    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
-        results = self._tag(products)
-        return TaggedBatch(results, [None] * len(results))
-
-    def _tag(self, products: Sequence[Product]) -> list[TagResult]:
+    def tag_results(self, products: Sequence[Product]) -> list[TagResult]:
         results: list[TagResult | None] = [None] * len(products)
         rows, index = [], []
         for i, product in enumerate(products):
