@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from .files import Table, read_table_or_document
 from .tree import PATH_SEPARATOR, CategoryTree, TaxonomyError, join_path, split_path
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -149,30 +150,10 @@ class LabelMap:
 
     @classmethod
     def _load(cls, path: Path) -> "LabelMap":
-        if not path.is_file():
-            raise FileNotFoundError(f"label map file not found: {path}")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise LabelMapError(f"{path}: not UTF-8 text") from None
-        suffix = path.suffix.lower()
-        if suffix in {".tsv", ".csv", ".txt"}:
-            return cls.loads_table(text, "," if suffix == ".csv" else "\t", source=path.name)
-        if suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise LabelMapError(f"{path.name}: not valid JSON: {exc}") from None
-            return cls.from_document(data, source=path.name)
-        if suffix in {".yaml", ".yml"}:
-            import yaml
-
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise LabelMapError(f"{path.name}: not valid YAML: {exc}") from None
-            return cls.from_document(data, source=path.name)
-        raise LabelMapError(f"{path}: label map files must be .tsv, .csv, .json, .yaml or .yml")
+        found = read_table_or_document(path, LabelMapError, "label map")
+        if isinstance(found, Table):
+            return cls.loads_table(found.text, found.delimiter, source=path.name)
+        return cls.from_document(found, source=path.name)
 
     @classmethod
     def loads_table(cls, text: str, delimiter: str = "\t", source: str = "table") -> "LabelMap":

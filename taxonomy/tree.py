@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from .files import Table, read_table_or_document
+
 PATH_SEPARATOR = " > "
 LIST_SEPARATOR = "|"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -238,27 +240,10 @@ class CategoryTree:
 
     @classmethod
     def _load(cls, path: Path) -> "CategoryTree":
-        if not path.is_file():
-            raise FileNotFoundError(f"category tree file not found: {path}")
-        text = path.read_text(encoding="utf-8-sig")
-        suffix = path.suffix.lower()
-        if suffix in {".tsv", ".csv", ".txt"}:
-            return cls.loads_table(text, delimiter="," if suffix == ".csv" else "\t", source=path.name)
-        if suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TaxonomyError(f"{path.name}: not valid JSON: {exc}") from None
-            return cls.from_document(data, source=path.name)
-        if suffix in {".yaml", ".yml"}:
-            import yaml
-
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise TaxonomyError(f"{path.name}: not valid YAML: {exc}") from None
-            return cls.from_document(data, source=path.name)
-        raise TaxonomyError(f"{path}: category tree files must be .tsv, .csv, .json, .yaml or .yml")
+        found = read_table_or_document(path, TaxonomyError, "category tree")
+        if isinstance(found, Table):
+            return cls.loads_table(found.text, delimiter=found.delimiter, source=path.name)
+        return cls.from_document(found, source=path.name)
 
     @classmethod
     def loads_table(cls, text: str, delimiter: str = "\t", source: str = "table") -> "CategoryTree":
