@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from skutag.cli import UserFacingError
+from skutag.commands.flags import load_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,21 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.set_defaults(func=run_worker_command)
 
 
-def _queue_config(args: argparse.Namespace, **extra):
-    from skutag.config import ConfigError, SkutagConfig
+QUEUE_FLAGS = {"queue.broker_url": "broker", "queue.result_backend": "backend", "queue.queue_name": "queue",
+               "queue.model_dir": "model", "queue.tagger_factory": "tagger"}
 
-    overrides = {
-        "queue.broker_url": getattr(args, "broker", None),
-        "queue.result_backend": getattr(args, "backend", None),
-        "queue.queue_name": getattr(args, "queue", None),
-        "queue.model_dir": getattr(args, "model", None),
-        "queue.tagger_factory": getattr(args, "tagger", None),
-        **{f"queue.{key}": value for key, value in extra.items()},
-    }
-    try:
-        return SkutagConfig.load(args.config, overrides=overrides).queue
-    except ConfigError as exc:
-        raise UserFacingError(str(exc)) from exc
+
+def _queue_config(args: argparse.Namespace, **extra):
+    """``extra``: queue fields -> values (``workers=2``)."""
+    return load_config(args, QUEUE_FLAGS, **{f"queue__{key}": value for key, value in extra.items()}).queue
 
 
 def run_batch_command(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from skutag.cli import UserFacingError
+from skutag.commands.flags import load_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,21 +43,12 @@ def _register_ocr(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_ocr_command)
 
 
-def ocr_config(args: argparse.Namespace):
-    from skutag.config import ConfigError, SkutagConfig
+OCR_FLAGS = {"ocr.backend": "backend", "ocr.rotate": "rotate", "ocr.det_limit_side_len": "det_side",
+             "ocr.use_angle_cls": "angle_cls", "ocr.model_size": "model_size", "ocr.threads": "threads"}
 
-    overrides = {
-        "ocr.backend": args.backend,
-        "ocr.rotate": args.rotate,
-        "ocr.det_limit_side_len": args.det_side,
-        "ocr.use_angle_cls": args.angle_cls,
-        "ocr.model_size": args.model_size,
-        "ocr.threads": args.threads,
-    }
-    try:
-        return SkutagConfig.load(file=getattr(args, "config", None), overrides=overrides).ocr
-    except (ConfigError, ValueError) as exc:
-        raise UserFacingError(str(exc)) from None
+
+def ocr_config(args: argparse.Namespace):
+    return load_config(args, OCR_FLAGS).ocr
 
 
 def load_lexicon(path: Path | None):

@@ -8,6 +8,7 @@ import getpass
 import sys
 
 from skutag.cli import UserFacingError
+from skutag.commands.flags import load_config
 from skutag.redact import redact, redacted_url
 
 
@@ -56,19 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     upgrade.set_defaults(func=run_db_upgrade)
 
 
-def _config(args: argparse.Namespace):
-    from skutag.config import ConfigError, SkutagConfig
+SERVICE_FLAGS = {"service.host": "host", "service.port": "port", "service.db_url": "db", "service.model_dir": "model"}
 
-    overrides = {
-        "service.host": getattr(args, "host", None),
-        "service.port": getattr(args, "port", None),
-        "service.db_url": getattr(args, "db", None),
-        "service.model_dir": getattr(args, "model", None),
-    }
-    try:
-        return SkutagConfig.load(getattr(args, "config", None), overrides=overrides)
-    except (ConfigError, ValueError) as exc:
-        raise UserFacingError(str(exc)) from None
+
+def _config(args: argparse.Namespace):
+    return load_config(args, SERVICE_FLAGS)
 
 
 def describe_database(url) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from skutag.cli import UserFacingError
+from skutag.commands.flags import load_config
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CATALOG_SUFFIXES = {".jsonl", ".ndjson", ".json", ".csv", ".tsv"}
@@ -169,14 +170,17 @@ def _register_bundle(subparsers) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
-def _config(args: argparse.Namespace, **extra: Any):
-    from skutag.config import ConfigError, SkutagConfig
+TAGGING_FLAGS = {"fusion.ocr_gate": "ocr_gate", "vision.backbone": "backbone"}
 
-    overrides = {"fusion.ocr_gate": getattr(args, "ocr_gate", None), "vision.backbone": getattr(args, "backbone", None)}
-    overrides.update(extra)
+
+def _config(args: argparse.Namespace, **extra: Any):
+    """``extra``: dotted config keys -> values (``{"fusion.cv": 3}``)."""
+    config = load_config(args, TAGGING_FLAGS)
+    if not extra:
+        return config
     try:
-        return SkutagConfig.load(getattr(args, "config", None), overrides=overrides)
-    except ConfigError as exc:
+        return config.with_overrides(extra)
+    except ValueError as exc:  # ConfigError included
         raise UserFacingError(str(exc)) from None
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from skutag.cli import UserFacingError
+from skutag.commands.flags import load_config
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 PROGRESS_MIN_IMAGES = 64
@@ -50,22 +51,13 @@ def collect_images(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _vision_config(args: argparse.Namespace):
-    from skutag.config import ConfigError, SkutagConfig
+VISION_FLAGS = {"vision.backbone": "backbone", "vision.int8": "int8", "vision.runtime": "runtime",
+                "vision.weights": "weights", "vision.top_k": "top_k", "vision.batch_size": "batch_size",
+                "vision.threads": "threads"}
 
-    overrides = {
-        "vision.backbone": args.backbone,
-        "vision.int8": args.int8,
-        "vision.runtime": args.runtime,
-        "vision.weights": args.weights,
-        "vision.top_k": args.top_k,
-        "vision.batch_size": args.batch_size,
-        "vision.threads": args.threads,
-    }
-    try:
-        return SkutagConfig.load(file=getattr(args, "config", None), overrides=overrides).vision
-    except ConfigError as exc:
-        raise UserFacingError(str(exc)) from None
+
+def _vision_config(args: argparse.Namespace):
+    return load_config(args, VISION_FLAGS).vision
 
 
 def format_result(result) -> str:
