@@ -19,6 +19,7 @@ from skutag.extras import missing_extra_message
 COMMAND_MODULES: tuple[str, ...] = (
     "skutag.commands.vision",
     "skutag.commands.ocr",
+    "skutag.commands.brands",
     "skutag.commands.taxonomy",
     "skutag.commands.models",
     "skutag.commands.tagging",
