@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from skutag.inference import default_threads
 from skutag.vision.image import ImageError, ImageLimits, describe_source, load_bgr_array
 
 from .config import OcrConfig
@@ -77,7 +77,7 @@ class OcrEngine:
     def workers(self) -> int:
         if self.make_backend is None:
             return 1
-        return self.config.workers or max(1, min(4, os.cpu_count() or 1))
+        return self.config.workers or default_threads(most=4)
 
     @property
     def name(self) -> str:

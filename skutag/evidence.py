@@ -321,9 +321,9 @@ class EvidenceCollector:
 
 
 def _cpu_threads() -> int:
-    import os
+    from skutag.inference import default_threads
 
-    return max(1, min(8, os.cpu_count() or 1))
+    return default_threads()
 
 
 def _embedding_record(embedding: np.ndarray | None) -> Record:

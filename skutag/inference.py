@@ -15,6 +15,20 @@ from __future__ import annotations
 import os
 from typing import Any, Union
 
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity: a container or ``taskset`` may give it fewer than the
+    machine has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(most: int = 8) -> int:
+    """Compute threads when none are configured: one per available CPU, at most ``most``."""
+    return max(1, min(available_cores(), most))
+
+
 PROVIDERS = ("CPUExecutionProvider",)
 """Where graphs run: the CPU (the project serves on CPUs only)."""
 

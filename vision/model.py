@@ -16,11 +16,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from skutag.inference import default_threads
+
 from .backbones import BackboneSource, get_backbone
-from .image import ImageError, ImageLimits, ImageSource, decode_side, describe_source, load_image
+from .image import (
+    ImageError,
+    ImageLimits,
+    ImageSource,
+    decode_side,
+    describe_source,
+    load_image,
+)
 from .preprocess import normalize_batch, resize_crop
 from .result import LabelScore, VisionResult
-from .runtime import default_threads, runtime_class
+from .runtime import runtime_class
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,22 +8,12 @@ slow on small shared machines, and ONNX Runtime otherwise takes every core.
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .backbones import BackboneSource
 from .errors import UnknownBackboneError
-
-
-def default_threads() -> int:
-    """One thread per CPU this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
 
 
 class TorchRuntime:

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from skutag.inference import available_cores
 from skutag.tagger import Tagger
 
 
@@ -130,7 +131,7 @@ def limit_threads(threads: int) -> None:
 
 def plan_processes(workers: int, threads: int, cores: int | None = None) -> tuple[int, int]:
     """(processes, threads per process) with processes x threads <= cores; more processes than cores are capped."""
-    cores = max(1, cores or os.cpu_count() or 1)
+    cores = max(1, cores or available_cores())
     processes = min(workers, cores) if workers > 0 else cores
     per_process = threads if threads > 0 else cores // processes
     per_process = max(1, min(per_process, cores // processes))
