@@ -34,7 +34,7 @@ def model_name(task: str, size: str) -> str:
 
 def default_model_root() -> Path:
     """``$SKUTAG_HOME/ocr/paddlex`` (``SKUTAG_HOME`` defaults to ``$XDG_CACHE_HOME/skutag`` or ~/.cache/skutag)."""
-    from skutag.taxonomy.home import skutag_home_dir
+    from skutag.paths import skutag_home_dir
 
     return skutag_home_dir() / "ocr" / "paddlex"
 

@@ -9,21 +9,13 @@ it imports nothing of the package (the tables import it).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from skutag.paths import skutag_home_dir
 
 TREE_FILE_NAME = "tree.json"
 LABELMAP_FILE_NAME = "labelmap.tsv"
 LEXICON_FILE_NAME = "brands.csv"
-
-
-def skutag_home_dir() -> Path:
-    """``$SKUTAG_HOME``, else ``$XDG_CACHE_HOME/skutag``, else ``~/.cache/skutag`` (not created here): the one
-    rule every package uses for where derived files and the user's tables live."""
-    home = os.environ.get("SKUTAG_HOME")
-    if home:
-        return Path(home).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skutag"
 
 
 def user_taxonomy_dir() -> Path:

@@ -20,14 +20,16 @@ the cache key, so each CPU kind quantizes its own copy). Figures: vision/README.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
-import logging
 import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from skutag.paths import skutag_home_dir
 
 from .backbones import BackboneSource
 from .errors import ModelFilesMissingError
@@ -87,12 +89,8 @@ def int8_scheme() -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$SKUTAG_HOME/vision``, else ``$XDG_CACHE_HOME/skutag/vision``, else ``~/.cache/skutag/vision``."""
-    home = os.environ.get("SKUTAG_HOME")
-    if home:
-        return Path(home).expanduser() / "vision"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "skutag" / "vision"
+    """``$SKUTAG_HOME/vision`` (``skutag.paths``)."""
+    return skutag_home_dir() / "vision"
 
 
 def export_dir(source: BackboneSource, cache_dir: str | Path | None) -> Path:
@@ -201,7 +199,12 @@ def quantize_int8(fp32: Path, path: Path, photos: list[Path], preprocess,
     warn_if_7bit()
     if path.is_file():
         return path
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = temporary_path(path.with_name(f"{path.stem}.prep.onnx"))
