@@ -140,9 +140,18 @@ def test_bad_inputs_are_refused(train_views, train_labels):
 def test_out_of_fold_embeddings_come_from_tails_that_did_not_see_the_row(fitted, train_views, train_labels):
     from skutag.vision.tail.train import out_of_fold_embeddings
 
-    oof = out_of_fold_embeddings(clone(fitted).set_params(epochs=1), train_views, train_labels, n_splits=2)
+    tail = clone(fitted).set_params(epochs=1)
+    labels = np.asarray(train_labels)
+    first = np.concatenate([np.flatnonzero(labels == c)[::2] for c in np.unique(labels)])
+    second = np.setdiff1d(np.arange(len(labels)), first)
+    folds = [(first, second), (second, first)]
+    oof = out_of_fold_embeddings(tail, train_views, labels, folds=folds)
     assert oof.shape == (12, 1280) and np.allclose(np.linalg.norm(oof, axis=1), 1, atol=1e-5)
-    assert not np.allclose(oof, fitted.embed(train_views[:2]), atol=1e-3)
+    for fit_rows, held_rows in folds:  # each row's embedding is the one a tail fitted without it gives
+        alone = clone(tail).fit([v[fit_rows] for v in train_views], labels[fit_rows])
+        assert np.allclose(oof[held_rows], alone.embed([v[held_rows] for v in train_views[:2]]), atol=1e-5)
+    seen = clone(tail).fit(train_views, labels)  # the same training, having seen every row
+    assert not np.allclose(oof, seen.embed(train_views[:2]), atol=1e-3)
 
 
 def test_the_serving_tail_runs_the_exported_graphs_and_gives_the_torch_embedding(fitted, extractor, grocery_rows):
