@@ -69,6 +69,11 @@ class FusionConfig:
     # threads for the per-modality fits (folds run side by side); -1: one per CPU, 1: sequential
     n_jobs: int = -1
     random_state: int = 0
+    # out-of-fold answers (what the temperature, the auto thresholds and the OCR gate are fitted on) keep photo
+    # series together: "photos" (near-duplicate shots of one category, skutag/grouping.py) or "none"
+    oof_groups: str = "photos"
+    # two photos of one category at least this alike (cosine of the backbone's embeddings) are one series
+    group_similarity: float = 0.9
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,9 @@ class FusionModel:
         self.title_featurizer = title_featurizer  # unfitted; None: text.TitleFeaturizer on the default TextConfig
 
     # ------------------------------------------------------------------ training
-    def fit(self, evidence: Sequence[Evidence], paths: Sequence[str], brands: Sequence[str | None] | None = None
-            ) -> "FusionModel":
+    def fit(self, evidence: Sequence[Evidence], paths: Sequence[str], brands: Sequence[str | None] | None = None,
+            groups: Sequence[int] | None = None) -> "FusionModel":
+        """``groups``: rows kept together by the out-of-fold splits (photo series, ``skutag.grouping``)."""
         if len(evidence) != len(paths):
             raise ValueError(f"{len(evidence)} evidence rows but {len(paths)} category paths")
         self.calibration_ = None
@@ -80,7 +81,7 @@ class FusionModel:
         self.tagger_ = FusionTagger(
             blocks=blocks, cv=cfg.cv, shuffle=cfg.cv_shuffle, meta_l2=cfg.meta_l2, modality_dropout=cfg.modality_dropout,
             calibration=cfg.calibration, n_jobs=cfg.n_jobs, random_state=cfg.random_state,
-        ).fit(X, np.asarray(paths, dtype=object))
+        ).fit(X, np.asarray(paths, dtype=object), groups=groups)
         self.classes_ = np.asarray(self.tagger_.classes_, dtype=object)
         self.brand_sensitive_ = self._brand_sensitive(evidence, paths, brands)
         self.n_train_ = len(paths)

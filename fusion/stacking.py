@@ -39,7 +39,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -134,7 +134,8 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         return validate_data(self, X, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=np.float64, reset=reset)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
+        """``groups``: rows that must stay on one side of every out-of-fold split (photo series), or None."""
         X, y = validate_data(self, X, y, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
         self._check_params()
@@ -144,7 +145,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         rng = check_random_state(self.random_state)
         blocks = self._resolve_blocks(X.shape[1])
-        folds = self._folds(y_enc, rng)
+        folds = self._folds(y_enc, rng, None if groups is None else np.asarray(groups))
 
         Z = np.zeros((len(blocks), X.shape[0], n_classes), dtype=np.float32)
         present = np.zeros((X.shape[0], len(blocks)), dtype=bool)
@@ -223,12 +224,19 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             resolved.append(_Block(str(name), cols, estimator))
         return resolved
 
-    def _folds(self, y_enc: np.ndarray, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _folds(self, y_enc: np.ndarray, rng, groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         n_splits = min(int(self.cv), len(y_enc))
+        if groups is not None:
+            n_splits = min(n_splits, len(np.unique(groups)))
         if n_splits < 2:
             return []
         seed = rng.randint(np.iinfo(np.int32).max) if self.shuffle else None
         counts = np.bincount(y_enc)
+        if groups is not None:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The least populated class")
+                return list(splitter.split(np.zeros(len(y_enc)), y_enc, groups))
         if counts.max() >= n_splits:
             splitter = StratifiedKFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
         else:

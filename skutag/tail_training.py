@@ -30,6 +30,7 @@ import numpy as np
 from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector, Record, _cpu_threads, load_image_bytes, read_through
+from skutag.grouping import training_groups
 from skutag.feature_cache import FeatureCache
 
 Progress = Callable[[int], None]
@@ -52,20 +53,28 @@ def serving_views(config: SkutagConfig) -> tuple[str, ...]:
     return ("center",) + (("flip",) if cfg.tail_tta else ()) + (("full",) if cfg.tail_full_view else ())
 
 
-def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(fit rows, held rows) pairs; empty when ``n_splits`` < 2 (in-sample embeddings)."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int,
+               groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held rows) pairs; empty when ``n_splits`` < 2 (in-sample embeddings). ``groups``: photo series
+    (``skutag.grouping``) kept on one side of every fold, so a held-out photo's series was not seen."""
+    from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
     n_splits = min(int(n_splits), len(y))
+    if groups is not None:
+        n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2:
         return []
     _, counts = np.unique(y, return_counts=True)
     state = seed if shuffle else None
-    splitter = (StratifiedKFold(n_splits, shuffle=shuffle, random_state=state) if counts.max() >= n_splits
-                else KFold(n_splits, shuffle=shuffle, random_state=state))
+    if groups is not None:
+        splitter = StratifiedGroupKFold(n_splits, shuffle=shuffle, random_state=state)
+    else:
+        splitter = (StratifiedKFold(n_splits, shuffle=shuffle, random_state=state) if counts.max() >= n_splits
+                    else KFold(n_splits, shuffle=shuffle, random_state=state))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        return [(fit, held) for fit, held in splitter.split(np.zeros(len(y)), y) if len(np.unique(y[fit])) >= 2]
+        return [(fit, held) for fit, held in splitter.split(np.zeros(len(y)), y, groups)
+                if len(np.unique(y[fit])) >= 2]
 
 
 def cut_activations(collector: EvidenceCollector, images: Sequence[Any], views: Sequence[str], cut: str,
@@ -128,7 +137,8 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     classifier = TailClassifier(cfg.backbone, cut=cut, weights=cfg.weights or None, epochs=cfg.tail_epochs,
                                 threads=threads, random_state=config.fusion.random_state)
     X = [acts[view] for view in views]
-    folds = tail_folds(y, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state)
+    groups = training_groups([training.evidence[i] for i in rows], list(y), config)
+    folds = tail_folds(y, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state, groups)
     cache = _fit_cache_file(classifier, views, embedded, folds, images, y) if collector.use_cache else None
     if cache is not None and cache.is_file():  # same photos, labels and settings: e.g. other fusion modalities
         classifier, oof = joblib.load(cache)

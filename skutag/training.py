@@ -17,6 +17,7 @@ import numpy as np
 
 from skutag.fusion import bundle as bundles
 from skutag.fusion.config import MODALITIES
+from skutag.grouping import series_summary, training_groups
 from skutag.fusion.thresholds import coverage_at_precision, fit_bound_thresholds, fit_class_thresholds
 from skutag.fusion.evidence import Evidence
 from skutag.fusion.metrics import expected_calibration_error, tagging_metrics
@@ -121,8 +122,9 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         raise ValueError(f"training needs at least 2 categories; the catalog has {len(classes)}")
     if collector.tail is not None:
         config = config.with_overrides({"fusion.vision_top_k": config.fusion.vision_top_k_with_tail})
+    groups = training_groups(training.evidence, training.paths, config)
     model = FusionModel(config.fusion, title_featurizer=_title_featurizer(config)).fit(
-        training.evidence, training.paths, training.brands)
+        training.evidence, training.paths, training.brands, groups=groups)
     calibration_record = None
     if calibration is not None:
         calibration_record = {**_calibrate(model, calibration, config), **(calibration_source or {})}
@@ -136,6 +138,7 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         "oof_accuracy": round(float(correct.mean()), 4),
         # what the auto thresholds promise on held-out answers (out of fold; by photo series, fusion.oof_groups)
         "expected_auto": expected.to_json(),
+        "oof_groups": {"kind": config.fusion.oof_groups, **(series_summary(groups) if groups is not None else {})},
         "oof_log_loss": round(float(model.tagger_.oof_log_loss_), 4),
         "oof_ece": expected_calibration_error(confidence, correct),
         f"oof_auto_rate_at_{int(round(target * 100))}": round(coverage, 4),
