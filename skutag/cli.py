@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "skutag.commands.ocr",
     "skutag.commands.brands",
     "skutag.commands.taxonomy",
+    "skutag.commands.labelmap",
     "skutag.commands.models",
     "skutag.commands.tagging",
     "skutag.commands.service",

@@ -1,72 +1,31 @@
-"""``skutag taxonomy ...`` and ``skutag labelmap ...``: manage the category tree and the vision label map.
+"""``skutag taxonomy ...``: manage the category tree (``skutag labelmap`` is in commands/labelmap.py).
 
-Both tables are managed files: the working copy lives under ``SKUTAG_HOME/taxonomy/`` (``tree.json``,
-``labelmap.tsv``) and starts as the bundled default (JD tree, ImageNet label map) until the first
-edit or import. ``--file`` works on any other file instead. Every edit is validated before it is
-saved, and prints the new version.
+The tree is a managed file (``skutag.commands.managed``): the working copy lives under
+``SKUTAG_HOME/taxonomy/tree.json`` and starts as the bundled JD tree until the first edit or import.
+``--file`` works on any other file instead. Every edit is validated before it is saved, and prints the new
+version; renames are followed by the label map, the brand lexicon and the recorded path aliases.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from skutag.cli import UserFacingError
 from skutag.commands.database import open_existing_store, read_resource
-from skutag.taxonomy.home import user_labelmap_path, user_tree_path
+from skutag.commands.managed import LABEL_MAP, TREE, guard as _guard, print_json as _print_json
 
 
-# ---------------------------------------------------------------------------------------- managed files
 def managed_tree_path() -> Path:
     """The managed tree tagging reads (``CategoryTree.active()``)."""
-    return user_tree_path()
-
-
-def managed_labelmap_path() -> Path:
-    """The managed label map tagging reads (``LabelMap.active()``)."""
-    return user_labelmap_path()
+    return TREE.managed_path()
 
 
 def load_managed_tree(path: str | Path | None = None):
     """The shop's current tree: ``path``, else the managed copy, else the bundled default."""
-    from skutag.taxonomy import CategoryTree
-
-    target = Path(path) if path else managed_tree_path()
-    if target.is_file():
-        return CategoryTree.load(target)
-    if path:
-        raise FileNotFoundError(f"category tree file not found: {target}")
-    return CategoryTree.default()
-
-
-def load_managed_labelmap(path: str | Path | None = None):
-    """The current label map: ``path``, else the managed copy, else the bundled default."""
-    from skutag.taxonomy import LabelMap
-
-    target = Path(path) if path else managed_labelmap_path()
-    if target.is_file():
-        return LabelMap.load(target)
-    if path:
-        raise FileNotFoundError(f"label map file not found: {target}")
-    return LabelMap.default()
-
-
-def _guard(func):
-    """Turn the stage's validation errors into user-facing errors (exit status 2, clear message)."""
-
-    def run(args: argparse.Namespace) -> int:
-        from skutag.taxonomy import TaxonomyError
-
-        try:
-            return func(args)
-        except (TaxonomyError, KeyError, FileNotFoundError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise UserFacingError(message) from None
-
-    return run
+    return TREE.load(path)
 
 
 def _split_bar(value: str | None) -> list[str] | None:
@@ -75,15 +34,9 @@ def _split_bar(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split("|") if part.strip()]
 
 
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False, indent=1)
-    sys.stdout.write("\n")
-
-
 # ---------------------------------------------------------------------------------------- taxonomy
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_taxonomy(subparsers)
-    _register_labelmap(subparsers)
 
 
 def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
@@ -144,15 +97,11 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", type=Path)
     p.set_defaults(func=_guard(_taxonomy_validate))
 
-    p = sub.add_parser("version", help="print the tree version")
-    p.set_defaults(func=_guard(_taxonomy_version))
-
-    p = sub.add_parser("reset", help="go back to the bundled default tree")
-    p.set_defaults(func=_guard(_taxonomy_reset))
+    TREE.add_common_verbs(sub, _guard, reset=_replace_tree, export=False)
 
 
 def _tree_target(args: argparse.Namespace) -> Path:
-    return Path(args.file) if args.file else managed_tree_path()
+    return TREE.target(args)
 
 
 def _save_tree(tree, args: argparse.Namespace, check: bool = True) -> None:
@@ -219,7 +168,7 @@ def _warn_dangling(tree) -> None:
     from skutag.taxonomy.brands import BrandLexicon
 
     nodes = {tree.path_string(n) for n in tree.nodes()}
-    entries = [e for e in load_managed_labelmap().entries() if PATH_SEPARATOR.join(e.path) not in nodes]
+    entries = [e for e in LABEL_MAP.load().entries() if PATH_SEPARATOR.join(e.path) not in nodes]
     brands = [b for b in BrandLexicon.active() if any(c not in nodes for c in b.categories)]
     if entries or brands:
         examples = [f"{e.label} -> {PATH_SEPARATOR.join(e.path)}" for e in entries[:2]]
@@ -348,14 +297,14 @@ def _labelmap_follows(renamed: dict[str, str]) -> None:
 
     from skutag.taxonomy import PATH_SEPARATOR, LabelMap, split_path
 
-    mapping = load_managed_labelmap()
+    mapping = LABEL_MAP.load()
     entries = mapping.entries()
     moved = [replace(e, path=tuple(split_path(renamed[PATH_SEPARATOR.join(e.path)])))
              if PATH_SEPARATOR.join(e.path) in renamed else e for e in entries]
     count = sum(a is not b for a, b in zip(entries, moved))
     if count:
         followed = LabelMap(moved)
-        followed.save(managed_labelmap_path())
+        followed.save(LABEL_MAP.managed_path())
         print(f"label map: {count} entries follow (version {followed.version})")
 
 
@@ -398,10 +347,7 @@ def _taxonomy_export(args: argparse.Namespace) -> int:
         tree.save(args.target)
         print(f"wrote {args.target} (the database's taxonomy version {version}, {len(tree.leaves())} leaves)")
         return 0
-    tree = load_managed_tree(args.file)
-    tree.save(args.target)
-    print(f"wrote {args.target} (version {tree.version})")
-    return 0
+    return TREE.run_export(args)
 
 
 # ---------------------------------------------------------------------------------------- service database
@@ -486,178 +432,4 @@ def _taxonomy_validate(args: argparse.Namespace) -> int:
 
     tree = CategoryTree.load(args.source)
     print(f"ok: {len(tree)} categories, {len(tree.leaves())} leaves, depth {tree.depth()}, version {tree.version}")
-    return 0
-
-
-def _taxonomy_version(args: argparse.Namespace) -> int:
-    print(load_managed_tree(args.file).version)
-    return 0
-
-
-def _taxonomy_reset(args: argparse.Namespace) -> int:
-    from skutag.taxonomy import CategoryTree
-
-    _replace_tree(CategoryTree.default(), args)
-    return 0
-
-
-# ---------------------------------------------------------------------------------------- label map
-def _register_labelmap(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "labelmap",
-        help="manage the vision label -> category map (list/add/update/delete/import/export/check/version)",
-        description="The vision label -> category path map (标签层级映射).",
-    )
-    parser.add_argument("--file", help="work on this label map file instead of the managed copy")
-    parser.add_argument("--tree", help="category tree file to check paths against (default: the managed tree)")
-    sub = parser.add_subparsers(dest="labelmap_command", metavar="ACTION")
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
-
-    p = sub.add_parser("list", help="list entries")
-    p.add_argument("--under", help="only entries at or below this category path")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_guard(_labelmap_list))
-
-    p = sub.add_parser("add", help="map a label to a category path")
-    p.add_argument("label")
-    p.add_argument("path", help="'A > B > C' (must exist in the tree unless --force)")
-    p.add_argument("--index", type=int, help="the backbone's class index for this label")
-    p.add_argument("--note", default="", help="free text (e.g. the English label)")
-    p.add_argument("--force", action="store_true", help="allow a path the tree does not have")
-    p.set_defaults(func=_guard(_labelmap_add))
-
-    p = sub.add_parser("update", help="change an entry (by label text or class index)")
-    p.add_argument("ref", help="label text, or a class index")
-    p.add_argument("--path")
-    p.add_argument("--label", help="new label text")
-    index = p.add_mutually_exclusive_group()
-    index.add_argument("--index", type=int)
-    index.add_argument("--no-index", action="store_true", help="clear the class index")
-    p.add_argument("--note")
-    p.add_argument("--force", action="store_true", help="allow a path the tree does not have")
-    p.set_defaults(func=_guard(_labelmap_update))
-
-    p = sub.add_parser("delete", help="remove an entry (by label text or class index)")
-    p.add_argument("ref")
-    p.set_defaults(func=_guard(_labelmap_delete))
-
-    p = sub.add_parser("import", help="validate a label map file (.tsv/.csv/.json/.yaml) and make it the managed map")
-    p.add_argument("source", type=Path)
-    p.add_argument("--force", action="store_true", help="accept paths the tree does not have")
-    p.set_defaults(func=_guard(_labelmap_import))
-
-    p = sub.add_parser("export", help="write the map (format from the suffix)")
-    p.add_argument("target", type=Path)
-    p.set_defaults(func=_guard(_labelmap_export))
-
-    p = sub.add_parser("check", help="check every path against the tree")
-    p.set_defaults(func=_guard(_labelmap_check))
-
-    p = sub.add_parser("version", help="print the label map version")
-    p.set_defaults(func=_guard(_labelmap_version))
-
-    p = sub.add_parser("reset", help="go back to the bundled default map")
-    p.set_defaults(func=_guard(_labelmap_reset))
-
-
-def _ref(value: str) -> str | int:
-    return int(value) if value.strip().isdigit() else value
-
-
-def _labelmap_target(args: argparse.Namespace) -> Path:
-    return Path(args.file) if args.file else managed_labelmap_path()
-
-
-def _check_paths(mapping, args: argparse.Namespace, force: bool) -> None:
-    problems = mapping.problems(load_managed_tree(args.tree))
-    if problems and not force:
-        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
-        raise UserFacingError(f"label map does not fit the category tree: {shown} (use --force to accept)")
-
-
-def _save_labelmap(mapping, args: argparse.Namespace) -> None:
-    target = _labelmap_target(args)
-    mapping.save(target)
-    print(f"saved {target} (version {mapping.version}, {len(mapping)} entries)")
-
-
-def _labelmap_list(args: argparse.Namespace) -> int:
-    mapping = load_managed_labelmap(args.file)
-    entries = mapping.labels_under(args.under) if args.under else mapping.entries()
-    if args.json:
-        _print_json([e.to_json() for e in entries])
-        return 0
-    for entry in entries:
-        index = "" if entry.index is None else entry.index
-        print(f"{index}\t{entry.label}\t{entry.path_string}")
-    return 0
-
-
-def _labelmap_add(args: argparse.Namespace) -> int:
-    mapping = load_managed_labelmap(args.file)
-    entry = mapping.add(args.label, args.path, index=args.index, note=args.note)
-    _check_paths(mapping, args, args.force)
-    print(f"added {entry.label} -> {entry.path_string}")
-    _save_labelmap(mapping, args)
-    return 0
-
-
-def _labelmap_update(args: argparse.Namespace) -> int:
-    mapping = load_managed_labelmap(args.file)
-    index: Any = ...
-    if args.no_index:
-        index = None
-    elif args.index is not None:
-        index = args.index
-    entry = mapping.update(_ref(args.ref), path=args.path, label=args.label, index=index, note=args.note)
-    _check_paths(mapping, args, args.force)
-    print(f"updated {entry.label} -> {entry.path_string}")
-    _save_labelmap(mapping, args)
-    return 0
-
-
-def _labelmap_delete(args: argparse.Namespace) -> int:
-    mapping = load_managed_labelmap(args.file)
-    entry = mapping.delete(_ref(args.ref))
-    print(f"deleted {entry.label} -> {entry.path_string}")
-    _save_labelmap(mapping, args)
-    return 0
-
-
-def _labelmap_import(args: argparse.Namespace) -> int:
-    from skutag.taxonomy import LabelMap
-
-    mapping = LabelMap.load(args.source)
-    _check_paths(mapping, args, args.force)
-    _save_labelmap(mapping, args)
-    return 0
-
-
-def _labelmap_export(args: argparse.Namespace) -> int:
-    mapping = load_managed_labelmap(args.file)
-    mapping.save(args.target)
-    print(f"wrote {args.target} (version {mapping.version})")
-    return 0
-
-
-def _labelmap_check(args: argparse.Namespace) -> int:
-    mapping = load_managed_labelmap(args.file)
-    problems = mapping.problems(load_managed_tree(args.tree))
-    for problem in problems:
-        print(problem)
-    if problems:
-        raise UserFacingError(f"{len(problems)} label map entries do not fit the category tree")
-    print(f"ok: {len(mapping)} entries fit the tree (label map version {mapping.version})")
-    return 0
-
-
-def _labelmap_version(args: argparse.Namespace) -> int:
-    print(load_managed_labelmap(args.file).version)
-    return 0
-
-
-def _labelmap_reset(args: argparse.Namespace) -> int:
-    from skutag.taxonomy import LabelMap
-
-    _save_labelmap(LabelMap.default(), args)
     return 0
