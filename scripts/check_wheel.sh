@@ -31,7 +31,9 @@ install() {  # install NAME SPEC: a fresh venv, the time and size it took
   # torch/torchvision first, exact versions (local files on the build machines), as `make setup` does
   "$name/bin/python" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
   "$name/bin/python" -m pip install --quiet "$spec"
-  echo "install $name: $(( $(date +%s) - started )) s, $(du -sm "$name" | cut -f1) MB"
+  local site; site=$("$name/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  local heavy; heavy=$(du -smc "$site"/torch "$site"/nvidia "$site"/triton "$site"/torchvision 2>/dev/null | tail -1 | cut -f1)
+  echo "install $name: $(( $(date +%s) - started )) s, $(du -sm "$name" | cut -f1) MB ($heavy MB of it torch, torchvision and CUDA libraries)"
 }
 
 export SKUTAG_HOME="$WORK/home" HF_HUB_OFFLINE=1
