@@ -456,11 +456,16 @@ def retrain_state(request: Request):
     return service_of(request).retrain_job.to_json()
 
 
-@router.get("/stats", summary="Auto rate, audited precision, corrections per day, current model")
+@router.get("/stats", summary="Auto rate, audited precision, corrections per day, current model; the quality "
+                              "monitor's numbers (per day, per category with 95% intervals, model versions) and the "
+                              "retraining cadence")
 def stats(request: Request):
     service = service_of(request)
     stats = service.store.stats()
+    from skutag.service.monitor import quality
+
     return {**stats.to_json(), "serving": service.model_version,
-            "precision_check": audit_check(stats.audited_correct, stats.audited, service.decision.target_precision)}
+            "precision_check": audit_check(stats.audited_correct, stats.audited, service.decision.target_precision),
+            "quality": quality(service.store), "retrain_cadence": service.retraining.cadence()}
 
 

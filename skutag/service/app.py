@@ -68,9 +68,10 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
 
-    from skutag.service import api, dashboard
+    from skutag.service import api, dashboard, review_api
 
     app.include_router(api.router)
+    app.include_router(review_api.router)
     app.include_router(api.images)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -34,6 +34,10 @@ class ServiceConfig:
     holdout_catalog: str = ""  # a labelled catalog (JSONL/CSV) added to the held-out products of every comparison
     min_corrections_to_retrain: int = 5
     bundles_dir: str = ""  # where retrained candidates go; empty: $SKUTAG_HOME/bundles/service
+    retrain_after_verdicts: int = 0  # retrain (not-worse check, then promote) after this many new verdicts; 0 = off
+    review_order: str = "informative"  # the review queue's default order: informative | arrival
+    review_uncertainty: str = "margin"  # how the informative order reads a prediction's doubt: margin | entropy
+    review_random_share: float = 0.1  # share of the informative order's places drawn at random (unbiased audits)
 
     def __post_init__(self) -> None:
         problems = []
@@ -47,5 +51,13 @@ class ServiceConfig:
             problems.append(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.tag_concurrency < 1 or self.max_batch < 1:
             problems.append("tag_concurrency and max_batch must be >= 1")
+        if self.retrain_after_verdicts < 0:
+            problems.append(f"retrain_after_verdicts must be >= 0 (0 = off), got {self.retrain_after_verdicts}")
+        if self.review_order not in ("informative", "arrival"):
+            problems.append(f"review_order must be informative or arrival, got {self.review_order!r}")
+        if self.review_uncertainty not in ("margin", "entropy"):
+            problems.append(f"review_uncertainty must be margin or entropy, got {self.review_uncertainty!r}")
+        if not 0.0 <= self.review_random_share <= 0.5:
+            problems.append(f"review_random_share must be in [0, 0.5], got {self.review_random_share}")
         if problems:
             raise ValueError("service config: " + "; ".join(problems))

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import jinja2
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
@@ -19,7 +20,10 @@ from skutag.service.auth import LoginThrottle, check_csrf, csrf_token, end_sessi
 from skutag.policy.fields import InvalidInput, normalise_path
 from skutag.policy.rules import audit_check
 from skutag.service.engine import TaggingService
-from skutag.store.views import Conflict
+from skutag.service.monitor import charts, quality
+from skutag.service.review_api import apply_verdict
+from skutag.service.review_queue import queue as review_queue_order
+from skutag.store.views import Conflict, NotFound
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
@@ -110,12 +114,55 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = ""):
 
 # --------------------------------------------------------------- the queue
 @router.get("/review", response_class=HTMLResponse)
-def review_queue(request: Request, user: Operator, page: Annotated[int, Query(ge=1, le=100000)] = 1):
+def review_queue(request: Request, user: Operator, page: Annotated[int, Query(ge=1, le=100000)] = 1,
+                 order: Annotated[str | None, Query(pattern="^(informative|arrival)$")] = None):
+    """The queue in informative or arrival order; near-duplicate clusters are shown together (the cluster's
+    members follow its first one), each with one verdict for all of them."""
     service = service_of(request)
-    items = service.store.review_queue(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    total = service.store.count_products(("review", "manual", "error"))
-    return render(request, "review.html", items=items, total=total, page=page,
-                  pages=max(1, -(-total // PAGE_SIZE)), categories=service.categories(), mode="review")
+    queue = review_queue_order(service.store, service.settings, order)
+    ranked = {r.id: r for r in queue.ranked}
+    flat = [(cluster, ranked[pid]) for cluster in queue.clusters() for pid in cluster.members]
+    total = len(flat)
+    shown = flat[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    groups: list[dict] = []
+    for cluster, r in shown:
+        if not groups or groups[-1]["id"] != cluster.id:
+            groups.append({"id": cluster.id, "size": len(cluster.members), "items": []})
+        groups[-1]["items"].append((service.store.get_product(r.id), r))
+    here = f"/review?order={queue.how}&page={page}"
+    last = request.session.get("last_action")
+    return render(request, "review.html", groups=groups, items=[i for g in groups for i, _ in g["items"]],
+                  total=total, page=page, pages=max(1, -(-total // PAGE_SIZE)), categories=service.categories(),
+                  mode="review", order=queue.how, here=here, last_action=last)
+
+
+@router.post("/review/clusters/{cluster_id}/apply")
+def apply_cluster(request: Request, cluster_id: str, user: Operator, csrf_token: Annotated[str, Form()] = "",
+                  category: Annotated[str, Form()] = "", back_to: Annotated[str, Form()] = "/review"):
+    check_csrf(request, csrf_token)
+    try:
+        action = apply_verdict(service_of(request), cluster_id, category.strip() or None, f"op:{user}")
+        n = len(action.content["products"])
+        what = action.content["category"] or "their suggestions"
+        flash(request, f"Group verdict {action.id}: {what} for {n} products.")
+        request.session["last_action"] = {"id": action.id, "n": n, "what": what}
+    except (InvalidInput, Conflict, NotFound) as exc:
+        flash(request, exc.message if isinstance(exc, InvalidInput) else str(exc), "error")
+    return back(_safe_next(back_to))
+
+
+@router.post("/review/actions/{action_id}/undo")
+def undo_cluster(request: Request, action_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], user: Operator,
+                 csrf_token: Annotated[str, Form()] = "", back_to: Annotated[str, Form()] = "/review"):
+    check_csrf(request, csrf_token)
+    try:
+        undone = service_of(request).store.undo_group(action_id, f"op:{user}")
+        flash(request, f"Undid group verdict {action_id}: {len(undone.content['products'])} products are back in "
+                       f"the queue.")
+        request.session.pop("last_action", None)
+    except (Conflict, NotFound) as exc:
+        flash(request, str(exc), "error")
+    return back(_safe_next(back_to))
 
 
 @router.post("/review/{product_id}/accept")
@@ -209,9 +256,11 @@ def stats_page(request: Request, user: Operator):
     service = service_of(request)
     stats = service.store.stats()
     check = audit_check(stats.audited_correct, stats.audited, service.decision.target_precision)
+    monitor = quality(service.store)
     return render(request, "stats.html", stats=stats, models=service.store.list_models(),
                   job=service.retrain_job, untrained=service.store.untrained_correction_count(),
-                  serving=service.model_version, check=check)
+                  serving=service.model_version, check=check, monitor=monitor, charts=charts(monitor),
+                  cadence=service.retraining.cadence())
 
 
 @router.post("/retrain")

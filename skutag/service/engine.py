@@ -382,7 +382,9 @@ class TaggingService:
         if kind in ("correct", "audit_fix") and not (category or "").strip():
             raise InvalidInput("category", "a correction needs the right category path")
         path = self.check_category(category) if category else None
-        return self.store.add_correction(product_id, path, who, kind)
+        correction = self.store.add_correction(product_id, path, who, kind)
+        self.retraining.after_verdicts()
+        return correction
 
     # ------------------------------------------------------- model versions
     def promote(self, version: str) -> None:

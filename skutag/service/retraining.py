@@ -80,6 +80,34 @@ class Retraining:
         self.host = host
         self.lock = threading.Lock()
         self.job = RetrainJob()
+        self.last_started: dt.datetime | None = None  # the last retraining this process started
+
+    # ---------------------------------------------------------------- cadence
+    def cadence(self) -> dict[str, Any]:
+        """``service.retrain_after_verdicts`` and the verdicts given since the last retraining (the newest model
+        version, or the last retraining this process started, whichever is later)."""
+        store = self.host.store
+        since = max([m.created_at for m in store.list_models()] + ([self.last_started] if self.last_started else []),
+                    default=None)
+        return {"retrain_after_verdicts": self.host.settings.retrain_after_verdicts,
+                "verdicts_since_last_retraining": store.verdicts_since(since),
+                "since": since.isoformat(timespec="seconds") if since else None}
+
+    def after_verdicts(self, who: str = "cadence") -> RetrainJob | None:
+        """Start a retraining when ``service.retrain_after_verdicts`` (> 0) new verdicts came in since the last
+        one; a plan that cannot run yet (too few verified products) waits for as many verdicts again."""
+        every = self.host.settings.retrain_after_verdicts
+        if every <= 0 or self.lock.locked():
+            return None
+        new = self.cadence()["verdicts_since_last_retraining"]
+        if new < every:
+            return None
+        self.last_started = dt.datetime.now(dt.timezone.utc)
+        try:
+            return self.start(f"{who}: {new} new verdicts")
+        except Conflict as exc:
+            log.info("no retraining after %d verdicts: %s", new, exc)
+            return None
 
     def start(self, who: str) -> RetrainJob:
         """Check there is enough to learn from, then retrain in a background thread.

@@ -20,13 +20,12 @@ from skutag.fusion.result import Decision, TagResult
 from skutag.store.access import AccessMixin
 from skutag.store.db import open_engine, session_factory, upgrade
 from skutag.store.dedup import ImageFingerprint
+from skutag.store.review import ReviewMixin, record_verdict
 from skutag.store.models import CorrectionRow, ImageRow, ModelVersionRow, PredictionRow, ProductRow, utcnow
 from skutag.store.versions import VersionsMixin
 from skutag.store.views import (
-    CORRECTION_KINDS,
     HUMAN_STATUSES,
     QUEUE_STATUSES,
-    Conflict,
     CorrectionView,
     NotFound,
     PredictionView,
@@ -40,7 +39,7 @@ from skutag.store.views import (
 )
 
 
-class Store(AccessMixin, VersionsMixin):
+class Store(AccessMixin, VersionsMixin, ReviewMixin):
     """The product database. ``Store.open(url)`` migrates it to the latest schema first."""
 
     def __init__(self, engine: Engine):
@@ -253,31 +252,8 @@ class Store(AccessMixin, VersionsMixin):
         ``accept``/``audit_ok`` confirm the suggested path (``new_path`` may be None);
         ``correct``/``audit_fix`` set ``new_path``.
         """
-        if kind not in CORRECTION_KINDS:
-            raise ValueError(f"correction kind must be one of {', '.join(CORRECTION_KINDS)}, got {kind!r}")
         with self.session() as session:
-            product = session.get(ProductRow, product_id)
-            if product is None:
-                raise NotFound(f"no product {product_id!r}")
-            prediction = _latest_prediction(session, product_id)
-            old_path = product.path
-            if kind in ("accept", "audit_ok"):
-                new_path = new_path or old_path
-                if not new_path:
-                    raise Conflict(f"product {product_id!r} has no suggested category to accept; send a correction")
-            elif not new_path:
-                raise ValueError("a correction needs the new category path")
-            status = "accepted" if new_path == old_path else "corrected"
-            product.path, product.status, product.updated_at = new_path, status, utcnow()
-            if kind.startswith("audit"):
-                product.audit_verdict = "correct" if new_path == old_path else "wrong"
-            elif product.audit and product.audit_verdict is None:
-                product.audit_verdict = "correct" if new_path == old_path else "wrong"
-            row = CorrectionRow(product_id=product_id, prediction_id=prediction.id if prediction else None,
-                                kind=kind, old_path=old_path, new_path=new_path, who=who)
-            session.add(row)
-            session.flush()
-            return correction_view(row)
+            return correction_view(record_verdict(session, product_id, new_path, who, kind))
 
     def rename_paths(self, renamed: dict[str, str]) -> int:
         """Products filed under a renamed or moved category follow it (old path -> new path); the number of

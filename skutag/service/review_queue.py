@@ -1,0 +1,216 @@
+"""The review queue's order and its near-duplicate clusters, apart from HTTP and the database.
+
+Informative order: the expected value of a human answer is the stored prediction's uncertainty (one minus the
+margin between the top two alternatives' calibrated confidences, or their normalised entropy) times the number
+of pending products that look like it (its near-duplicate cluster: photos within the near-duplicate distance of
+the perceptual hash, or the same normalised title). A deterministic share of the places goes to picks drawn by a
+hash of the product id, so audits of the queue stay unbiased. Everything is computed from the candidates alone
+and ties break on the product id: the same queue gives the same order.
+
+Arrival order is the old one: oldest first (``updated_at``, then id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from skutag.store.dedup import hamming
+
+ORDERS = ("informative", "arrival")
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the order needs of one pending product."""
+
+    id: str
+    arrival: str = ""  # sorts in arrival order (an ISO time); ties on the id
+    confidence: float | None = None  # the answer's calibrated confidence
+    alternatives: tuple[float, ...] = ()  # the other alternatives' confidences
+    phash: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranked:
+    id: str
+    rank: int
+    score: float
+    uncertainty: float
+    cluster_id: str
+    cluster_size: int
+    pick: str  # informative | random | arrival
+
+
+@dataclass
+class Cluster:
+    id: str
+    members: list[str] = field(default_factory=list)  # in queue order
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "size": len(self.members), "products": list(self.members)}
+
+
+def uncertainty(confidence: float | None, alternatives: Sequence[float] = (), method: str = "margin") -> float:
+    """1 for a product without an answer; else 1 - (p1 - p2) (margin) or the normalised entropy of the answer
+    and its alternatives (the rest of the mass as one more outcome)."""
+    if confidence is None or not math.isfinite(confidence):
+        return 1.0
+    probs = sorted([max(0.0, min(1.0, float(confidence)))] + [max(0.0, float(a)) for a in alternatives], reverse=True)
+    if method == "entropy":
+        rest = max(0.0, 1.0 - sum(probs))
+        mass = [p for p in probs + [rest] if p > 0]
+        total = sum(mass)
+        if total <= 0 or len(mass) < 2:
+            return 0.0
+        entropy = -sum((p / total) * math.log(p / total) for p in mass)
+        return round(entropy / math.log(len(mass)), 9)
+    second = probs[1] if len(probs) > 1 else 0.0
+    return round(1.0 - (probs[0] - second), 9)
+
+
+def normalise_title(title: str | None) -> str:
+    return " ".join((title or "").split()).casefold()
+
+
+def clusters(candidates: Sequence[Candidate], max_bits: int, *, titles: bool = True) -> dict[str, str]:
+    """Product id -> cluster id. Photos within ``max_bits`` of each other (any chain of them) and products with
+    the same normalised title form one cluster. The id is a digest of the sorted member ids, so it stays the same
+    while the members do."""
+    parent = list(range(len(candidates)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    hashed = [(i, c.phash & _MASK64) for i, c in enumerate(candidates) if c.phash is not None]
+    for start, width in _bands(max_bits + 1):  # two hashes within max_bits agree on at least one band
+        buckets: dict[int, list[tuple[int, int]]] = {}
+        for i, value in hashed:
+            buckets.setdefault((value >> start) & ((1 << width) - 1), []).append((i, value))
+        for members in buckets.values():
+            for k, (i, a) in enumerate(members):
+                for j, b in members[k + 1:]:
+                    if find(i) != find(j) and hamming(a, b) <= max_bits:
+                        union(i, j)
+    if titles:
+        first: dict[str, int] = {}
+        for i, c in enumerate(candidates):
+            key = normalise_title(c.title)
+            if key:
+                union(i, first.setdefault(key, i))
+    groups: dict[int, list[str]] = {}
+    for i, c in enumerate(candidates):
+        groups.setdefault(find(i), []).append(c.id)
+    out: dict[str, str] = {}
+    for members in groups.values():
+        cid = "c" + hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:16]
+        out.update((m, cid) for m in members)
+    return out
+
+
+def _bands(count: int) -> list[tuple[int, int]]:
+    base, extra = divmod(64, count)
+    slices, start = [], 0
+    for i in range(count):
+        width = base + (1 if i < extra else 0)
+        slices.append((start, width))
+        start += width
+    return slices
+
+
+def _draw_key(product_id: str) -> str:
+    return hashlib.sha256(b"skutag-review-draw:" + product_id.encode()).hexdigest()
+
+
+def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits: int = 6,
+          random_share: float = 0.1, method: str = "margin", titles: bool = True,
+          cluster_of: dict[str, str] | None = None) -> list[Ranked]:
+    """The queue in ``how`` order (``informative`` or ``arrival``), each product with its score, uncertainty and
+    cluster. In informative order every ``round(1 / random_share)``-th place is a random pick (by a hash of the
+    id, so the same queue always draws the same products). ``cluster_of``: clusters found elsewhere (product id ->
+    cluster id) instead of the photo hash and title ones."""
+    if how not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {how!r}")
+    if cluster_of is None:
+        cluster_of = clusters(candidates, max_bits, titles=titles)
+    size: dict[str, int] = {}
+    for cid in cluster_of.values():
+        size[cid] = size.get(cid, 0) + 1
+    info = {c.id: uncertainty(c.confidence, c.alternatives, method) for c in candidates}
+    score = {c.id: round(info[c.id] * size[cluster_of[c.id]], 9) for c in candidates}
+    if how == "arrival":
+        ids = [c.id for c in sorted(candidates, key=lambda c: (c.arrival, c.id))]
+        picks = {i: "arrival" for i in ids}
+    else:
+        ids, picks = _interleave(sorted(score, key=lambda i: (-score[i], i)),
+                                 sorted(score, key=lambda i: (_draw_key(i), i)), random_share)
+    return [Ranked(i, rank, score[i], info[i], cluster_of[i], size[cluster_of[i]], picks[i])
+            for rank, i in enumerate(ids)]
+
+
+def _interleave(best: list[str], drawn: list[str], share: float) -> tuple[list[str], dict[str, str]]:
+    every = round(1 / share) if share > 0 else 0
+    out: list[str] = []
+    picks: dict[str, str] = {}
+    best_iter, drawn_iter = iter(best), iter(drawn)
+    while len(out) < len(best):
+        random_slot = every > 0 and len(out) % every == every - 1
+        source, kind = (drawn_iter, "random") if random_slot else (best_iter, "informative")
+        for pid in source:
+            if pid not in picks:
+                picks[pid] = kind
+                out.append(pid)
+                break
+    return out, picks
+
+
+def grouped(ranked: Sequence[Ranked]) -> list[Cluster]:
+    """Clusters in the order of their first member in ``ranked``; members keep the queue order."""
+    found: dict[str, Cluster] = {}
+    for r in ranked:
+        found.setdefault(r.cluster_id, Cluster(r.cluster_id)).members.append(r.id)
+    return list(found.values())
+
+
+def cluster_members(ranked: Iterable[Ranked], cluster_id: str) -> list[str]:
+    return [r.id for r in ranked if r.cluster_id == cluster_id]
+
+
+# ------------------------------------------------------------- the service's queue
+@dataclass(frozen=True)
+class Queue:
+    """The review queue of a store, in one order: ``ranked`` (whole queue) and the pending products by id."""
+
+    how: str
+    ranked: list[Ranked]
+    pending: dict
+
+    def clusters(self, min_size: int = 1) -> list[Cluster]:
+        return [c for c in grouped(self.ranked) if len(c.members) >= min_size]
+
+    def members(self, cluster_id: str) -> list[str]:
+        return cluster_members(self.ranked, cluster_id)
+
+
+def queue(store, settings, how: str | None = None) -> Queue:
+    """The store's pending products (``Store.pending_review``) in ``how`` order (default
+    ``service.review_order``), with the service's near-duplicate distance, uncertainty and random share."""
+    how = how or settings.review_order
+    pending = {p.id: p for p in store.pending_review()}
+    candidates = [Candidate(p.id, p.updated_at, p.confidence, p.alternatives, p.phash, p.title)
+                  for p in pending.values()]
+    ranked = order(candidates, how, max_bits=settings.near_duplicate_bits, random_share=settings.review_random_share,
+                   method=settings.review_uncertainty)
+    return Queue(how, ranked, pending)
