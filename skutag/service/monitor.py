@@ -136,7 +136,8 @@ def _categories(rows: list[dict]) -> Markup:
     for frac in (0, 0.5, 1):
         x = label_w + span * frac
         parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{height - BOTTOM}"/>'
-                     f'<text class="axis" x="{x:.1f}" y="{height - 8}" text-anchor="middle">{frac * 100:.0f}%</text>')
+                     f'<text class="axis" x="{x:.1f}" y="{height - 8}" text-anchor="{"end" if frac == 1 else "middle"}">'
+                     f'{frac * 100:.0f}%</text>')
     for i, r in enumerate(rows):
         y = TOP + row_h * (i + 0.5)
         label = r["path"] if len(r["path"]) <= 40 else "…" + r["path"][-39:]
