@@ -27,7 +27,8 @@ class FusionConfig:
     # base estimator per modality, by name in fusion.estimators.BASE_ESTIMATORS
     vision_estimator: str = "linear_svc"
     ocr_estimator: str = "linear_svc"
-    title_estimator: str = "linear_svc_balanced"
+    # titles: one LinearSVC per node of the category tree (docs/taxonomy-and-text.md, "The title model")
+    title_estimator: str = "hierarchical_svc"
     price_estimator: str = "logreg"
     # regularisation of the stacker's class-specific modality weights (larger: closer to one weight per modality)
     meta_l2: float = 1.0

@@ -1,4 +1,5 @@
-"""Per-modality base estimators, chosen by name (``FusionConfig.<modality>_estimator``).
+"""Per-modality base estimators, chosen by name (``FusionConfig.<modality>_estimator``), and the out-of-fold
+splits they are scored on (``make_folds``).
 
 Each factory returns a fresh, unfitted scikit-learn classifier. The stack only needs
 ``predict_proba`` or ``decision_function``: scores are turned into centred log-scores per class.
@@ -6,9 +7,12 @@ Each factory returns a fresh, unfitted scikit-learn classifier. The stack only n
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
+import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 
 def _logreg() -> BaseEstimator:
@@ -40,6 +44,13 @@ def _linear_svc_balanced() -> BaseEstimator:
     return ClassParallelLinearSVC(C=0.5, class_weight="balanced", n_jobs=-1, random_state=0)
 
 
+def _hierarchical_svc() -> BaseEstimator:
+    from .linear import HierarchicalLinearSVC
+
+    # category paths: one small one-vs-rest problem per node of the tree (docs/taxonomy-and-text.md)
+    return HierarchicalLinearSVC(C=1.0, class_weight="balanced", n_jobs=-1, random_state=0)
+
+
 def _sgd() -> BaseEstimator:
     from sklearn.linear_model import SGDClassifier
 
@@ -57,6 +68,7 @@ BASE_ESTIMATORS: dict[str, Callable[[], BaseEstimator]] = {
     "scaled_logreg": _scaled_logreg,
     "linear_svc": _linear_svc,
     "linear_svc_balanced": _linear_svc_balanced,
+    "hierarchical_svc": _hierarchical_svc,
     "sgd": _sgd,
     "complement_nb": _complement_nb,
 }
@@ -68,3 +80,38 @@ def make_base_estimator(name: str) -> BaseEstimator:
     except KeyError:
         raise ValueError(f"unknown base estimator {name!r}; choose one of {sorted(BASE_ESTIMATORS)}") from None
     return factory()
+
+
+def bind_classes(estimator, classes) -> BaseEstimator:
+    """``estimator``, or where it reads the class names (``class_paths``: labels come as codes 0..K-1) a clone
+    told them."""
+    if classes is None or "class_paths" not in estimator.get_params(deep=False):
+        return estimator
+    from sklearn.base import clone
+
+    return clone(estimator).set_params(class_paths=tuple(str(c) for c in classes))
+
+
+def make_folds(y_enc: np.ndarray, n_splits: int, shuffle: bool = True, seed: int | None = None,
+               groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The out-of-fold splits of the training rows (the one place they are made).
+
+    ``groups`` None: stratified folds (plain folds when no class has ``n_splits`` rows); ``shuffle`` False
+    keeps each fold a contiguous run of rows within each class. ``groups`` given (one label per row, e.g. a
+    photo series): no group straddles two folds (``StratifiedGroupKFold``)."""
+    n_splits = min(int(n_splits), len(y_enc))
+    if groups is not None:
+        groups = np.asarray(groups)
+        n_splits = min(n_splits, len(np.unique(groups)))
+    if n_splits < 2:
+        return []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        if groups is not None:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=shuffle, random_state=seed)
+            return list(splitter.split(np.zeros(len(y_enc)), y_enc, groups))
+        if np.bincount(y_enc).max() >= n_splits:
+            splitter = StratifiedKFold(n_splits=n_splits, shuffle=shuffle, random_state=seed)
+        else:
+            splitter = KFold(n_splits=n_splits, shuffle=shuffle, random_state=seed)
+        return list(splitter.split(np.zeros(len(y_enc)), y_enc))

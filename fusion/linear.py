@@ -111,3 +111,158 @@ class ClassParallelLinearSVC(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[scores.argmax(axis=1)]
+
+
+class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
+    """One-vs-rest ``LinearSVC`` per node of the category tree; a leaf's score is the sum of the scores of the
+    edges on its path (``"a > b > c"``: root -> a, a -> a > b, a > b -> a > b > c).
+
+    Each node's problem only has the rows under that node and the feature columns those rows use, so the
+    work is about (depth x rows) binary problems of a few classes instead of (classes x rows), and each
+    node keeps a small float32 weight matrix over its own columns instead of a dense classes x features one.
+    Labels without ``separator`` form a one-level tree (a plain one-vs-rest LinearSVC, C-weighted per node).
+
+    ``class_paths``: the category path of each label when labels are codes ``0..K-1`` (``FusionTagger``
+    passes its classes); None: the labels are the paths. ``C``, ``class_weight`` (None or "balanced", per
+    node over its children), ``tol``, ``max_iter`` as in ``LinearSVC``; ``n_jobs`` threads over nodes.
+    ``refit_nodes(X, y, labels)`` fits again only the nodes on the paths of ``labels`` (incremental retraining).
+    """
+
+    def __init__(self, C: float = 1.0, class_weight: Any = "balanced", tol: float = 1e-4, max_iter: int = 1000,
+                 separator: str = " > ", class_paths: Any = None, n_jobs: int = -1, random_state: int | None = 0):
+        self.C = C
+        self.class_weight = class_weight
+        self.tol = tol
+        self.max_iter = max_iter
+        self.separator = separator
+        self.class_paths = class_paths
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _path(self, label: Any) -> tuple[str, ...]:
+        text = str(self.class_paths[int(label)]) if self.class_paths is not None else str(label)
+        return tuple(part.strip() for part in text.split(self.separator)) if self.separator else (text,)
+
+    def fit(self, X, y) -> "HierarchicalLinearSVC":
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"needs at least 2 classes, got {len(self.classes_)} class")
+        self._build_tree()
+        self.nodes_ = {}
+        self._fit_nodes(X, codes, list(self.children_))
+        return self
+
+    def _build_tree(self) -> None:
+        """``children_``: node (a path prefix) -> its children; ``edges_``: leaf code -> [(node, child index)]."""
+        paths = [self._path(c) for c in self.classes_]
+        prefixes = {p[:d] for p in paths for d in range(1, len(p))}
+        children: dict[tuple, list[tuple]] = {}
+        self.edges_ = []
+        for path in paths:
+            edges = []
+            for d in range(len(path)):
+                node, child = path[:d], path[:d + 1]
+                edges.append((node, child))
+            if path in prefixes:  # a class that is also an inner node: its own "stop here" child
+                edges.append((path, path + ("",)))
+            for node, child in edges:
+                children.setdefault(node, [])
+                if child not in children[node]:
+                    children[node].append(child)
+            self.edges_.append(edges)
+        self.children_ = children
+        self.edges_ = [[(node, children[node].index(child)) for node, child in edges] for edges in self.edges_]
+
+    def _fit_nodes(self, X, codes: np.ndarray, nodes: list[tuple]) -> None:
+        leaf_child = {node: np.full(len(self.classes_), -1) for node in nodes}
+        for k, edges in enumerate(self.edges_):
+            for node, child in edges:
+                if node in leaf_child:
+                    leaf_child[node][k] = child
+        work = []
+        for node in nodes:
+            child_of_row = leaf_child[node][codes]
+            rows = np.flatnonzero(child_of_row >= 0)
+            if len(np.unique(child_of_row[rows])) >= 2:
+                work.append((node, rows, child_of_row[rows]))
+            else:
+                self.nodes_.pop(node, None)  # one child: no choice to make at this node
+        work.sort(key=lambda item: -len(item[1]))  # big problems first: threads finish together
+        jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
+        from joblib import Parallel, delayed
+
+        fitted = Parallel(n_jobs=jobs, prefer="threads")(
+            delayed(self._fit_node)(X, rows, labels, len(self.children_[node])) for node, rows, labels in work)
+        self.leaf_maps_ = None
+        for (node, _, _), result in zip(work, fitted):
+            self.nodes_[node] = result
+
+    def _fit_node(self, X, rows: np.ndarray, labels: np.ndarray, width: int):
+        from sklearn.svm import LinearSVC
+
+        sub = X[rows]
+        columns = np.flatnonzero(np.bincount(sub.indices, minlength=X.shape[1]))
+        sub = sub[:, columns]
+        svc = LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, max_iter=self.max_iter,
+                        random_state=self.random_state).fit(sub, labels)
+        coef, intercept = svc.coef_.astype(np.float32), svc.intercept_.astype(np.float32)
+        if len(svc.classes_) == 2:  # one binary margin: the first child gets its negative
+            coef, intercept = np.vstack([-coef, coef]) / 2, np.array([-intercept[0], intercept[0]]) / 2
+        full_coef = np.zeros((width, len(columns)), dtype=np.float32)
+        full_intercept = np.full(width, -1.0, dtype=np.float32)
+        full_coef[svc.classes_], full_intercept[svc.classes_] = coef, intercept
+        return columns.astype(np.int32), full_coef, full_intercept
+
+    def refit_nodes(self, X, y, labels) -> list[tuple]:
+        """Fit again the nodes on the paths of ``labels`` (codes of known classes) on ``X, y``; the other nodes
+        keep their weights. Returns the nodes refitted."""
+        check_is_fitted(self, "nodes_")
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        y = np.asarray(y)
+        if not np.isin(y, self.classes_).all():
+            raise ValueError("refit_nodes: a label the model does not know; fit the model again")
+        position = {c: i for i, c in enumerate(self.classes_.tolist())}
+        codes = np.array([position[v] for v in y.tolist()])
+        nodes = sorted({node for k in labels for node, _ in self.edges_[position[k]]}, key=len)
+        self._fit_nodes(X, codes, [node for node in nodes if len(self.children_[node]) >= 2])
+        return nodes
+
+    def _leaf_maps(self):
+        maps = getattr(self, "leaf_maps_", None)
+        if maps is None:
+            import scipy.sparse as sp
+
+            maps = {}
+            for node in self.nodes_:
+                width = len(self.children_[node])
+                rows, cols = [], []
+                for k, edges in enumerate(self.edges_):
+                    for n, child in edges:
+                        if n == node:
+                            rows.append(child)
+                            cols.append(k)
+                maps[node] = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                                           shape=(width, len(self.classes_)))
+            self.leaf_maps_ = maps
+        return maps
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "nodes_")
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        maps = self._leaf_maps()
+        scores = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float32)
+        for node, (columns, coef, intercept) in self.nodes_.items():
+            width = coef.shape[0]
+            node_scores = np.asarray(X[:, columns] @ coef.T) + intercept[:width]
+            scores += (maps[node].T @ node_scores.T).T
+        return scores
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(axis=1)]

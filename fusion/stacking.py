@@ -19,12 +19,10 @@ A block is *missing* for a row when all its entries are NaN (dense) or it has no
 rows are replayed with modalities dropped at random (``modality_dropout``), so the stacker also learns to
 decide from incomplete evidence.
 
-Probabilities are calibrated by a temperature fitted on out-of-fold stacker outputs
-(``calibration="temperature"``), one per set of modalities a product may bring (``pattern_temperatures_``,
-fitted on the training rows that have those modalities with the others masked; ``temperature_`` for a set
-too rare to fit): a model whose titles make it sure of every training row is not as sure of a product that
-comes without one (the temperature fitting is ``skutag.fusion.temperature``'s). ``oof_predictions_`` /
-``oof_confidences_`` keep the held-out answers for choosing per-class decision thresholds.
+Probabilities are calibrated by a temperature fitted on held-out stacker outputs, one per set of modalities
+a product may bring (``pattern_temperatures_``; ``temperature_`` for a set too rare to fit; see
+``skutag.fusion.temperature``). ``oof_predictions_`` / ``oof_confidences_`` keep the held-out answers for
+choosing per-class decision thresholds.
 """
 
 from __future__ import annotations
@@ -39,11 +37,11 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .estimators import bind_classes, make_folds
 from .temperature import (
     fit_pattern_temperatures,
     fit_temperature,
@@ -53,6 +51,11 @@ from .temperature import (
 )
 
 LOG_FLOOR = np.log(1e-6)
+# a catalog above this many rows gets at most LARGE_CATALOG_CV folds: each fold still has thousands of rows,
+# and the out-of-fold scores cost about one more fit of the base estimators instead of cv - 1 more
+LARGE_CATALOG_ROWS = 20000
+LARGE_CATALOG_CV = 2
+SCORE_CHUNK = 20000  # rows scored at a time (the float64 decision scores of a chunk only)
 CALIBRATIONS = ("temperature", "none")
 
 
@@ -88,8 +91,8 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
     max_iter : int
         Iterations of the stacker's L-BFGS fit.
     meta_max_rows : int
-        The stacker (few parameters) is fitted on at most this many training rows, sampled at random;
-        keeps large catalogs (tens of thousands of rows, hundreds of classes) fast.
+        The stacker (few parameters) is fitted on at most this many rows, sampled at random; its calibration
+        on the others (out-of-fold stackers only on catalogs this small). One modality: no stacker at all.
     n_jobs : int or None
         Base-estimator fits (the folds and the final fit of each block) run in this many threads
         (None: 1; -1: one per CPU). scikit-learn's liblinear and L-BFGS solvers release the GIL, so on
@@ -144,7 +147,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             raise ValueError(f"FusionTagger needs samples of at least 2 classes; got 1 class ({self.classes_[0]!r})")
         n_classes = len(self.classes_)
         rng = check_random_state(self.random_state)
-        blocks = self._resolve_blocks(X.shape[1])
+        blocks = self._resolve_blocks(X.shape[1], self.classes_)
         folds = self._folds(y_enc, rng, None if groups is None else np.asarray(groups))
 
         Z = np.zeros((len(blocks), X.shape[0], n_classes), dtype=np.float32)
@@ -161,20 +164,63 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.block_columns_ = [block.columns for block in blocks]
         self.block_coverage_ = present.mean(axis=0)
 
-        rows, mask = _augment(present, self.modality_dropout, rng)
-        self.bias_, self.block_weight_, self.class_weight_, self.n_iter_ = self._fit_meta(Z, y_enc, rows, mask)
+        owner, stackers, held_out = self._fit_stacker(Z, y_enc, present, folds, rng)
         self.temperature_ = 1.0
-        owner, stackers = self._oof_stackers(Z, y_enc, present, folds, rng)
-        oof_logits = stacked_logits(Z, np.arange(len(y_enc)), present, owner, stackers)
         self.pattern_temperatures_: dict[tuple[bool, ...], float] = {}
         if self.calibration == "temperature":
-            self.temperature_ = fit_temperature(oof_logits, y_enc)
-            self.pattern_temperatures_ = fit_pattern_temperatures(Z, y_enc, present, owner, stackers, rng)
-        proba = _softmax(oof_logits / self._row_temperatures(present))  # as serving will scale these rows
-        self.oof_predictions_ = self.classes_[proba.argmax(axis=1)]
-        self.oof_confidences_ = proba.max(axis=1).astype(np.float32)
-        self.oof_log_loss_ = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_enc)), y_enc], 1e-12, 1))))
+            sample = held_out if len(held_out) <= 50000 else np.sort(rng.choice(held_out, 50000, replace=False))
+            self.temperature_ = fit_temperature(stacked_logits(Z, sample, present[sample], owner, stackers),
+                                                y_enc[sample])
+            only_held_out = np.zeros_like(present)
+            only_held_out[held_out] = present[held_out]
+            self.pattern_temperatures_ = fit_pattern_temperatures(Z, y_enc, only_held_out, owner, stackers, rng)
+        self._oof_answers(Z, y_enc, present, owner, stackers)
         return self
+
+    def _fit_stacker(self, Z, y_enc, present, folds, rng) -> tuple[np.ndarray, list[tuple], np.ndarray]:
+        """The stacker, and what its calibration is fitted on: ``(owner, stackers, held_out)``, where
+        ``stackers[owner[i]]`` scores training row ``i`` and no row of ``held_out`` was seen by its stacker.
+
+        One usable modality: no stacker (the block's out-of-fold scores are the logits; every row is held
+        out). Several: one stacker; on a catalog above ``meta_max_rows`` rows it is fitted on a sample of
+        that many and the other rows are held out; on a smaller one, out-of-fold stackers as well."""
+        n_blocks, n_rows, n_classes = Z.shape
+        usable = np.flatnonzero(present.any(axis=0))
+        if len(usable) <= 1:
+            self.bias_ = np.zeros(n_classes)
+            self.block_weight_ = np.zeros(n_blocks)
+            self.block_weight_[usable] = 1.0
+            self.class_weight_ = np.zeros((n_blocks, n_classes))
+            self.n_iter_ = 1  # nothing to iterate: no stacker
+            return np.zeros(n_rows, dtype=int), [(self.bias_, self.block_weight_, self.class_weight_)], np.arange(n_rows)
+        if n_rows > int(self.meta_max_rows):
+            sample = np.sort(rng.choice(n_rows, int(self.meta_max_rows), replace=False))
+            rows, mask = _augment(present[sample], self.modality_dropout, rng)
+            self.bias_, self.block_weight_, self.class_weight_, self.n_iter_ = self._fit_meta(Z, y_enc, sample[rows], mask)
+            held_out = np.setdiff1d(np.arange(n_rows), sample)
+            return np.zeros(n_rows, dtype=int), [(self.bias_, self.block_weight_, self.class_weight_)], held_out
+        rows, mask = _augment(present, self.modality_dropout, rng)
+        self.bias_, self.block_weight_, self.class_weight_, self.n_iter_ = self._fit_meta(Z, y_enc, rows, mask)
+        owner, stackers = self._oof_stackers(Z, y_enc, present, folds, rng)
+        held_out = np.flatnonzero(owner < len(stackers) - 1) if len(stackers) > 1 else np.arange(n_rows)
+        return owner, stackers, held_out
+
+    def _oof_answers(self, Z, y_enc, present, owner, stackers, chunk: int = 20000) -> None:
+        """``oof_predictions_``, ``oof_confidences_`` and ``oof_log_loss_``, a chunk of rows at a time (never
+        an n x classes matrix of the whole catalog)."""
+        n_rows = Z.shape[1]
+        predictions = np.empty(n_rows, dtype=int)
+        self.oof_confidences_ = np.empty(n_rows, dtype=np.float32)
+        log_loss = 0.0
+        for start in range(0, n_rows, chunk):
+            rows = np.arange(start, min(start + chunk, n_rows))
+            logits = stacked_logits(Z, rows, present[rows], owner, stackers)
+            proba = _softmax(logits / self._row_temperatures(present[rows]))  # as serving will scale these rows
+            predictions[rows] = proba.argmax(axis=1)
+            self.oof_confidences_[rows] = proba[np.arange(len(rows)), predictions[rows]]
+            log_loss -= float(np.sum(np.log(np.clip(proba[np.arange(len(rows)), y_enc[rows]], 1e-12, 1))))
+        self.oof_predictions_ = self.classes_[predictions]
+        self.oof_log_loss_ = log_loss / max(n_rows, 1)
 
     def refit_temperature(self, X, y) -> "FusionTagger":
         """Fit the calibration temperature again on labelled rows the model never saw (a calibration set).
@@ -201,14 +247,14 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         if float(self.meta_l2) < 0:
             raise ValueError(f"meta_l2 must be >= 0, got {self.meta_l2!r}")
 
-    def _resolve_blocks(self, n_features: int) -> list[_Block]:
+    def _resolve_blocks(self, n_features: int, classes=None) -> list[_Block]:
         default = self.base_estimator
         if default is None:
             from sklearn.linear_model import LogisticRegression
 
             default = LogisticRegression(max_iter=300)
         if self.blocks is None:
-            return [_Block("features", np.arange(n_features), default)]
+            return [_Block("features", np.arange(n_features), bind_classes(default, classes))]
         resolved, seen = [], set()
         for spec in self.blocks:
             if len(spec) not in (2, 3):
@@ -221,29 +267,13 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             cols = np.arange(n_features)[columns]
             if cols.size == 0:
                 raise ValueError(f"block {name!r} selects no columns")
-            resolved.append(_Block(str(name), cols, estimator))
+            resolved.append(_Block(str(name), cols, bind_classes(estimator, classes)))
         return resolved
 
     def _folds(self, y_enc: np.ndarray, rng, groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        n_splits = min(int(self.cv), len(y_enc))
-        if groups is not None:
-            n_splits = min(n_splits, len(np.unique(groups)))
-        if n_splits < 2:
-            return []
+        n_splits = int(self.cv) if len(y_enc) <= LARGE_CATALOG_ROWS else min(int(self.cv), LARGE_CATALOG_CV)
         seed = rng.randint(np.iinfo(np.int32).max) if self.shuffle else None
-        counts = np.bincount(y_enc)
-        if groups is not None:
-            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The least populated class")
-                return list(splitter.split(np.zeros(len(y_enc)), y_enc, groups))
-        if counts.max() >= n_splits:
-            splitter = StratifiedKFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
-        else:
-            splitter = KFold(n_splits=n_splits, shuffle=bool(self.shuffle), random_state=seed)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The least populated class")
-            return list(splitter.split(np.zeros(len(y_enc)), y_enc))
+        return make_folds(y_enc, n_splits, shuffle=bool(self.shuffle), seed=seed, groups=groups)
 
     def _fit_block(self, block: _Block, Xb, y_enc, present, folds, Z_out) -> Any:
         """Out-of-fold scores into ``Z_out``; returns the block's estimator fitted on all its rows (or None)."""
@@ -261,13 +291,11 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             if len(test) == 0 or len(np.unique(y_enc[train])) < 2:
                 continue  # no model for this fold: those rows keep z = 0 (no evidence)
             jobs.append((train, test))
-        # Fold models are scored and dropped inside their job: only scores stay in memory.
+        # Fold models write their scores into Z_out and are dropped inside their job: only scores stay in memory.
         outputs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(_fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes)
+            delayed(_fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes, Z_out)
             for train, test in [*jobs, (rows, None)]
         )
-        for (_, test), scores in zip(jobs, outputs):
-            Z_out[test] = scores
         return outputs[-1]
 
     # ------------------------------------------------------------------ stacker
@@ -310,12 +338,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
 
     def _oof_stackers(self, Z, y_enc, present, folds, rng) -> tuple[np.ndarray, list[tuple]]:
         """Stackers fitted without some rows: ``stackers[owner[i]]`` = ``(bias, a, d)`` never saw row ``i``.
-        Rows no fold held out (no folds, or folds not used on large data) get the full stacker (the last)."""
-        n_rows = Z.shape[1]
-        owner = np.full(n_rows, -1)
+        Rows no fold held out get the full stacker (the last)."""
+        owner = np.full(Z.shape[1], -1)
         stackers: list[tuple] = []
-        meta_folds = folds[: min(len(folds), 3)] if n_rows > 20000 else folds
-        for train, test in meta_folds:
+        for train, test in folds:
             if len(np.unique(y_enc[train])) < 2:
                 continue
             rows, mask = _augment(present[train], self.modality_dropout, rng)
@@ -407,10 +433,17 @@ def _block_matrix(X, columns: np.ndarray):
     return Xb, present
 
 
-def _fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.ndarray | None, n_classes: int) -> Any:
-    """Fit a clone on ``train``; return its scores on ``test``, or the fitted model when ``test`` is None."""
+def _fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.ndarray | None, n_classes: int,
+                   out: np.ndarray | None = None) -> Any:
+    """Fit a clone on ``train``; write its scores on ``test`` into ``out`` (a chunk of rows at a time), or
+    return the fitted model when ``test`` is None."""
     model = clone(prototype).fit(Xb[train], y_enc[train])
-    return model if test is None else _scores(model, Xb[test], n_classes)
+    if test is None:
+        return model
+    for start in range(0, len(test), SCORE_CHUNK):
+        rows = test[start:start + SCORE_CHUNK]
+        out[rows] = _scores(model, Xb[rows], n_classes)
+    return None
 
 
 def _scores(estimator, Xb, n_classes: int) -> np.ndarray:

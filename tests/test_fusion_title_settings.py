@@ -46,7 +46,7 @@ def test_training_uses_the_text_section_and_records_it(title_catalogs):
     featurizer = _title_featurizer(root / "default")
     assert featurizer.char_blocks == ((1, 1, None), (2, 5, 300000)) and featurizer.min_df == 1  # < 200 titles
     assert version.manifest()["config"]["text"]["char_blocks"] == "1-1,2-5:300000"
-    assert version.manifest()["config"]["fusion"]["title_estimator"] == "linear_svc_balanced"
+    assert version.manifest()["config"]["fusion"]["title_estimator"] == "hierarchical_svc"
     report = evaluate_catalog(load_pipeline(_config(), root / "default"), test)
     assert report["accuracy"] >= 0.7, report["accuracy"]
 
