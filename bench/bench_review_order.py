@@ -5,7 +5,7 @@ after every step, and val leaf accuracy is recorded per ordering.
         --split-out /tmp/skutag-review            # writes start.jsonl (10%) and pool.jsonl (the rest, shuffled)
     SKUTAG_OCR__ROTATE=off python bench/bench_review_order.py /tmp/skutag-review/start.jsonl \
         /tmp/skutag-review/pool.jsonl /tmp/skutag-data/grocery_val_no_title.jsonl --budget 200 --step 50 --json \
-        --plot /tmp/skutag-review/review_order.png
+        --plot /tmp/skutag-review/review_order.png [--seed 1: another random ordering]
 
 Orderings (each starts from the model fitted on TRAIN_CATALOG, and is re-ranked with the current model at every
 step):
@@ -17,8 +17,9 @@ step):
   its cluster (the reviewer's answer for that product: members whose truth differs get a wrong label), each member
   counting as one correction.
 
-Clusters in the bench are photos within ``--bits`` of the perceptual hash or with backbone embeddings at least
-``--similarity`` alike (titles are not used: the model here reads no titles). The model is refitted on cached
+Clusters in the bench are photos within ``--bits`` of the perceptual hash, as the service forms them (titles are not
+used: the catalogs here have none), and with ``--similarity S`` also photos whose backbone embeddings are at least S
+alike. The model is refitted on cached
 evidence (``FusionModel.fit``, as ``bench_fusion corrections``), not through ``retrain_bundle``.
 """
 
@@ -104,7 +105,9 @@ def main(argv=None) -> int:
     parser.add_argument("--modalities", default="vision,ocr")
     parser.add_argument("--random-share", type=float, default=0.1)
     parser.add_argument("--bits", type=int, default=6, help="near-duplicate distance of the photo hash")
-    parser.add_argument("--similarity", type=float, default=0.9, help="embedding cosine that joins a cluster")
+    parser.add_argument("--similarity", type=float, default=None,
+                        help="also join photos whose backbone embeddings are this alike (e.g. 0.9); default: photo "
+                             "hash only, as the service clusters")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--plot", type=Path, help="write the accuracy curves (PNG)")
@@ -137,7 +140,8 @@ def run(args) -> dict:
     ids = list(pool.ids)
     started = time.perf_counter()
     phashes = [_phash(p) for p in pool_catalog.products]
-    cluster_of = pool_clusters(phashes, _embedding_pairs(pool.evidence, args.similarity), ids, args.bits)
+    pairs = _embedding_pairs(pool.evidence, args.similarity) if args.similarity else []
+    cluster_of = pool_clusters(phashes, pairs, ids, args.bits)
     sizes = {}
     for c in cluster_of.values():
         sizes[c] = sizes.get(c, 0) + 1
