@@ -20,7 +20,6 @@ within each class, so near-duplicate photos of one capture session stay on one s
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
@@ -55,26 +54,14 @@ def serving_views(config: SkutagConfig) -> tuple[str, ...]:
 
 def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int,
                groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(fit rows, held rows) pairs; empty when ``n_splits`` < 2 (in-sample embeddings). ``groups``: photo series
-    (``skutag.grouping``) kept on one side of every fold, so a held-out photo's series was not seen."""
-    from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+    """(fit rows, held rows) pairs made by the stack's own splitter (``skutag.fusion.estimators.make_folds``);
+    empty when ``n_splits`` < 2 (in-sample embeddings). ``groups``: photo series (``skutag.grouping``) kept on one
+    side of every fold, so a held-out photo's series was not seen. Folds whose fit rows hold one class are left out."""
+    from skutag.fusion.estimators import make_folds
 
-    n_splits = min(int(n_splits), len(y))
-    if groups is not None:
-        n_splits = min(n_splits, len(np.unique(groups)))
-    if n_splits < 2:
-        return []
-    _, counts = np.unique(y, return_counts=True)
-    state = seed if shuffle else None
-    if groups is not None:
-        splitter = StratifiedGroupKFold(n_splits, shuffle=shuffle, random_state=state)
-    else:
-        splitter = (StratifiedKFold(n_splits, shuffle=shuffle, random_state=state) if counts.max() >= n_splits
-                    else KFold(n_splits, shuffle=shuffle, random_state=state))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class")
-        return [(fit, held) for fit, held in splitter.split(np.zeros(len(y)), y, groups)
-                if len(np.unique(y[fit])) >= 2]
+    _, y_enc = np.unique(y, return_inverse=True)
+    folds = make_folds(y_enc, n_splits, shuffle=shuffle, seed=seed if shuffle else None, groups=groups)
+    return [(fit, held) for fit, held in folds if len(np.unique(y[fit])) >= 2]
 
 
 def cut_activations(collector: EvidenceCollector, images: Sequence[Any], views: Sequence[str], cut: str,

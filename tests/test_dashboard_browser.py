@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/ (dashboard-*.png)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import httpx
@@ -18,6 +17,7 @@ from service_fixtures import (  # noqa: F401  (fixtures)
     photo_model_dir,
     photo_retrainer,
     photo_tagger_factory,
+    playwright_sync,
     skip_or_fail,
     val_rows,
 )
@@ -30,16 +30,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EVIL_TITLE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> Tropicana & more'
 
-
-@pytest.fixture(scope="module")
-def playwright_sync():
-    if not os.access(CHROMIUM, os.X_OK):
-        # CI always has it: a skip there would hide the dashboard tests
-        skip_or_fail(f"{CHROMIUM} missing: apt-get install chromium chromium-driver (scripts/start_services.sh does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        yield playwright
 
 
 @pytest.fixture
@@ -80,7 +70,7 @@ def _item_ids(page) -> list[str]:
     return page.eval_on_selector_all(".queue .item", "items => items.map(i => i.dataset.id)")
 
 
-def test_review_queue_correct_and_accept_with_the_keyboard(playwright_sync, live, artifacts_dir):
+def test_review_queue_correct_and_accept_with_the_keyboard(playwright_sync, live, artifacts_dir):  # noqa: F811
     server, api, truth = live
     browser = launch_chromium(playwright_sync)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -140,7 +130,7 @@ def test_review_queue_correct_and_accept_with_the_keyboard(playwright_sync, live
     browser.close()
 
 
-def test_correct_every_wrong_suggestion_then_retrain_now(playwright_sync, live, artifacts_dir):
+def test_correct_every_wrong_suggestion_then_retrain_now(playwright_sync, live, artifacts_dir):  # noqa: F811
     server, api, truth = live
     browser = launch_chromium(playwright_sync)
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -4,7 +4,6 @@ on an empty database, under the page's strict CSP. Screenshots go to test-artifa
 
 from __future__ import annotations
 
-import os
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from service_fixtures import (  # noqa: F401  (fixtures)
     photo_model_dir,
     photo_retrainer,
     photo_tagger_factory,
+    playwright_sync,
     skip_or_fail,
     val_rows,
 )
@@ -28,15 +28,6 @@ from skutag.service.config import ServiceConfig
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHARED_TITLE = "Oatly oat drink 1L"
 
-
-@pytest.fixture(scope="module")
-def playwright_sync():
-    if not os.access(CHROMIUM, os.X_OK):
-        skip_or_fail(f"{CHROMIUM} missing: apt-get install chromium chromium-driver (scripts/start_services.sh does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        yield playwright
 
 
 def _app(tmp_path, name, model_dir):
@@ -68,7 +59,7 @@ def _watch(page) -> list[str]:
     return problems
 
 
-def test_cluster_verdict_apply_undo_apply_and_the_quality_charts(playwright_sync, tmp_path, photo_model_dir,
+def test_cluster_verdict_apply_undo_apply_and_the_quality_charts(playwright_sync, tmp_path, photo_model_dir,  # noqa: F811
                                                                   val_rows, artifacts_dir):  # noqa: F811
     app = _app(tmp_path, "review.db", photo_model_dir)
     store = app.state.store

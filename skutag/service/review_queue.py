@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from skutag.store.dedup import hamming
+from skutag.store.dedup import band_slices, hamming
 
 ORDERS = ("informative", "arrival")
 _MASK64 = (1 << 64) - 1
@@ -95,7 +95,7 @@ def clusters(candidates: Sequence[Candidate], max_bits: int, *, titles: bool = T
             parent[max(a, b)] = min(a, b)
 
     hashed = [(i, c.phash & _MASK64) for i, c in enumerate(candidates) if c.phash is not None]
-    for start, width in _bands(max_bits + 1):  # two hashes within max_bits agree on at least one band
+    for start, width in band_slices(max_bits + 1):  # two hashes within max_bits agree on at least one band
         buckets: dict[int, list[tuple[int, int]]] = {}
         for i, value in hashed:
             buckets.setdefault((value >> start) & ((1 << width) - 1), []).append((i, value))
@@ -118,16 +118,6 @@ def clusters(candidates: Sequence[Candidate], max_bits: int, *, titles: bool = T
         cid = "c" + hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:16]
         out.update((m, cid) for m in members)
     return out
-
-
-def _bands(count: int) -> list[tuple[int, int]]:
-    base, extra = divmod(64, count)
-    slices, start = [], 0
-    for i in range(count):
-        width = base + (1 if i < extra else 0)
-        slices.append((start, width))
-        start += width
-    return slices
 
 
 def _draw_key(product_id: str) -> str:

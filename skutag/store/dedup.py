@@ -97,7 +97,7 @@ class PerceptualIndex:
         if not 0 <= max_distance < 16:
             raise ValueError(f"max_distance must be in 0..15 bits, got {max_distance}")
         self.max_distance = max_distance
-        self._bands = _band_slices(max_distance + 1)
+        self._bands = band_slices(max_distance + 1)
         self._buckets: list[dict[int, set[int]]] = [{} for _ in self._bands]
         self._hashes: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -133,7 +133,7 @@ class PerceptualIndex:
         return [(unsigned >> start) & ((1 << width) - 1) for start, width in self._bands]
 
 
-def _band_slices(count: int) -> list[tuple[int, int]]:
+def band_slices(count: int) -> list[tuple[int, int]]:
     """Split 64 bits into ``count`` contiguous bands (start, width)."""
     base, extra = divmod(64, count)
     slices, start = [], 0
