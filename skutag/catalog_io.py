@@ -16,13 +16,11 @@ import io
 import json
 import math
 import re
-import sys
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from skutag.fusion.result import TagResult
 from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.policy.fields import InvalidInput, check_price, check_product
 from skutag.text.price import parse_price  # noqa: F401  (the catalog's price reading, for `skutag tag --price`)
@@ -30,7 +28,6 @@ from skutag.text.price import parse_price  # noqa: F401  (the catalog's price re
 COLUMNS = ("id", "image", "title", "price", "category", "brand")
 CATALOG_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 # the keys of one row of `skutag tag --json`
-TAG_JSON_KEYS = ("id", "label", "path", "confidence", "decision", "alternatives", "contributions", "error")
 
 _SEPARATOR = re.compile(r"\s*>\s*")
 # a byte that is not UTF-8, as decoded with errors="surrogateescape" (valid UTF-8 never decodes to these)
@@ -448,76 +445,3 @@ def normalize_path(value: Any) -> str | None:
     if any(not level for level in levels):
         raise ValueError(f"category has an empty level: {value!r}")
     return PATH_SEPARATOR.join(levels)
-
-
-# ---------------------------------------------------------------------- writing
-def product_to_row(product: Product, base_dir: Path | None = None) -> dict[str, Any]:
-    image = product.image
-    if isinstance(image, (str, Path)) and base_dir is not None:
-        try:
-            image = str(Path(image).resolve().relative_to(base_dir.resolve()))
-        except ValueError:
-            image = str(image)
-    elif isinstance(image, (bytes, bytearray)):
-        image = None
-    row = {"id": product.id, "image": None if image is None else str(image), "title": product.title,
-           "price": product.price, "category": product.category, "brand": product.brand}
-    return row
-
-
-def write_catalog(products: Iterable[Product], path: str | Path) -> Path:
-    """Write products as JSONL (image paths relative to the file where possible)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for product in products:
-            handle.write(json.dumps(product_to_row(product, path.parent), ensure_ascii=False) + "\n")
-    return path
-
-
-def result_row(result: TagResult) -> dict[str, Any]:
-    """One result as the CLI's JSON row: exactly ``TAG_JSON_KEYS``."""
-    data = result.to_json()
-    return {key: data[key] for key in TAG_JSON_KEYS}
-
-
-def write_results(results: Sequence[TagResult], destination: str | Path | TextIO | None = None,
-                  *, full: bool = False) -> None:
-    """Write results as JSONL (``.csv`` destination: a flat CSV). ``full`` keeps reasons and model version."""
-    if destination is None:
-        destination = sys.stdout
-    if isinstance(destination, (str, Path)):
-        path = Path(destination)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            if path.suffix.lower() == ".csv":
-                _write_results_csv(results, handle)
-            else:
-                _write_results_jsonl(results, handle, full)
-        return
-    _write_results_jsonl(results, destination, full)
-
-
-def _write_results_jsonl(results: Sequence[TagResult], handle: TextIO, full: bool) -> None:
-    for result in results:
-        row = result.to_json() if full else result_row(result)
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _write_results_csv(results: Sequence[TagResult], handle: TextIO) -> None:
-    writer = csv.writer(handle)
-    writer.writerow(["id", "label", "path", "confidence", "decision", "alternatives", "contributions",
-                     "reasons", "error"])
-    for r in results:
-        writer.writerow([
-            r.id, r.label or "", r.path or "", f"{r.confidence:.4f}", r.decision.value,
-            " | ".join(f"{a.path} ({a.confidence:.3f})" for a in r.alternatives),
-            json.dumps(r.contributions, ensure_ascii=False), "; ".join(r.reasons), r.error or "",
-        ])
-
-
-def dumps_rows(rows: Iterable[Mapping[str, Any]]) -> str:
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return buffer.getvalue()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from skutag.catalog_io import TAG_JSON_KEYS
+from skutag.catalog_write import TAG_JSON_KEYS
 from skutag.cli import main
 from conftest import shared_path
 from fusion_fixtures import GROCERY_CLASSES, grocery_rows, write_catalog

@@ -8,14 +8,12 @@ import shutil
 import pytest
 
 from skutag.fusion.result import Alternative, Decision, TagResult
+from skutag.catalog_write import TAG_JSON_KEYS, write_catalog, write_results
 from skutag.catalog_io import (
-    TAG_JSON_KEYS,
     CatalogError,
     RowError,
     parse_price,
     read_catalog,
-    write_catalog,
-    write_results,
 )
 from skutag.queue.catalog_source import iter_catalog
 from conftest import shared_path
