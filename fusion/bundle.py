@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .migrate import BUNDLE_FORMAT, READABLE_FORMATS, load_file, upgrade_manifest, upgrade_object
+from .migrate import (
+    BUNDLE_FORMAT,
+    READABLE_FORMATS,
+    load_file,
+    upgrade_loaded_manifest,
+    upgrade_manifest,
+    upgrade_object,
+)
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.joblib"
@@ -228,13 +235,15 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
 
 
 def load(path: str | Path) -> tuple[Any, dict[str, Any], BundleVersion]:
-    """(model, manifest, version) of a store's current version or of one version folder."""
+    """(model, manifest, version) of a store's current version or of one version folder; the manifest as the
+    current format writes it, with what an older one lacks filled in from the model."""
     version = resolve(path)
     manifest = version.manifest()
     check_compatible(manifest, version.path)
     if not (version.path / MODEL_FILE).is_file():
         raise BundleError(f"model bundle {version.path} has no {MODEL_FILE}")
-    return _load_file(version, MODEL_FILE), manifest, version
+    model = _load_file(version, MODEL_FILE)
+    return model, upgrade_loaded_manifest(manifest, model, version.file_format), version
 
 
 def _load_file(version: BundleVersion, file_name: str) -> Any:

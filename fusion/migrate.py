@@ -4,12 +4,15 @@ Format 1 (skutag 0.1): the stage packages were installed as top-level packages (
 so its pickles name classes under those modules; fitted objects pickled before a setting existed
 lack its attribute, and the manifest lacks the settings that were not recorded yet.
 Format 2: everything under ``skutag.``; every attribute and setting written.
+Format 3: the manifest records ``training_confidences``, the histogram of the model's out-of-fold confidences
+on its training rows (``skutag.fusion.drift``; the service's drift chart compares answers with it). Formats 1
+and 2 get it at load, from the unpickled model (``upgrade_loaded_manifest``); None where the model kept none.
 Vision tails written before serving kept its own ONNX graphs (format 1, and format 2 until then) hold the
 fitted ``TailClassifier`` and ran it through torch: ``upgrade_vision_tail`` converts them, in any format.
 
-``load_file`` unpickles a version's file with the names of its format; ``upgrade`` brings the
-unpickled objects and the manifest to the current format. Nothing else in the code checks for
-missing attributes.
+``load_file`` unpickles a version's file with the names of its format; ``upgrade_manifest``,
+``upgrade_object`` and ``upgrade_loaded_manifest`` bring the manifest and the unpickled objects to the current
+format. Nothing else in the code checks for missing attributes or manifest fields.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-BUNDLE_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+from .drift import ConfidenceHistogram
+
+BUNDLE_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+OBJECTS_COMPLETE_FROM = 2  # pickles of this format on hold every attribute (format 3 changed the manifest only)
+TRAINING_CONFIDENCES = "training_confidences"  # the manifest field format 3 added
 
 # format 1's top-level stage packages, now under skutag.
 LEGACY_PACKAGES = ("vision", "ocr", "text", "fusion", "taxonomy", "models")
@@ -81,20 +88,35 @@ def load_file(path: Path, file_format: int) -> Any:
 
 
 def upgrade_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest as the current format writes it."""
+    """The manifest as the current format writes it, as far as the manifest alone tells: a bundle older than
+    format 3 has ``training_confidences`` None here (``upgrade_loaded_manifest`` fills it from its model)."""
     file_format = manifest.get("format")
-    if file_format != 1:  # current, or unknown (refused by the compatibility check, not guessed at)
+    if file_format not in (1, 2):  # current, or unknown (refused by the compatibility check, not guessed at)
         return manifest
     upgraded = dict(manifest)
-    config = {section: dict(values) for section, values in (upgraded.get("config") or {}).items()}
-    if config.get("fusion"):  # a setting the bundle predates: what it was trained with
-        for key, value in FORMAT1_SETTINGS.items():
-            section, _, name = key.partition(".")
-            config.setdefault(section, {}).setdefault(name, value)
-    upgraded["config"] = config
+    if file_format == 1:
+        config = {section: dict(values) for section, values in (upgraded.get("config") or {}).items()}
+        if config.get("fusion"):  # a setting the bundle predates: what it was trained with
+            for key, value in FORMAT1_SETTINGS.items():
+                section, _, name = key.partition(".")
+                config.setdefault(section, {}).setdefault(name, value)
+        upgraded["config"] = config
+    upgraded[TRAINING_CONFIDENCES] = None
     upgraded["format"] = BUNDLE_FORMAT
     upgraded["migrated_from_format"] = file_format
     return upgraded
+
+
+def upgrade_loaded_manifest(manifest: dict[str, Any], model: Any, file_format: int) -> dict[str, Any]:
+    """``manifest`` (already through ``upgrade_manifest``) with what only the unpickled ``model`` can tell:
+    for a bundle older than format 3, ``training_confidences`` from the fitted fusion model's out-of-fold
+    confidences (None when the model kept none)."""
+    if file_format >= BUNDLE_FORMAT:
+        return manifest
+    tagger = getattr(model, "__dict__", {}).get("tagger_")  # a FusionModel's FusionTagger
+    confidences = getattr(tagger, "__dict__", {}).get("oof_confidences_")
+    record = ConfidenceHistogram.of(confidences).to_json() if confidences is not None and len(confidences) else None
+    return {**manifest, TRAINING_CONFIDENCES: record}
 
 
 # attribute -> value a format-1 object of that class lacks it with; keyed by class name
@@ -110,7 +132,7 @@ def upgrade_object(obj: Any, file_format: int) -> Any:
     """``obj`` (a model, tail, training or calibration record) with what format 2 writes filled in; walks
     the attributes and containers reachable from it once. A vision tail pickled before serving kept its
     own graphs is converted whatever the format (``upgrade_vision_tail``)."""
-    if file_format >= BUNDLE_FORMAT:
+    if file_format >= OBJECTS_COMPLETE_FROM:
         return upgrade_vision_tail(obj)
     seen: set[int] = set()
     stack = [obj]

@@ -25,6 +25,7 @@ import numpy as np
 from skutag.fusion import bundle as bundles
 from skutag.fusion.coldstart import ColdStartScorer
 from skutag.fusion.decision import Decider
+from skutag.fusion.drift import ConfidenceHistogram
 from skutag.fusion.thresholds import fit_thresholds
 from skutag.fusion.evidence import Evidence
 from skutag.fusion.model import FusionModel, Scores
@@ -110,6 +111,13 @@ class Pipeline(Tagger):
         if self.model is None:
             self._cold = ColdStartScorer(lexicon=lexicon, config=self.config.fusion)
         return True
+
+    @property
+    def training_confidences(self) -> ConfidenceHistogram | None:
+        """The bundle's out-of-fold training confidences (manifest ``training_confidences``, filled at load for
+        bundles older than it); None for the cold start."""
+        record = self.manifest.get("training_confidences")
+        return ConfidenceHistogram.from_json(record) if record else None
 
     def categories(self) -> list[str]:
         classes = self.cold_start.classes if self.model is None else self.model.classes_

@@ -7,6 +7,7 @@ probing for optional ones.
     batch = tagger.tag(products, audit=False)   # TaggedBatch: one result (and its evidence) per product
     tagger.categories()                         # the category paths it can answer
     tagger.use_lexicon(lexicon)                 # read brands with this lexicon from the next batch on
+    tagger.training_confidences                 # its confidences on its training rows (None: not kept)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from skutag.catalog import Product
+from skutag.fusion.drift import ConfidenceHistogram
 from skutag.fusion.result import TagResult
 
 if TYPE_CHECKING:
@@ -64,6 +66,12 @@ class Tagger(abc.ABC):
     @abc.abstractmethod
     def use_lexicon(self, lexicon: BrandLexicon) -> bool:
         """Read brands with ``lexicon`` from the next batch on; False when this tagger reads no brands."""
+
+    @property
+    def training_confidences(self) -> ConfidenceHistogram | None:
+        """The histogram of the confidences it gave its own training rows, held out (the reference of the
+        service's drift chart); None for a tagger that kept none (the cold start, a tagger that does not say)."""
+        return None
 
     def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:
         """``tag(products).results``."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from skutag.fusion import bundle as bundles
 from skutag.fusion.config import MODALITIES
+from skutag.fusion.drift import ConfidenceHistogram
 from skutag.grouping import series_summary, training_groups
 from skutag.fusion.thresholds import coverage_at_precision, fit_bound_thresholds, fit_class_thresholds
 from skutag.fusion.evidence import Evidence
@@ -152,6 +153,8 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
         "modalities": model.modalities_,
         "metrics": metrics,
         "config": {"fusion": _plain(config.fusion), "decision": _plain(config.decision), "text": _plain(config.text)},
+        # the reference the service's drift chart compares this week's answers with (skutag.fusion.drift)
+        "training_confidences": ConfidenceHistogram.of(confidence).to_json(),
     }
     if calibration_record is not None:
         manifest["calibration"] = calibration_record

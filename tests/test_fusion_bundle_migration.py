@@ -1,5 +1,6 @@
 """Bundles written by an earlier skutag (format 1: stage packages at the top level, settings not yet
-recorded) load, tag and retrain with today's code through the one migration (skutag.fusion.migrate).
+recorded; format 2: no training-confidence histogram in the manifest) load, tag and retrain with today's code
+through the one migration (skutag.fusion.migrate).
 
 The fixture ``tests/data/bundle_format1`` was written by skutag 0.1 (the commit before the namespace
 change) with ``skutag train tests/data/bundle_format1_catalog.jsonl --modalities title,price --cv 3``
@@ -15,11 +16,15 @@ import sys
 from pathlib import Path
 
 
+import numpy as np
+
 from skutag.catalog import Product
+from skutag.config import SkutagConfig
 from skutag.fusion import bundle as bundles
-from skutag.fusion.migrate import BUNDLE_FORMAT, LEGACY_PACKAGES, upgrade_manifest
+from skutag.fusion.drift import ConfidenceHistogram
+from skutag.fusion.migrate import BUNDLE_FORMAT, LEGACY_PACKAGES, upgrade_loaded_manifest, upgrade_manifest
 from skutag.pipeline import load_pipeline
-from skutag.training import retrain_from_corrections
+from skutag.training import retrain_from_corrections, train_catalog
 
 DATA = Path(__file__).parent / "data"
 OLD = DATA / "bundle_format1"
@@ -27,7 +32,7 @@ OLD = DATA / "bundle_format1"
 
 def test_the_fixture_is_a_format_1_bundle_pickled_under_the_old_top_level_names(tmp_path):
     manifest = json.loads((OLD / "v0001" / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["format"] == 1 and BUNDLE_FORMAT == 2
+    assert manifest["format"] == 1 and BUNDLE_FORMAT == 3
     # without the migration (and outside the repository, where the folders are not importable by name)
     plain = subprocess.run([sys.executable, "-c", f"import joblib; joblib.load({str(OLD / 'v0001' / 'model.joblib')!r})"],
                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
@@ -55,7 +60,7 @@ def test_a_format_1_bundle_loads_tags_and_leaves_no_old_module_names(tmp_path):
     assert not [name for name in sys.modules if name.partition(".")[0] in LEGACY_PACKAGES]
 
 
-def test_a_format_1_bundle_retrains_into_a_format_2_version(tmp_path):
+def test_a_format_1_bundle_retrains_into_a_current_format_version(tmp_path):
     store = tmp_path / "old"
     shutil.copytree(OLD, store)
     corrections = [Product(id=f"c{i}", title="Vanilla Yofu Soyghurt Alpro", price=11.0,
@@ -63,7 +68,41 @@ def test_a_format_1_bundle_retrains_into_a_format_2_version(tmp_path):
     outcome = retrain_from_corrections(store, corrections, store)
     version = bundles.resolve(store)
     assert outcome.version == version.name == "v0002"
-    assert json.loads((version.path / "manifest.json").read_text(encoding="utf-8"))["format"] == BUNDLE_FORMAT
+    written = json.loads((version.path / "manifest.json").read_text(encoding="utf-8"))
+    assert written["format"] == BUNDLE_FORMAT and written["training_confidences"]["n"] == 48 + 3
     result = load_pipeline(model_dir=store).tag_batch([Product(id="x", title="Blueberry Yofu Soyghurt")],
                                                        audit=False)[0]
     assert result.path == "Packages > Soyghurt > Alpro-Blueberry-Soyghurt"
+
+
+def test_the_training_confidence_histogram_is_filled_once_at_load_from_the_models_out_of_fold_answers(tmp_path):
+    """Format 3 added ``training_confidences`` to the manifest: a format-1 bundle gets it at load from its
+    model's out-of-fold confidences; the manifest alone (no model at hand) says None; a model without them
+    gives None; the file on disk is never rewritten."""
+    store = tmp_path / "old"
+    shutil.copytree(OLD, store)
+    version = bundles.resolve(store)
+    assert version.manifest()["training_confidences"] is None  # the manifest alone cannot tell
+    model, manifest, _ = bundles.load(store)
+    oof = model.tagger_.oof_confidences_
+    assert manifest["training_confidences"] == ConfidenceHistogram.of(oof).to_json()
+    assert manifest["training_confidences"]["n"] == len(oof) == 48 and manifest["migrated_from_format"] == 1
+    assert load_pipeline(model_dir=store).training_confidences == ConfidenceHistogram.of(oof)
+    assert "training_confidences" not in json.loads((version.path / "manifest.json").read_text(encoding="utf-8"))
+    assert upgrade_loaded_manifest({"format": 3}, object(), 1) == {"format": 3, "training_confidences": None}
+
+
+def test_a_format_2_bundle_gets_the_histogram_of_its_model_at_load(tmp_path):
+    """A format-2 bundle (pickles as today's; a manifest without the histogram) is read as format 3 with the
+    histogram of the model's own out-of-fold confidences, the same one training records now."""
+    config = SkutagConfig.load(environ={}, overrides={"fusion.modalities": ("title", "price"), "fusion.cv": 3})
+    version, _, _ = train_catalog(DATA / "bundle_format1_catalog.jsonl", tmp_path / "m", config)
+    file = version.path / "manifest.json"
+    written = json.loads(file.read_text(encoding="utf-8"))
+    recorded = written.pop("training_confidences")
+    file.write_text(json.dumps({**written, "format": 2}), encoding="utf-8")  # as format 2 wrote it
+
+    model, manifest, _ = bundles.load(version.path)
+    assert manifest["format"] == BUNDLE_FORMAT and manifest["migrated_from_format"] == 2
+    assert manifest["training_confidences"] == recorded == ConfidenceHistogram.of(model.oof_[1]).to_json()
+    assert recorded["n"] == 48 and np.isclose(sum(recorded["fractions"]), 1.0)
