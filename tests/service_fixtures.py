@@ -3,7 +3,9 @@
 ``PhotoTagger`` is a small but real tagger: a scikit-learn logistic regression on colour
 histograms and a coarse thumbnail of GroceryStore photos. It follows the ``Tagger`` protocol,
 saves itself as a model folder, and can be retrained on corrections, so the service's whole loop
-(tag -> review -> correct -> retrain -> not-worse check -> promote) runs without the full pipeline.
+(tag -> review -> correct -> retrain -> not-worse check -> promote) runs without the full pipeline. Like a
+fusion bundle it keeps the histogram of its out-of-fold confidences on its training rows (the drift chart's
+reference).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 
 from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import Product
+from skutag.fusion.drift import ConfidenceHistogram
 from skutag.tagger import BrandlessTagger
 from skutag.service.retrain import RetrainRequest
 from skutag.vision.image import ImageError, load_image
@@ -60,11 +63,17 @@ def features(source) -> np.ndarray:
 class PhotoTagger(BrandlessTagger):
     """``Tagger``: photo -> one of the fitted category paths, with a probability and a decision."""
 
-    def __init__(self, estimator, version: str, threshold: float = 0.6):
+    def __init__(self, estimator, version: str, threshold: float = 0.6,
+                 training_confidences: ConfidenceHistogram | None = None):
         self.estimator = estimator
         self.model_version = version
         self.threshold = threshold
         self.paths = tuple(str(c) for c in estimator.classes_)
+        self._training_confidences = training_confidences
+
+    @property
+    def training_confidences(self) -> ConfidenceHistogram | None:
+        return self._training_confidences
 
     def categories(self) -> list[str]:
         return sorted(self.paths)
@@ -103,30 +112,59 @@ class PhotoTagger(BrandlessTagger):
 
     def save(self, model_dir: Path, training: dict | None = None) -> Path:
         model_dir.mkdir(parents=True, exist_ok=False)
+        held_out = self._training_confidences
         (model_dir / "model.pkl").write_bytes(pickle.dumps({"estimator": self.estimator,
                                                            "version": self.model_version,
                                                            "threshold": self.threshold,
-                                                           "training": training or {}}))
+                                                           "training": training or {},
+                                                           "training_confidences": held_out.to_json()
+                                                           if held_out else None}))
         (model_dir / "manifest.json").write_text(json.dumps({"version": self.model_version}))
         return model_dir
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "PhotoTagger":
         data = pickle.loads((Path(model_dir) / "model.pkl").read_bytes())
-        tagger = cls(data["estimator"], data["version"], data["threshold"])
+        held_out = data["training_confidences"]
+        tagger = cls(data["estimator"], data["version"], data["threshold"],
+                     ConfidenceHistogram.from_json(held_out) if held_out else None)
         tagger.training = data["training"]
         return tagger
 
 
-def fit_estimator(X: np.ndarray, y: Sequence[str], classes: Sequence[str]):
+def _estimator():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+
+
+def fit_estimator(X: np.ndarray, y: Sequence[str], classes: Sequence[str]):
     missing = [c for c in classes if c not in set(y)]  # a class without a row could never be answered
     if missing:
         raise ValueError(f"no training rows for {missing}")
-    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(X, list(y))
+    return _estimator().fit(X, list(y))
+
+
+HELD_OUT_FOLDS = 3
+
+
+def held_out_confidences(X: np.ndarray, y: Sequence[str]) -> np.ndarray | None:
+    """Each training row's top-class probability from a model fitted without its fold (``HELD_OUT_FOLDS``
+    stratified folds, as a fusion model's out-of-fold answers); None when a class has too few rows for them."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    _, counts = np.unique(np.asarray(y, dtype=object), return_counts=True)
+    if counts.min() < HELD_OUT_FOLDS:
+        return None
+    folds = StratifiedKFold(HELD_OUT_FOLDS, shuffle=True, random_state=0)
+    return cross_val_predict(_estimator(), X, list(y), cv=folds, method="predict_proba").max(axis=1)
+
+
+def _held_out_histogram(X: np.ndarray, y: Sequence[str]) -> ConfidenceHistogram | None:
+    confidences = held_out_confidences(X, y)
+    return None if confidences is None else ConfidenceHistogram.of(confidences)
 
 
 def train_photo_tagger(rows: Sequence[GroceryRow], version: str | None = None) -> tuple[PhotoTagger, dict]:
@@ -134,7 +172,8 @@ def train_photo_tagger(rows: Sequence[GroceryRow], version: str | None = None) -
     y = [row.path for row in rows]
     estimator = fit_estimator(X, y, sorted(set(y)))
     training = {"X": X, "y": y}
-    tagger = PhotoTagger(estimator, version or f"photo-{uuid.uuid4().hex[:8]}")
+    tagger = PhotoTagger(estimator, version or f"photo-{uuid.uuid4().hex[:8]}",
+                         training_confidences=_held_out_histogram(X, y))
     tagger.training = training
     return tagger, training
 
@@ -167,13 +206,8 @@ def photo_retrainer(request: RetrainRequest) -> Path:
     # corrections count 3x: they are the freshest, human-checked evidence
     weights = np.concatenate([np.ones(len(y_base)), np.full(len(labels), 3.0)])
     y = y_base + labels
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    estimator = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
-    estimator.fit(X, y, logisticregression__sample_weight=weights)
-    tagger = PhotoTagger(estimator, f"photo-{uuid.uuid4().hex[:8]}", base.threshold)
+    estimator = _estimator().fit(X, y, logisticregression__sample_weight=weights)
+    tagger = PhotoTagger(estimator, f"photo-{uuid.uuid4().hex[:8]}", base.threshold, _held_out_histogram(X, y))
     return tagger.save(request.out_dir, {"X": X, "y": y})
 
 

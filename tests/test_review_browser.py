@@ -1,6 +1,7 @@
 """The review queue's clusters and the stats page's quality monitor in a real headless Chromium against a real
-uvicorn server: a verdict applied to a near-duplicate cluster, undone, applied again; the SVG charts with data and
-on an empty database, under the page's strict CSP. Screenshots go to test-artifacts/ (review-*.png)."""
+uvicorn server: a verdict applied to a near-duplicate cluster, undone, applied again; the SVG charts (the confidence
+drift against the training rows included) with data and on an empty database, and the retraining schedule, under the
+page's strict CSP. Screenshots go to test-artifacts/ (review-*.png)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,12 @@ SHARED_TITLE = "Oatly oat drink 1L"
 
 
 
-def _app(tmp_path, name, model_dir):
+CHARTS = ("chart-quality", "chart-corrections", "chart-categories", "chart-drift")
+
+
+def _app(tmp_path, name, model_dir, **settings_overrides):
     settings = ServiceConfig(db_url=f"sqlite:///{tmp_path / name}", model_dir=str(model_dir),
-                             bundles_dir=str(tmp_path / "bundles"))
+                             bundles_dir=str(tmp_path / "bundles"), **settings_overrides)
     config = SkutagConfig.load(environ={}, overrides={"decision.audit_rate": 0.0})
     app = create_app(settings, tagger_factory=photo_tagger_factory(model_dir), retrainer=photo_retrainer,
                      config=config)
@@ -61,7 +65,7 @@ def _watch(page) -> list[str]:
 
 def test_cluster_verdict_apply_undo_apply_and_the_quality_charts(playwright_sync, tmp_path, photo_model_dir,  # noqa: F811
                                                                   val_rows, artifacts_dir):  # noqa: F811
-    app = _app(tmp_path, "review.db", photo_model_dir)
+    app = _app(tmp_path, "review.db", photo_model_dir, retrain_every_hours=24.0)
     store = app.state.store
     store.save_resource("whitelist", {"paths": sorted({c.split(" > ")[0] for c in TEST_CLASSES})}, who="test")
     auth = {"Authorization": f"Bearer {store.create_token('browser-test')}"}
@@ -121,15 +125,27 @@ def test_cluster_verdict_apply_undo_apply_and_the_quality_charts(playwright_sync
         assert {api.get(f"/v1/products/{pid}").json()["status"] for pid in members} == {"accepted"}
 
         page.goto(server.url + "/stats")
-        for chart in ("chart-quality", "chart-corrections", "chart-categories"):
+        for chart in CHARTS:
             assert page.locator(f"svg#{chart}").is_visible()
         assert page.locator("#chart-corrections rect.bar").count() == 1  # today: 3 verdicts (the undone ones gone)
         assert page.locator("#chart-corrections rect.bar title").text_content().endswith(": 3")
         assert page.locator("#chart-quality circle.dot.auto").count() == 1  # today's auto rate
         assert page.locator("#chart-quality text.empty-chart").count() == 0
         assert page.locator("#retrain-cadence").inner_text().startswith("Automatic retraining is off")
-        page.screenshot(path=str(artifacts_dir / "review-stats-charts.png"), full_page=True)
+        schedule = page.locator("#retrain-schedule").inner_text()
+        assert schedule.startswith("Retrains on a clock every 24 hours") and "next check" in schedule
+        # this week's 6 answers over the photo model's out-of-fold training confidences, and their distance
         stats = api.get("/v1/stats").json()
+        drift = stats["quality"]["drift"]
+        assert drift["this_week"]["n"] == 6 and drift["training"]["n"] == 64
+        assert page.locator("#chart-drift rect.hist.week").count() == sum(f > 0 for f in drift["this_week"]["fractions"])
+        assert page.locator("#chart-drift rect.hist.training").count() == sum(f > 0 for f in drift["training"]["fractions"])
+        assert page.locator("#chart-drift text.empty-chart").count() == 0
+        assert page.inner_text("#drift-distance") == f"{drift['total_variation']:.2f}"
+        box = page.locator("#chart-drift rect.hist.week").first.bounding_box()
+        assert box["width"] > 5 and box["height"] > 0  # drawn, not collapsed by a missing style
+        page.screenshot(path=str(artifacts_dir / "review-stats-charts.png"), full_page=True)
+        assert stats["retrain_cadence"]["retrain_every_hours"] == 24.0
         assert stats["quality"]["per_day"][-1]["corrections"] == 3
         assert not problems, problems
 
@@ -138,9 +154,12 @@ def test_cluster_verdict_apply_undo_apply_and_the_quality_charts(playwright_sync
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         problems = _watch(page)
         _login(page, server, "/stats")
-        for chart in ("chart-quality", "chart-corrections", "chart-categories"):
+        for chart in CHARTS:
             assert page.locator(f"svg#{chart}").is_visible()
             assert page.locator(f"svg#{chart} text.empty-chart").count() == 1
+        assert page.locator("#chart-drift rect").count() == 0 and page.locator("#drift-distance").count() == 0
+        assert "no answers of photo-base" in page.text_content("#chart-drift")
+        assert page.locator("#retrain-schedule").inner_text().startswith("No clock schedule")
         page.screenshot(path=str(artifacts_dir / "review-stats-empty.png"), full_page=True)
         assert not problems, problems
     empty.state.store.close()

@@ -457,15 +457,15 @@ def retrain_state(request: Request):
 
 
 @router.get("/stats", summary="Auto rate, audited precision, corrections per day, current model; the quality "
-                              "monitor's numbers (per day, per category with 95% intervals, model versions) and the "
-                              "retraining cadence")
+                              "monitor's numbers (per day, per category with 95% intervals, model versions, "
+                              "confidence drift against the training rows) and the retraining cadence and schedule")
 def stats(request: Request):
     service = service_of(request)
     stats = service.store.stats()
-    from skutag.service.monitor import quality
+    from skutag.service.monitor import served_quality
 
     return {**stats.to_json(), "serving": service.model_version,
             "precision_check": audit_check(stats.audited_correct, stats.audited, service.decision.target_precision),
-            "quality": quality(service.store), "retrain_cadence": service.retraining.cadence()}
+            "quality": served_quality(service), "retrain_cadence": service.retraining.cadence()}
 
 

@@ -53,7 +53,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         service.start()
-        yield
+        service.retraining.schedule.start()  # service.retrain_every_hours; nothing when 0
+        try:
+            yield
+        finally:
+            service.retraining.schedule.stop()
 
     app = FastAPI(title="skutag", version="1", lifespan=lifespan,
                   summary="Tag products from photo + title + price; review and correct; retrain from corrections.")

@@ -3,6 +3,7 @@ cache, review rules and retraining. Override with ``SKUTAG_SERVICE__<FIELD>`` or
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from skutag.policy.fields import TITLE_MAX_CHARS
@@ -35,6 +36,8 @@ class ServiceConfig:
     min_corrections_to_retrain: int = 5
     bundles_dir: str = ""  # where retrained candidates go; empty: $SKUTAG_HOME/bundles/service
     retrain_after_verdicts: int = 0  # retrain (not-worse check, then promote) after this many new verdicts; 0 = off
+    # also retrain every this many hours when verdicts came in since the last retraining (same check); 0 = off
+    retrain_every_hours: float = 0.0
     review_order: str = "informative"  # the review queue's default order: informative | arrival
     review_uncertainty: str = "margin"  # how the informative order reads a prediction's doubt: margin | entropy
     review_random_share: float = 0.1  # share of the informative order's places drawn at random (unbiased audits)
@@ -53,6 +56,9 @@ class ServiceConfig:
             problems.append("tag_concurrency and max_batch must be >= 1")
         if self.retrain_after_verdicts < 0:
             problems.append(f"retrain_after_verdicts must be >= 0 (0 = off), got {self.retrain_after_verdicts}")
+        if not (math.isfinite(self.retrain_every_hours) and self.retrain_every_hours >= 0):
+            problems.append(f"retrain_every_hours must be a number of hours >= 0 (0 = off), got "
+                            f"{self.retrain_every_hours}")
         if self.review_order not in ("informative", "arrival"):
             problems.append(f"review_order must be informative or arrival, got {self.review_order!r}")
         if self.review_uncertainty not in ("margin", "entropy"):

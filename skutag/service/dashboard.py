@@ -20,7 +20,7 @@ from skutag.service.auth import LoginThrottle, check_csrf, csrf_token, end_sessi
 from skutag.policy.fields import InvalidInput, normalise_path
 from skutag.policy.rules import audit_check
 from skutag.service.engine import TaggingService
-from skutag.service.monitor import charts, quality
+from skutag.service.monitor import charts, served_quality
 from skutag.service.review_api import apply_verdict
 from skutag.service.review_queue import queue as review_queue_order
 from skutag.store.views import Conflict, NotFound
@@ -256,7 +256,7 @@ def stats_page(request: Request, user: Operator):
     service = service_of(request)
     stats = service.store.stats()
     check = audit_check(stats.audited_correct, stats.audited, service.decision.target_precision)
-    monitor = quality(service.store)
+    monitor = served_quality(service)
     return render(request, "stats.html", stats=stats, models=service.store.list_models(),
                   job=service.retrain_job, untrained=service.store.untrained_correction_count(),
                   serving=service.model_version, check=check, monitor=monitor, charts=charts(monitor),

@@ -1,24 +1,42 @@
 """The quality monitor: auto rate and audited precision per day, per-category precision from audits (with 95%
 Clopper-Pearson intervals, ``skutag.fusion.thresholds.precision_interval``), corrections per day and the model
-versions on the same time axis. ``quality`` gives the numbers (``GET /v1/stats``), ``charts`` draws them as SVG
+versions on the same time axis; and drift: the histogram of the served model's confidences over the last 7 days
+against the one of its out-of-fold confidences on its training rows, with their total variation distance
+(``skutag.fusion.drift``). ``quality`` gives the numbers (``GET /v1/stats``), ``charts`` draws them as SVG
 markup for the stats page (no script, no inline style: the classes are in static/app.css)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup, escape
 
+from skutag.fusion.drift import DRIFT_BINS, ConfidenceHistogram, total_variation
 from skutag.fusion.thresholds import precision_interval
 
+if TYPE_CHECKING:
+    from skutag.service.engine import TaggingService
+
 W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 180, 40, 10, 12, 26
+DRIFT_DAYS = 7  # "this week": today and the 6 days before (UTC)
 
 
-def quality(store, days: int = 30) -> dict[str, Any]:
+def served_quality(service: TaggingService, days: int = 30) -> dict[str, Any]:
+    """``quality`` of the service's store, its drift measured for the model it serves now."""
+    tagger = service.tagger
+    return quality(service.store, days, training=tagger.training_confidences, model_version=tagger.model_version)
+
+
+def quality(store, days: int = 30, *, training: ConfidenceHistogram | None = None,
+            model_version: str | None = None) -> dict[str, Any]:
+    """The monitor's numbers over the last ``days`` days (UTC). ``training``: the served model's training
+    confidences (``Tagger.training_confidences``); ``model_version``: the served model, whose answers of the
+    last ``DRIFT_DAYS`` days the drift compares with them (None: every model's answers)."""
     today = dt.datetime.now(dt.timezone.utc).date()
     start = today - dt.timedelta(days=days - 1)
-    since = dt.datetime.combine(start, dt.time(), tzinfo=dt.timezone.utc)
+    week_start = today - dt.timedelta(days=DRIFT_DAYS - 1)
+    since = dt.datetime.combine(min(start, week_start), dt.time(), tzinfo=dt.timezone.utc)
     rows = store.quality_rows(since)
     day_keys = [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
     per_day = {d: {"day": d, "answers": 0, "auto": 0, "audited": 0, "audited_correct": 0, "corrections": 0}
@@ -27,10 +45,13 @@ def quality(store, days: int = 30) -> dict[str, Any]:
     def bucket(when) -> dict | None:
         return per_day.get(when.date().isoformat())
 
-    for when, decision in rows["answers"]:
+    week: list[float] = []
+    for when, decision, confidence, version in rows["answers"]:
         if (b := bucket(when)) is not None:
             b["answers"] += 1
             b["auto"] += decision == "auto"
+        if when.date() >= week_start and (model_version is None or version == model_version):
+            week.append(confidence)
     categories: dict[str, list[int]] = {}
     for when, old, new in rows["audits"]:
         if (b := bucket(when)) is not None:
@@ -52,7 +73,18 @@ def quality(store, days: int = 30) -> dict[str, Any]:
                              "low": low, "high": high})
     models = [{"version": m.version, "status": m.status, "created_at": m.created_at.isoformat(),
                "promoted_at": m.promoted_at.isoformat() if m.promoted_at else None} for m in store.list_models()]
-    return {"days": days, "per_day": list(per_day.values()), "per_category": per_category, "models": models}
+    return {"days": days, "per_day": list(per_day.values()), "per_category": per_category, "models": models,
+            "drift": drift(week, training, model_version)}
+
+
+def drift(confidences: list[float], training: ConfidenceHistogram | None, model_version: str | None
+          ) -> dict[str, Any]:
+    """This week's confidence histogram, the training one (None when the served model keeps none) and their
+    total variation distance (None unless both have counted something)."""
+    week = ConfidenceHistogram.of(confidences, training.bins if training else DRIFT_BINS)
+    return {"days": DRIFT_DAYS, "model_version": model_version, "this_week": week.to_json(),
+            "training": training.to_json() if training else None,
+            "total_variation": total_variation(week, training) if training else None}
 
 
 # ---------------------------------------------------------------------------------------------- SVG charts
@@ -121,7 +153,7 @@ def charts(q: dict[str, Any]) -> dict[str, Markup]:
     corrections_chart = _frame("Corrections per day", "chart-corrections", bars, days, top, lambda v: f"{v:.0f}",
                                not bars, models)
     return {"quality": quality_chart, "corrections": corrections_chart,
-            "categories": _categories(q["per_category"])}
+            "categories": _categories(q["per_category"]), "drift": _drift(q["drift"])}
 
 
 def _categories(rows: list[dict]) -> Markup:
@@ -148,5 +180,41 @@ def _categories(rows: list[dict]) -> Markup:
                      f'({r["low"] * 100:.0f}–{r["high"] * 100:.0f}%)</title></circle>')
     if not rows:
         parts.append(f'<text class="empty-chart" x="{W / 2}" y="{height / 2}" text-anchor="middle">no audits yet</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _drift(d: dict[str, Any]) -> Markup:
+    """This week's confidence histogram over the training one (shares per bin, both on one axis); "no data yet"
+    with the reason while either is missing."""
+    week, training = d["this_week"], d["training"]
+    title = f"Confidence of the last {d['days']} days' answers against the training rows'"
+    parts = [(f'<svg class="chart" id="chart-drift" role="img" viewBox="0 0 {W} {H}" width="100%" '
+              f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title)}"><title>{escape(title)}</title>')]
+    missing = (f"no answers of {d['model_version'] or 'the model'} in the last {d['days']} days" if not week["n"]
+               else "the served model keeps no training confidences" if training is None else None)
+    shown = [] if missing else [("training", training, "training rows"), ("week", week, "answers this week")]
+    top = max([f for _, h, _ in shown for f in h["fractions"]], default=0.0) or 1.0
+    for frac in (0, 0.5, 1):
+        y = _y(top * frac, top)
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                     f'<text class="axis" x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{top * frac * 100:.0f}%'
+                     f'</text>')
+    span = W - LEFT - RIGHT
+    for value in (0, 0.5, 1):
+        parts.append(f'<text class="axis" x="{LEFT + span * value:.1f}" y="{H - 8}" text-anchor="middle">'
+                     f'{value:g}</text>')
+    for css, hist, what in shown:
+        bins = len(hist["fractions"])
+        for i, share in enumerate(hist["fractions"]):
+            if share <= 0:
+                continue
+            y = _y(share, top)
+            parts.append(f'<rect class="hist {css}" x="{LEFT + span * i / bins:.1f}" y="{y:.1f}" '
+                         f'width="{span / bins:.1f}" height="{H - BOTTOM - y:.1f}"><title>{i / bins:.2f}–'
+                         f'{(i + 1) / bins:.2f}: {share * 100:.1f}% of {hist["n"]} {what}</title></rect>')
+    if missing:
+        parts.append(f'<text class="empty-chart" x="{W / 2}" y="{H / 2}" text-anchor="middle">no data yet</text>'
+                     f'<text class="label" x="{W / 2}" y="{H / 2 + 18}" text-anchor="middle">{escape(missing)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -3,7 +3,8 @@ compare on), the run (in a background thread or the caller's), the not-worse che
 
 ``Retraining`` works for one ``TaggingService`` (its ``RetrainHost``): it reads the host's settings, store,
 served model and retrainer when a retraining starts, and swaps a promoted candidate in through ``host.install``.
-How a model is trained and compared is ``skutag.service.retrain``'s.
+It starts one by hand (``start``, ``run_now``), after N verdicts (``after_verdicts``) or on the clock
+(``schedule``, which calls ``on_schedule``). How a model is trained and compared is ``skutag.service.retrain``'s.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from skutag.service.retrain import (
     split_examples,
     to_product,
 )
+from skutag.service.schedule import RetrainSchedule
 from skutag.store.repository import Store
 from skutag.store.views import Conflict
 from skutag.tagger import Tagger
@@ -81,15 +83,21 @@ class Retraining:
         self.lock = threading.Lock()
         self.job = RetrainJob()
         self.last_started: dt.datetime | None = None  # the last retraining this process started
+        # the clock (service.retrain_every_hours); the app's lifespan starts and stops it
+        self.schedule = RetrainSchedule(self.on_schedule, host.settings.retrain_every_hours)
 
     # ---------------------------------------------------------------- cadence
     def cadence(self) -> dict[str, Any]:
-        """``service.retrain_after_verdicts`` and the verdicts given since the last retraining (the newest model
-        version, or the last retraining this process started, whichever is later)."""
-        store = self.host.store
+        """``service.retrain_after_verdicts``, ``service.retrain_every_hours`` with the clock's next check, and
+        the verdicts given since the last retraining (the newest model version, or the last retraining this
+        process started, whichever is later)."""
+        store, settings = self.host.store, self.host.settings
         since = max([m.created_at for m in store.list_models()] + ([self.last_started] if self.last_started else []),
                     default=None)
-        return {"retrain_after_verdicts": self.host.settings.retrain_after_verdicts,
+        next_at = self.schedule.next_at
+        return {"retrain_after_verdicts": settings.retrain_after_verdicts,
+                "retrain_every_hours": settings.retrain_every_hours,
+                "next_scheduled_check": next_at.isoformat(timespec="seconds") if next_at else None,
                 "verdicts_since_last_retraining": store.verdicts_since(since),
                 "since": since.isoformat(timespec="seconds") if since else None}
 
@@ -102,11 +110,27 @@ class Retraining:
         new = self.cadence()["verdicts_since_last_retraining"]
         if new < every:
             return None
+        return self._start_counted(f"{who}: {new} new verdicts")
+
+    def on_schedule(self, who: str = "schedule") -> RetrainJob | None:
+        """The clock's check (``service.retrain_every_hours``): start a retraining when at least one verdict came
+        in since the last one and none is running; the same not-worse check decides the promotion. A plan that
+        cannot run yet (too few verified products) waits for a new verdict and the next tick."""
+        if self.lock.locked():
+            return None
+        new = self.cadence()["verdicts_since_last_retraining"]
+        if new < 1:
+            return None
+        return self._start_counted(f"{who}: {new} new verdicts")
+
+    def _start_counted(self, why: str) -> RetrainJob | None:
+        """Start a retraining in the background; the verdicts counted so far are spent either way (a refused
+        plan is not retried before new ones come in)."""
         self.last_started = dt.datetime.now(dt.timezone.utc)
         try:
-            return self.start(f"{who}: {new} new verdicts")
+            return self.start(why)
         except Conflict as exc:
-            log.info("no retraining after %d verdicts: %s", new, exc)
+            log.info("no retraining (%s): %s", why, exc)
             return None
 
     def start(self, who: str) -> RetrainJob:

@@ -200,11 +200,12 @@ class ReviewMixin:
             return int(session.scalar(query) or 0)
 
     def quality_rows(self, since) -> dict[str, list[tuple]]:
-        """What the quality monitor draws, since ``since``: ``answers`` (time, decision) of every prediction the
-        model made (not cache copies), ``audits`` (time, suggested path, verdict path) of the first verdict on each
-        audited product, ``corrections`` (time) of every verdict."""
+        """What the quality monitor draws, since ``since``: ``answers`` (time, decision, confidence, model version)
+        of every prediction a model made (not cache copies), ``audits`` (time, suggested path, verdict path) of the
+        first verdict on each audited product, ``corrections`` (time) of every verdict."""
         with self.session() as session:
-            answers = session.execute(select(PredictionRow.created_at, PredictionRow.decision).where(
+            answers = session.execute(select(PredictionRow.created_at, PredictionRow.decision, PredictionRow.confidence,
+                                             PredictionRow.model_version).where(
                 PredictionRow.created_at >= since, PredictionRow.cache_hit.is_(None),
                 PredictionRow.error.is_(None))).all()
             first = (select(func.min(CorrectionRow.id)).join(ProductRow, ProductRow.id == CorrectionRow.product_id)
