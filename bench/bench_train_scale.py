@@ -1,7 +1,8 @@
 """Wall time and peak RSS of ``skutag train`` at catalogue scale (run from the repo root; CPU only).
 
-Trains title-only and title + price models on the first 10k / 30k rows and all of the shared cn_titles
-training split (``python -m bench.datasets cn_titles``), and on a larger catalogue generated from it
+Trains title-only and title + price models on the first 10k / 30k rows and all 89k shared cn_titles rows (both
+sides of ``python -m bench.datasets cn_titles``: only time and memory are measured), and on a larger catalogue
+generated from them
 (``--rows 1000000``: titles perturbed - words dropped or shuffled, numbers changed - and a random price);
 each run is its own ``skutag train`` process, measured by ``/usr/bin/time``-style ``wait4`` accounting.
 ``--baseline`` also fits the plain char 1-3-gram TF-IDF + LinearSVC on the same rows (one process each).
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAIN = Path("/tmp/skutag-data/cn_titles_train.jsonl")
+SOURCES = [Path("/tmp/skutag-data/cn_titles_train.jsonl"), Path("/tmp/skutag-data/cn_titles_test.jsonl")]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -87,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also the plain TF-IDF + LinearSVC (same rows)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    if not TRAIN.is_file():
-        print(f"{TRAIN} missing: run python -m bench.datasets cn_titles", file=sys.stderr)
+    missing = [str(p) for p in SOURCES if not p.is_file()]
+    if missing:
+        print(f"{', '.join(missing)} missing: run python -m bench.datasets cn_titles", file=sys.stderr)
         return 2
-    rows = read_rows(TRAIN)
+    rows = [row for path in SOURCES for row in read_rows(path)]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "SKUTAG_HOME": str(Path(tmp) / "home")}
@@ -112,9 +114,23 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(result, ensure_ascii=False), flush=True)
                     results.append(result)
                 catalog.unlink()
+    print_table(results)
     if args.json:
         args.json.write_text(json.dumps({"cpu_count": os.cpu_count(), "results": results}, indent=1))
     return 0
+
+
+def print_table(results: list[dict]) -> None:
+    """Markdown: each run with its cost per 1,000 rows, and that cost against the same model's smallest run
+    (1.0 everywhere = linear in rows)."""
+    print("| model | rows | wall s | peak RSS GB | s per 1k rows | x smallest | GB per 100k rows |")
+    print("|---|---|---|---|---|---|---|")
+    smallest: dict[str, float] = {}
+    for r in results:
+        per_k = r["wall_s"] / (r["rows"] / 1000)
+        base = smallest.setdefault(r["model"], per_k)
+        print(f"| {r['model']} | {r['rows']:,} | {r['wall_s']} | {r['peak_rss_gb']} | {per_k:.2f} | "
+              f"{per_k / base:.2f} | {r['peak_rss_gb'] / (r['rows'] / 100000):.2f} |" + ("" if r["ok"] else " failed"))
 
 
 if __name__ == "__main__":

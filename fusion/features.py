@@ -70,18 +70,20 @@ class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
         unknown = set(self.modalities) - set(_BUILDERS)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; known: {sorted(_BUILDERS)}")
+        fitted: dict[str, sp.csr_matrix] = {}
         if fit:
             self.parts_ = {}
             for name in self.modalities:
                 part = _BUILDERS[name](self)
-                if part.fit(evidence):
-                    self.parts_[name] = part
+                matrix = part.fit_transform(evidence)
+                if matrix is not None:
+                    self.parts_[name], fitted[name] = part, matrix
             if not self.parts_:
                 raise ValueError("the training evidence has none of the modalities "
                                  f"{list(self.modalities)} (no image, title or price in any row)")
         matrices, blocks, start = [], [], 0
         for name, part in self.parts_.items():
-            matrix = part.transform(evidence).tocsr()
+            matrix = (fitted[name] if fit else part.transform(evidence)).tocsr()
             matrices.append(matrix)
             blocks.append((name, slice(start, start + matrix.shape[1])))
             start += matrix.shape[1]
@@ -97,7 +99,22 @@ class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------- per-modality parts
-class _VisionPart:
+class _Part:
+    """One modality's columns: ``fit`` (False: no training row has it), ``transform``, and ``fit_transform``
+    (the fitted part's matrix of the training rows, or None), which a part overrides where fitting already
+    computes it (titles: tokenising twice is most of the featurizing time)."""
+
+    def fit(self, evidence: list[Evidence]) -> bool:
+        raise NotImplementedError
+
+    def transform(self, evidence: list[Evidence]) -> sp.csr_matrix:
+        raise NotImplementedError
+
+    def fit_transform(self, evidence: list[Evidence]) -> sp.csr_matrix | None:
+        return self.transform(evidence) if self.fit(evidence) else None
+
+
+class _VisionPart(_Part):
     def __init__(self, owner: EvidenceFeaturizer):
         self.top_k = int(owner.vision_top_k)
 
@@ -137,7 +154,7 @@ class _VisionPart:
         return sp.csr_matrix((vals, (rows, cols)), shape=(len(evidence), width))
 
 
-class _OcrPart:
+class _OcrPart(_Part):
     def __init__(self, owner: EvidenceFeaturizer):
         self.min_df = int(owner.ocr_min_df)
         self.weighting = owner.ocr_text_weighting
@@ -192,14 +209,18 @@ class _OcrPart:
         return normalize(gather @ per_line, norm="l2", copy=False).tocsr()
 
 
-class _TitlePart:
+class _TitlePart(_Part):
     def __init__(self, owner: EvidenceFeaturizer):
         self.prototype = owner.title_featurizer
 
     def fit(self, evidence: list[Evidence]) -> bool:
-        titles = [e.title for e in evidence if e.title]
+        return self.fit_transform(evidence) is not None
+
+    def fit_transform(self, evidence: list[Evidence]) -> sp.csr_matrix | None:
+        titled = [i for i, e in enumerate(evidence) if e.title]
+        titles = [evidence[i].title for i in titled]
         if not titles:
-            return False
+            return None
         from sklearn.base import clone
 
         if self.prototype is None:
@@ -210,9 +231,9 @@ class _TitlePart:
             self.featurizer = clone(self.prototype)
         if len(titles) < 200:  # a small catalog: a word seen once is still worth a column
             self.featurizer.set_params(min_df=1)
-        self.featurizer.fit(titles)
+        text = _scatter_rows(self.featurizer.fit_transform(titles).tocsr(), titled, len(evidence))
         self.brands = DictVectorizer().fit([{b: 1.0 for b in e.title_brands} for e in evidence])
-        return True
+        return self._with_brands(text, evidence)
 
     def transform(self, evidence: list[Evidence]) -> sp.csr_matrix:
         titled = [i for i, e in enumerate(evidence) if e.title]
@@ -220,11 +241,14 @@ class _TitlePart:
         if titled:
             features = self.featurizer.transform([evidence[i].title for i in titled]).tocsr()
             text = _scatter_rows(features, titled, len(evidence))
+        return self._with_brands(text, evidence)
+
+    def _with_brands(self, text: sp.csr_matrix, evidence: list[Evidence]) -> sp.csr_matrix:
         brand_rows = [{b: 1.0 for b in e.title_brands} if e.title else {} for e in evidence]
         return sp.hstack([text, self.brands.transform(brand_rows)], format="csr")
 
 
-class _PricePart:
+class _PricePart(_Part):
     def __init__(self, owner: EvidenceFeaturizer):
         pass
 

@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimators import bind_classes, make_folds
 from .temperature import (
+    TEMPERATURE_ROWS,
     fit_pattern_temperatures,
     fit_temperature,
     refit_pattern_temperatures,
@@ -168,7 +169,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.temperature_ = 1.0
         self.pattern_temperatures_: dict[tuple[bool, ...], float] = {}
         if self.calibration == "temperature":
-            sample = held_out if len(held_out) <= 50000 else np.sort(rng.choice(held_out, 50000, replace=False))
+            sample = held_out if len(held_out) <= TEMPERATURE_ROWS else np.sort(rng.choice(held_out, TEMPERATURE_ROWS, replace=False))
             self.temperature_ = fit_temperature(stacked_logits(Z, sample, present[sample], owner, stackers),
                                                 y_enc[sample])
             only_held_out = np.zeros_like(present)
@@ -292,7 +293,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
                 continue  # no model for this fold: those rows keep z = 0 (no evidence)
             jobs.append((train, test))
         # Fold models write their scores into Z_out and are dropped inside their job: only scores stay in memory.
-        outputs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        # An estimator that spreads its own work over the cores (``n_jobs``) gets the fits one at a time: fits
+        # side by side would hold several copies of the rows for no gain in speed.
+        own_threads = block.estimator.get_params().get("n_jobs") not in (None, 1)
+        outputs = Parallel(n_jobs=1 if own_threads else self.n_jobs, prefer="threads")(
             delayed(_fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes, Z_out)
             for train, test in [*jobs, (rows, None)]
         )

@@ -82,9 +82,9 @@ class BrandLexicon:
     def __init__(self, brands: Iterable[Brand] = ()):
         self._brands: dict[str, Brand] = {}
         self._keys: dict[str, str] = {}  # compact alias -> brand name
+        self._changed()
         for brand in brands:
             self._insert(_clean(brand))
-        self._index_cache: list[tuple[str, str, str]] | None = None
 
     # -- loading and saving ----------------------------------------------------------------------
 
@@ -160,8 +160,16 @@ class BrandLexicon:
 
     @property
     def version(self) -> str:
-        """First 12 hex digits of the SHA-256 of the canonical CSV: changes with every edit."""
-        return hashlib.sha256(self.to_csv().encode("utf-8")).hexdigest()[:12]
+        """First 12 hex digits of the SHA-256 of the canonical CSV: changes with every edit (kept until the
+        next edit: brand matching asks for it once per title)."""
+        if self._version_cache is None:
+            self._version_cache = hashlib.sha256(self.to_csv().encode("utf-8")).hexdigest()[:12]
+        return self._version_cache
+
+    def _changed(self) -> None:
+        """Every edit: the alias index and the version are computed again when next asked for."""
+        self._index_cache: list[tuple[str, str, str]] | None = None
+        self._version_cache: str | None = None
 
     def __len__(self) -> int:
         return len(self._brands)
@@ -276,14 +284,14 @@ class BrandLexicon:
         ordered = items[:position] + [new] + others
         self._brands = {brand.name: brand for brand in ordered}
         self._keys = rebuilt._keys
-        self._index_cache = None
+        self._changed()
         return new
 
     def delete(self, name: str) -> Brand:
         brand = self.get(name)
         del self._brands[brand.name]
         self._keys = {key: owner for key, owner in self._keys.items() if owner != brand.name}
-        self._index_cache = None
+        self._changed()
         return brand
 
     def _insert(self, brand: Brand) -> None:
@@ -297,7 +305,7 @@ class BrandLexicon:
         self._brands[brand.name] = brand
         for alias in brand.names:
             self._keys[compact(alias)] = brand.name
-        self._index_cache = None
+        self._changed()
 
 
 def _split(cell: str) -> list[str]:

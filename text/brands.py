@@ -99,7 +99,11 @@ class BrandMatcher:
             self.aliases.setdefault(key, brand)
             if " " in key:
                 self.aliases.setdefault(key.replace(" ", ""), brand)
-        self.lengths = sorted({len(k) for k in self.aliases}, reverse=True)
+        # the alias lengths to try at a position, by its first character (most characters start no alias)
+        by_first: dict[str, set[int]] = {}
+        for key in self.aliases:
+            by_first.setdefault(key[0], set()).add(len(key))
+        self.lengths_by_first = {char: sorted(lengths, reverse=True) for char, lengths in by_first.items()}
         self.tokenizer = TitleTokenizer(user_words=list(self.aliases), quantity_tokens=False)
 
     def word_boundaries(self, view: str) -> set[int]:
@@ -129,9 +133,10 @@ class BrandMatcher:
         bounds: set[int] | None = None
         n = len(view)
         for start in range(n):
-            if view[start] in " \0":
+            lengths = self.lengths_by_first.get(view[start])
+            if lengths is None:  # no alias starts with this character (nor with a space or a NUL)
                 continue
-            for length in self.lengths:
+            for length in lengths:
                 end = start + length
                 if end > n:
                     continue
