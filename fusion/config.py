@@ -67,6 +67,9 @@ class FusionConfig:
     cold_start_brand_weight: float = 1.0
     # loading a bundle trained with another brand lexicon / taxonomy version: warn (False) or fail (True)
     strict_versions: bool = False
+    # retraining on corrections updates a model that can take them incrementally (skutag/updating.py) until the
+    # rows corrected since its last full fit pass this share of its training rows; 0: always a full refit
+    full_refit_share: float = 0.05
     # threads for the per-modality fits (folds run side by side); -1: one per CPU, 1: sequential
     n_jobs: int = -1
     random_state: int = 0

@@ -31,6 +31,7 @@ from skutag.evidence import EvidenceCollector
 from skutag.pipeline import Pipeline
 
 Progress = Callable[[int], None]
+RETRAINING_POLICY = {"fusion.full_refit_share"}  # settings a retraining takes from the current config, not the parent
 COLLECT_CHUNK = 256  # products per evidence-collection call when building a training set
 
 
@@ -341,13 +342,16 @@ def retrain_from_corrections(model_dir: str | Path, corrections: Sequence[Produc
 
 
 def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequence[Product], out: str | Path,
-                   config: SkutagConfig, progress: Progress | None = None, renamed: dict[str, str] | None = None
-                   ) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
+                   config: SkutagConfig, progress: Progress | None = None, renamed: dict[str, str] | None = None,
+                   full_refit: bool = False) -> tuple[bundles.BundleVersion, dict[str, Any], Catalog]:
     """Old training rows + corrections (same id: replaced; new id: added) -> a new version in ``out``.
 
     ``corrections``: a catalog file, or products whose ``category`` is the right path. ``renamed``: old
     category path -> new (categories renamed since the parent was trained): the parent's training and
-    calibration rows are relabelled, so the new model answers with the new names only."""
+    calibration rows are relabelled, so the new model answers with the new names only.
+
+    A model that can take the corrections incrementally is updated (``skutag.updating``: seconds, not a fit from
+    scratch) unless ``full_refit`` or a full refit is due; ``summary["retraining"]`` says which and why."""
     started = time.perf_counter()
     parent = bundles.resolve(model_dir)
     manifest = parent.manifest()
@@ -369,17 +373,48 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
 
     merged.data_hash = hashlib.sha256((old.data_hash + corrections.content_hash()).encode()).hexdigest()
     calibration, calibration_source = _carried_calibration(parent, manifest, set(fresh.ids), renamed or {})
-    version, summary = fit_and_save(merged, out, config, collector, {
+    source = {
         "parent": {"bundle": str(Path(parent.path).resolve()), "version": parent.name},
         "corrections": {"catalog": where, "rows": len(fresh),
                         "replaced": replaced, "added": added, "skipped_rows": len(corrections.errors),
                         "unreadable_inputs": len(problems)},
         **({"renamed": dict(renamed)} if renamed else {}),
-    }, calibration=calibration, calibration_source=calibration_source, tail_record=_carried_tail(manifest, parent))
+    }
+    update, why = _incremental(parent, old, fresh, merged, out, config, collector, source, renamed, full_refit)
+    if update is not None:
+        version, summary = update
+    else:
+        version, summary = fit_and_save(merged, out, config, collector, source, calibration=calibration,
+                                        calibration_source=calibration_source,
+                                        tail_record=_carried_tail(manifest, parent))
+        summary["retraining"] = {"kind": "full", "why": why}
     summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
     summary["unreadable_inputs"] = problems
     summary["new_categories"] = sorted(set(fresh.paths) - set(old.paths))
     return version, summary, corrections
+
+
+def _incremental(parent, old: TrainingSet, fresh: TrainingSet, merged: TrainingSet, out, config: SkutagConfig,
+                 collector: EvidenceCollector, source: dict[str, Any], renamed: dict[str, str] | None,
+                 full_refit: bool) -> tuple[tuple[bundles.BundleVersion, dict[str, Any]] | None, str]:
+    """(the parent updated with the corrections (``skutag.updating``) and saved, or None when a full refit is due;
+    why). ``full_refit``: one is asked for."""
+    from skutag import updating
+
+    if full_refit:
+        return None, "asked for (--full)"
+    model, manifest, _ = bundles.load(parent.path)
+    plan = updating.plan_update(model, manifest, list(fresh.paths), len(merged), config.fusion.full_refit_share,
+                                renamed)
+    if not plan.incremental:
+        return None, plan.reason
+    labels = updating.corrected_labels(dict(zip(old.ids, old.paths)), list(fresh.ids), list(fresh.paths))
+    done = updating.update_model(model, merged.evidence, merged.paths, labels)
+    compact = replace(merged, evidence=[_compact(ev) for ev in merged.evidence])
+    tail = collector.tail if "vision" in model.modalities_ else None
+    training_data = {"sha256": merged.data_hash, "rows": len(merged), **source}
+    return updating.save_update(parent, model, manifest, plan, done, compact, training_data, out,
+                                bundles.load_calibration(parent), tail), plan.reason
 
 
 def _carried_calibration(parent: bundles.BundleVersion, manifest: dict[str, Any], corrected_ids: set[str],
@@ -409,12 +444,13 @@ def _carried_tail(manifest: dict[str, Any], parent: bundles.BundleVersion) -> di
 
 
 def _config_from_manifest(config: SkutagConfig, manifest: dict[str, Any]) -> SkutagConfig:
-    """Retraining keeps the parent's fusion and title-feature settings (modalities, estimators, n-grams)."""
+    """Retraining keeps the parent's fusion and title-feature settings (modalities, estimators, n-grams); how
+    retraining itself goes (``fusion.full_refit_share``) is the current configuration's."""
     overrides = {}
     for section in ("fusion", "text"):
         recorded = manifest.get("config", {}).get(section, {})
         overrides.update({f"{section}.{k}": (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items()
-                          if hasattr(getattr(config, section), k)})
+                          if hasattr(getattr(config, section), k) and f"{section}.{k}" not in RETRAINING_POLICY})
     return config.with_overrides(overrides)
 
 

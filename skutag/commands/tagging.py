@@ -122,6 +122,9 @@ def _register_retrain(subparsers) -> None:
                    help="catalog rows with the right category (without it: the kept rows are fitted again, e.g. "
                         "after upgrading scikit-learn)")
     p.add_argument("--out", type=Path, required=True, metavar="NEW_DIR")
+    p.add_argument("--full", action="store_true",
+                   help="fit the model again from scratch (default: a model that can take the corrections "
+                        "incrementally is updated, until fusion.full_refit_share of its rows were corrected)")
     p.add_argument("--renamed", type=Path, metavar="FILE",
                    help="JSON object old category path -> new: the model's training rows are relabelled (default: "
                         "the renames `skutag taxonomy update` recorded beside the managed tree)")
@@ -429,7 +432,7 @@ def run_retrain(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--renamed: no such file {args.renamed}")
         renamed = load_aliases(args.renamed) if args.renamed else managed_path_aliases()
         version, summary, corrections = retrain_bundle(args.model, args.corrections or [], args.out, config,
-                                                       renamed=renamed)
+                                                       renamed=renamed, full_refit=args.full)
     _report_row_errors(corrections)
     _report_unreadable(corrections, summary["unreadable_inputs"])
     for path in summary["new_categories"]:
@@ -441,6 +444,8 @@ def run_retrain(args: argparse.Namespace) -> int:
         print(f"retrained {version.path}: {c['rows']} corrections ({c['replaced']} replaced, {c['added']} added), "
               f"{summary['rows']} rows, held-out accuracy {summary['metrics']['oof_accuracy']:.3f}, "
               f"{summary['seconds']['total']:.1f} s")
+        r = summary["retraining"]
+        print(f"{r['kind']} retraining: {r['why']}")
     return 0
 
 
