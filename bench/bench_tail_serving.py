@@ -3,15 +3,16 @@
 Vision evidence (top-k labels + embedding) for the same photos, no feature cache, in batches:
 
 * ``plain``: the backbone on ONNX Runtime (what a bundle without a tail runs);
-* ``tail``: what serving runs: one ONNX graph gives the labels, the plain embedding and the tuned
-  embedding of the centre crop (the frozen part once), the tuned graph the mirror's (``vision.tail_tta``);
-* ``tail-two-graphs``: the plain backbone for the labels, then the tuned graph on both views (the frozen
-  part three times per photo: how serving ran before the joint graph);
-* ``tail-centre``: the joint graph on the centre crop only;
-* ``tail-crops``: the joint graph on the centre crop and its mirror, without the whole photo
+* ``tail``: what serving runs: one run of the tail's one ONNX graph per batch gives the labels, the plain
+  embedding and the tuned embedding, every view through the frozen part once (centre crop, its mirror with
+  ``vision.tail_tta``, the whole photo with ``vision.tail_full_view``);
+* ``tail-two-graphs``: the plain backbone for the labels, then the tail's graph for the tuned embedding only
+  (the centre crop through the frozen part twice: how serving ran before labels came from the tail's graph);
+* ``tail-centre``: the tail's graph on the centre crop only;
+* ``tail-crops``: the tail's graph on the centre crop and its mirror, without the whole photo
   (``vision.tail_full_view = false``; only when the bundle's tail serves the whole photo);
 * ``plain-int8`` / ``tail-int8``: the plain stage and serving with ``vision.int8`` (static INT8 copies of
-  the backbone, and of the joint and tuned graphs, calibrated on ``models/calibration``);
+  the backbone and of the tail's graph, calibrated on ``models/calibration``);
 * ``plain`` again, to see how much the shared machine drifted during the run.
 
 (Serving runs the graphs a bundle's tail keeps on ONNX Runtime; the tail as trained, eager PyTorch, is no

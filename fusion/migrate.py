@@ -8,7 +8,8 @@ Format 3: the manifest records ``training_confidences``, the histogram of the mo
 on its training rows (``skutag.fusion.drift``; the service's drift chart compares answers with it). Formats 1
 and 2 get it at load, from the unpickled model (``upgrade_loaded_manifest``); None where the model kept none.
 Vision tails written before serving kept its own ONNX graphs (format 1, and format 2 until then) hold the
-fitted ``TailClassifier`` and ran it through torch: ``upgrade_vision_tail`` converts them, in any format.
+fitted ``TailClassifier`` and ran it through torch; those written before the one serving graph keep two graphs
+(``joint`` and ``tuned``, run one after the other): ``upgrade_vision_tail`` converts both, in any format.
 
 ``load_file`` unpickles a version's file with the names of its format; ``upgrade_manifest``,
 ``upgrade_object`` and ``upgrade_loaded_manifest`` bring the manifest and the unpickled objects to the current
@@ -166,17 +167,29 @@ def _fresh(value: Any) -> Any:
 
 
 def upgrade_vision_tail(obj: Any) -> Any:
-    """``obj``, and where it is a ``VisionTail`` as written before serving kept its own graphs (its state
-    holds the fitted ``TailClassifier``, which serving ran through torch), converted in place into the
-    current one: the classifier's graphs exported once here (this needs torch), its digest, views and
-    settings kept. Any other object is returned as it is."""
-    state = getattr(obj, "__dict__", None)
-    if type(obj).__name__ != "VisionTail" or state is None or "classifier" not in state:
-        return obj
-    from skutag.vision.tail.train import serving_tail
+    """``obj``, and where it is a ``VisionTail`` written by older code, converted in place into the current one
+    (digest, views and settings kept, so cached embeddings stay valid):
 
-    current = serving_tail(state["classifier"], views=tuple(state.get("views") or ("center", "flip")),
-                           threads=int(state.get("threads") or 1), joint=bool(state.get("joint", True)))
-    state.clear()
-    state.update(current.__dict__)
+    * written before serving kept its own graphs (its state holds the fitted ``TailClassifier``, which serving
+      ran through torch): the classifier's serving graph exported once here (this needs torch);
+    * written before the one serving graph (its state holds ``graphs``: the ``joint`` and ``tuned`` graphs):
+      the two joined into the one graph serving runs (``skutag.vision.tail.graphs.one_graph_from_two``, ONNX
+      only), one session run per batch as for a tail trained now.
+
+    Any other object is returned as it is."""
+    state = getattr(obj, "__dict__", None)
+    if type(obj).__name__ != "VisionTail" or state is None:
+        return obj
+    if "classifier" in state:
+        from skutag.vision.tail.train import serving_tail
+
+        current = serving_tail(state["classifier"], views=tuple(state.get("views") or ("center", "flip")),
+                               threads=int(state.get("threads") or 1), joint=bool(state.get("joint", True)))
+        state.clear()
+        state.update(current.__dict__)
+    elif "graphs" in state:
+        from skutag.vision.tail.graphs import TWO_GRAPHS, one_graph_from_two
+
+        graphs = state.pop("graphs")
+        state["graph"] = one_graph_from_two(*(graphs[name] for name in TWO_GRAPHS))
     return obj

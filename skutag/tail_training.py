@@ -135,7 +135,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         classifier.fit(X, y)
         if cache is not None:
             _dump_atomically((classifier, oof), cache)
-    tail = serving_tail(classifier, views=served, threads=threads)  # its graphs exported here, once
+    tail = serving_tail(classifier, views=served, threads=threads)  # its serving graph exported here, once
     if oof is None:  # no folds: in-sample embeddings
         oof = classifier.embed([acts[view] for view in embedded])
     never_held = np.linalg.norm(oof, axis=1) == 0  # rows of folds skipped for having a single class

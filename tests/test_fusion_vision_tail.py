@@ -101,7 +101,7 @@ def test_one_pass_of_the_frozen_part_gives_the_plain_labels_and_the_tuned_embedd
         assert np.allclose(joint.embedding, plain.embedding, atol=1e-4)
     assert results[-1].error == alone[-1].error and results[-1].error and tuned[-1] is None
     assert np.allclose(np.stack(tuned[:-1]), np.stack(tail.embed(photos[:-1])), atol=1e-5)
-    # the whole photo is decoded again and averaged in; without it the joint pass gives other embeddings
+    # the whole photo (cut from the same decode) is averaged in; without it the graph gives other embeddings
     assert "full" in tail.views
     cropped_only = replace(tail, views=("center", "flip"))
     _, cropped = cropped_only.label_and_embed(model, photos[:4], top_k=5, batch_size=4)
@@ -131,19 +131,19 @@ def test_int8_serving_runs_quantized_copies_of_the_tails_graphs_with_close_answe
     quantized = load_pipeline(_config(**uncached, **{"vision.int8": True}), version.store)
     evidence = quantized.gather(products, ocr_gate="never")
     tail, stats = quantized.collector.tail, quantized.collector.stats
-    # the quantized joint graph gave the labels and the tuned embedding in one pass
+    # the quantized graph gave the labels and the tuned embedding in one pass
     assert tail.int8 and tail.serves_labels_of(quantized.collector.vision_model)
     assert stats["vision_run"] == len(products) and stats["tail_run"] == len(products)
-    assert {name for name, _ in tail._sessions} == {"joint", "tuned"}
-    for graph in (tail.int8_file("joint"), tail.int8_file("tuned")):
-        assert graph.name.endswith(f".{tail.precision}.onnx") and tail.precision.startswith("int8-")
-        assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(graph)).graph.node}
+    assert set(tail._sessions) == {tail.precision}
+    graph = tail.int8_file()
+    assert graph.name.endswith(f".{tail.precision}.onnx") and tail.precision.startswith("int8-")
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(graph)).graph.node}
     served = np.stack([ev.vision.embedding for ev in evidence])
     reference = np.stack([ev.vision.embedding for ev in fp32_evidence])
     cosine = np.sum(served * reference, axis=1)
     assert cosine.min() > 0.95 and np.abs(served - reference).max() > 1e-4, cosine
     assert np.allclose(served, np.stack(tail.embed([p.image for p in products])), atol=1e-5)
-    # the joint graph's labels stand in for the INT8 backbone's own (quantized apart: close, not equal)
+    # the tail graph's labels stand in for the INT8 backbone's own (quantized apart: close, not equal)
     alone = quantized.collector.vision_model.predict([p.image for p in products], top_k=5)
     joint = [ev.vision.labels[0][1] for ev in evidence]
     assert sum(a.top_k[0].index == j for a, j in zip(alone, joint)) >= len(products) - 1

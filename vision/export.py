@@ -25,7 +25,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -152,12 +152,15 @@ def calibration_key(photos: list[Path], preprocess) -> str:
 
 
 class PhotoCalibrationReader:
-    """Feeds preprocessed calibration photos to ONNX Runtime's calibrator, a few at a time."""
+    """Feeds preprocessed calibration photos to ONNX Runtime's calibrator, a few at a time: ``feeds(batch)``
+    names the graph's inputs (default: the batch as ``input``)."""
 
-    def __init__(self, photos: list[Path], preprocess, batch_size: int = 8):
+    def __init__(self, photos: list[Path], preprocess, batch_size: int = 8,
+                 feeds: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None):
         self.photos = photos
         self.preprocess = preprocess
         self.batch_size = batch_size
+        self.feeds = feeds or (lambda batch: {INPUT_NAME: batch})
         self._batches: Iterator[np.ndarray] | None = None
 
     def _generate(self) -> Iterator[np.ndarray]:
@@ -177,7 +180,7 @@ class PhotoCalibrationReader:
         if self._batches is None:
             self._batches = self._generate()
         batch = next(self._batches, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        return None if batch is None else self.feeds(batch)
 
     def rewind(self) -> None:
         self._batches = None
@@ -191,8 +194,10 @@ def _nodes_computing(model_path: Path, outputs: tuple[str, ...]) -> list[str]:
 
 
 def quantize_int8(fp32: Path, path: Path, photos: list[Path], preprocess,
-                  keep_fp32: tuple[str, ...] = (OUTPUT_NAMES[0],)) -> Path:
-    """Static INT8 of the fp32 graph ``fp32`` (input ``input``) written to ``path`` unless it is there: QDQ,
+                  keep_fp32: tuple[str, ...] = (OUTPUT_NAMES[0],),
+                  feeds: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None) -> Path:
+    """Static INT8 of the fp32 graph ``fp32`` (input ``input``, or what ``feeds(batch)`` names for a batch of
+    calibration photos) written to ``path`` unless it is there: QDQ,
     per-channel int8 weights (7-bit where ``int8_scheme()`` says so), uint8 activations calibrated with
     MinMax on ``photos`` preprocessed by ``preprocess``. Nodes computing the ``keep_fp32`` outputs (the classifier: negligible cost, the softmax
     stays close to fp32) are left in fp32."""
@@ -212,7 +217,7 @@ def quantize_int8(fp32: Path, path: Path, photos: list[Path], preprocess,
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(tmp), PhotoCalibrationReader(photos, preprocess),
+            str(prepared), str(tmp), PhotoCalibrationReader(photos, preprocess, feeds=feeds),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax, reduce_range=int8_scheme() == "u8s8-7bit",

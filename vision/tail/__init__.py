@@ -2,6 +2,8 @@
 
 * ``views``: where the frozen part ends (``Cut``), the views of a photo, seeds (numpy/PIL);
 * ``serve``: ``VisionTail``, what a model bundle keeps and serving runs (ONNX Runtime, no torch);
+* ``graphs``: the one serving graph's inputs and outputs, and the joining of the two graphs older tails kept
+  (onnx only);
 * ``network``: the torch side (the backbone run to and after the cut, the tail module, ONNX export);
 * ``train``: ``CutExtractor``, ``TailClassifier``, out-of-fold embeddings, ``serving_tail``.
 

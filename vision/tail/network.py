@@ -1,5 +1,6 @@
 """The torch side of a tail: the backbone loaded, run up to and after the cut, the trainable tail built,
-and the ONNX graphs serving runs exported from them. Training and export only; serving never imports it.
+and the ONNX graphs exported from them (the cut graph training learns from, the one graph serving runs).
+Training and export only; serving never imports it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ import torch
 from torch import nn
 
 from ..backbones import get_backbone
+from .graphs import GRAPH_INPUTS, GRAPH_OUTPUTS
 from .views import Cut
 
 GRAPH_INPUT = "input"
-TUNED_GRAPH = "tuned"
-"""Photo -> the tuned tail's pooled features: the frozen part + the fine-tuned tail."""
-JOINT_GRAPH = "joint"
-"""Photo -> (ImageNet logits, frozen embedding, tuned features): the frozen part once, then the network's
-own rest and the tuned tail side by side."""
-GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {TUNED_GRAPH: ("features",), JOINT_GRAPH: ("logits", "embedding", "features")}
+"""The input of the cut graph (training activations)."""
 
 
 def load_network(backbone: str, weights: str | None):
@@ -77,24 +74,27 @@ def build_tail(model, cut: Cut, n_classes: int, dropout: float = 0.2):
 
 # ---------------------------------------------------------------- ONNX export
 
-def export_graph(forward: Callable, size: int, outputs: tuple[str, ...], *parts) -> bytes:
-    """``forward(*parts, x)`` (``parts``: torch modules; x: N x 3 x size x size, batch size free) as a
-    serialised ONNX graph with input ``input`` and the named ``outputs``."""
+def export_graph(forward: Callable, size: int, outputs: tuple[str, ...], *parts,
+                 inputs: tuple[str, ...] = (GRAPH_INPUT,)) -> bytes:
+    """``forward(*parts, *xs)`` (``parts``: torch modules; one x per name in ``inputs``, each
+    rows x 3 x size x size, the rows free per input) as a serialised ONNX graph with the named ``inputs`` and
+    ``outputs`` (the rows of each free too)."""
 
     class Graph(nn.Module):
         def __init__(self):
             super().__init__()
             self.parts = nn.ModuleList(parts)
 
-        def forward(self, x):
-            return forward(*self.parts, x)
+        def forward(self, *xs):
+            return forward(*self.parts, *xs)
 
     buffer = io.BytesIO()
+    dummies = tuple(torch.zeros(1 + k, 3, size, size) for k in range(len(inputs)))  # unequal rows: none tied
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
-        torch.onnx.export(Graph().eval(), (torch.zeros(1, 3, size, size),), buffer, dynamo=False, opset_version=17,
-                          input_names=[GRAPH_INPUT], output_names=list(outputs),
-                          dynamic_axes={GRAPH_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
+        torch.onnx.export(Graph().eval(), dummies, buffer, dynamo=False, opset_version=17,
+                          input_names=list(inputs), output_names=list(outputs),
+                          dynamic_axes={name: {0: f"{name}_rows"} for name in (*inputs, *outputs)})
     return buffer.getvalue()
 
 
@@ -122,21 +122,18 @@ def cut_graph(network, cut: Cut, size: int) -> bytes:
     return export_graph(lambda frozen, x: run_to_cut(frozen, cut, x), size, ("act",), frozen_model(network, size))
 
 
-def _tuned_forward(frozen, tail, cut: Cut, x):
-    return tail.features(run_to_cut(frozen, cut, x))
-
-
-def _joint_forward(frozen, tail, cut: Cut, x):
-    act = run_to_cut(frozen, cut, x)
-    embedding = frozen.forward_head(run_after_cut(frozen, cut, act), pre_logits=True)
+def _serving_forward(frozen, tail, cut: Cut, x, views):
+    """The serving graph (``skutag.vision.tail.graphs``): the centre crops and the other views through the
+    frozen part together, the plain network's rest on the centre crops' activations only, the tuned tail
+    on all of them."""
+    act = run_to_cut(frozen, cut, torch.cat([x, views], 0))
+    embedding = frozen.forward_head(run_after_cut(frozen, cut, act[:x.shape[0]]), pre_logits=True)
     return frozen.get_classifier()(embedding), embedding, tail.features(act)
 
 
-def serving_graphs(backbone: str, weights: str | None, cut: Cut, tail, size: int) -> dict[str, bytes]:
-    """The graphs serving runs, fp32: ``tuned`` and ``joint`` (see ``GRAPH_OUTPUTS``), from the backbone
-    loaded afresh (its pads fixed for ``size``) and the fitted ``tail`` module."""
+def serving_graph(backbone: str, weights: str | None, cut: Cut, tail, size: int) -> bytes:
+    """The one graph serving runs, fp32 (``skutag.vision.tail.graphs``), from the backbone loaded afresh (its
+    pads fixed for ``size``) and the fitted ``tail`` module."""
     frozen = frozen_model(load_network(backbone, weights), size)
-    forwards = {TUNED_GRAPH: _tuned_forward, JOINT_GRAPH: _joint_forward}
-    return {name: export_graph(lambda model, tuned, x, f=forward: f(model, tuned, cut, x), size,
-                               GRAPH_OUTPUTS[name], frozen, tail.eval())
-            for name, forward in forwards.items()}
+    return export_graph(lambda model, tuned, x, views: _serving_forward(model, tuned, cut, x, views), size,
+                        GRAPH_OUTPUTS, frozen, tail.eval(), inputs=GRAPH_INPUTS)

@@ -1,8 +1,9 @@
 """Serving a fine-tuned tail: ``VisionTail``, what a model bundle keeps (``vision_tail.joblib``).
 
-It holds the tail's ONNX graphs (fp32, exported when the tail was trained: ``skutag.vision.tail.train.
-serving_tail``) and runs them on ONNX Runtime. No torch here, at import or in any call: INT8 copies are
-made by ONNX Runtime's own quantization, once per tail and calibration.
+It holds the tail's one ONNX graph (fp32, exported when the tail was trained: ``skutag.vision.tail.train.
+serving_tail``; what goes in and out: ``skutag.vision.tail.graphs``) and runs it on ONNX Runtime, one session
+run per batch of photos. No torch here, at import or in any call: INT8 copies are made by ONNX Runtime's own
+quantization, once per tail and calibration.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ import numpy as np
 
 from ..image import ImageLimits, ImageSource, decode_side, load_image
 from ..preprocess import PreprocessSpec, normalize_batch
+from .graphs import GRAPH_INPUTS
 from .views import VIEWS, l2_normalize, view_crop
 
-TUNED_GRAPH, JOINT_GRAPH = "tuned", "joint"
-"""The graphs a tail keeps (``skutag.vision.tail.network.GRAPH_OUTPUTS`` names what each gives)."""
-_FILE_SUFFIXES = {TUNED_GRAPH: "", JOINT_GRAPH: "-joint"}
 _GRAPH_LOCK = threading.RLock()
-"""Held while a tail's INT8 copies are made or its sessions opened (the service tags side by side)."""
+"""Held while a tail's INT8 copy is made or its sessions opened (the service tags side by side)."""
 
 
 @dataclass
@@ -33,27 +32,29 @@ class VisionTail:
     ``embed(photos)`` gives the fine-tuned embedding of each photo (``views`` averaged: training sets the
     centre crop, its mirror and the whole photo by default, ``skutag.tail_training.serving_views``), in
     place of the backbone's own embedding; ``label_and_embed`` gives the plain network's labels too, from
-    the same pass of the frozen part.
+    the same run of the graph: every view of a photo goes through the frozen part once, the centre crop's
+    activations serve the plain labels and the tuned embedding both.
     """
 
     backbone: str
     cut: str
-    graphs: dict[str, bytes] = field(repr=False, compare=False)
-    """Serialised ONNX graphs, fp32, input ``input`` (N x 3 x S x S): ``tuned`` -> ``features``; ``joint`` ->
-    ``logits``, ``embedding`` (the plain network's) and ``features``."""
+    graph: bytes = field(repr=False, compare=False)
+    """The serialised serving graph, fp32 (``skutag.vision.tail.graphs``: inputs ``input`` and ``views``,
+    outputs ``logits``, ``embedding``, ``features``)."""
     preprocess: PreprocessSpec
     source_id: tuple[str, str]
-    """(model id, version) of the backbone weights the graphs were exported from."""
+    """(model id, version) of the backbone weights the graph was exported from."""
     trained_digest: str = field(repr=False)
     """The digest of the fitted weights with ``trained_views`` (``skutag.vision.tail.train.tail_digest``)."""
     trained_views: tuple[str, ...] = ("center", "flip")
     views: tuple[str, ...] = ("center", "flip")
     threads: int = 1
     joint: bool = True
-    """Serving computes the plain network's labels in the same pass as the tuned embedding where it can
-    (``label_and_embed``); False: two separate graphs (what ``bench_tail_serving`` compares against)."""
+    """Serving takes the plain network's labels from the tail's graph where it can (``label_and_embed``);
+    False: the plain backbone gives them and the graph the tuned embedding only, two passes of the frozen part
+    per photo (what ``bench_tail_serving`` compares against)."""
     int8: bool = False
-    """ONNX Runtime serving on static INT8 copies of the graphs (QDQ, per-channel; the ImageNet classifier
+    """ONNX Runtime serving on a static INT8 copy of the graph (QDQ, per-channel; the ImageNet classifier
     stays fp32), quantized once per tail on the ``calibration_dir`` photos: what ``vision.int8`` asks."""
     calibration_dir: str = ""
     """Photos INT8 is calibrated on; empty: the bundled ``models/calibration`` photos."""
@@ -64,9 +65,6 @@ class VisionTail:
     runtime: ClassVar[str] = "onnx"
     """Serving runs ONNX Runtime (part of the feature cache's key)."""
     SERVING_VIEWS: ClassVar[tuple[str, ...]] = tuple(VIEWS)
-    JOINT_VIEWS: ClassVar[frozenset] = frozenset({"center", "flip"})
-    """Views the joint pass serves from the centre crop it already has; other deterministic views (the
-    whole photo) are cut from the same decode and run through the tuned graph beside it."""
     LIMITS: ClassVar[ImageLimits] = ImageLimits()
 
     def __post_init__(self) -> None:
@@ -83,8 +81,9 @@ class VisionTail:
         return hashlib.sha256(f"{self.trained_digest}|{','.join(self.views)}".encode()).hexdigest()
 
     # ------------------------------------------------------------------ the tuned embedding
-    def embed(self, sources: Sequence[ImageSource]) -> list[np.ndarray | None]:
-        """One fine-tuned embedding per photo; None for a photo that cannot be decoded."""
+    def embed(self, sources: Sequence[ImageSource], batch_size: int = 32) -> list[np.ndarray | None]:
+        """One fine-tuned embedding per photo; None for a photo that cannot be decoded. No labels asked: the
+        graph runs the views through the frozen part and the tail only."""
         out: list[np.ndarray | None] = [None] * len(sources)
         readable, images = [], []
         for i, source in enumerate(sources):
@@ -94,33 +93,33 @@ class VisionTail:
                 readable.append(i)
             except Exception:  # noqa: BLE001 - the vision stage reports the photo's error
                 continue
-        if not readable:
-            return out
-        for i, embedding in zip(readable, self._embed_images(images)):
-            out[i] = embedding
+        spec = self.preprocess
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            views = [normalize_batch(np.stack([view_crop(image, view, spec) for image in chunk]), spec)
+                     for view in self.views]
+            _, _, tuned = self._run(None, views, len(chunk))
+            for i, embedding in zip(readable[start:start + batch_size], tuned):
+                out[i] = embedding
         return out
 
-    def _embed_images(self, images: list, batch_size: int = 32) -> np.ndarray:
-        spec, per_view = self.preprocess, []
-        for view in self.views:
-            parts = []
-            for start in range(0, len(images), batch_size):
-                crops = [view_crop(image, view, spec) for image in images[start:start + batch_size]]
-                parts.append(self._tuned_features(np.stack(crops), spec))
-            per_view.append(np.concatenate(parts))
-        return l2_normalize(np.mean(per_view, axis=0)).astype(np.float32)
-
-    def _tuned_features(self, crops: np.ndarray, spec: PreprocessSpec, batch_size: int = 32) -> np.ndarray:
-        """The tuned graph's L2-normalised features of N x S x S x 3 uint8 crops."""
-        session = self.session(TUNED_GRAPH)
-        parts = [session.run(None, {"input": normalize_batch(crops[start:start + batch_size], spec)})[0]
-                 for start in range(0, len(crops), batch_size)]
-        return l2_normalize(np.concatenate(parts))
+    def _run(self, centre: np.ndarray | None, views: list[np.ndarray], n: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One session run: ``centre`` (n normalised centre crops, or None: no labels asked) and ``views``
+        (normalised crops of the same n photos, one array per further view) -> (plain logits, plain embedding,
+        the tuned embedding: each view's features L2-normalised, averaged over the views, normalised again)."""
+        size = self.preprocess.size
+        empty = np.zeros((0, 3, size, size), dtype=np.float32)
+        feeds = dict(zip(GRAPH_INPUTS, (empty if centre is None else centre,
+                                        np.concatenate(views) if views else empty)))
+        logits, plain, features = self.session().run(None, feeds)
+        per_view = l2_normalize(features).reshape(-1, n, features.shape[1])  # rows come view by view
+        return logits, plain, l2_normalize(per_view.mean(axis=0)).astype(np.float32)
 
     # ------------------------------------------------------------------ labels and tuned embedding at once
     def serves_labels_of(self, model) -> bool:
         """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: the model on ONNX
-        Runtime in the same precision (fp32, or INT8 both), the backbone weights the graphs were exported
+        Runtime in the same precision (fp32, or INT8 both), the backbone weights the graph was exported
         from, and serving views that include the centre crop."""
         return (self.joint and model.runtime == "onnx" and bool(model.int8) == self.int8
                 and "center" in self.views and (model.model_id, model.model_version) == self._precision_id())
@@ -131,30 +130,28 @@ class VisionTail:
 
     def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16,
                         progress: Callable[[int], None] | None = None) -> tuple[list, list[np.ndarray | None]]:
-        """``model.predict(sources)`` and ``embed(sources)`` with the frozen part run once per view: one
-        graph gives the plain network's labels and embedding and the tuned embedding of the centre crop,
-        the tuned graph the mirror's and the whole photo's (where ``views`` has them). Check
-        ``serves_labels_of(model)`` first."""
+        """``model.predict(sources)`` and ``embed(sources)`` from one run of the tail's graph per batch: the
+        plain network's labels and embedding come from the centre crop's pass, the tuned embedding from the
+        same pass and the other views' (the mirror of the centre crop; the whole photo cut from the same
+        decode). Check ``serves_labels_of(model)`` first."""
         if not self.serves_labels_of(model):
             raise ValueError(f"this tail ({self.backbone}, views {self.views}) cannot serve labels for {model!r}")
         k = max(1, min(int(top_k), len(model.labels)))
         results, embeddings = [], []
-        spec, extra = model.preprocess, [view for view in self.views if view not in self.JOINT_VIEWS]
-        other_views = (lambda image: [view_crop(image, view, spec) for view in extra]) if extra else None
+        spec, others = model.preprocess, [view for view in self.views if view != "center"]
+        cut = [view for view in others if view != "flip"]  # the mirror is the centre crop's, in numpy
+        cut_views = (lambda image: [view_crop(image, view, spec) for view in cut]) if cut else None
         for start in range(0, len(sources), batch_size):
             chunk = sources[start:start + batch_size]
-            crops, others, positions, errors = model.load_batch_with(chunk, other_views)
+            crops, extras, positions, errors = model.load_batch_with(chunk, cut_views)
             outputs, tuned = None, [None] * len(chunk)
             if crops:
-                batch = normalize_batch(np.stack(crops), model.preprocess)
-                logits, plain, center = self.session(JOINT_GRAPH).run(None, {"input": batch})
-                per_view = [l2_normalize(center)]
-                if "flip" in self.views:  # the mirror of a normalised crop is the normalised mirror
-                    mirrored = np.ascontiguousarray(batch[:, :, :, ::-1])
-                    per_view.append(l2_normalize(self.session(TUNED_GRAPH).run(None, {"input": mirrored})[0]))
-                for index in range(len(extra)):  # the whole photo: cut from the same decode, tuned graph
-                    per_view.append(self._tuned_features(np.stack([views[index] for views in others]), spec))
-                for row, embedding in zip(positions, l2_normalize(np.mean(per_view, axis=0)).astype(np.float32)):
+                batch = normalize_batch(np.stack(crops), spec)
+                views = [np.ascontiguousarray(batch[:, :, :, ::-1]) if view == "flip"  # mirror of a normalised crop
+                         else normalize_batch(np.stack([made[cut.index(view)] for made in extras]), spec)
+                         for view in others]
+                logits, plain, embedded = self._run(batch, views, len(crops))
+                for row, embedding in zip(positions, embedded):
                     tuned[row] = embedding
                 outputs = (logits, plain)
             results.extend(model.results_from_outputs(chunk, positions, outputs, errors, k))
@@ -164,10 +161,10 @@ class VisionTail:
         return results, embeddings
 
     # ------------------------------------------------------------------ ONNX Runtime
-    def session(self, graph: str) -> Any:
-        """The ONNX Runtime session of ``graph`` (``tuned`` or ``joint``) in the serving precision; opened
-        once per precision (INT8 may be switched on or off between calls)."""
-        key = (graph, self.precision)
+    def session(self) -> Any:
+        """The ONNX Runtime session of the graph in the serving precision; opened once per precision (INT8 may
+        be switched on or off between calls)."""
+        key = self.precision
         opened = self._sessions.get(key)
         if opened is None:
             from skutag.inference import onnx_session
@@ -175,7 +172,7 @@ class VisionTail:
             with _GRAPH_LOCK:
                 opened = self._sessions.get(key)
                 if opened is None:
-                    source = self.int8_file(graph) if self.int8 else self.graphs[graph]
+                    source = self.int8_file() if self.int8 else self.graph
                     opened = self._sessions[key] = onnx_session(source, self.threads)
         return opened
 
@@ -192,24 +189,26 @@ class VisionTail:
             self._calibrations[self.calibration_dir] = calibration_key(photos, self.preprocess)
         return f"int8-{self._calibrations[self.calibration_dir]}"
 
-    def int8_file(self, graph: str):
-        """The static INT8 copy of ``graph`` for this calibration, under ``$SKUTAG_HOME/vision/tails``;
-        quantized (ONNX Runtime) on first use from the fp32 graph, which is written beside it."""
+    def int8_file(self):
+        """The static INT8 copy of the graph for this calibration, under ``$SKUTAG_HOME/vision/tails``;
+        quantized (ONNX Runtime) on first use from the fp32 graph, which is written beside it. Calibration
+        feeds each batch of photos as the centre crops and their mirrors as the other views."""
         from ..export import calibration_images, default_cache_dir, quantize_int8, temporary_path
 
-        key = (graph, self.precision)
+        key = self.precision
         with _GRAPH_LOCK:
             if key in self._files and self._files[key].is_file():
                 return self._files[key]
-            fp32 = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}{_FILE_SUFFIXES[graph]}.onnx"
+            fp32 = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}-one.onnx"
             if not fp32.is_file():
                 fp32.parent.mkdir(parents=True, exist_ok=True)
                 tmp = temporary_path(fp32)
-                tmp.write_bytes(self.graphs[graph])
+                tmp.write_bytes(self.graph)
                 os.replace(tmp, fp32)
             target = fp32.with_name(f"{fp32.stem}.{self.precision}.onnx")
             photos = calibration_images(self.calibration_dir or None)
-            self._files[key] = quantize_int8(fp32, target, photos, self.preprocess, keep_fp32=("logits",))
+            self._files[key] = quantize_int8(fp32, target, photos, self.preprocess, keep_fp32=("logits",),
+                                             feeds=_calibration_feeds)
             return self._files[key]
 
     def __getstate__(self) -> dict:
@@ -217,3 +216,8 @@ class VisionTail:
         state["_sessions"], state["_files"], state["_calibrations"] = {}, {}, {}
         state["int8"], state["calibration_dir"] = False, ""  # serving settings: the collector sets them
         return state
+
+
+def _calibration_feeds(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """What INT8 calibration runs the graph on: the photos' centre crops, and their mirrors as other views."""
+    return dict(zip(GRAPH_INPUTS, (batch, np.ascontiguousarray(batch[:, :, :, ::-1]))))

@@ -4,7 +4,7 @@ The backbone is frozen up to a *cut* (``"5.1"``: after block 1 of stage 5). Phot
 frozen part once per view (``CutExtractor``: centre crop, its mirror, random resized crops with
 flip and slight colour jitter), and those activations are all the training needs: ``TailClassifier``
 trains the remaining blocks + ``conv_head`` + a new head on them (AdamW, one-cycle schedule, label
-smoothing, BatchNorm statistics frozen). ``serving_tail`` exports a fitted classifier's graphs into the
+smoothing, BatchNorm statistics frozen). ``serving_tail`` exports a fitted classifier's serving graph into the
 torch-free ``VisionTail`` a model bundle keeps::
 
     from skutag.vision.tail.train import CutExtractor, TailClassifier, serving_tail
@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from ..backbones import get_backbone
 from ..image import ImageLimits, ImageSource, load_image
 from ..preprocess import PreprocessSpec, normalize_batch
-from .network import build_tail, cut_graph, load_network, run_to_cut, serving_graphs, write_atomically
+from .network import build_tail, cut_graph, load_network, run_to_cut, serving_graph, write_atomically
 from .serve import VisionTail
 from .views import Cut, is_random_view, key_seed, l2_normalize, row_seed
 from .views import view_crop as deterministic_view_crop
@@ -324,8 +324,9 @@ def tail_digest(classifier: TailClassifier, views: Sequence[str]) -> str:
 
 def serving_tail(classifier: TailClassifier, views: Sequence[str] = ("center", "flip"), threads: int = 1,
                  joint: bool = True) -> VisionTail:
-    """The serving object of a fitted tail: its ONNX graphs (fp32) exported now, once, and kept in it
-    (a bundle's ``vision_tail.joblib``), so that serving needs ONNX Runtime only."""
+    """The serving object of a fitted tail: its one ONNX graph (fp32; plain labels and tuned features from a
+    shared pass of the frozen part, ``skutag.vision.tail.graphs``) exported now, once, and kept in it (a
+    bundle's ``vision_tail.joblib``), so that serving needs ONNX Runtime only."""
     views = tuple(views)
     unknown = [view for view in views if view not in VisionTail.SERVING_VIEWS]
     if unknown:  # before the export: VisionTail refuses them too
@@ -333,8 +334,8 @@ def serving_tail(classifier: TailClassifier, views: Sequence[str] = ("center", "
                          f"not {unknown}")
     source = get_backbone(classifier.backbone).resolve(classifier.weights)
     size = source.preprocess.size
-    graphs = serving_graphs(classifier.backbone, classifier.weights, Cut.parse(classifier.cut),
-                            classifier._fitted_module(), size)
-    return VisionTail(backbone=classifier.backbone, cut=classifier.cut, graphs=graphs, preprocess=source.preprocess,
+    graph = serving_graph(classifier.backbone, classifier.weights, Cut.parse(classifier.cut),
+                          classifier._fitted_module(), size)
+    return VisionTail(backbone=classifier.backbone, cut=classifier.cut, graph=graph, preprocess=source.preprocess,
                       source_id=(source.model_id, source.version), trained_digest=tail_digest(classifier, views),
                       views=views, threads=int(threads), joint=bool(joint))
