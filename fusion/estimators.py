@@ -8,11 +8,15 @@ Each factory returns a fresh, unfitted scikit-learn classifier. The stack only n
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+
+
+LOG_FLOOR = np.log(1e-6)  # the log-score of a class a probabilistic estimator gives no chance
+SCORE_CHUNK = 20000  # rows scored at a time (the float64 decision scores of a chunk only)
 
 
 def _logreg() -> BaseEstimator:
@@ -115,3 +119,38 @@ def make_folds(y_enc: np.ndarray, n_splits: int, shuffle: bool = True, seed: int
         else:
             splitter = KFold(n_splits=n_splits, shuffle=shuffle, random_state=seed)
         return list(splitter.split(np.zeros(len(y_enc)), y_enc))
+
+
+def fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.ndarray | None, n_classes: int,
+                  out: np.ndarray | None = None) -> Any:
+    """Fit a clone on ``train``; write its scores on ``test`` into ``out`` (a chunk of rows at a time), or
+    return the fitted model when ``test`` is None."""
+    model = clone(prototype).fit(Xb[train], y_enc[train])
+    if test is None:
+        return model
+    for start in range(0, len(test), SCORE_CHUNK):
+        rows = test[start:start + SCORE_CHUNK]
+        out[rows] = block_scores(model, Xb[rows], n_classes)
+    return None
+
+
+def block_scores(estimator, Xb, n_classes: int) -> np.ndarray:
+    """Centred per-class log-scores of a fitted base estimator over all ``n_classes``."""
+    if hasattr(estimator, "predict_proba"):
+        raw = np.log(np.clip(estimator.predict_proba(Xb), 1e-6, 1.0))
+        floor = LOG_FLOOR
+    else:
+        raw = np.asarray(estimator.decision_function(Xb), dtype=np.float64)
+        if raw.ndim == 1:
+            raw = np.column_stack([-raw / 2, raw / 2])
+        floor = None
+    known = np.asarray(estimator.classes_, dtype=int)
+    if len(known) == n_classes:
+        out = raw
+    else:
+        fill = floor if floor is not None else raw.min(axis=1, keepdims=True) - 1.0
+        out = np.empty((raw.shape[0], n_classes))
+        out[:] = fill
+        out[:, known] = raw
+    out = out - out.mean(axis=1, keepdims=True)
+    return out.astype(np.float32)

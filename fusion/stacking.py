@@ -41,7 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .estimators import bind_classes, make_folds
+from .estimators import bind_classes, block_scores, fit_and_score, make_folds
 from .temperature import (
     TEMPERATURE_ROWS,
     fit_pattern_temperatures,
@@ -51,12 +51,10 @@ from .temperature import (
     stacked_logits,
 )
 
-LOG_FLOOR = np.log(1e-6)
 # a catalog above this many rows gets at most LARGE_CATALOG_CV folds: each fold still has thousands of rows,
 # and the out-of-fold scores cost about one more fit of the base estimators instead of cv - 1 more
 LARGE_CATALOG_ROWS = 20000
 LARGE_CATALOG_CV = 2
-SCORE_CHUNK = 20000  # rows scored at a time (the float64 decision scores of a chunk only)
 CALIBRATIONS = ("temperature", "none")
 
 
@@ -284,7 +282,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         n_classes = Z_out.shape[1]
         if not folds:  # too few rows for held-out scores: in-sample scores are all there is
             fitted = clone(block.estimator).fit(Xb[rows], y_enc[rows])
-            Z_out[rows] = _scores(fitted, Xb[rows], n_classes)
+            Z_out[rows] = block_scores(fitted, Xb[rows], n_classes)
             return fitted
         jobs = []
         for train, test in folds:
@@ -297,7 +295,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         # side by side would hold several copies of the rows for no gain in speed.
         own_threads = block.estimator.get_params().get("n_jobs") not in (None, 1)
         outputs = Parallel(n_jobs=1 if own_threads else self.n_jobs, prefer="threads")(
-            delayed(_fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes, Z_out)
+            delayed(fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes, Z_out)
             for train, test in [*jobs, (rows, None)]
         )
         return outputs[-1]
@@ -377,7 +375,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             Xb, present[:, b] = _block_matrix(X, columns)
             rows = np.flatnonzero(present[:, b])
             if len(rows):
-                Z[b, rows] = _scores(estimator, Xb[rows], n_classes)
+                Z[b, rows] = block_scores(estimator, Xb[rows], n_classes)
         return Z, present
 
     def predict_proba(self, X) -> np.ndarray:
@@ -435,41 +433,6 @@ def _block_matrix(X, columns: np.ndarray):
     if nan.any():
         Xb = np.where(nan, 0.0, Xb)
     return Xb, present
-
-
-def _fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.ndarray | None, n_classes: int,
-                   out: np.ndarray | None = None) -> Any:
-    """Fit a clone on ``train``; write its scores on ``test`` into ``out`` (a chunk of rows at a time), or
-    return the fitted model when ``test`` is None."""
-    model = clone(prototype).fit(Xb[train], y_enc[train])
-    if test is None:
-        return model
-    for start in range(0, len(test), SCORE_CHUNK):
-        rows = test[start:start + SCORE_CHUNK]
-        out[rows] = _scores(model, Xb[rows], n_classes)
-    return None
-
-
-def _scores(estimator, Xb, n_classes: int) -> np.ndarray:
-    """Centred per-class log-scores of a fitted base estimator over all ``n_classes``."""
-    if hasattr(estimator, "predict_proba"):
-        raw = np.log(np.clip(estimator.predict_proba(Xb), 1e-6, 1.0))
-        floor = LOG_FLOOR
-    else:
-        raw = np.asarray(estimator.decision_function(Xb), dtype=np.float64)
-        if raw.ndim == 1:
-            raw = np.column_stack([-raw / 2, raw / 2])
-        floor = None
-    known = np.asarray(estimator.classes_, dtype=int)
-    if len(known) == n_classes:
-        out = raw
-    else:
-        fill = floor if floor is not None else raw.min(axis=1, keepdims=True) - 1.0
-        out = np.empty((raw.shape[0], n_classes))
-        out[:] = fill
-        out[:, known] = raw
-    out = out - out.mean(axis=1, keepdims=True)
-    return out.astype(np.float32)
 
 
 def _augment(present: np.ndarray, dropout: float, rng) -> tuple[np.ndarray, np.ndarray]:
