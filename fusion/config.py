@@ -29,7 +29,7 @@ class FusionConfig:
     ocr_estimator: str = "linear_svc"
     # titles: one LinearSVC per node of the category tree (docs/taxonomy-and-text.md, "The title model")
     title_estimator: str = "hierarchical_svc"
-    price_estimator: str = "logreg"
+    price_estimator: str = "price_density"
     # regularisation of the stacker's class-specific modality weights (larger: closer to one weight per modality)
     meta_l2: float = 1.0
     # share of training rows replayed with modalities dropped, so rows with a modality missing work

@@ -55,6 +55,13 @@ def _hierarchical_svc() -> BaseEstimator:
     return HierarchicalLinearSVC(C=1.0, class_weight="balanced", n_jobs=-1, random_state=0)
 
 
+def _price_density() -> BaseEstimator:
+    from .price_model import PriceDensityClassifier
+
+    # one number per product: a per-category density, one pass to fit (fusion/price_model.py)
+    return PriceDensityClassifier()
+
+
 def _sgd() -> BaseEstimator:
     from sklearn.linear_model import SGDClassifier
 
@@ -73,6 +80,7 @@ BASE_ESTIMATORS: dict[str, Callable[[], BaseEstimator]] = {
     "linear_svc": _linear_svc,
     "linear_svc_balanced": _linear_svc_balanced,
     "hierarchical_svc": _hierarchical_svc,
+    "price_density": _price_density,
     "sgd": _sgd,
     "complement_nb": _complement_nb,
 }

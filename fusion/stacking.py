@@ -34,7 +34,6 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_random_state
@@ -301,12 +300,15 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         return outputs[-1]
 
     # ------------------------------------------------------------------ stacker
-    def _fit_meta(self, Z, y_enc, rows, mask):
+    def _fit_meta(self, Z, y_enc, rows, mask, start: tuple | None = None):
+        """``start``: a stacker ``(bias, a, d)`` to start from (the loss is convex: the same optimum, fewer steps
+        from a stacker fitted on most of the same rows)."""
         n_blocks, _, n_classes = Z.shape
         if len(rows) > int(self.meta_max_rows):
             keep = np.sort(np.random.RandomState(0).choice(len(rows), int(self.meta_max_rows), replace=False))
             rows, mask = rows[keep], mask[keep]
-        theta0 = np.concatenate([np.zeros(n_classes), np.ones(n_blocks), np.zeros(n_blocks * n_classes)])
+        theta0 = (np.concatenate([start[0], start[1], np.ravel(start[2])]) if start is not None else
+                  np.concatenate([np.zeros(n_classes), np.ones(n_blocks), np.zeros(n_blocks * n_classes)]))
         n_unique = max(len(np.unique(rows)), 1)
         l2 = float(self.meta_l2) / n_unique
         shared_l2 = 0.1 * float(self.meta_l2) / n_unique  # keeps weights finite on separable data
@@ -314,24 +316,33 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         onehot_rows = y_enc[rows]
         Zr = _gather(Z, rows, mask)
 
+        Zr = Zr.astype(np.float32, copy=False)
+        picked = (np.arange(len(rows)), onehot_rows)
+
         def loss(theta):
+            # float32 n x classes work, one exp per entry (the softmax and its log from the same pass)
             bias = theta[:n_classes]
             a = theta[n_classes:n_classes + n_blocks]
             d = theta[n_classes + n_blocks:].reshape(n_blocks, n_classes)
-            W = a[:, None] + d
-            logits = bias + np.einsum("bnk,bk->nk", Zr, W)
-            lse = logsumexp(logits, axis=1)
-            nll = np.mean(lse - logits[np.arange(len(rows)), onehot_rows])
-            G = np.exp(logits - lse[:, None])
-            G[np.arange(len(rows)), onehot_rows] -= 1.0
+            W = (a[:, None] + d).astype(np.float32)
+            logits = np.einsum("bnk,bk->nk", Zr, W)
+            logits += bias.astype(np.float32)
+            top = logits.max(axis=1, keepdims=True)
+            G = np.exp(logits - top)
+            total = G.sum(axis=1, keepdims=True, dtype=np.float64)
+            nll = float(np.mean(top[:, 0] + np.log(total[:, 0]) - logits[picked], dtype=np.float64))
+            G /= total.astype(np.float32)
+            G[picked] -= 1.0
             G /= len(rows)
-            gW = np.einsum("bnk,nk->bk", Zr, G)
+            gW = np.einsum("bnk,nk->bk", Zr, G).astype(np.float64)
             grad = np.concatenate([G.sum(axis=0) + bias_l2 * bias, gW.sum(axis=1) + shared_l2 * a,
                                    (gW + l2 * d).ravel()])
             penalty = 0.5 * (l2 * float(np.sum(d * d)) + shared_l2 * float(a @ a) + bias_l2 * float(bias @ bias))
-            return nll + penalty, grad
+            return nll + penalty, grad.astype(np.float64)
 
-        result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": int(self.max_iter)})
+        # from a fitted stacker (out-of-fold stackers) a quarter of the steps suffices
+        steps = int(self.max_iter) if start is None else max(int(self.max_iter) // 4, 10)
+        result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": steps})
         theta = result.x
         bias = theta[:n_classes]
         a = theta[n_classes:n_classes + n_blocks]
@@ -347,7 +358,8 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             if len(np.unique(y_enc[train])) < 2:
                 continue
             rows, mask = _augment(present[train], self.modality_dropout, rng)
-            bias, a, d, _ = self._fit_meta(Z[:, train], y_enc[train], rows, mask)
+            bias, a, d, _ = self._fit_meta(Z[:, train], y_enc[train], rows, mask,
+                                           start=(self.bias_, self.block_weight_, self.class_weight_))
             owner[test] = len(stackers)
             stackers.append((bias, a, d))
         owner[owner < 0] = len(stackers)
