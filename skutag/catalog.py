@@ -11,16 +11,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from skutag.vision.photo import Photo
 
 PATH_SEPARATOR = " > "
 
 
 @dataclass(frozen=True)
 class Product:
-    """One product as the pipeline sees it. ``image`` is a path (absolute or resolved) or raw bytes."""
+    """One product as the pipeline sees it. ``image`` is a path (absolute or resolved), raw bytes, or a
+    ``skutag.vision.photo.Photo`` (read and decoded once for every stage: the service's uploads)."""
 
     id: str
-    image: str | Path | bytes | None = None
+    image: str | Path | bytes | Photo | None = None
     title: str | None = None
     price: float | None = None
     category: str | None = None  # the true path, when known (training, eval, corrections)

@@ -16,6 +16,9 @@ from skutag.fusion.evidence import Evidence, OcrEvidence, VisionEvidence
 from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.feature_cache import FeatureCache
+from skutag.ocr.engine import photo_needs as ocr_photo_needs
+from skutag.vision.image import ImageLimits, file_problem
+from skutag.vision.photo import Photo, PhotoNeeds
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +61,21 @@ def read_through(cache: FeatureCache | None, rows: Sequence[int], keys_of: Calla
 
 @dataclass
 class _Image:
-    """An image loaded once: its bytes (None when unreadable) and content hash."""
+    """A product's photo, read once: its ``Photo`` (the bytes, their SHA-256 computed once, decoded at most once
+    for every stage that reads it), or why its file cannot be read."""
 
-    data: bytes | None
-    digest: str
+    photo: Photo | None
     error: str | None = None
     name: str | None = None  # the file it came from, for messages
+
+    @property
+    def data(self) -> bytes | None:
+        return None if self.photo is None else self.photo.data
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the bytes ('' without a photo)."""
+        return "" if self.photo is None else self.photo.sha256
 
     def named(self, message: str) -> str:
         """``message`` with the decoder's ``<N bytes>`` replaced by the file's name."""
@@ -71,23 +83,30 @@ class _Image:
             return message.replace(f"<{len(self.data)} bytes>", self.name)
         return message
 
+    def release(self) -> None:
+        """No stage will read the pixels again: drop the decoded views."""
+        if self.photo is not None:
+            self.photo.release()
 
-def load_image_bytes(image: Any) -> _Image:
+
+def load_image_bytes(image: Any, needs: PhotoNeeds = PhotoNeeds(), limits: ImageLimits = ImageLimits()) -> _Image:
+    """A product's photo (a path, bytes, or a ``Photo`` made already, e.g. by the service for its duplicate
+    check) read once; ``needs``: the sizes the stages will read it at (the default, none: its bytes and hash
+    only)."""
     if image is None:
-        return _Image(None, "", None)
+        return _Image(None)
+    if isinstance(image, Photo):
+        return _Image(image)
     if isinstance(image, (bytes, bytearray)):
-        data = bytes(image)
-        return _Image(data, hashlib.sha256(data).hexdigest())
-    from skutag.vision.image import file_problem
-
+        return _Image(Photo(bytes(image), needs, limits))
     try:
         problem = file_problem(Path(image))
         data = None if problem else Path(image).read_bytes()
     except OSError as exc:
         problem = exc.strerror or str(exc)
     if problem:
-        return _Image(None, "", f"image: cannot read {image}: {problem}")
-    return _Image(data, hashlib.sha256(data).hexdigest(), name=str(image))
+        return _Image(None, f"image: cannot read {image}: {problem}")
+    return _Image(Photo(data, needs, limits), name=str(image))
 
 
 @dataclass
@@ -166,6 +185,26 @@ class EvidenceCollector:
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{cfg.backend}-{digest}"
 
+    # ------------------------------------------------------------------ photos
+    def photo_needs(self, ocr: bool = True) -> PhotoNeeds:
+        """The sizes this collector's stages read a photo at: the vision input (the tail's is the same), and the
+        OCR input when ``ocr`` (OCR may be read for it)."""
+        needs = self.vision_model.photo_needs
+        if self.tail is not None:
+            needs = needs | self.tail.photo_needs
+        return needs | ocr_photo_needs(self.config.ocr) if ocr else needs
+
+    def photos(self, products: Sequence[Product], *, ocr: bool = True) -> list[_Image]:
+        """Each product's photo read once (bytes, SHA-256) and decoded at most once, by the first stage that
+        computes something for it, at the sizes vision and (``ocr``) OCR read it at: give them to ``collect``
+        and ``add_ocr`` so that neither reads nor decodes the photo again."""
+        if all(p.image is None for p in products):
+            return [_Image(None) for _ in products]
+        cfg = self.config
+        limits = ImageLimits(max_pixels=min(cfg.vision.max_pixels, cfg.ocr.max_pixels) if ocr else cfg.vision.max_pixels)
+        needs = self.photo_needs(ocr)
+        return [load_image_bytes(p.image, needs, limits) for p in products]
+
     # ------------------------------------------------------------------ collection
     def collect(
         self,
@@ -173,12 +212,14 @@ class EvidenceCollector:
         *,
         ocr: bool | Sequence[bool] = True,
         progress: Progress | None = None,
+        photos: Sequence[_Image] | None = None,
     ) -> list[Evidence]:
-        """Evidence for each product. ``ocr``: for all, none, or per product (gating)."""
-        images = [load_image_bytes(p.image) for p in products]
-        vision = self.vision(images, progress=progress)
+        """Evidence for each product. ``ocr``: for all, none, or per product (gating). ``photos``: the products'
+        photos from ``photos()`` (read here when not given)."""
         wants_ocr = [bool(ocr)] * len(products) if isinstance(ocr, bool) else [bool(x) for x in ocr]
-        ocr_out = self.ocr([img if want else _Image(None, "") for img, want in zip(images, wants_ocr)])
+        images = list(photos) if photos is not None else self.photos(products, ocr=any(wants_ocr))
+        vision = self.vision(images, progress=progress)
+        ocr_out = self.ocr([img if want else _Image(None) for img, want in zip(images, wants_ocr)])
         evidence = []
         for product, image, (v, v_err), (o, o_err) in zip(products, images, vision, ocr_out):
             # one unreadable photo: one message, naming its file
@@ -189,11 +230,13 @@ class EvidenceCollector:
             ))
         return evidence
 
-    def add_ocr(self, products: Sequence[Product], evidence: Sequence[Evidence]) -> list[Evidence]:
-        """The same evidence with OCR read for these products (used after gating)."""
+    def add_ocr(self, products: Sequence[Product], evidence: Sequence[Evidence],
+                photos: Sequence[_Image] | None = None) -> list[Evidence]:
+        """The same evidence with OCR read for these products (used after gating). ``photos``: theirs from
+        ``photos()``, as ``collect`` had them (read again here when not given)."""
         from dataclasses import replace
 
-        images = [load_image_bytes(p.image) for p in products]
+        images = list(photos) if photos is not None else self.photos(products, ocr=True)
         out = []
         for ev, (o, err) in zip(evidence, self.ocr(images)):
             out.append(replace(ev, ocr=o, errors=tuple(dict.fromkeys(ev.errors + ((err,) if err else ())))))
@@ -212,7 +255,7 @@ class EvidenceCollector:
     def vision(self, images: Sequence[_Image], progress: Progress | None = None
                ) -> list[tuple[VisionEvidence | None, str | None]]:
         out: list[tuple[VisionEvidence | None, str | None]] = [(None, img.error) for img in images]
-        todo = [i for i, img in enumerate(images) if img.data is not None]
+        todo = [i for i, img in enumerate(images) if img.photo is not None]
         if not todo:
             return out
         tuned: dict[str, np.ndarray | None] = {}
@@ -238,7 +281,7 @@ class EvidenceCollector:
                     ) -> tuple[list, dict[str, np.ndarray | None]]:
         """Vision results of ``images``, and their tuned embeddings (by digest) where the bundle's tail
         computes both in one pass of the frozen part (``VisionTail.label_and_embed``)."""
-        cfg, data = self.config.vision, [img.data for img in images]
+        cfg, data = self.config.vision, [img.photo for img in images]
         if self.tail is not None and self._configured_tail().serves_labels_of(self.vision_model):
             results, embeddings = self.tail.label_and_embed(self.vision_model, data, top_k=VISION_LABELS_KEPT,
                                                             batch_size=cfg.batch_size, progress=progress)
@@ -268,7 +311,7 @@ class EvidenceCollector:
 
         def run(rows: list[int]) -> dict[str, Record]:
             return {images[i].digest: _embedding_record(e)
-                    for i, e in zip(rows, tail.embed([images[i].data for i in rows]))}
+                    for i, e in zip(rows, tail.embed([images[i].photo for i in rows]))}
 
         found, missing = read_through(cache, rows, lambda i: (images[i].digest,), run,
                                       known={d: _embedding_record(e) for d, e in tuned.items()})
@@ -284,12 +327,12 @@ class EvidenceCollector:
 
     def ocr(self, images: Sequence[_Image]) -> list[tuple[OcrEvidence | None, str | None]]:
         out: list[tuple[OcrEvidence | None, str | None]] = [(None, None)] * len(images)
-        todo = [i for i, img in enumerate(images) if img.data is not None]
+        todo = [i for i, img in enumerate(images) if img.photo is not None]
         if not todo:
             return out
         def run(rows: list[int]) -> dict[str, Record]:
             return {images[i].digest: (r.to_json(), None)
-                    for i, r in zip(rows, self.ocr_engine.read([images[i].data for i in rows]))}
+                    for i, r in zip(rows, self.ocr_engine.read([images[i].photo for i in rows]))}
 
         cache = FeatureCache("ocr", self.ocr_key()) if self.use_cache else None
         found, missing = read_through(cache, todo, lambda i: (images[i].digest,), run)

@@ -38,6 +38,7 @@ from skutag.tagger import TaggedBatch, Tagger
 from skutag.taxonomy import managed_versions
 from skutag.taxonomy.aliases import ALIASES_FILE_NAME, load_aliases
 from skutag.taxonomy.brands import BrandLexicon
+from skutag.vision.photo import PhotoNeeds
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +159,18 @@ class Pipeline(Tagger):
         return TaggedBatch(results, kept)  # type: ignore[arg-type]
 
     def gather(self, products: Sequence[Product], *, ocr_gate: str | None = None) -> list[Evidence]:
-        """Evidence for products, with OCR read where the gate says it can change the answer."""
+        """Evidence for products, with OCR read where the gate says it can change the answer. Each photo is read,
+        hashed and decoded once for vision and OCR both (``EvidenceCollector.photos``)."""
         gate = ocr_gate or self.config.fusion.ocr_gate
         uses_ocr = self._uses_ocr()
         started = time.perf_counter()
+        photos = self.collector.photos(products, ocr=uses_ocr and gate != "never")
         if gate == "always" and uses_ocr:
-            evidence = self.collector.collect(products, ocr=[p.image is not None for p in products])
+            evidence = self.collector.collect(products, ocr=[p.image is not None for p in products], photos=photos)
             self._count_gate(sum(p.image is not None for p in products), sum(p.image is not None for p in products),
                              0.0, time.perf_counter() - started)
             return evidence
-        evidence = self.collector.collect(products, ocr=False)
+        evidence = self.collector.collect(products, ocr=False, photos=photos)
         first_pass = time.perf_counter() - started
         if gate == "never" or not uses_ocr:
             self._count_gate(0, 0, first_pass, 0.0)
@@ -176,12 +179,21 @@ class Pipeline(Tagger):
         need = candidates & self._needs_ocr(evidence, gate)
         started = time.perf_counter()
         chosen = np.flatnonzero(need)
+        for i in np.flatnonzero(~need):  # OCR will not read these: their pixels can go now
+            photos[i].release()
         if len(chosen):
-            read = self.collector.add_ocr([products[i] for i in chosen], [evidence[i] for i in chosen])
+            read = self.collector.add_ocr([products[i] for i in chosen], [evidence[i] for i in chosen],
+                                          photos=[photos[i] for i in chosen])
             for i, ev in zip(chosen, read):
                 evidence[i] = ev
         self._count_gate(int(candidates.sum()), len(chosen), first_pass, time.perf_counter() - started)
         return evidence
+
+    @property
+    def photo_needs(self) -> PhotoNeeds:
+        """The sizes its stages read a photo at (vision, and OCR where the model reads it): a ``Photo`` made with
+        these needs (``skutag.vision.photo``) is decoded once for all of them."""
+        return self.collector.photo_needs(ocr=self._uses_ocr() and self.config.fusion.ocr_gate != "never")
 
     def _count_gate(self, candidates: int, ran: int, first: float, ocr_seconds: float) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ probing for optional ones.
     tagger.categories()                         # the category paths it can answer
     tagger.use_lexicon(lexicon)                 # read brands with this lexicon from the next batch on
     tagger.training_confidences                 # its confidences on its training rows (None: not kept)
+    tagger.photo_needs                          # the sizes it reads photos at (None: it takes bytes or paths)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from skutag.catalog import Product
 from skutag.fusion.drift import ConfidenceHistogram
 from skutag.fusion.result import TagResult
+from skutag.vision.photo import PhotoNeeds
 
 if TYPE_CHECKING:
     from skutag.fusion.evidence import Evidence
@@ -71,6 +73,13 @@ class Tagger(abc.ABC):
     def training_confidences(self) -> ConfidenceHistogram | None:
         """The histogram of the confidences it gave its own training rows, held out (the reference of the
         service's drift chart); None for a tagger that kept none (the cold start, a tagger that does not say)."""
+        return None
+
+    @property
+    def photo_needs(self) -> PhotoNeeds | None:
+        """The sizes it reads a product photo at, for a tagger that takes ``skutag.vision.photo.Photo`` images:
+        the service then decodes each upload once, for its duplicate check and for the tagger. None (the
+        default): it reads photos given as bytes or paths."""
         return None
 
     def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:

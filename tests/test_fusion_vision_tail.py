@@ -30,10 +30,10 @@ def _products(rows):
 
 
 def _frozen_embeddings(products):
-    from skutag.evidence import EvidenceCollector, load_image_bytes
+    from skutag.evidence import EvidenceCollector
 
     collector = EvidenceCollector(_config(), use_cache=False)
-    return np.stack([ev.embedding for ev, _ in collector.vision([load_image_bytes(p.image) for p in products])])
+    return np.stack([ev.embedding for ev, _ in collector.vision(collector.photos(products, ocr=False))])
 
 
 def test_the_bundle_keeps_the_tail_and_the_fusion_model_learned_out_of_fold_embeddings(trained, catalogs):

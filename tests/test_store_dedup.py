@@ -32,6 +32,29 @@ def test_fingerprint_keeps_sha256_md5_size_and_format(photos):
     assert -(2**63) <= fp.phash < 2**63  # fits a signed BIGINT column
 
 
+def test_a_fingerprint_of_a_photo_shares_its_one_decode_and_gives_the_size_as_shown(photos, monkeypatch):
+    """The service hashes an upload for its duplicate check from the ``Photo`` its tagger reads too: the same
+    fingerprint as from the bytes, no decode of its own; a photo stored turned (EXIF orientation 6) gives the
+    size it is shown at."""
+    import skutag.vision.image as images
+    from skutag.store.dedup import FINGERPRINT_NEEDS
+    from skutag.vision.photo import Photo, PhotoNeeds
+
+    decodes = []
+    decode = images.decode_bytes
+    monkeypatch.setattr(images, "decode_bytes", lambda *a, **k: decodes.append(a[1]) or decode(*a, **k))
+    data = photos[1].read_bytes()
+    photo = Photo(data, FINGERPRINT_NEEDS | PhotoNeeds.of(1024, 256) | PhotoNeeds.of(2560))
+    assert fingerprint(photo) == fingerprint(data) and len(decodes) == 2
+    assert photo.view(1024).size == photo.view(2560).size == (348, 348) and len(decodes) == 2
+    turned = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(turned, "JPEG", exif=exif.tobytes())
+    fp = fingerprint(Photo(turned.getvalue(), FINGERPRINT_NEEDS))
+    assert (fp.width, fp.height) == (20, 40)
+
+
 def test_resized_and_reencoded_copies_stay_within_a_few_bits(photos):
     for path in photos:
         original = fingerprint(path.read_bytes()).phash

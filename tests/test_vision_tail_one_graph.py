@@ -140,15 +140,16 @@ def test_the_one_graph_gives_what_the_plain_model_and_the_two_graphs_gave(served
 def test_one_session_run_per_batch_of_photos(served, photos, session_runs):
     from copy import copy
 
+    from skutag.catalog import Product
     from skutag.config import SkutagConfig
-    from skutag.evidence import EvidenceCollector, load_image_bytes
+    from skutag.evidence import EvidenceCollector
 
     config = SkutagConfig.load(environ={}, overrides={"vision.threads": 2, "vision.batch_size": 4})
     tail = copy(served)  # sessions of its own, opened under the counting factory
     tail._sessions = {}
     collector = EvidenceCollector(config, use_cache=False, tail=tail)
     sources = photos["val"]  # 6 photos: batches of 4 and 2
-    out = collector.vision([load_image_bytes(path) for path in sources])
+    out = collector.vision(collector.photos([Product(id=str(k), image=p) for k, p in enumerate(sources)], ocr=False))
     assert all(ev is not None and err is None for ev, err in out)
     assert collector.stats["vision_run"] == collector.stats["tail_run"] == len(sources)
     assert session_runs == [4, 2], "one run of the tail's graph per batch, the plain backbone's never"

@@ -1,7 +1,8 @@
 """Decoding product photos safely: bytes or path -> oriented RGB (or BGR) array, or a clear error.
 
-Every stage that reads a photo (vision, OCR, the service's duplicate cache) goes through
-``load_image`` so that bad input is rejected the same way everywhere:
+Every stage that reads a photo (vision, OCR, the service's duplicate cache) goes through ``decode_bytes``,
+through ``load_image`` or a ``vision.photo.Photo`` (decoded once for all the stages that read it), so that bad
+input is rejected the same way everywhere:
 
 * non-image bytes, truncated or corrupt files, zero-size images -> ``ImageDecodeError``
 * decompression bombs (more pixels than ``max_pixels``) and oversized files -> ``ImageTooLargeError``
@@ -164,11 +165,7 @@ def load_image(source: ImageSource, limits: ImageLimits = ImageLimits(), *, min_
     if isinstance(source, np.ndarray):
         return _from_array(source, name)
     data = read_bytes(source, limits) if isinstance(source, (str, os.PathLike)) else bytes(source)
-    if not data:
-        raise ImageDecodeError(f"{name}: empty input (0 bytes)")
-    if len(data) > limits.max_bytes:
-        raise ImageTooLargeError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
-    return _decode_bytes(data, name, limits, min_side, max_side)
+    return decode_bytes(data, name, limits, min_side, max_side).image
 
 
 def load_rgb_array(source: ImageSource, limits: ImageLimits = ImageLimits(), *,
@@ -183,13 +180,30 @@ def load_bgr_array(source: ImageSource, limits: ImageLimits = ImageLimits(), *,
     return np.ascontiguousarray(load_rgb_array(source, limits, max_side=max_side)[:, :, ::-1])
 
 
-def _decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | None = None,
-                  max_side: int | None = None) -> Image.Image:
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """What one decode gives: the oriented 8-bit RGB image, the photo's size as shown (EXIF orientation applied)
+    in the file's own pixels, and its format as PIL names it (``JPEG``, ``PNG``, ...)."""
+
+    image: Image.Image
+    size: tuple[int, int]
+    format: str
+
+
+def decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | None = None,
+                 max_side: int | None = None) -> Decoded:
+    """The one place a photo's bytes become pixels (``load_image`` and ``skutag.vision.photo.Photo`` call it):
+    checks, reduced JPEG decoding, the shrink to ``max_side``, orientation and colour, under ``DECODE_BUDGET``."""
+    if not data:
+        raise ImageDecodeError(f"{name}: empty input (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_size(image.size, name, limits)
+            stored, file_format = image.size, image.format or ""
             if image.format == "JPEG" and (min_side or max_side):
                 # never below min_side (nor max_side) on either side: libjpeg decodes at 1/2, 1/4, 1/8
                 side = max(min_side or 0, max_side or 0) if max_side else min_side
@@ -197,13 +211,14 @@ def _decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | N
             pixels = image.size[0] * image.size[1]
             with DECODE_BUDGET.hold(pixels, limits.wait_s, name):
                 image.load()  # force full decode: truncated files fail here
+                shown = _shown_size(image, stored)  # after the load: a PNG's EXIF may follow its pixels
                 if max_side and max(image.size) > max_side:
-                    image = _shrink(image, max_side)
+                    image = shrink(image, max_side)
                 rgb = _to_rgb(image, name, limits)
                 del image
             if pixels >= LARGE_DECODE:
                 return_freed_memory()
-            return rgb
+            return Decoded(rgb, shown, file_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: image too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
@@ -214,7 +229,18 @@ def _decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | N
         raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from None
 
 
-def _shrink(image: Image.Image, max_side: int) -> Image.Image:
+def _shown_size(image: Image.Image, stored: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) as the photo is shown: its ``stored`` size (the file's own pixels), turned where the loaded
+    ``image``'s EXIF orientation says so."""
+    width, height = stored
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: shown as stored (``_to_rgb`` skips it too)
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def shrink(image: Image.Image, max_side: int) -> Image.Image:
     """The image with its longer side ``max_side`` (box-reduced first, then bilinear: fast and alias-free)."""
     scale = max_side / max(image.size)
     size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))

@@ -1,8 +1,9 @@
 """``VisionModel``: photos in, top-k Chinese labels + L2-normalised embeddings out, batched.
 
-Every photo goes through ``vision.image.load_image`` (EXIF orientation, grayscale/CMYK/palette/
+Every photo goes through ``vision.image.decode_bytes`` (EXIF orientation, grayscale/CMYK/palette/
 alpha/16-bit to RGB, decompression-bomb and corrupt-file checks); big JPEGs are decoded at a reduced
-DCT scale that still leaves the shorter side at least the backbone's resize size. Photos of a batch
+DCT scale that still leaves the shorter side at least the backbone's resize size. A ``vision.photo.Photo``
+(decoded once for every stage that reads it) gives its view at ``photo_needs`` instead. Photos of a batch
 are decoded on ``threads`` worker threads. A photo that cannot be used gets a ``VisionResult`` with
 ``error`` set; the rest of its batch still runs.
 """
@@ -19,14 +20,8 @@ import numpy as np
 from skutag.inference import default_threads
 
 from .backbones import BackboneSource, get_backbone
-from .image import (
-    ImageError,
-    ImageLimits,
-    ImageSource,
-    decode_side,
-    describe_source,
-    load_image,
-)
+from .image import ImageError, ImageLimits, ImageSource, decode_side
+from .photo import Photo, PhotoNeeds, name_of, photo_view
 from .preprocess import normalize_batch, resize_crop
 from .result import LabelScore, VisionResult
 from .runtime import runtime_class
@@ -84,6 +79,13 @@ class VisionModel:
         return self.source.preprocess
 
     @property
+    def photo_needs(self) -> PhotoNeeds:
+        """The size it reads a photo at: the longer side ``decode_side`` of its resize, JPEGs reduced no further
+        than its resize on either side (what a ``Photo`` given to ``predict`` must have been asked for)."""
+        spec = self.source.preprocess
+        return PhotoNeeds.of(decode_side(spec.resize_shorter), spec.resize_shorter)
+
+    @property
     def model_path(self) -> Path:
         """The file the runtime runs (the weights for torch, the ONNX model for onnx)."""
         return Path(self.engine.model_path)
@@ -96,7 +98,7 @@ class VisionModel:
 
     def predict(
         self,
-        sources: Sequence[ImageSource],
+        sources: Sequence[ImageSource | Photo],
         top_k: int = 5,
         batch_size: int = 16,
         progress: Callable[[int], None] | None = None,
@@ -113,21 +115,19 @@ class VisionModel:
                 progress(len(chunk))
         return results
 
-    def predict_one(self, source: ImageSource, top_k: int = 5) -> VisionResult:
+    def predict_one(self, source: ImageSource | Photo, top_k: int = 5) -> VisionResult:
         return self.predict([source], top_k=top_k, batch_size=1)[0]
 
-    def _load_crop(self, source: ImageSource, also: Callable | None = None) -> tuple[np.ndarray, object] | str:
-        """Decode, check and resize+crop one photo (uint8 HxWx3) with ``also(decoded photo)`` (None without
-        it), or the reason it cannot be used."""
-        spec = self.source.preprocess
+    def _load_crop(self, source: ImageSource | Photo, also: Callable | None = None) -> tuple[np.ndarray, object] | str:
+        """Decode (a ``Photo``: take its view, decoded once for every stage), check and resize+crop one photo
+        (uint8 HxWx3) with ``also(decoded photo)`` (None without it), or the reason it cannot be used."""
         try:
-            image = load_image(source, self.limits, min_side=spec.resize_shorter,
-                               max_side=decode_side(spec.resize_shorter))
+            image = photo_view(source, self.photo_needs, self.limits)
         except ImageError as exc:
             return str(exc)
-        return resize_crop(image, spec), (also(image) if also is not None else None)
+        return resize_crop(image, self.source.preprocess), (also(image) if also is not None else None)
 
-    def _load_crops(self, chunk: Sequence[ImageSource], also: Callable | None = None) -> list:
+    def _load_crops(self, chunk: Sequence[ImageSource | Photo], also: Callable | None = None) -> list:
         """PIL decodes and resamples without the GIL: spread the photos over ``threads`` workers."""
         if self.threads == 1 or len(chunk) == 1:
             return [self._load_crop(source, also) for source in chunk]
@@ -136,13 +136,13 @@ class VisionModel:
                 self._decoder = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="vision-decode")
         return list(self._decoder.map(lambda source: self._load_crop(source, also), chunk))
 
-    def load_batch(self, chunk: Sequence[ImageSource]) -> tuple[list[np.ndarray], list[int], dict[int, str]]:
+    def load_batch(self, chunk: Sequence[ImageSource | Photo]) -> tuple[list[np.ndarray], list[int], dict[int, str]]:
         """The network-ready crops of the readable sources, their positions in ``chunk``, and why the
         others cannot be used (position -> message)."""
         crops, _, positions, errors = self.load_batch_with(chunk)
         return crops, positions, errors
 
-    def load_batch_with(self, chunk: Sequence[ImageSource], also: Callable | None = None
+    def load_batch_with(self, chunk: Sequence[ImageSource | Photo], also: Callable | None = None
                         ) -> tuple[list[np.ndarray], list, list[int], dict[int, str]]:
         """``load_batch`` and, per readable photo, ``also(decoded photo)`` (e.g. other views of it), from the
         same decode: (crops, extras, positions, errors)."""
@@ -159,7 +159,7 @@ class VisionModel:
                 positions.append(position)
         return crops, extras, positions, errors
 
-    def _predict_chunk(self, chunk: Sequence[ImageSource], k: int) -> list[VisionResult]:
+    def _predict_chunk(self, chunk: Sequence[ImageSource | Photo], k: int) -> list[VisionResult]:
         crops, positions, errors = self.load_batch(chunk)
         outputs = None
         if crops:
@@ -168,13 +168,13 @@ class VisionModel:
                 outputs = self.engine.run(batch)
         return self.results_from_outputs(chunk, positions, outputs, errors, k)
 
-    def results_from_outputs(self, chunk: Sequence[ImageSource], positions: Sequence[int],
+    def results_from_outputs(self, chunk: Sequence[ImageSource | Photo], positions: Sequence[int],
                              outputs: tuple[np.ndarray, np.ndarray] | None, errors: dict[int, str],
                              k: int) -> list[VisionResult]:
         """``VisionResult`` per source of ``chunk`` from the network's ``(logits, embedding)`` rows (row i is
         ``chunk[positions[i]]``) and the reasons the other sources could not be read. Also what a graph
         computing these outputs beside others (``vision.tail``'s joint graph) turns into results."""
-        names = [describe_source(source) for source in chunk]
+        names = [name_of(source) for source in chunk]
         results: list[VisionResult | None] = [None] * len(chunk)
         if positions:
             logits, embeddings = outputs

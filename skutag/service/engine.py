@@ -33,10 +33,11 @@ from skutag.service.config import ServiceConfig
 from skutag.tagger import Tagger
 from skutag.service.retrain import Retrainer, TaggerFactory
 from skutag.service.retraining import RetrainJob, Retraining
-from skutag.store.dedup import PerceptualIndex, fingerprint, hamming
+from skutag.store.dedup import FINGERPRINT_NEEDS, PerceptualIndex, fingerprint, hamming
 from skutag.store.repository import Store
 from skutag.store.views import HUMAN_STATUSES, Conflict, ProductView
 from skutag.vision.image import DECODE_BUDGET, ImageBusyError, ImageError, ImageLimits, ImageTooLargeError
+from skutag.vision.photo import Photo, PhotoNeeds
 
 log = logging.getLogger("skutag.service")
 
@@ -48,9 +49,10 @@ __all__ = ["InvalidInput", "TaggingService", "TagOutcome", "Upload", "normalise_
 
 @dataclass(frozen=True)
 class Upload:
-    """One product as it arrives: photo bytes (or none), title, price, optional id and brand."""
+    """One product as it arrives: photo bytes (or none), title, price, optional id and brand. Once its photo is
+    stored, the upload handed to a tagger that takes decoded photos carries the ``Photo`` instead of the bytes."""
 
-    image: bytes | None
+    image: bytes | Photo | None
     title: str | None = None
     price: Any = None  # a number or a shop's text ("¥12.90"); checked by validate()
     id: str | None = None
@@ -193,16 +195,21 @@ class TaggingService:
         version = tagger.model_version
         rules = self.rules()  # read once per batch, not once per product
         self._follow_lexicon(rules)
+        # the sizes the tagger reads photos at (None: it reads their bytes itself); asked only when photos came
+        needs = tagger.photo_needs if any(u.image is not None for u in uploads) else None
         for i, raw in enumerate(uploads):
             try:
                 upload = self.validate(raw)
-                image_id, phash, created = self._store_photo(upload.image)
+                photo = self._photo(upload.image, needs)
+                image_id, phash, created = self._store_photo(photo)
             except InvalidInput as error:
                 outcomes[i] = TagOutcome(None, error)
                 continue
             reused = self._from_cache(upload, image_id, phash, created, version, rules)
             if reused is not None:
                 outcomes[i] = TagOutcome(reused)
+            elif photo is not None and needs is not None:  # the tagger reads the photo decoded for the fingerprint
+                pending.append((i, dataclasses.replace(upload, image=photo), image_id, phash, created))
             else:
                 pending.append((i, upload, image_id, phash, created))
         leaders, followers = self._split_duplicates(pending)
@@ -281,17 +288,24 @@ class TaggingService:
             if created and phash is not None:
                 self.index.add(image_id, phash)
 
-    def _store_photo(self, data: bytes | None) -> tuple[int | None, int | None, bool]:
+    def _photo(self, data: bytes | None, needs: PhotoNeeds | None) -> Photo | None:
+        """The upload's photo, to be hashed and decoded once: for the duplicate check's fingerprint and, with the
+        tagger's ``needs`` (``Tagger.photo_needs``), for its stages too."""
         if data is None:
+            return None
+        return Photo(data, FINGERPRINT_NEEDS | needs if needs is not None else FINGERPRINT_NEEDS, self.limits)
+
+    def _store_photo(self, photo: Photo | None) -> tuple[int | None, int | None, bool]:
+        if photo is None:
             return None, None, False
         try:
-            fp = fingerprint(data, self.limits)
+            fp = fingerprint(photo)
         except ImageBusyError as exc:  # the process is decoding all it may: the client tries again shortly
-            raise InvalidInput("image", str(exc).replace(f"<{len(data)} bytes>: ", ""), status=503) from None
+            raise InvalidInput("image", str(exc).replace(f"{photo.name}: ", ""), status=503) from None
         except ImageError as exc:
             status = 413 if isinstance(exc, ImageTooLargeError) or "limit" in str(exc) else 415
-            raise InvalidInput("image", str(exc).replace(f"<{len(data)} bytes>: ", ""), status=status) from None
-        image_id, created = self.store.add_image(fp, data)
+            raise InvalidInput("image", str(exc).replace(f"{photo.name}: ", ""), status=status) from None
+        image_id, created = self.store.add_image(fp, photo.data)
         return image_id, fp.phash, created
 
     def _from_cache(self, upload: Upload, image_id: int | None, phash: int | None, created: bool,

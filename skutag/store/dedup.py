@@ -12,14 +12,14 @@ two hashes that differ in at most ``max_distance`` bits agree exactly on at leas
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from dataclasses import dataclass
 
 import imagehash
 from PIL import Image
 
-from skutag.vision.image import ImageLimits, load_image
+from skutag.vision.image import ImageLimits
+from skutag.vision.photo import Photo, PhotoNeeds
 
 _MASK64 = (1 << 64) - 1
 
@@ -35,32 +35,30 @@ class ImageFingerprint:
     content_type: str
 
 
-def fingerprint(data: bytes, limits: ImageLimits = ImageLimits()) -> ImageFingerprint:
-    """Hash a photo's bytes; raises ``vision.image.ImageError`` for anything that is not a usable photo. The
-    perceptual hash is taken from the photo shrunk to ``PHASH_SIDE`` (it reads 32 x 32 pixels), so memory
-    follows that size, not the file's."""
-    image = load_image(data, limits, max_side=PHASH_SIDE)  # refuses what is not a usable photo
-    width, height = photo_size(data)
+PHASH_SIDE = 512
+FINGERPRINT_NEEDS = PhotoNeeds.of(PHASH_SIDE)
+"""What a fingerprint reads of a photo: a thumbnail (the perceptual hash reads 32 x 32 pixels of it)."""
+
+
+def fingerprint(photo: Photo | bytes, limits: ImageLimits = ImageLimits()) -> ImageFingerprint:
+    """Hash a photo; raises ``vision.image.ImageError`` for anything that is not a usable photo. ``photo``: a
+    ``Photo`` whose needs include ``FINGERPRINT_NEEDS`` (its SHA-256 and its one decode, shared with the stages
+    that read it after), or bytes (decoded here, to the thumbnail only: memory follows that size, not the
+    file's)."""
+    if not isinstance(photo, Photo):
+        photo = Photo.of_bytes(photo, FINGERPRINT_NEEDS, limits)
+    decoded = photo.decoded()  # refuses what is not a usable photo
+    width, height = decoded.size
     return ImageFingerprint(
-        sha256=hashlib.sha256(data).hexdigest(),
-        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        phash=perceptual_hash(image),
+        sha256=photo.sha256,
+        md5=hashlib.md5(photo.data, usedforsecurity=False).hexdigest(),
+        phash=perceptual_hash(decoded.view(PHASH_SIDE)),
         width=width,
         height=height,
-        size_bytes=len(data),
-        content_type=_content_type(data),
+        size_bytes=len(photo.data),
+        content_type=Image.MIME.get(decoded.format.upper(), f"image/{decoded.format.lower()}" if decoded.format
+                                    else "application/octet-stream"),
     )
-
-
-PHASH_SIDE = 512
-
-
-def photo_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as the photo is shown (EXIF orientation applied), read from its header."""
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def perceptual_hash(image: Image.Image) -> int:
@@ -79,15 +77,6 @@ def to_signed(value: int) -> int:
 
 def hamming(a: int, b: int) -> int:
     return ((a & _MASK64) ^ (b & _MASK64)).bit_count()
-
-
-def _content_type(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = (image.format or "").lower()
-    except Exception:
-        return "application/octet-stream"
-    return Image.MIME.get(fmt.upper(), f"image/{fmt}" if fmt else "application/octet-stream")
 
 
 class PerceptualIndex:

@@ -16,7 +16,8 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..image import ImageLimits, ImageSource, decode_side, load_image
+from ..image import ImageLimits, ImageSource, decode_side
+from ..photo import Photo, PhotoNeeds, photo_view
 from ..preprocess import PreprocessSpec, normalize_batch
 from .graphs import GRAPH_INPUTS
 from .views import VIEWS, l2_normalize, view_crop
@@ -81,15 +82,19 @@ class VisionTail:
         return hashlib.sha256(f"{self.trained_digest}|{','.join(self.views)}".encode()).hexdigest()
 
     # ------------------------------------------------------------------ the tuned embedding
-    def embed(self, sources: Sequence[ImageSource], batch_size: int = 32) -> list[np.ndarray | None]:
+    @property
+    def photo_needs(self) -> PhotoNeeds:
+        """The size it reads a photo at: the backbone's (``VisionModel.photo_needs``)."""
+        return PhotoNeeds.of(decode_side(self.preprocess.resize_shorter), self.preprocess.resize_shorter)
+
+    def embed(self, sources: Sequence[ImageSource | Photo], batch_size: int = 32) -> list[np.ndarray | None]:
         """One fine-tuned embedding per photo; None for a photo that cannot be decoded. No labels asked: the
         graph runs the views through the frozen part and the tail only."""
         out: list[np.ndarray | None] = [None] * len(sources)
         readable, images = [], []
         for i, source in enumerate(sources):
             try:
-                images.append(load_image(source, self.LIMITS, min_side=self.preprocess.resize_shorter,
-                                         max_side=decode_side(self.preprocess.resize_shorter)))
+                images.append(photo_view(source, self.photo_needs, self.LIMITS))
                 readable.append(i)
             except Exception:  # noqa: BLE001 - the vision stage reports the photo's error
                 continue
@@ -128,7 +133,7 @@ class VisionTail:
         model_id, version = self.source_id
         return model_id, version + ("+int8" if self.int8 else "")  # how VisionModel names its INT8 export
 
-    def label_and_embed(self, model, sources: Sequence[ImageSource], top_k: int = 5, batch_size: int = 16,
+    def label_and_embed(self, model, sources: Sequence[ImageSource | Photo], top_k: int = 5, batch_size: int = 16,
                         progress: Callable[[int], None] | None = None) -> tuple[list, list[np.ndarray | None]]:
         """``model.predict(sources)`` and ``embed(sources)`` from one run of the tail's graph per batch: the
         plain network's labels and embedding come from the centre crop's pass, the tuned embedding from the
