@@ -114,6 +114,9 @@ def make_folds(y_enc: np.ndarray, n_splits: int, shuffle: bool = True, seed: int
     n_splits = min(int(n_splits), len(y_enc))
     if groups is not None:
         groups = np.asarray(groups)
+        if len(np.unique(groups)) == len(groups):  # every row its own group (e.g. no photos): plain folds
+            groups = None
+    if groups is not None:
         n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2:
         return []
