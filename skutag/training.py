@@ -403,6 +403,10 @@ def _incremental(parent, old: TrainingSet, fresh: TrainingSet, merged: TrainingS
 
     if full_refit:
         return None, "asked for (--full)"
+    try:
+        bundles.check_compatible(parent.manifest(), parent.path)
+    except bundles.BundleError:
+        return None, "the model was saved with other library versions: it cannot be loaded, only fitted again"
     model, manifest, _ = bundles.load(parent.path)
     plan = updating.plan_update(model, manifest, list(fresh.paths), len(merged), config.fusion.full_refit_share,
                                 renamed)
