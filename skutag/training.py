@@ -29,6 +29,7 @@ from skutag.catalog_io import Catalog, CatalogError, read_catalog
 from skutag.config import SkutagConfig
 from skutag.evidence import EvidenceCollector
 from skutag.pipeline import Pipeline
+from skutag.updating import update_bundle
 
 Progress = Callable[[int], None]
 RETRAINING_POLICY = {"fusion.full_refit_share"}  # settings a retraining takes from the current config, not the parent
@@ -380,7 +381,7 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
                         "unreadable_inputs": len(problems)},
         **({"renamed": dict(renamed)} if renamed else {}),
     }
-    update, why = _incremental(parent, old, fresh, merged, out, config, collector, source, renamed, full_refit)
+    update, why = update_bundle(parent, old, fresh, merged, out, config, collector, source, renamed, full_refit)
     if update is not None:
         version, summary = update
     else:
@@ -392,33 +393,6 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
     summary["unreadable_inputs"] = problems
     summary["new_categories"] = sorted(set(fresh.paths) - set(old.paths))
     return version, summary, corrections
-
-
-def _incremental(parent, old: TrainingSet, fresh: TrainingSet, merged: TrainingSet, out, config: SkutagConfig,
-                 collector: EvidenceCollector, source: dict[str, Any], renamed: dict[str, str] | None,
-                 full_refit: bool) -> tuple[tuple[bundles.BundleVersion, dict[str, Any]] | None, str]:
-    """(the parent updated with the corrections (``skutag.updating``) and saved, or None when a full refit is due;
-    why). ``full_refit``: one is asked for."""
-    from skutag import updating
-
-    if full_refit:
-        return None, "asked for (--full)"
-    try:
-        bundles.check_compatible(parent.manifest(), parent.path)
-    except bundles.BundleError:
-        return None, "the model was saved with other library versions: it cannot be loaded, only fitted again"
-    model, manifest, _ = bundles.load(parent.path)
-    plan = updating.plan_update(model, manifest, list(fresh.paths), len(merged), config.fusion.full_refit_share,
-                                renamed)
-    if not plan.incremental:
-        return None, plan.reason
-    labels = updating.corrected_labels(dict(zip(old.ids, old.paths)), list(fresh.ids), list(fresh.paths))
-    done = updating.update_model(model, merged.evidence, merged.paths, labels)
-    compact = replace(merged, evidence=[_compact(ev) for ev in merged.evidence])
-    tail = collector.tail if "vision" in model.modalities_ else None
-    training_data = {"sha256": merged.data_hash, "rows": len(merged), **source}
-    return updating.save_update(parent, model, manifest, plan, done, compact, training_data, out,
-                                bundles.load_calibration(parent), tail), plan.reason
 
 
 def _carried_calibration(parent: bundles.BundleVersion, manifest: dict[str, Any], corrected_ids: set[str],

@@ -112,3 +112,32 @@ def save_update(parent: Any, model: Any, manifest: dict[str, Any], plan: UpdateP
     summary = {"bundle": str(version.path), "version": version.name, **new_manifest["training_data"],
                "metrics": new_manifest["metrics"], "retraining": {"kind": "incremental", "why": plan.reason, **done}}
     return version, summary
+
+
+def update_bundle(parent: Any, old: Any, fresh: Any, merged: Any, out: Any, config: Any, collector: Any,
+                  source: dict[str, Any], renamed: dict[str, str] | None,
+                  full_refit: bool) -> tuple[tuple[Any, dict[str, Any]] | None, str]:
+    """(the parent version updated with the corrections and saved in ``out``, or None when a full refit is due;
+    why). ``old``, ``fresh``, ``merged``: the parent's training rows, the corrections' and both
+    (``skutag.training.TrainingSet``); ``full_refit``: one is asked for."""
+    from dataclasses import replace
+
+    from skutag.fusion import bundle as bundles
+
+    if full_refit:
+        return None, "asked for (--full)"
+    try:
+        bundles.check_compatible(parent.manifest(), parent.path)
+    except bundles.BundleError:
+        return None, "the model was saved with other library versions: it cannot be loaded, only fitted again"
+    model, manifest, _ = bundles.load(parent.path)
+    plan = plan_update(model, manifest, list(fresh.paths), len(merged), config.fusion.full_refit_share, renamed)
+    if not plan.incremental:
+        return None, plan.reason
+    labels = corrected_labels(dict(zip(old.ids, old.paths)), list(fresh.ids), list(fresh.paths))
+    done = update_model(model, merged.evidence, merged.paths, labels)
+    compact = replace(merged, evidence=[replace(ev, errors=()) for ev in merged.evidence])
+    tail = collector.tail if "vision" in model.modalities_ else None
+    training_data = {"sha256": merged.data_hash, "rows": len(merged), **source}
+    return save_update(parent, model, manifest, plan, done, compact, training_data, out,
+                       bundles.load_calibration(parent), tail), plan.reason
