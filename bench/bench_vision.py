@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.article_way import article_rate
+
 ROOT = Path(__file__).resolve().parent.parent
 RETAIL = Path(os.environ.get("SKUTAG_SHARED_DATA", ROOT.parent / "shared" / "data")) / "imagenet_retail"
 MODES = {
@@ -62,33 +64,6 @@ def peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- one mode, in a child process
 
 
-def _article_rate(backbone: str, paths: list[str], threads: int) -> dict:
-    """Per image: build the network, load the weights, preprocess with torchvision, forward, softmax top-5."""
-    import torch
-    from torchvision import transforms
-
-    from skutag import vision
-    from skutag.vision.image import load_image
-
-    torch.set_num_threads(threads)
-    entry = vision.get_backbone(backbone)
-    spec = entry.resolve().preprocess
-    transform = transforms.Compose([
-        transforms.Resize(spec.resize_shorter, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(spec.size),
-        transforms.ToTensor(),
-        transforms.Normalize([m / 255 for m in spec.mean], [s / 255 for s in spec.std]),
-    ])
-    start = time.perf_counter()
-    for path in paths:
-        network = entry.resolve().build_network()  # what the article does on every call
-        with torch.inference_mode():
-            logits, _ = network(transform(load_image(path)).unsqueeze(0))
-        torch.softmax(logits, dim=1).topk(5)
-    seconds = time.perf_counter() - start
-    return {"batch1": len(paths) / seconds, "model_mb": entry.resolve().weights_path.stat().st_size / 2**20}
-
-
 def _model_rates(mode: str, backbone: str, paths: list[str], threads: int, repeats: int) -> dict:
     from skutag import vision
     started = time.perf_counter()
@@ -109,7 +84,7 @@ def _model_rates(mode: str, backbone: str, paths: list[str], threads: int, repea
 def run_mode(mode: str, backbone: str, threads: int, images: int, repeats: int) -> dict:
     paths = [path for path, _ in retail_photos()][:images]
     if mode == "article":
-        result = _article_rate(backbone, paths[:ARTICLE_IMAGES], threads)
+        result = article_rate(backbone, paths[:ARTICLE_IMAGES], threads)
     else:
         result = _model_rates(mode, backbone, paths, threads, 1 if mode == "torch" else repeats)
     result["peak_rss_mb"] = peak_rss_mb()
