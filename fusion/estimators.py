@@ -16,7 +16,7 @@ from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 
 LOG_FLOOR = np.log(1e-6)  # the log-score of a class a probabilistic estimator gives no chance
-SCORE_CHUNK = 20000  # rows scored at a time (the float64 decision scores of a chunk only)
+SCORE_CHUNK = 20000  # rows scored at a time: a chunk's rows x classes scores in memory, not the catalogue's
 
 
 def _logreg() -> BaseEstimator:
@@ -136,7 +136,7 @@ def fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.
                   out: np.ndarray | None = None) -> Any:
     """Fit a clone on ``train``; write its scores on ``test`` into ``out`` (a chunk of rows at a time), or
     return the fitted model when ``test`` is None."""
-    model = clone(prototype).fit(Xb[train], y_enc[train])
+    model = clone(prototype).fit(_rows(Xb, train), y_enc[train])
     if test is None:
         return model
     for start in range(0, len(test), SCORE_CHUNK):
@@ -145,23 +145,30 @@ def fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.
     return None
 
 
+def _rows(X, rows: np.ndarray):
+    """``X[rows]``, without copying the matrix when ``rows`` is every row in order (the final fit)."""
+    if len(rows) == X.shape[0] and np.array_equal(rows, np.arange(X.shape[0])):
+        return X
+    return X[rows]
+
+
 def block_scores(estimator, Xb, n_classes: int) -> np.ndarray:
-    """Centred per-class log-scores of a fitted base estimator over all ``n_classes``."""
+    """Centred per-class log-scores (float32) of a fitted base estimator over all ``n_classes``."""
     if hasattr(estimator, "predict_proba"):
-        raw = np.log(np.clip(estimator.predict_proba(Xb), 1e-6, 1.0))
+        raw = np.log(np.clip(estimator.predict_proba(Xb), 1e-6, 1.0)).astype(np.float32)
         floor = LOG_FLOOR
     else:
-        raw = np.asarray(estimator.decision_function(Xb), dtype=np.float64)
+        raw = np.asarray(estimator.decision_function(Xb), dtype=np.float32)
         if raw.ndim == 1:
             raw = np.column_stack([-raw / 2, raw / 2])
         floor = None
     known = np.asarray(estimator.classes_, dtype=int)
     if len(known) == n_classes:
-        out = raw
+        out = raw if raw.flags.writeable and raw.flags.c_contiguous else raw.copy()
     else:
         fill = floor if floor is not None else raw.min(axis=1, keepdims=True) - 1.0
-        out = np.empty((raw.shape[0], n_classes))
+        out = np.empty((raw.shape[0], n_classes), dtype=np.float32)
         out[:] = fill
         out[:, known] = raw
-    out = out - out.mean(axis=1, keepdims=True)
-    return out.astype(np.float32)
+    out -= out.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    return out

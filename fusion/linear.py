@@ -207,7 +207,7 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
     def _fit_node(self, X, rows: np.ndarray, labels: np.ndarray, width: int):
         from sklearn.svm import LinearSVC
 
-        sub = X[rows]
+        sub = X if len(rows) == X.shape[0] else X[rows]  # the root node has every row: no copy
         columns = np.flatnonzero(np.bincount(sub.indices, minlength=X.shape[1]))
         sub = sub[:, columns]
         svc = LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, max_iter=self.max_iter,
@@ -257,6 +257,7 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "nodes_")
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
         maps = self._leaf_maps()
+        X = X.tocsc()  # each node takes its columns: a slice per column in CSC, a pass over every row in CSR
         scores = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float32)
         for node, (columns, coef, intercept) in self.nodes_.items():
             width = coef.shape[0]

@@ -203,7 +203,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         held_out = np.flatnonzero(owner < len(stackers) - 1) if len(stackers) > 1 else np.arange(n_rows)
         return owner, stackers, held_out
 
-    def _oof_answers(self, Z, y_enc, present, owner, stackers, chunk: int = 20000) -> None:
+    def _oof_answers(self, Z, y_enc, present, owner, stackers, chunk: int = 4096) -> None:
         """``oof_predictions_``, ``oof_confidences_`` and ``oof_log_loss_``, a chunk of rows at a time (never
         an n x classes matrix of the whole catalog)."""
         n_rows = Z.shape[1]
@@ -433,7 +433,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
 def _block_matrix(X, columns: np.ndarray):
     """The block's columns with NaN filled by 0, and which rows have the block at all."""
     if sp.issparse(X):
-        Xb = X[:, columns].tocsr()
+        # every column (a one-block model): the rows as they are, not a copy of the whole matrix
+        whole = len(columns) == X.shape[1] and np.array_equal(columns, np.arange(X.shape[1])) and X.format == "csr"
+        Xb = X if whole else X[:, columns].tocsr()
         if Xb.nnz and np.isnan(Xb.data).any():
             Xb.data = np.nan_to_num(Xb.data, nan=0.0)
         Xb.eliminate_zeros()

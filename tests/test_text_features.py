@@ -134,3 +134,18 @@ def test_char_blocks_setting_is_read_and_bad_entries_are_named():
     assert one_range.char_blocks is None and one_range.char_ngram_range == (1, 4)
     words_only = TitleFeaturizer.from_config(TextConfig(char_ngram_max=0, min_df=1)).fit(TITLES)
     assert all(name.startswith("w:") for name in words_only.get_feature_names_out())
+
+
+def test_transform_after_fit_gives_the_fitted_matrix_on_real_titles():
+    """The vocabularies are compacted after fitting: transforming the training titles again must give the very
+    matrix the fit returned (same columns, same values)."""
+    from skutag.text import TextConfig
+
+    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
+        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        titles = [row["title"] for _, row in zip(range(3000), rows)]
+    featurizer = TitleFeaturizer.from_config(TextConfig())
+    fitted = featurizer.fit_transform(titles)
+    again = featurizer.transform(titles)
+    assert fitted.shape == again.shape and fitted.nnz > 20 * len(titles)
+    assert (fitted != again).nnz == 0

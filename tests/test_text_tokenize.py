@@ -85,3 +85,45 @@ def test_default_words_come_from_tree_label_map_and_lexicon():
     assert "啤酒瓶" in words or "水瓶" in words  # label map
     assert "农夫山泉" in words  # brand lexicon
     assert all(len(w) >= 2 and w == w.lower() for w in words)
+
+
+def _real_titles(limit: int) -> list[str]:
+    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
+        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [row["title"] for _, row in zip(range(limit), rows)]
+
+
+def test_chunk_cache_segments_exactly_as_jieba_on_the_whole_title():
+    """Titles are segmented one space-free chunk at a time, recurring chunks looked up: the words must be
+    jieba's own on the whole text between the pre-pass matches, cold cache and warm."""
+    from skutag.text.normalize import normalize_title
+    from skutag.text.tokenize import _PUNCT_RE
+
+    tokenizer = TitleTokenizer(use_default_words=True)
+    titles = [normalize_title(t) for t in _real_titles(3000)]
+    tokenizer.segment("")
+    jieba, prepass = tokenizer._jieba, tokenizer._prepass_re
+
+    def whole(text: str) -> list[str]:
+        pieces, position = [], 0
+        for match in prepass.finditer(text):
+            pieces.extend(jieba.cut(text[position:match.start()], HMM=tokenizer.hmm))
+            pieces.append(match.group(0))
+            position = match.end()
+        pieces.extend(jieba.cut(text[position:], HMM=tokenizer.hmm))
+        return [p.strip() for p in pieces if p.strip() and not _PUNCT_RE.match(p.strip())]
+
+    expected = [whole(t) for t in titles]
+    assert [tokenizer.segment(t) for t in titles] == expected  # cold: every chunk cut once
+    assert len(tokenizer._chunks) > 0
+    assert [tokenizer.segment(t) for t in titles] == expected  # warm: chunks looked up
+
+
+def test_chunk_cache_is_bounded(monkeypatch):
+    import skutag.text.tokenize as tokenize
+
+    monkeypatch.setattr(tokenize, "_CHUNK_CACHE_SIZE", 50)
+    tokenizer = TitleTokenizer()
+    for title in _real_titles(500):
+        tokenizer.tokenize(title)
+        assert len(tokenizer._chunks) <= 50

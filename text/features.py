@@ -22,6 +22,13 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _compacted(vocabulary: dict[str, int]) -> dict[str, int]:
+    """``vocabulary`` with new copies of its keys. Fitting made every n-gram of every title (millions of small
+    strings) and kept a few hundred thousand; those lie scattered over the memory the rest freed and keep
+    all of it from going back to the system. Copied, they sit together and the old memory is released."""
+    return {key.encode("utf-8").decode("utf-8"): index for key, index in vocabulary.items()}
+
+
 def _as_title_list(X: Any) -> list[Any]:
     if isinstance(X, str):
         raise ValueError("TitleFeaturizer expects a sequence of titles, got one string; wrap it in a list")
@@ -187,4 +194,7 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         out = sp.hstack(blocks, format="csr", dtype=self.dtype) if len(blocks) > 1 else blocks[0].tocsr()
         if fit:
             self.n_features_out_ = out.shape[1]
+            for vectorizer in [self.word_vectorizer_, *self.char_vectorizers_]:
+                if vectorizer is not None:
+                    vectorizer.vocabulary_ = _compacted(vectorizer.vocabulary_)
         return out

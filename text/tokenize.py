@@ -34,6 +34,9 @@ _QUANTITY_PATTERN = (
     + ")"
 )
 _init_lock = threading.Lock()
+# jieba's segmentation of one space-free chunk of a title, kept per tokenizer: brand names, product words and
+# model numbers recur across a catalogue's titles. Bounded: the cache is emptied when it reaches this many chunks.
+_CHUNK_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class TitleTokenizer:
         self.drop_punctuation = drop_punctuation
         self.quantity_tokens = quantity_tokens
         self._jieba: Any = None
+        self._chunks: dict[str, list[str]] = {}
         self._prepass_re: re.Pattern[str] | None = None
         self._report: UserDictReport | None = None
 
@@ -208,24 +212,44 @@ class TitleTokenizer:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_jieba"] = None
-        state["_prepass_re"] = None
-        state["_report"] = None
+        for derived in ("_jieba", "_prepass_re", "_report", "_chunks"):
+            state.pop(derived, None)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """The jieba instance, the pre-pass pattern and the chunk cache are rebuilt after unpickling."""
+        self.__dict__.update(state)
+        self._jieba, self._prepass_re, self._report, self._chunks = None, None, None, {}
+
     # ------------------------------------------------------------------ tokenising
+    def _cut(self, text: str, into: list[str]) -> None:
+        """jieba's words of ``text``, chunk by chunk: jieba treats whitespace as a boundary it never cuts
+        across, so segmenting each space-free chunk alone gives the same words, and a chunk seen before
+        is looked up instead of segmented again."""
+        chunks = self._chunks
+        for chunk in text.split(" "):
+            if not chunk:
+                continue
+            words = chunks.get(chunk)
+            if words is None:
+                words = list(self._jieba.cut(chunk, HMM=self.hmm))
+                if len(chunks) >= _CHUNK_CACHE_SIZE:
+                    chunks.clear()
+                chunks[chunk] = words
+            into.extend(words)
+
     def segment(self, normalized: str) -> list[str]:
         """jieba words of an already normalised title (user words whole), spaces and punctuation dropped."""
-        tokenizer = self._ensure()
+        self._ensure()
         pieces: list[str] = []
         position = 0
         if self._prepass_re is not None:
             for match in self._prepass_re.finditer(normalized):
                 if match.start() > position:
-                    pieces.extend(tokenizer.cut(normalized[position : match.start()], HMM=self.hmm))
+                    self._cut(normalized[position : match.start()], pieces)
                 pieces.append(match.group(0))
                 position = match.end()
-        pieces.extend(tokenizer.cut(normalized[position:], HMM=self.hmm))
+        self._cut(normalized[position:], pieces)
         tokens = []
         for piece in pieces:
             piece = piece.strip()
