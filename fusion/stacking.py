@@ -436,9 +436,10 @@ def _block_matrix(X, columns: np.ndarray):
         # every column (a one-block model): the rows as they are, not a copy of the whole matrix
         whole = len(columns) == X.shape[1] and np.array_equal(columns, np.arange(X.shape[1])) and X.format == "csr"
         Xb = X if whole else X[:, columns].tocsr()
-        if Xb.nnz and np.isnan(Xb.data).any():
+        if Xb.nnz and (np.isnan(Xb.data).any() or not Xb.data.all()):
+            Xb = X.copy() if Xb is X else Xb  # the caller's matrix is never changed
             Xb.data = np.nan_to_num(Xb.data, nan=0.0)
-        Xb.eliminate_zeros()
+            Xb.eliminate_zeros()
         present = np.diff(Xb.indptr) > 0
         return Xb, present
     Xb = X[:, columns]

@@ -210,3 +210,22 @@ def test_many_modalities_get_temperatures_for_the_sets_seen_and_those_one_modali
     assert all(tuple(b for b in full if b != drop) in sets for drop in range(7))
     assert all(tuple(b for b in short if b != drop) in sets for drop in range(6))
     assert len(sets) == 7 + 2 + 7 + 5  # singles, the two seen, full minus one (one is `short`), short minus one
+
+
+def test_a_one_block_model_neither_copies_nor_changes_the_callers_matrix(titles):
+    """One block over every column: the block is the caller's rows as they are (no copy of the catalogue);
+    NaN and explicit zeros are cleaned on a copy, never in the caller's matrix."""
+    from skutag.fusion.stacking import _block_matrix
+
+    train, y_train, _, _ = titles
+    X, _ = _char_tfidf(train, train[:5])
+    X = X.tocsr()
+    Xb, present = _block_matrix(X, np.arange(X.shape[1]))
+    assert Xb is X and present.all()
+    dirty = X.copy()
+    dirty.data[:3] = [np.nan, 0.0, np.nan]
+    before = dirty.data.copy()
+    FusionTagger(cv=2, random_state=0).fit(dirty, y_train)
+    np.testing.assert_array_equal(dirty.data, before)  # NaN and the zero still there
+    Xb, _ = _block_matrix(dirty, np.arange(X.shape[1]))
+    assert Xb is not dirty and not np.isnan(Xb.data).any() and Xb.data.all()
