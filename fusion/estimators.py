@@ -136,7 +136,7 @@ def fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.
                   out: np.ndarray | None = None) -> Any:
     """Fit a clone on ``train``; write its scores on ``test`` into ``out`` (a chunk of rows at a time), or
     return the fitted model when ``test`` is None."""
-    model = clone(prototype).fit(_rows(Xb, train), y_enc[train])
+    model = clone(prototype).fit(take_rows(Xb, train), y_enc[train])
     if test is None:
         return model
     for start in range(0, len(test), SCORE_CHUNK):
@@ -145,7 +145,7 @@ def fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.
     return None
 
 
-def _rows(X, rows: np.ndarray):
+def take_rows(X, rows: np.ndarray):
     """``X[rows]``, without copying the matrix when ``rows`` is every row in order (the final fit)."""
     if len(rows) == X.shape[0] and np.array_equal(rows, np.arange(X.shape[0])):
         return X

@@ -41,6 +41,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimators import bind_classes, block_scores, fit_and_score, make_folds
+from .single_block import fit_single_block, fits_one_at_a_time, fold_jobs
 from .temperature import (
     TEMPERATURE_ROWS,
     fit_pattern_temperatures,
@@ -147,6 +148,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         blocks = self._resolve_blocks(X.shape[1], self.classes_)
         folds = self._folds(y_enc, rng, None if groups is None else np.asarray(groups))
+        if len(blocks) == 1 and folds and fits_one_at_a_time(blocks[0].estimator) and self._fit_streamed(
+                blocks[0], X, y_enc, folds, rng):
+            return self
 
         Z = np.zeros((len(blocks), X.shape[0], n_classes), dtype=np.float32)
         present = np.zeros((X.shape[0], len(blocks)), dtype=bool)
@@ -174,6 +178,25 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             self.pattern_temperatures_ = fit_pattern_temperatures(Z, y_enc, only_held_out, owner, stackers, rng)
         self._oof_answers(Z, y_enc, present, owner, stackers)
         return self
+
+    def _fit_streamed(self, block: _Block, X, y_enc, folds, rng) -> bool:
+        """One modality, fold models fitted one at a time: answers without the rows x classes matrix
+        (``fusion.single_block``). False when the block cannot be fitted (the matrix path says how)."""
+        Xb, present = _block_matrix(X, block.columns)
+        if not present.any() or len(np.unique(y_enc[present])) < 2:
+            return False
+        n_classes = len(self.classes_)
+        done = fit_single_block(block.estimator, Xb, y_enc, present, folds, n_classes,
+                                self.calibration == "temperature", rng)
+        self.base_estimators_ = [done.estimator]
+        self.block_names_, self.block_columns_ = [block.name], [block.columns]
+        self.block_coverage_ = np.array([present.mean()])
+        self.bias_, self.block_weight_, self.class_weight_ = np.zeros(n_classes), np.ones(1), np.zeros((1, n_classes))
+        self.n_iter_ = 1  # nothing to iterate: no stacker
+        self.temperature_, self.pattern_temperatures_ = done.temperature, {}
+        self.oof_predictions_, self.oof_confidences_ = self.classes_[done.predictions], done.confidences
+        self.oof_log_loss_ = done.log_loss
+        return True
 
     def _fit_stacker(self, Z, y_enc, present, folds, rng) -> tuple[np.ndarray, list[tuple], np.ndarray]:
         """The stacker, and what its calibration is fitted on: ``(owner, stackers, held_out)``, where
@@ -283,17 +306,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             fitted = clone(block.estimator).fit(Xb[rows], y_enc[rows])
             Z_out[rows] = block_scores(fitted, Xb[rows], n_classes)
             return fitted
-        jobs = []
-        for train, test in folds:
-            train, test = train[present[train]], test[present[test]]
-            if len(test) == 0 or len(np.unique(y_enc[train])) < 2:
-                continue  # no model for this fold: those rows keep z = 0 (no evidence)
-            jobs.append((train, test))
+        jobs = fold_jobs(folds, present, y_enc)  # a fold without a model: its rows keep z = 0 (no evidence)
         # Fold models write their scores into Z_out and are dropped inside their job: only scores stay in memory.
-        # An estimator that spreads its own work over the cores (``n_jobs``) gets the fits one at a time: fits
-        # side by side would hold several copies of the rows for no gain in speed.
-        own_threads = block.estimator.get_params().get("n_jobs") not in (None, 1)
-        outputs = Parallel(n_jobs=1 if own_threads else self.n_jobs, prefer="threads")(
+        outputs = Parallel(n_jobs=1 if fits_one_at_a_time(block.estimator) else self.n_jobs, prefer="threads")(
             delayed(fit_and_score)(block.estimator, Xb, y_enc, train, test, n_classes, Z_out)
             for train, test in [*jobs, (rows, None)]
         )

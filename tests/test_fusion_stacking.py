@@ -229,3 +229,37 @@ def test_a_one_block_model_neither_copies_nor_changes_the_callers_matrix(titles)
     np.testing.assert_array_equal(dirty.data, before)  # NaN and the zero still there
     Xb, _ = _block_matrix(dirty, np.arange(X.shape[1]))
     assert Xb is not dirty and not np.isnan(Xb.data).any() and Xb.data.all()
+
+
+def test_one_modality_answers_are_streamed_and_equal_the_score_matrix_path(titles, monkeypatch):
+    """A one-block model whose fold fits run one at a time turns each fold's scores into answers as they come
+    (``fusion.single_block``, no rows x classes matrix). Same models, so the same out-of-fold answers as the
+    matrix path; with temperature calibration the temperature comes from the first fold's rows only."""
+    import skutag.fusion.stacking as stacking
+
+    train, y_train, test, y_test = titles
+    X, Xt = _char_tfidf(train, test)
+    streamed_fits = []
+    real = stacking.fit_single_block
+    monkeypatch.setattr(stacking, "fit_single_block", lambda *a, **k: streamed_fits.append(1) or real(*a, **k))
+
+    def tagger(n_jobs: int, calibration: str) -> FusionTagger:
+        blocks = [("title", slice(None), ClassParallelLinearSVC(n_jobs=n_jobs))]
+        return FusionTagger(blocks=blocks, cv=3, n_jobs=1, random_state=0, calibration=calibration).fit(X, y_train)
+
+    for calibration in ("none", "temperature"):
+        streamed_fits.clear()
+        streamed = tagger(2, calibration)
+        assert streamed_fits == [1]
+        matrix = tagger(1, calibration)
+        assert streamed_fits == [1]  # an estimator on one thread: folds side by side, the matrix path
+        np.testing.assert_array_equal(streamed.oof_predictions_, matrix.oof_predictions_)
+        np.testing.assert_array_equal(streamed.predict(Xt), matrix.predict(Xt))
+        assert streamed.block_names_ == ["title"] and streamed.n_iter_ == 1
+        if calibration == "none":
+            np.testing.assert_allclose(streamed.oof_confidences_, matrix.oof_confidences_, rtol=1e-4)  # solver tolerance
+            assert streamed.oof_log_loss_ == pytest.approx(matrix.oof_log_loss_, rel=1e-4)
+        else:
+            assert streamed.temperature_ == pytest.approx(matrix.temperature_, rel=0.25)
+            assert streamed.temperature_ != 1.0
+            np.testing.assert_allclose(streamed.predict_proba(Xt).sum(axis=1), 1.0, rtol=1e-5)
