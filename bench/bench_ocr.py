@@ -73,6 +73,8 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
     "rapidocr-2threads": ("rapidocr", {**CHOSEN, "threads": 2}, False),
     "rapidocr-no-rotate": ("rapidocr", {**CHOSEN, "rotate": "off"}, False),
     "rapidocr-no-enlarge": ("rapidocr", {**CHOSEN, "min_long_side": 0}, False),
+    "rapidocr-pipeline": ("rapidocr", CHOSEN, False),
+    "rapidocr-pipeline-tall": ("rapidocr", {**CHOSEN, "auto_min_chars": 0}, False),
     "rapidocr-736": ("rapidocr", {**CHOSEN, "det_limit_side_len": 736, "min_long_side": 736}, False),
     "rapidocr-640": ("rapidocr", {**CHOSEN, "det_limit_side_len": 640, "min_long_side": 640}, False),
     "rapidocr-defaults": ("rapidocr", {"rotate": "off", "min_long_side": 0}, True),
@@ -83,6 +85,9 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
 }
 
 DEFAULT_RUN = list(CONFIGS)
+# read as the tagging pipeline reads (skutag/evidence.py): rotate=auto decides on the first pass's text alone,
+# without the "a brand was found" test that `skutag ocr` adds
+PIPELINE_READS = {"rapidocr-pipeline", "rapidocr-pipeline-tall"}
 
 
 @dataclass
@@ -145,15 +150,15 @@ def run(names: list[str], items: list[Photo], lexicon: BrandLexicon) -> list[dic
     outcomes: dict[str, dict[str, Outcome]] = {name: {} for name in engines}
     for photo in items:
         for name, engine in engines.items():
-            measure(engine, photo, lexicon, outcomes[name].setdefault(photo.group, Outcome()))
+            measure(engine, photo, lexicon, outcomes[name].setdefault(photo.group, Outcome()), name not in PIPELINE_READS)
     return [
         {"config": name, "load_s": round(loads[name], 2), "groups": {g: summarize(o) for g, o in outcomes[name].items()}}
         for name in engines
     ]
 
 
-def measure(engine: OcrEngine, photo: Photo, lexicon: BrandLexicon, outcome: Outcome) -> None:
-    accept = brand_found(lexicon) if engine.config.rotate == "auto" else None
+def measure(engine: OcrEngine, photo: Photo, lexicon: BrandLexicon, outcome: Outcome, brand_test: bool = True) -> None:
+    accept = brand_found(lexicon) if engine.config.rotate == "auto" and brand_test else None
     started = time.perf_counter()
     result = engine.read([photo.path], accept=accept)[0]
     brands = extract_brands(result, lexicon)
