@@ -132,6 +132,22 @@ def make_folds(y_enc: np.ndarray, n_splits: int, shuffle: bool = True, seed: int
         return list(splitter.split(np.zeros(len(y_enc)), y_enc))
 
 
+def fits_one_at_a_time(estimator) -> bool:
+    """An estimator that spreads its own work over the cores (``n_jobs``) gets its fold fits one at a time: fits
+    side by side would hold several copies of the rows for no gain in speed."""
+    return estimator.get_params().get("n_jobs") not in (None, 1)
+
+
+def fold_jobs(folds: list, present: np.ndarray, y_enc: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds' (train, test) rows that have the block, for the folds whose training rows hold two classes."""
+    jobs = []
+    for train, test in folds:
+        train, test = train[present[train]], test[present[test]]
+        if len(test) and len(np.unique(y_enc[train])) >= 2:
+            jobs.append((train, test))
+    return jobs
+
+
 def fit_and_score(prototype, Xb, y_enc: np.ndarray, train: np.ndarray, test: np.ndarray | None, n_classes: int,
                   out: np.ndarray | None = None) -> Any:
     """Fit a clone on ``train``; write its scores on ``test`` into ``out`` (a chunk of rows at a time), or

@@ -15,6 +15,7 @@ A modality missing for a product leaves its block row empty, which ``FusionTagge
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 import numpy as np
@@ -99,16 +100,16 @@ class EvidenceFeaturizer(TransformerMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------- per-modality parts
-class _Part:
+class _Part(ABC):
     """One modality's columns: ``fit`` (False: no training row has it), ``transform``, and ``fit_transform``
     (the fitted part's matrix of the training rows, or None), which a part overrides where fitting already
     computes it (titles: tokenising twice is most of the featurizing time)."""
 
-    def fit(self, evidence: list[Evidence]) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, evidence: list[Evidence]) -> bool: ...
 
-    def transform(self, evidence: list[Evidence]) -> sp.csr_matrix:
-        raise NotImplementedError
+    @abstractmethod
+    def transform(self, evidence: list[Evidence]) -> sp.csr_matrix: ...
 
     def fit_transform(self, evidence: list[Evidence]) -> sp.csr_matrix | None:
         return self.transform(evidence) if self.fit(evidence) else None

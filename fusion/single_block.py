@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 
-from .estimators import SCORE_CHUNK, block_scores, take_rows
-from .temperature import TEMPERATURE_ROWS, fit_temperature
+from .estimators import SCORE_CHUNK, block_scores, fold_jobs, take_rows
+from .temperature import TEMPERATURE_ROWS, chunk_answers, fit_temperature, softmax
 
 
 @dataclass
@@ -27,22 +27,6 @@ class SingleBlockFit:
     predictions: np.ndarray  # class codes, one per training row
     confidences: np.ndarray  # float32
     log_loss: float  # mean over the training rows
-
-
-def fits_one_at_a_time(estimator) -> bool:
-    """An estimator that spreads its own work over the cores (``n_jobs``) gets its fold fits one at a time: fits
-    side by side would hold several copies of the rows for no gain in speed."""
-    return estimator.get_params().get("n_jobs") not in (None, 1)
-
-
-def fold_jobs(folds: list, present: np.ndarray, y_enc: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The folds' (train, test) rows that have the block, for the folds whose training rows hold two classes."""
-    jobs = []
-    for train, test in folds:
-        train, test = train[present[train]], test[present[test]]
-        if len(test) and len(np.unique(y_enc[train])) >= 2:
-            jobs.append((train, test))
-    return jobs
 
 
 def fit_single_block(estimator, Xb, y_enc: np.ndarray, present: np.ndarray, folds: list, n_classes: int,
@@ -61,14 +45,8 @@ def fit_single_block(estimator, Xb, y_enc: np.ndarray, present: np.ndarray, fold
             temperature = fit_temperature(block_scores(model, Xb[sample], n_classes).astype(np.float64), y_enc[sample])
         for start in range(0, len(test), SCORE_CHUNK):
             rows = test[start:start + SCORE_CHUNK]
-            logits = block_scores(model, Xb[rows], n_classes).astype(np.float64) / temperature
-            logits -= logits.max(axis=1, keepdims=True)
-            np.exp(logits, out=logits)
-            logits /= logits.sum(axis=1, keepdims=True)
-            top = logits.argmax(axis=1)
-            predictions[rows] = top
-            confidences[rows] = logits[np.arange(len(rows)), top]
-            log_likelihood[rows] = np.log(np.clip(logits[np.arange(len(rows)), y_enc[rows]], 1e-12, 1))
+            proba = softmax(block_scores(model, Xb[rows], n_classes).astype(np.float64) / temperature)
+            predictions[rows], confidences[rows], log_likelihood[rows] = chunk_answers(proba, y_enc[rows])
         del model
     every = np.flatnonzero(present)
     final = clone(estimator).fit(take_rows(Xb, every), y_enc[every])

@@ -40,14 +40,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .estimators import bind_classes, block_scores, fit_and_score, make_folds
-from .single_block import fit_single_block, fits_one_at_a_time, fold_jobs
+from .estimators import bind_classes, block_scores, fit_and_score, fits_one_at_a_time, fold_jobs, make_folds
+from .single_block import fit_single_block
 from .temperature import (
     TEMPERATURE_ROWS,
+    chunk_answers,
     fit_pattern_temperatures,
     fit_temperature,
     refit_pattern_temperatures,
     row_temperatures,
+    softmax,
     stacked_logits,
 )
 
@@ -236,10 +238,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(start + chunk, n_rows))
             logits = stacked_logits(Z, rows, present[rows], owner, stackers)
-            proba = _softmax(logits / self._row_temperatures(present[rows]))  # as serving will scale these rows
-            predictions[rows] = proba.argmax(axis=1)
-            self.oof_confidences_[rows] = proba[np.arange(len(rows)), predictions[rows]]
-            log_loss -= float(np.sum(np.log(np.clip(proba[np.arange(len(rows)), y_enc[rows]], 1e-12, 1))))
+            proba = softmax(logits / self._row_temperatures(present[rows]))  # as serving will scale these rows
+            predictions[rows], self.oof_confidences_[rows], log_likelihood = chunk_answers(proba, y_enc[rows])
+            log_loss -= float(np.sum(log_likelihood))
         self.oof_predictions_ = self.classes_[predictions]
         self.oof_log_loss_ = log_loss / max(n_rows, 1)
 
@@ -407,7 +408,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         Z, present = self._block_scores(X)
-        return _softmax(self._logits(Z, present) / self._row_temperatures(present))
+        return softmax(self._logits(Z, present) / self._row_temperatures(present))
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)
@@ -421,7 +422,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         """
         Z, present = self._block_scores(X)
         logits = self._logits(Z, present)
-        proba = _softmax(logits / self._row_temperatures(present))
+        proba = softmax(logits / self._row_temperatures(present))
         top = proba.argmax(axis=1)
         W = self.block_weight_[:, None] + self.class_weight_
         per_block = Z * present.T[:, :, None] * W[:, None, :]  # (B, n, K)
@@ -488,10 +489,3 @@ def _gather(Z: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if len(rows) == Z.shape[1] and np.array_equal(rows, np.arange(Z.shape[1])) and mask.all():
         return Z
     return Z[:, rows] * mask.T[:, :, None]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    np.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=1, keepdims=True)
-    return shifted

@@ -23,6 +23,22 @@ MAX_BLOCKS_FOR_ALL_SETS = 5
 TEMPERATURE_ROWS = 20000  # rows a temperature is fitted on at most (a sample of the held-out rows)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, computed in place of a shifted copy of ``logits``."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def chunk_answers(proba: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's answer from its calibrated probabilities: (top class, its probability, log-likelihood of
+    ``truth``), the out-of-fold answers thresholds and the precision expectation are fitted on."""
+    top = proba.argmax(axis=1)
+    picked = np.arange(len(proba))
+    return top, proba[picked, top], np.log(np.clip(proba[picked, truth], 1e-12, 1))
+
+
 def fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
     """The temperature minimising the negative log-likelihood of ``y_enc`` under ``softmax(logits / T)``, on
     at most ``TEMPERATURE_ROWS`` rows (one parameter: a sample is plenty), in float32 with each row's maximum

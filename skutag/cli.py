@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "skutag.commands.labelmap",
     "skutag.commands.models",
     "skutag.commands.tagging",
+    "skutag.commands.retraining",
     "skutag.commands.bundle",
     "skutag.commands.service",
     "skutag.commands.batch",
