@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 TABLE_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 DOCUMENT_SUFFIXES = (".json", ".yaml", ".yml")
@@ -43,3 +43,19 @@ def read_table_or_document(path: Path, error: type[Exception], what: str) -> Tab
         except yaml.YAMLError as exc:
             raise error(f"{path.name}: not valid YAML: {exc}") from None
     raise error(f"{path}: {what} files must be .tsv, .csv, .json, .yaml or .yml")
+
+
+def document_records(
+    items: Any, source: str, key: str, noun: str, fields: str, error: type[Exception]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """A document's list of records (``{"nodes": [...]}``'s list ...) as ``(where, record)`` pairs; anything
+    that is not a list of mappings is ``error`` naming the source and the record."""
+    if not isinstance(items, list):
+        raise error(f"{source}: {key!r} must be a list")
+    records = []
+    for number, item in enumerate(items, start=1):
+        where = f"{source} {noun} {number}"
+        if not isinstance(item, Mapping):
+            raise error(f"{where}: expected a mapping with {fields}, got {item!r}")
+        records.append((where, item))
+    return records

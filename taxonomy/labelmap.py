@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .files import Table, read_table_or_document
+from .files import Table, document_records, read_table_or_document
 from .tree import PATH_SEPARATOR, CategoryTree, TaxonomyError, join_path, split_path
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -191,14 +191,10 @@ class LabelMap:
                 raise LabelMapError(f"{source}: {exc}") from None
         else:
             raise LabelMapError(f"{source}: expected a mapping or a list, got {type(data).__name__}")
-        if not isinstance(items, list):
-            raise LabelMapError(f"{source}: 'entries' must be a list")
-        rows = []
-        for number, item in enumerate(items, start=1):
-            where = f"{source} entry {number}"
-            if not isinstance(item, Mapping):
-                raise LabelMapError(f"{where}: expected a mapping with label/path, got {item!r}")
-            rows.append((_make_entry(item.get("label"), item.get("path"), item.get("index"), item.get("note"), where), where))
+        rows = [
+            (_make_entry(item.get("label"), item.get("path"), item.get("index"), item.get("note"), where), where)
+            for where, item in document_records(items, source, "entries", "entry", "label/path", LabelMapError)
+        ]
         result = cls()
         result._build(rows)
         return result

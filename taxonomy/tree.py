@@ -20,92 +20,31 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .files import Table, read_table_or_document
+from .nodes import (
+    LIST_SEPARATOR,
+    PATH_SEPARATOR,
+    CategoryNode,
+    NodeRow,
+    TaxonomyError,
+    clean_id,
+    derived_id,
+    join_path,
+    split_list,
+    split_path,
+)
+from .tree_readers import node_from_mapping, rows_from_document, rows_from_path_list, rows_from_table
 
-PATH_SEPARATOR = " > "
-LIST_SEPARATOR = "|"
+__all__ = [
+    "LIST_SEPARATOR", "PATH_SEPARATOR", "CategoryNode", "CategoryTree", "TaxonomyError", "join_path", "split_path",
+]
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_TREE_FILE = DATA_DIR / "taxonomy_jd" / "category_paths.tsv"
 _FORMAT_TAG = "skutag-taxonomy"
-
-
-class TaxonomyError(ValueError):
-    """A category tree (file or edit) that breaks the rules; the message names the bad row or node."""
-
-
-@dataclass(frozen=True)
-class CategoryNode:
-    """One category. ``parent`` is the parent's id, None for a root."""
-
-    id: str
-    name: str
-    parent: str | None = None
-    keywords: tuple[str, ...] = ()
-    synonyms: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "parent": self.parent,
-            "keywords": list(self.keywords),
-            "synonyms": list(self.synonyms),
-        }
-
-
-@dataclass
-class _Row:
-    """A node as read from a source, with where it came from (for error messages)."""
-
-    node: CategoryNode
-    where: str
-
-
-def split_path(path: str | Sequence[str]) -> tuple[str, ...]:
-    """``"A > B > C"`` (or a sequence of names) -> ``("A", "B", "C")``; ``>`` without spaces also works."""
-    if isinstance(path, str):
-        parts = path.split(">")
-    else:
-        parts = list(path)
-    names = tuple(str(part).strip() for part in parts)
-    if not names or any(not name for name in names):
-        raise TaxonomyError(f"bad category path {path!r}: empty level")
-    return names
-
-
-def join_path(names: Iterable[str]) -> str:
-    return PATH_SEPARATOR.join(names)
-
-
-def _split_list(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        items = value.split(LIST_SEPARATOR)
-    else:
-        items = [str(item) for item in value]
-    seen: dict[str, None] = {}
-    for item in items:
-        item = item.strip()
-        if item:
-            seen.setdefault(item, None)
-    return tuple(seen)
-
-
-def _derived_id(names: Sequence[str]) -> str:
-    digest = hashlib.sha1(join_path(names).encode("utf-8")).hexdigest()[:10]
-    return f"p{digest}"
-
-
-def _clean_id(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 class CategoryTree:
@@ -118,10 +57,10 @@ class CategoryTree:
         self._by_path: dict[tuple[str, ...], str] = {}
         self._paths: dict[str, tuple[str, ...]] = {}
         self._version: str | None = None
-        self._build([_Row(node, f"node {node.id!r}") for node in nodes])
+        self._build([NodeRow(node, f"node {node.id!r}") for node in nodes])
 
     # ------------------------------------------------------------------ construction
-    def _build(self, rows: list[_Row]) -> None:
+    def _build(self, rows: list[NodeRow]) -> None:
         nodes: dict[str, CategoryNode] = {}
         where: dict[str, str] = {}
         for row in rows:
@@ -185,8 +124,8 @@ class CategoryTree:
         cls.__init__(tree)
         rows = []
         for number, item in enumerate(nodes, start=1):
-            node = item if isinstance(item, CategoryNode) else _node_from_mapping(item, f"node {number}")
-            rows.append(_Row(node, f"node {number} (id {node.id!r})"))
+            node = item if isinstance(item, CategoryNode) else node_from_mapping(item, f"node {number}")
+            rows.append(NodeRow(node, f"node {number} (id {node.id!r})"))
         tree._build(rows)
         return tree
 
@@ -204,10 +143,7 @@ class CategoryTree:
         """
         tree = cls.__new__(cls)
         cls.__init__(tree)
-        path_list = list(paths)
-        if ids is not None and len(ids) != len(path_list):
-            raise TaxonomyError(f"{len(ids)} ids for {len(path_list)} paths")
-        tree._build(_rows_from_paths(path_list, ids, source))
+        tree._build(rows_from_path_list(paths, ids, source))
         return tree
 
     @classmethod
@@ -247,64 +183,18 @@ class CategoryTree:
 
     @classmethod
     def loads_table(cls, text: str, delimiter: str = "\t", source: str = "table") -> "CategoryTree":
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-        try:
-            header = [column.strip().lower() for column in next(reader)]
-        except StopIteration:
-            raise TaxonomyError(f"{source}: empty file (expected a header row)") from None
-        records = []
-        for number, values in enumerate(reader, start=2):
-            if not any(value.strip() for value in values):
-                continue
-            if len(values) > len(header):
-                raise TaxonomyError(f"{source} row {number}: {len(values)} columns, header has {len(header)}")
-            records.append((number, dict(zip(header, values))))
         tree = cls.__new__(cls)
         cls.__init__(tree)
-        levels = sorted((c for c in header if c.startswith("level") and c[5:].isdigit()), key=lambda c: int(c[5:]))
-        if "name" in header and "id" in header:
-            rows = [
-                _Row(_node_from_mapping(record, f"{source} row {number}"), f"{source} row {number}")
-                for number, record in records
-            ]
-        elif levels or "path" in header:
-            rows = _rows_from_path_records(records, levels, source)
-        else:
-            raise TaxonomyError(
-                f"{source}: header must have 'id,name,parent' (node table) or 'level1,level2,...'/'path' "
-                f"(path table); got {header}"
-            )
-        tree._build(rows)
+        tree._build(rows_from_table(text, delimiter, source))
         return tree
 
     @classmethod
     def from_document(cls, data: Any, source: str = "document") -> "CategoryTree":
         """From parsed JSON/YAML: ``{"nodes": [{id, name, parent, keywords, synonyms}]}`` or
         ``{"paths": ["A > B", ...]}`` or a bare list of either."""
-        if isinstance(data, Mapping):
-            if "nodes" in data:
-                items = data["nodes"]
-            elif "paths" in data:
-                return cls.from_paths(data["paths"], source=f"{source} path")
-            else:
-                raise TaxonomyError(f"{source}: expected a 'nodes' or 'paths' key")
-        elif isinstance(data, list):
-            items = data
-            if items and all(isinstance(item, str) for item in items):
-                return cls.from_paths(items, source=f"{source} path")
-        else:
-            raise TaxonomyError(f"{source}: expected a mapping or a list, got {type(data).__name__}")
-        if not isinstance(items, list):
-            raise TaxonomyError(f"{source}: 'nodes' must be a list")
         tree = cls.__new__(cls)
         cls.__init__(tree)
-        rows = []
-        for number, item in enumerate(items, start=1):
-            label = f"{source} node {number}"
-            if not isinstance(item, Mapping):
-                raise TaxonomyError(f"{label}: expected a mapping with id/name/parent, got {item!r}")
-            rows.append(_Row(_node_from_mapping(item, label), label))
-        tree._build(rows)
+        tree._build(rows_from_document(data, source))
         return tree
 
     def to_document(self) -> dict[str, Any]:
@@ -480,11 +370,11 @@ class CategoryTree:
         name = (name or "").strip()
         path = (self._paths[parent_id] if parent_id else ()) + (name,)
         node = CategoryNode(
-            id=_clean_id(node_id) or _derived_id(path),
+            id=clean_id(node_id) or derived_id(path),
             name=name,
             parent=parent_id,
-            keywords=_split_list(list(keywords)),
-            synonyms=_split_list(list(synonyms)),
+            keywords=split_list(list(keywords)),
+            synonyms=split_list(list(synonyms)),
         )
         self._apply([*self._nodes.values(), node], f"add {join_path(path)!r}")
         return node
@@ -517,9 +407,9 @@ class CategoryTree:
         if parent is not ...:
             changes["parent"] = self.resolve(parent).id if parent is not None else None  # type: ignore[arg-type]
         if keywords is not None:
-            changes["keywords"] = _split_list(list(keywords))
+            changes["keywords"] = split_list(list(keywords))
         if synonyms is not None:
-            changes["synonyms"] = _split_list(list(synonyms))
+            changes["synonyms"] = split_list(list(synonyms))
         updated = replace(node, **changes)
         self._apply([updated if n.id == node.id else n for n in self._nodes.values()], f"update {node.id!r}")
         return updated
@@ -540,7 +430,7 @@ class CategoryTree:
         """Rebuild from ``nodes``; on a rule violation the tree is left as it was."""
         saved = (self._nodes, self._children, self._by_path, self._paths, self._version)
         try:
-            self._build([_Row(n, f"{what}: node {n.id!r}") for n in nodes])
+            self._build([NodeRow(n, f"{what}: node {n.id!r}") for n in nodes])
         except TaxonomyError:
             self._nodes, self._children, self._by_path, self._paths, self._version = saved
             raise
@@ -559,86 +449,3 @@ def _name_parts(word: str) -> list[str]:
     if whole and whole not in result:
         result.insert(0, whole)
     return result
-
-
-def _node_from_mapping(record: Mapping[str, Any], where: str) -> CategoryNode:
-    node_id = _clean_id(record.get("id"))
-    if node_id is None:
-        raise TaxonomyError(f"{where}: missing id")
-    name = record.get("name")
-    if name is None or not str(name).strip():
-        raise TaxonomyError(f"{where}: missing name for id {node_id!r}")
-    return CategoryNode(
-        id=node_id,
-        name=str(name).strip(),
-        parent=_clean_id(record.get("parent")),
-        keywords=_split_list(record.get("keywords")),
-        synonyms=_split_list(record.get("synonyms")),
-    )
-
-
-def _rows_from_path_records(records: list[tuple[int, dict[str, str]]], levels: list[str], source: str) -> list[_Row]:
-    paths, ids, wheres, extras = [], [], [], []
-    for number, record in records:
-        where = f"{source} row {number}"
-        if levels:
-            names = [record.get(level, "").strip() for level in levels]
-            while names and not names[-1]:
-                names.pop()
-            if not names or any(not n for n in names):
-                raise TaxonomyError(f"{where}: empty level in path {names!r}")
-        else:
-            names = list(split_path(record.get("path", ""))) if record.get("path", "").strip() else []
-            if not names:
-                raise TaxonomyError(f"{where}: empty path")
-        paths.append(names)
-        ids.append(_clean_id(record.get("id") or record.get("cat_id")))
-        wheres.append(where)
-        extras.append((_split_list(record.get("keywords")), _split_list(record.get("synonyms"))))
-    return _rows_from_paths(paths, ids, source, wheres, extras)
-
-
-def _rows_from_paths(
-    paths: Sequence[str | Sequence[str]],
-    ids: Sequence[str | None] | None,
-    source: str,
-    wheres: Sequence[str] | None = None,
-    extras: Sequence[tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
-) -> list[_Row]:
-    explicit: dict[tuple[str, ...], tuple[str, str]] = {}
-    ordered: dict[tuple[str, ...], str] = {}
-    tags: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-    for index, raw in enumerate(paths):
-        where = wheres[index] if wheres else f"{source} {index + 1}"
-        try:
-            names = split_path(raw)
-        except TaxonomyError as exc:
-            raise TaxonomyError(f"{where}: {exc}") from None
-        for name in names:
-            if ">" in name:
-                raise TaxonomyError(f"{where}: name {name!r} contains '>' (the path separator)")
-        for depth in range(1, len(names) + 1):
-            ordered.setdefault(names[:depth], where)
-        node_id = ids[index] if ids else None
-        if node_id is not None:
-            previous = explicit.get(names)
-            if previous is not None and previous[0] != node_id:
-                raise TaxonomyError(
-                    f"{where}: path {join_path(names)!r} has id {node_id!r} but {previous[1]} gave it {previous[0]!r}"
-                )
-            explicit[names] = (node_id, where)
-        if extras and any(extras[index]):
-            tags[names] = extras[index]
-    id_of = {path: explicit[path][0] if path in explicit else _derived_id(path) for path in ordered}
-    rows = []
-    for path, where in ordered.items():
-        keywords, synonyms = tags.get(path, ((), ()))
-        node = CategoryNode(
-            id=id_of[path],
-            name=path[-1],
-            parent=id_of[path[:-1]] if len(path) > 1 else None,
-            keywords=keywords,
-            synonyms=synonyms,
-        )
-        rows.append(_Row(node, explicit[path][1] if path in explicit else where))
-    return rows
