@@ -180,7 +180,9 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
         self.children_ = children
         self.edges_ = [[(node, children[node].index(child)) for node, child in edges] for edges in self.edges_]
 
-    def _fit_nodes(self, X, codes: np.ndarray, nodes: list[tuple]) -> None:
+    def _node_problems(self, codes: np.ndarray, nodes: list[tuple]) -> list[tuple[tuple, np.ndarray, np.ndarray]]:
+        """(node, its rows, the child each row goes to) for the nodes with a choice to make, biggest first (threads
+        finish together); a node whose rows all go to one child is dropped from the model."""
         leaf_child = {node: np.full(len(self.classes_), -1) for node in nodes}
         for k, edges in enumerate(self.edges_):
             for node, child in edges:
@@ -194,15 +196,25 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
                 work.append((node, rows, child_of_row[rows]))
             else:
                 self.nodes_.pop(node, None)  # one child: no choice to make at this node
-        work.sort(key=lambda item: -len(item[1]))  # big problems first: threads finish together
-        jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
-        from joblib import Parallel, delayed
+        work.sort(key=lambda item: -len(item[1]))
+        return work
 
-        fitted = Parallel(n_jobs=jobs, prefer="threads")(
-            delayed(self._fit_node)(X, rows, labels, len(self.children_[node])) for node, rows, labels in work)
+    def _run_nodes(self, nodes: list[tuple], calls: list) -> None:
+        """Run one fit per node over ``n_jobs`` threads (liblinear and the sparse products release the GIL)."""
+        jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else max(1, int(self.n_jobs))
+        from joblib import Parallel
+
+        fitted = Parallel(n_jobs=jobs, prefer="threads")(calls)
         self.leaf_maps_ = None
-        for (node, _, _), result in zip(work, fitted):
+        for node, result in zip(nodes, fitted):
             self.nodes_[node] = result
+
+    def _fit_nodes(self, X, codes: np.ndarray, nodes: list[tuple]) -> None:
+        from joblib import delayed
+
+        work = self._node_problems(codes, nodes)
+        self._run_nodes([node for node, _, _ in work], [
+            delayed(self._fit_node)(X, rows, labels, len(self.children_[node])) for node, rows, labels in work])
 
     def _fit_node(self, X, rows: np.ndarray, labels: np.ndarray, width: int):
         from sklearn.svm import LinearSVC
@@ -221,8 +233,13 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
         return columns.astype(np.int32), full_coef, full_intercept
 
     def refit_nodes(self, X, y, labels) -> list[tuple]:
-        """Fit again the nodes on the paths of ``labels`` (codes of known classes) on ``X, y``; the other nodes
-        keep their weights. Returns the nodes refitted."""
+        """Fit again, on ``X, y``, the nodes on the paths of ``labels`` (codes of known classes); the other nodes keep
+        their weights. Returns the nodes on those paths.
+
+        A node fitted before starts from its weights (``fusion.warm_start``): the problems of its children on
+        those paths are solved again over all its rows, reaching the optimum a fit from scratch reaches in a
+        few steps. Its other children keep their weights: their rows did not change, only rows of the touched
+        children were added to their negatives. A node that only now has two children is fitted from scratch."""
         check_is_fitted(self, "nodes_")
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         y = np.asarray(y)
@@ -230,9 +247,52 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
             raise ValueError("refit_nodes: a label the model does not know; fit the model again")
         position = {c: i for i, c in enumerate(self.classes_.tolist())}
         codes = np.array([position[v] for v in y.tolist()])
-        nodes = sorted({node for k in labels for node, _ in self.edges_[position[k]]}, key=len)
-        self._fit_nodes(X, codes, [node for node in nodes if len(self.children_[node]) >= 2])
+        touched: dict[tuple, set[int]] = {}
+        for k in labels:
+            for node, child in self.edges_[position[k]]:
+                touched.setdefault(node, set()).add(child)
+        nodes = sorted(touched, key=len)
+        choosing = [node for node in nodes if len(self.children_[node]) >= 2]
+        self._fit_nodes(X, codes, [node for node in choosing if node not in self.nodes_])
+        self._warm_fit_nodes(X, codes, {node: touched[node] for node in choosing if node in self.nodes_})
         return nodes
+
+    def _warm_fit_nodes(self, X, codes: np.ndarray, touched: dict[tuple, set[int]]) -> None:
+        from joblib import delayed
+
+        work = self._node_problems(codes, list(touched))
+        self._run_nodes([node for node, _, _ in work], [
+            delayed(self._warm_fit_node)(X, rows, labels, self.nodes_[node], touched[node])
+            for node, rows, labels in work])
+
+    def _warm_fit_node(self, X, rows: np.ndarray, labels: np.ndarray, fitted: tuple, children: set[int]):
+        from .warm_start import refit_squared_hinge
+
+        old_columns, old_coef, old_intercept = fitted
+        sub = X if len(rows) == X.shape[0] else X[rows]
+        used = np.flatnonzero(np.bincount(sub.indices, minlength=X.shape[1]))
+        columns = np.union1d(old_columns, used).astype(np.int32)  # new rows may bring columns the node never saw
+        sub = sub[:, columns]
+        coef = np.zeros((old_coef.shape[0], len(columns)), dtype=np.float32)
+        coef[:, np.searchsorted(columns, old_columns)] = old_coef
+        intercept = old_intercept.copy()
+        present, counts = np.unique(labels, return_counts=True)
+        balanced = len(labels) / (len(present) * counts) if self.class_weight == "balanced" else np.ones(len(present))
+        weight = dict(zip(present.tolist(), balanced.tolist()))
+        if len(present) == 2:  # one binary margin, stored as +-half on the two children (as ``_fit_node`` does)
+            negative, positive = present.tolist()
+            result = refit_squared_hinge(sub, labels, np.array([positive]), 2 * coef[[positive]],
+                                         2 * intercept[[positive]], self.C, {positive: weight[positive]},
+                                         rest_weight=weight[negative])
+            coef[[negative, positive]] = np.vstack([-result.coef, result.coef]) / 2
+            intercept[[negative, positive]] = np.array([-result.intercept[0], result.intercept[0]]) / 2
+            return columns, coef, intercept
+        problems = np.array(sorted(set(children) & set(present.tolist())))
+        if len(problems):
+            result = refit_squared_hinge(sub, labels, problems, coef[problems], intercept[problems], self.C,
+                                         {c: weight[c] for c in problems.tolist()})
+            coef[problems], intercept[problems] = result.coef, result.intercept
+        return columns, coef, intercept
 
     def _leaf_maps(self):
         maps = getattr(self, "leaf_maps_", None)

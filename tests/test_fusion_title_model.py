@@ -94,3 +94,24 @@ def test_make_folds_keeps_groups_together():
         assert not set(groups[train]) & set(groups[test])
     plain = make_folds(y, 3, shuffle=True, seed=0)
     assert sorted(np.concatenate([test for _, test in plain]).tolist()) == list(range(200))
+
+
+def test_a_warm_refit_reaches_the_fit_from_scratch(titles):
+    """Relabelled rows: the refitted nodes start from the parent's weights and move to where a fit of the
+    corrected labels from scratch ends (the same strictly convex problems), up to the solvers' tolerances."""
+    import copy
+
+    X, y, X_test, _ = titles
+    tree = HierarchicalLinearSVC(n_jobs=1).fit(X, y)
+    parent = copy.deepcopy(tree)
+    y2 = y.copy()
+    moved = np.arange(1, 40)
+    y2[moved] = y[0]
+    tree.refit_nodes(X, y2, sorted({y[0], *y[moved]}))
+    scratch = HierarchicalLinearSVC(n_jobs=1).fit(X, y2)
+    warm, cold, before = (m.decision_function(X_test) for m in (tree, scratch, parent))
+    assert np.mean(warm.argmax(axis=1) == cold.argmax(axis=1)) >= 0.99
+    gap, moved_by_fit = np.abs(warm - cold), np.abs(before - cold)
+    assert gap.mean() < 0.4 * moved_by_fit.mean()
+    assert np.percentile(gap, 99) < 0.4 * np.percentile(moved_by_fit, 99)
+    assert np.mean(tree.predict(X[moved]) == y[0]) == np.mean(scratch.predict(X[moved]) == y[0])
