@@ -10,6 +10,8 @@ Layout of a model directory (a *store*)::
       v0001/calibration.joblib  the calibration evidence of a calibrated version (`retrain` calibrates
                            the new version on it again)
       v0001/vision_tail.joblib  the fine-tuned vision tail of a model trained with one (serving runs it)
+      v0001/training_features.npz  the training rows' features, in training.joblib's order (an incremental
+                           `retrain` featurizes only the corrections); optional
       v0002/...
 
 Saving adds a version and points CURRENT at it; nothing is overwritten. ``rollback`` points CURRENT
@@ -45,6 +47,7 @@ MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.joblib"
 CALIBRATION_FILE = "calibration.joblib"
 TAIL_FILE = "vision_tail.joblib"
+FEATURES_FILE = "training_features.npz"
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -201,8 +204,9 @@ def rollback(store: str | Path, to: str | None = None) -> BundleVersion:
 
 
 def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: Any = None,
-         calibration: Any = None, vision_tail: Any = None) -> BundleVersion:
-    """Write a new version into ``store`` and make it current."""
+         calibration: Any = None, vision_tail: Any = None, features: Any = None) -> BundleVersion:
+    """Write a new version into ``store`` and make it current. ``features``: the training rows' feature matrix
+    (sparse, rows in ``training``'s order), kept as float32 for incremental updates."""
     import joblib
 
     store = Path(store)
@@ -223,6 +227,8 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
             joblib.dump(calibration, staging / CALIBRATION_FILE, compress=3)
         if vision_tail is not None:
             joblib.dump(vision_tail, staging / TAIL_FILE, compress=3)
+        if features is not None:
+            _save_features(staging / FEATURES_FILE, features)
         full = {"format": BUNDLE_FORMAT, "version": name,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "libraries": library_versions(), **manifest}
@@ -282,6 +288,34 @@ def load_tail(version: BundleVersion) -> Any:
                               f"{TAIL_FILE} is missing; copy the whole version folder or retrain")
         return None
     return _load_file(version, TAIL_FILE)
+
+
+def _save_features(path: Path, features: Any) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(features)
+    matrix = sp.csr_matrix((matrix.data.astype(np.float32, copy=False), matrix.indices, matrix.indptr),
+                           shape=matrix.shape)
+    sp.save_npz(path, matrix, compressed=False)  # loading is then a plain read, no decompression
+
+
+def load_training_features(version: BundleVersion, rows: int, columns: int) -> Any:
+    """The training rows' features kept with a version (float64 CSR), or None when the version keeps none or
+    they do not fit ``rows`` x ``columns`` (then the rows are featurized again)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    file = version.path / FEATURES_FILE
+    if not file.is_file():
+        return None
+    try:
+        matrix = sp.load_npz(file).tocsr()
+    except (OSError, ValueError) as exc:
+        raise BundleError(_damaged_message(version, FEATURES_FILE, exc)) from exc
+    if matrix.shape != (rows, columns):
+        return None
+    return matrix.astype(np.float64)
 
 
 def load_training(version: BundleVersion) -> Any:

@@ -70,6 +70,9 @@ class FusionConfig:
     # retraining on corrections updates a model that can take them incrementally (skutag/updating.py) until the
     # rows corrected since its last full fit pass this share of its training rows; 0: always a full refit
     full_refit_share: float = 0.05
+    # keep the training rows' features in the bundle (training_features.npz, 8 bytes per stored value): an
+    # incremental update then featurizes only the corrections; off: smaller bundles, updates featurize every row
+    keep_training_features: bool = True
     # threads for the per-modality fits (folds run side by side); -1: one per CPU, 1: sequential
     n_jobs: int = -1
     random_state: int = 0

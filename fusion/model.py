@@ -67,6 +67,13 @@ class FusionModel:
     def fit(self, evidence: Sequence[Evidence], paths: Sequence[str], brands: Sequence[str | None] | None = None,
             groups: Sequence[int] | None = None) -> "FusionModel":
         """``groups``: rows kept together by the out-of-fold splits (photo series, ``skutag.grouping``)."""
+        self.fit_and_featurize(evidence, paths, brands, groups)
+        return self
+
+    def fit_and_featurize(self, evidence: Sequence[Evidence], paths: Sequence[str],
+                          brands: Sequence[str | None] | None = None, groups: Sequence[int] | None = None):
+        """``fit``, returning the training rows' feature matrix it fitted on (kept with the bundle, so an
+        incremental update featurizes only the corrections)."""
         if len(evidence) != len(paths):
             raise ValueError(f"{len(evidence)} evidence rows but {len(paths)} category paths")
         self.calibration_ = None
@@ -87,7 +94,7 @@ class FusionModel:
         self.n_train_ = len(paths)
         self.train_paths_ = np.asarray(paths, dtype=object)
         self.fit_seconds_ = time.perf_counter() - started
-        return self
+        return X
 
     def _brand_sensitive(self, evidence, paths, brands) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes_)}

@@ -32,7 +32,8 @@ from skutag.pipeline import Pipeline
 from skutag.updating import update_bundle
 
 Progress = Callable[[int], None]
-RETRAINING_POLICY = {"fusion.full_refit_share"}  # settings a retraining takes from the current config, not the parent
+# settings a retraining takes from the current config, not the parent
+RETRAINING_POLICY = {"fusion.full_refit_share", "fusion.keep_training_features"}
 COLLECT_CHUNK = 256  # products per evidence-collection call when building a training set
 
 
@@ -126,8 +127,10 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     if collector.tail is not None:
         config = config.with_overrides({"fusion.vision_top_k": config.fusion.vision_top_k_with_tail})
     groups = training_groups(training.evidence, training.paths, config)
-    model = FusionModel(config.fusion, title_featurizer=_title_featurizer(config)).fit(
-        training.evidence, training.paths, training.brands, groups=groups)
+    model = FusionModel(config.fusion, title_featurizer=_title_featurizer(config))
+    features = model.fit_and_featurize(training.evidence, training.paths, training.brands, groups=groups)
+    if not config.fusion.keep_training_features:
+        features = None
     calibration_record = None
     if calibration is not None:
         calibration_record = {**_calibrate(model, calibration, config), **(calibration_source or {})}
@@ -165,7 +168,8 @@ def fit_and_save(training: TrainingSet, out: str | Path, config: SkutagConfig, c
     if calibration is not None:
         calibration = replace(calibration, evidence=[_compact(ev) for ev in calibration.evidence])
     tail = collector.tail if "vision" in model.modalities_ else None
-    version = bundles.save(out, model, manifest, training=training, calibration=calibration, vision_tail=tail)
+    version = bundles.save(out, model, manifest, training=training, calibration=calibration, vision_tail=tail,
+                           features=features)
     summary = {"bundle": str(version.path), "version": version.name, **manifest["training_data"], "metrics": metrics}
     if tail is not None:
         summary["vision_tail"] = tail_record

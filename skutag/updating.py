@@ -75,28 +75,45 @@ def plan_update(model: Any, manifest: dict[str, Any], fresh_paths: list[str], n_
     return UpdatePlan(True, f"{name} estimator: nodes on the corrected categories' paths refitted", since)
 
 
-def update_model(model: Any, evidence: list, paths: list[str], labels: set[str]) -> dict[str, Any]:
-    """Fit again, on all rows (``evidence``, ``paths``), the parts of ``model``'s one fitted estimator that decide
-    between ``labels``. Returns what was done (nodes refitted, seconds)."""
+def update_model(model: Any, features: Any, paths: list[str], labels: set[str]) -> dict[str, Any]:
+    """Fit again, on all rows (``features``: their feature matrix, ``paths``), the parts of ``model``'s one fitted
+    estimator that decide between ``labels``. Returns what was done (nodes refitted, seconds)."""
     started = time.perf_counter()
     tagger = model.tagger_
     b = next(i for i, est in enumerate(tagger.base_estimators_) if est is not None)
     estimator = tagger.base_estimators_[b]
-    X = model.featurizer_.transform(list(evidence))
-    Xb = X[:, tagger.block_columns_[b]]
+    Xb = features[:, tagger.block_columns_[b]]
     rows = np.flatnonzero(Xb.getnnz(axis=1) > 0)  # rows without this modality never taught it
     classes = np.asarray(model.classes_, dtype=object)
     y_enc = np.searchsorted(classes, np.asarray(paths, dtype=object)[rows])
     codes = sorted(int(np.searchsorted(classes, label)) for label in labels)
-    features_s = time.perf_counter() - started
-    nodes = estimator.refit_nodes(Xb[rows], y_enc, codes)
+    nodes = estimator.refit_nodes(Xb if len(rows) == Xb.shape[0] else Xb[rows], y_enc, codes)
     model.n_train_ = len(paths)
-    return {"nodes_refitted": len(nodes), "rows": len(rows), "seconds": {
-        "features": round(features_s, 2), "total": round(time.perf_counter() - started, 2)}}
+    seconds = round(time.perf_counter() - started, 2)
+    return {"nodes_refitted": len(nodes), "rows": len(rows), "seconds": {"fit": seconds}}
+
+
+def merged_features(parent: Any, model: Any, old: Any, fresh: Any, merged: Any) -> Any:
+    """The merged rows' feature matrix from the parent's kept one and the corrections' (featurized here), or
+    None when the parent keeps none that fits its training rows."""
+    import scipy.sparse as sp
+
+    from skutag.fusion import bundle as bundles
+
+    kept = bundles.load_training_features(parent, len(old), model.featurizer_.n_features_out_)
+    if kept is None:
+        return None
+    position = {pid: i for i, pid in enumerate(merged.ids)}
+    source = np.arange(len(merged))  # row i of the merged set: kept row i, or a correction's row
+    for j, pid in enumerate(fresh.ids):  # a later correction of the same id wins, as in TrainingSet.merged_with
+        source[position[pid]] = len(old) + j
+    both = sp.vstack([kept, model.featurizer_.transform(list(fresh.evidence))], format="csr")
+    return both if np.array_equal(source, np.arange(both.shape[0])) else both[source]
 
 
 def save_update(parent: Any, model: Any, manifest: dict[str, Any], plan: UpdatePlan, done: dict[str, Any],
-                training: Any, training_data: dict[str, Any], out: Any, calibration: Any, tail: Any) -> tuple[Any, dict]:
+                training: Any, training_data: dict[str, Any], out: Any, calibration: Any, tail: Any,
+                features: Any = None) -> tuple[Any, dict]:
     """The updated ``model`` saved as a new version in ``out``: the parent's manifest with the new training data
     and an ``updates`` record (rows corrected since the last full fit, which version that was)."""
     from skutag.fusion import bundle as bundles
@@ -108,7 +125,8 @@ def save_update(parent: Any, model: Any, manifest: dict[str, Any], plan: UpdateP
                                "last_full_fit": previous.get("last_full_fit") or parent.name,
                                "nodes_refitted": done["nodes_refitted"]}
     new_manifest["metrics"] = {**manifest.get("metrics", {}), "n_train": int(model.n_train_)}
-    version = bundles.save(out, model, new_manifest, training=training, calibration=calibration, vision_tail=tail)
+    version = bundles.save(out, model, new_manifest, training=training, calibration=calibration, vision_tail=tail,
+                           features=features)
     summary = {"bundle": str(version.path), "version": version.name, **new_manifest["training_data"],
                "metrics": new_manifest["metrics"], "retraining": {"kind": "incremental", "why": plan.reason, **done}}
     return version, summary
@@ -135,9 +153,18 @@ def update_bundle(parent: Any, old: Any, fresh: Any, merged: Any, out: Any, conf
     if not plan.incremental:
         return None, plan.reason
     labels = corrected_labels(dict(zip(old.ids, old.paths)), list(fresh.ids), list(fresh.paths))
-    done = update_model(model, merged.evidence, merged.paths, labels)
+    started = time.perf_counter()
+    features = merged_features(parent, model, old, fresh, merged)
+    kept = features is not None
+    if features is None:  # the parent keeps no features: every row is featurized again (the fixed vocabulary)
+        features = model.featurizer_.transform(list(merged.evidence))
+    features_s = time.perf_counter() - started
+    done = update_model(model, features, merged.paths, labels)
+    done["features_kept"] = kept
+    done["seconds"]["features"] = round(features_s, 2)
     compact = replace(merged, evidence=[replace(ev, errors=()) for ev in merged.evidence])
     tail = collector.tail if "vision" in model.modalities_ else None
     training_data = {"sha256": merged.data_hash, "rows": len(merged), **source}
+    keep = config.fusion.keep_training_features
     return save_update(parent, model, manifest, plan, done, compact, training_data, out,
-                       bundles.load_calibration(parent), tail), plan.reason
+                       bundles.load_calibration(parent), tail, features if keep else None), plan.reason

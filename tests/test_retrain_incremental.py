@@ -93,3 +93,24 @@ def test_a_full_refit_is_due_for_a_new_category_or_too_many_corrections(catalogs
                                    config.with_overrides({"fusion.full_refit_share": 0.02}))
     assert summary["retraining"]["kind"] == "full"
     assert "60 rows corrected since the last full fit" in summary["retraining"]["why"]
+
+
+def test_the_update_featurizes_only_the_corrections_and_keeps_the_rows_features_in_order(catalogs, tmp_path):
+    folder, config, _, _, corrections = catalogs
+    version, summary, _ = retrain_bundle(folder / "model", folder / "corrections.jsonl", tmp_path / "updated", config)
+    assert summary["retraining"]["features_kept"] is True
+    model, _, _ = bundles.load(version.path)
+    training = bundles.load_training(version)
+    kept = bundles.load_training_features(version, len(training), model.featurizer_.n_features_out_)
+    assert kept is not None and kept.shape[0] == 2400 + len(corrections) - 1
+    # row i of the kept matrix is row i of the training rows, the replaced row and the added ones included
+    fresh = model.featurizer_.transform(training.evidence)
+    assert abs(kept - fresh).max() < 1e-6
+    assert training.ids[0] == corrections[0][0] and training.paths[0] == corrections[0][2]
+    # without kept features the update featurizes every row again and answers the same
+    lean = config.with_overrides({"fusion.keep_training_features": False})
+    plain, summary, _ = retrain_bundle(version.path, folder / "corrections.jsonl", tmp_path / "lean", lean)
+    assert summary["retraining"]["kind"] == "incremental" and summary["retraining"]["features_kept"] is True
+    assert not (plain.path / bundles.FEATURES_FILE).exists()
+    again, summary, _ = retrain_bundle(plain.path, folder / "corrections.jsonl", tmp_path / "again", config)
+    assert summary["retraining"]["features_kept"] is False
