@@ -77,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             "train": skutag + ["train", str(tmp / "train.jsonl"), "--out", str(tmp / "parent"),
                                "--modalities", "title", "--no-progress"],
             "retrain (incremental)": skutag + ["retrain", "--model", str(tmp / "parent"), "--corrections",
-                                               str(tmp / "corrections.jsonl"), "--out", str(tmp / "updated")],
+                                               str(tmp / "corrections.jsonl"), "--out", str(tmp / "updated"), "--json"],
             "retrain --full": skutag + ["retrain", "--model", str(tmp / "parent"), "--corrections",
-                                        str(tmp / "corrections.jsonl"), "--out", str(tmp / "full"), "--full"],
+                                        str(tmp / "corrections.jsonl"), "--out", str(tmp / "full"), "--full", "--json"],
         }
         models = {"train": "parent", "retrain (incremental)": "updated", "retrain --full": "full"}
         for name, command in runs.items():
-            result = measured(command, env)
+            result = measured(command, env, stdout_json=name != "train")
+            retraining = result.pop("output", {}).get("retraining")
+            if retraining:  # what the update spent its time on (featurizing, fitting), and why it was one
+                result["retraining"] = retraining
             result.update({f"held_out_{k}": v for k, v in score(tmp / models[name], held_out, env).items()})
             result["corrections_leaf"] = score(tmp / models[name], corrections, env)["leaf"]
             report[name] = result

@@ -60,15 +60,25 @@ def write_catalog(rows: list[dict], n: int, path: Path, price: bool, seed: int =
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def measured(command: list[str], env: dict | None = None) -> dict:
-    """Run ``command``; its wall seconds and peak RSS (the child's, from wait4)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    error = process.stderr.read().decode(errors="replace")[-500:] if status else ""
-    return {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2), "ok": status == 0,
-            **({"error": error} if error else {})}
+def measured(command: list[str], env: dict | None = None, stdout_json: bool = False) -> dict:
+    """Run ``command``; its wall seconds and peak RSS (the child's, from wait4); with ``stdout_json``, the JSON
+    object its standard output ends with, under ``"output"``."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out if stdout_json else subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        error = process.stderr.read().decode(errors="replace")[-500:] if status else ""
+        out.seek(0)
+        lines = out.read().decode(errors="replace").strip().splitlines()
+    result = {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2), "ok": status == 0,
+              **({"error": error} if error else {})}
+    if stdout_json and status == 0 and lines:
+        result["output"] = json.loads(lines[-1])
+    return result
 
 
 BASELINE = """

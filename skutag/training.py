@@ -256,7 +256,8 @@ def check_calibration_set(calibration: TrainingSet, classes: Sequence[str] | set
     known = sum(path in set(classes) for path in calibration.paths)
     if known < MIN_CALIBRATION_ROWS:
         raise ValueError(f"the calibration catalog has {known} rows of categories the model knows "
-                         f"({len(calibration)} labelled rows in all); calibrating needs at least {MIN_CALIBRATION_ROWS}")
+                         f"({len(calibration)} labelled rows in all); calibrating needs at least "
+                         f"{MIN_CALIBRATION_ROWS}")
 
 
 def read_calibration_set(path: str | Path, collector: EvidenceCollector, config: SkutagConfig,
@@ -371,7 +372,9 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
         where = "<products>"
     # the parent's fine-tuned tail stays: the old rows' embeddings came from it (retraining needs no photos)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features, tail=bundles.load_tail(parent))
+    loaded = time.perf_counter()
     fresh = collect_training_set(collector, corrections.products, config, progress)
+    collected = time.perf_counter()
     problems = unreadable_inputs(fresh)
     merged, replaced, added = old.merged_with(fresh)
     import hashlib
@@ -393,7 +396,8 @@ def retrain_bundle(model_dir: str | Path, corrections_path: str | Path | Sequenc
                                         calibration_source=calibration_source,
                                         tail_record=_carried_tail(manifest, parent))
         summary["retraining"] = {"kind": "full", "why": why}
-    summary["seconds"] = {"total": round(time.perf_counter() - started, 2)}
+    summary["seconds"] = {"parent": round(loaded - started, 2), "corrections": round(collected - loaded, 2),
+                          "total": round(time.perf_counter() - started, 2)}
     summary["unreadable_inputs"] = problems
     summary["new_categories"] = sorted(set(fresh.paths) - set(old.paths))
     return version, summary, corrections

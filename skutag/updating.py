@@ -125,8 +125,10 @@ def save_update(parent: Any, model: Any, manifest: dict[str, Any], plan: UpdateP
                                "last_full_fit": previous.get("last_full_fit") or parent.name,
                                "nodes_refitted": done["nodes_refitted"]}
     new_manifest["metrics"] = {**manifest.get("metrics", {}), "n_train": int(model.n_train_)}
+    started = time.perf_counter()
     version = bundles.save(out, model, new_manifest, training=training, calibration=calibration, vision_tail=tail,
                            features=features)
+    done["seconds"]["save"] = round(time.perf_counter() - started, 2)
     summary = {"bundle": str(version.path), "version": version.name, **new_manifest["training_data"],
                "metrics": new_manifest["metrics"], "retraining": {"kind": "incremental", "why": plan.reason, **done}}
     return version, summary
@@ -148,7 +150,9 @@ def update_bundle(parent: Any, old: Any, fresh: Any, merged: Any, out: Any, conf
         bundles.check_compatible(parent.manifest(), parent.path)
     except bundles.BundleError:
         return None, "the model was saved with other library versions: it cannot be loaded, only fitted again"
+    started = time.perf_counter()
     model, manifest, _ = bundles.load(parent.path)
+    load_s = time.perf_counter() - started
     plan = plan_update(model, manifest, list(fresh.paths), len(merged), config.fusion.full_refit_share, renamed)
     if not plan.incremental:
         return None, plan.reason
@@ -161,7 +165,7 @@ def update_bundle(parent: Any, old: Any, fresh: Any, merged: Any, out: Any, conf
     features_s = time.perf_counter() - started
     done = update_model(model, features, merged.paths, labels)
     done["features_kept"] = kept
-    done["seconds"]["features"] = round(features_s, 2)
+    done["seconds"].update(load=round(load_s, 2), features=round(features_s, 2))
     compact = replace(merged, evidence=[replace(ev, errors=()) for ev in merged.evidence])
     tail = collector.tail if "vision" in model.modalities_ else None
     training_data = {"sha256": merged.data_hash, "rows": len(merged), **source}

@@ -220,6 +220,21 @@ def reencode(path: Path, size: int = 256, quality: int = 70) -> bytes:
     return buffer.getvalue()
 
 
+def huge_png(side: int = 6300) -> bytes:
+    """A photo-sized PNG that compresses to little (131 KB at 6300 x 6300, 119 MB decoded): flat colour with a
+    few boxes and a label. The memory test and bench/bench_service_load.py send it."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (side, side), (236, 232, 220))
+    draw = ImageDraw.Draw(image)
+    for i in range(6):
+        draw.rectangle((400 + i * 900, 1200, 1000 + i * 900, 5000), fill=(40 * i, 90, 200 - 30 * i))
+    draw.text((600, 600), "SKUTAG 1.5L", fill=(0, 0, 0))
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
-from service_fixtures import free_port
+from PIL import Image
+from service_fixtures import free_port, huge_png
 
 from skutag.store import Store
 
@@ -23,18 +23,6 @@ pytestmark = pytest.mark.slow
 
 PEAK_LIMIT = 1.5 * 2**30
 AFTER_LIMIT = 1.0 * 2**30
-
-
-def huge_png(side: int = 6300) -> bytes:
-    """A photo-sized PNG that compresses to little: flat colour with a few boxes and a label."""
-    image = Image.new("RGB", (side, side), (236, 232, 220))
-    draw = ImageDraw.Draw(image)
-    for i in range(6):
-        draw.rectangle((400 + i * 900, 1200, 1000 + i * 900, 5000), fill=(40 * i, 90, 200 - 30 * i))
-    draw.text((600, 600), "SKUTAG 1.5L", fill=(0, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "PNG", optimize=True)
-    return out.getvalue()
 
 
 def _status(pid: int, key: str) -> int:
