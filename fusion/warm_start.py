@@ -53,21 +53,22 @@ def refit_squared_hinge(X: sp.csr_matrix, labels: np.ndarray, problems: np.ndarr
     Newton steps as in liblinear's primal solver: each direction from conjugate gradients on the generalised
     Hessian, whose products only read the rows inside a margin, then a backtracking line search. Stops when the
     gradient's norm falls to ``tol`` times its norm at zero weights, scaled as liblinear scales it (by the
-    smaller class's share of the rows), or after ``max_iter`` Newton steps.
+    smaller class's share of the rows), or after ``max_iter`` Newton steps. liblinear's primal solver stops at
+    ``tol = 0.01``; there the parent's weights often count as solved already, and relabelled rows stay less
+    learned than after a fit from scratch, hence a tenth of it by default.
     """
     n, d = X.shape
     k = len(problems)
-    Xb = sp.hstack([sp.csr_matrix(X, dtype=np.float64), np.ones((n, 1))], format="csr")  # intercept column
-    Xbt = Xb.T.tocsr()  # gradient products read columns: one transpose, not one per step
+    X = sp.csr_matrix(X, dtype=np.float64)
     Y = np.where(labels[:, None] == np.asarray(problems)[None, :], 1.0, -1.0)
     S = C * problem_costs(labels, np.asarray(problems), class_weight, rest_weight)
 
     def value_and_slack(W: np.ndarray) -> tuple[float, np.ndarray]:
-        slack = np.maximum(0.0, 1.0 - Y * np.asarray(Xb @ W.T))
+        slack = np.maximum(0.0, 1.0 - Y * _times(X, W))
         return 0.5 * float(np.sum(W * W)) + float(np.sum(S * slack * slack)), slack
 
     def gradient(W: np.ndarray, slack: np.ndarray) -> np.ndarray:
-        return W + np.asarray(Xbt @ (-2.0 * S * Y * slack)).T
+        return W + _transposed_times(X, -2.0 * S * Y * slack)
 
     zero = np.zeros((k, d + 1))
     zero_norm = max(float(np.linalg.norm(gradient(zero, value_and_slack(zero)[1]))), 1e-300)
@@ -83,7 +84,7 @@ def refit_squared_hinge(X: sp.csr_matrix, labels: np.ndarray, problems: np.ndarr
         norm = float(np.linalg.norm(grad))
         if norm <= target or steps == max_iter:
             break
-        direction = _newton_direction(Xb, S, slack > 0, grad)
+        direction = _newton_direction(X, S, slack > 0, grad)
         slope = float(np.sum(grad * direction))
         step = 1.0
         while True:  # backtracking (Armijo): the squared hinge's Hessian is only piecewise constant
@@ -96,31 +97,60 @@ def refit_squared_hinge(X: sp.csr_matrix, labels: np.ndarray, problems: np.ndarr
                    gradient_ratio=norm / zero_norm)
 
 
-def _newton_direction(Xb: sp.csr_matrix, S: np.ndarray, active: np.ndarray, grad: np.ndarray,
+def _times(X: sp.csr_matrix, W: np.ndarray) -> np.ndarray:
+    """``(rows, k)`` margins of ``W = [coef | intercept]`` (the intercept is the weight of a constant feature)."""
+    return np.asarray(X @ W[:, :-1].T) + W[:, -1]
+
+
+def _transposed_times(X: sp.csr_matrix, G: np.ndarray, Xt: sp.csr_matrix | None = None) -> np.ndarray:
+    """``(k, d + 1)``: ``[X' G | column sums of G]``, the gradient of the margins' terms; ``Xt``: ``X'`` as CSR,
+    when the product is taken often enough to pay for the transposed copy."""
+    return np.hstack([np.asarray((X.T if Xt is None else Xt) @ G).T, G.sum(axis=0)[:, None]])
+
+
+def _newton_direction(X: sp.csr_matrix, S: np.ndarray, active: np.ndarray, grad: np.ndarray,
                       max_cg: int = 100) -> np.ndarray:
-    """Approximately solve ``H p = -grad`` by conjugate gradients; ``H p = p + 2 X_I' (S_I * X_I p)`` over the
-    rows ``I`` inside a margin of their problem (each problem has its own rows, masked in ``D``)."""
+    """Approximately solve ``H p = -grad`` by conjugate gradients preconditioned with ``H``'s diagonal (as
+    liblinear's primal solver does); ``H p = p + 2 X_I' (S_I * X_I p)`` over the rows ``I`` inside a margin of
+    their problem (each problem has its own rows, masked in ``D``). On the columns no such row uses ``H`` is the
+    identity, so there ``p = -grad`` exactly and the iterations run over the other columns only."""
     rows = np.flatnonzero(active.any(axis=1))
-    Xi = Xb[rows]
-    Xit = Xi.T.tocsr()
+    d = X.shape[1]
+    Xi = X[rows]
+    used = np.flatnonzero(np.bincount(Xi.indices, minlength=d))
+    Xi = Xi[:, used]
+    keep = np.append(used, d)  # the intercept's column is always in play
     D = 2.0 * S[rows] * active[rows]
+    squared = Xi.copy()
+    squared.data **= 2
+    inverse_diagonal = 1.0 / (1.0 + _transposed_times(squared, D))
+    Xit = Xi.T.tocsr()  # read at every conjugate-gradient step
 
     def hess(P: np.ndarray) -> np.ndarray:
-        return P + np.asarray(Xit @ (D * np.asarray(Xi @ P.T))).T
+        return P + _transposed_times(Xi, D * _times(Xi, P), Xit)
 
+    direction = -grad
+    direction[:, keep] = _preconditioned_cg(hess, grad[:, keep], inverse_diagonal, max_cg)
+    return direction
+
+
+def _preconditioned_cg(hess, grad: np.ndarray, inverse_diagonal: np.ndarray, max_cg: int) -> np.ndarray:
+    """``p`` with ``hess(p) ~ -grad``: the residual down to a tenth of ``grad`` (an inexact Newton step)."""
     p = np.zeros_like(grad)
     r = -grad
-    q = r.copy()
-    rr = float(np.sum(r * r))
-    stop = (0.1 ** 2) * rr  # an inexact Newton step: the residual a tenth of the gradient
+    z = inverse_diagonal * r
+    q = z.copy()
+    rz = float(np.sum(r * z))
+    stop = (0.1 ** 2) * float(np.sum(r * r))
     for _ in range(max_cg):
         Hq = hess(q)
-        alpha = rr / float(np.sum(q * Hq))
+        alpha = rz / float(np.sum(q * Hq))
         p += alpha * q
         r -= alpha * Hq
-        new_rr = float(np.sum(r * r))
-        if new_rr <= stop:
+        if float(np.sum(r * r)) <= stop:
             break
-        q = r + (new_rr / rr) * q
-        rr = new_rr
+        z = inverse_diagonal * r
+        new_rz = float(np.sum(r * z))
+        q = z + (new_rz / rz) * q
+        rz = new_rz
     return p

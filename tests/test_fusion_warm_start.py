@@ -58,9 +58,12 @@ def test_from_a_solution_of_fewer_rows_it_reaches_the_solution_of_all_rows(probl
     first = np.arange(len(labels)) % 10 != 0  # the parent saw 90 % of the rows
     parent = LinearSVC(C=1.0, class_weight="balanced", tol=1e-6, max_iter=20000).fit(X[first], labels[first])
     full = LinearSVC(C=1.0, class_weight="balanced", tol=1e-6, max_iter=20000).fit(X, labels)
-    fit = refit_squared_hinge(X, labels, classes, parent.coef_, parent.intercept_, 1.0, balanced(labels))
     moved = np.abs(full.coef_ - parent.coef_).max()
-    assert np.abs(fit.coef - full.coef_).max() < 0.25 * moved
-    assert fit.iterations > 0
+    tight = refit_squared_hinge(X, labels, classes, parent.coef_, parent.intercept_, 1.0, balanced(labels), tol=1e-4)
+    assert np.abs(tight.coef - full.coef_).max() < 0.1 * moved
+    # the default tolerance: most of the way, in fewer steps
+    fit = refit_squared_hinge(X, labels, classes, parent.coef_, parent.intercept_, 1.0, balanced(labels))
+    assert 0 < fit.iterations <= tight.iterations
+    assert np.abs(fit.coef - full.coef_).max() < 0.5 * moved
     again = refit_squared_hinge(X, labels, classes, full.coef_, full.intercept_, 1.0, balanced(labels))
     assert again.iterations == 0  # a solution is left as it is
