@@ -219,9 +219,7 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
     def _fit_node(self, X, rows: np.ndarray, labels: np.ndarray, width: int):
         from sklearn.svm import LinearSVC
 
-        sub = X if len(rows) == X.shape[0] else X[rows]  # the root node has every row: no copy
-        columns = np.flatnonzero(np.bincount(sub.indices, minlength=X.shape[1]))
-        sub = sub[:, columns]
+        columns, sub = _node_matrix(X, rows)
         svc = LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, max_iter=self.max_iter,
                         random_state=self.random_state).fit(sub, labels)
         coef, intercept = svc.coef_.astype(np.float32), svc.intercept_.astype(np.float32)
@@ -269,10 +267,7 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
         from .warm_start import refit_squared_hinge
 
         old_columns, old_coef, old_intercept = fitted
-        sub = X if len(rows) == X.shape[0] else X[rows]
-        used = np.flatnonzero(np.bincount(sub.indices, minlength=X.shape[1]))
-        columns = np.union1d(old_columns, used).astype(np.int32)  # new rows may bring columns the node never saw
-        sub = sub[:, columns]
+        columns, sub = _node_matrix(X, rows, old_columns)  # new rows may bring columns the node never saw
         coef = np.zeros((old_coef.shape[0], len(columns)), dtype=np.float32)
         coef[:, np.searchsorted(columns, old_columns)] = old_coef
         intercept = old_intercept.copy()
@@ -327,3 +322,13 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+
+def _node_matrix(X, rows: np.ndarray, also: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+    """(the columns a node's ``rows`` use, plus ``also``; those rows over those columns). The root node has every
+    row: no row copy."""
+    sub = X if len(rows) == X.shape[0] else X[rows]
+    columns = np.flatnonzero(np.bincount(sub.indices, minlength=X.shape[1]))
+    if also is not None:
+        columns = np.union1d(also, columns)
+    return columns.astype(np.int32), sub[:, columns]
