@@ -14,6 +14,9 @@ Layout of a model directory (a *store*)::
                            `retrain` featurizes only the corrections); optional
       v0002/...
 
+The ``.joblib`` files are gzip'd standard pickles (bundle format 4; formats 1-3 wrote them with joblib, and
+``migrate.load_file`` reads both).
+
 Saving adds a version and points CURRENT at it; nothing is overwritten. ``rollback`` points CURRENT
 back at an earlier version. Loading checks the manifest *before* unpickling anything: a bundle made
 with another bundle format, another scikit-learn minor version or another numpy major version fails
@@ -36,6 +39,7 @@ from typing import Any, Mapping
 from .migrate import (
     BUNDLE_FORMAT,
     READABLE_FORMATS,
+    dump_file,
     load_file,
     upgrade_loaded_manifest,
     upgrade_manifest,
@@ -207,8 +211,6 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
          calibration: Any = None, vision_tail: Any = None, features: Any = None) -> BundleVersion:
     """Write a new version into ``store`` and make it current. ``features``: the training rows' feature matrix
     (sparse, rows in ``training``'s order), kept as float32 for incremental updates."""
-    import joblib
-
     store = Path(store)
     if store.exists() and not store.is_dir():
         raise BundleError(f"cannot write a model directory at {store}: it is a file")
@@ -220,13 +222,13 @@ def save(store: str | Path, model: Any, manifest: Mapping[str, Any], training: A
     name = f"v{number:04d}"
     staging = Path(tempfile.mkdtemp(dir=store, prefix=f".{name}-"))
     try:
-        joblib.dump(model, staging / MODEL_FILE, compress=3)
+        dump_file(model, staging / MODEL_FILE)
         if training is not None:
-            joblib.dump(training, staging / TRAINING_FILE, compress=3)
+            dump_file(training, staging / TRAINING_FILE)
         if calibration is not None:
-            joblib.dump(calibration, staging / CALIBRATION_FILE, compress=3)
+            dump_file(calibration, staging / CALIBRATION_FILE)
         if vision_tail is not None:
-            joblib.dump(vision_tail, staging / TAIL_FILE, compress=3)
+            dump_file(vision_tail, staging / TAIL_FILE)
         if features is not None:
             _save_features(staging / FEATURES_FILE, features)
         full = {"format": BUNDLE_FORMAT, "version": name,
