@@ -205,7 +205,7 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
         from joblib import Parallel
 
         fitted = Parallel(n_jobs=jobs, prefer="threads")(calls)
-        self.leaf_maps_ = None
+        self.leaf_gathers_ = None
         for node, result in zip(nodes, fitted):
             self.nodes_[node] = result
 
@@ -289,36 +289,37 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):
             coef[problems], intercept[problems] = result.coef, result.intercept
         return columns, coef, intercept
 
-    def _leaf_maps(self):
-        maps = getattr(self, "leaf_maps_", None)
-        if maps is None:
-            import scipy.sparse as sp
-
-            maps = {}
-            for node in self.nodes_:
-                width = len(self.children_[node])
-                rows, cols = [], []
-                for k, edges in enumerate(self.edges_):
-                    for n, child in edges:
-                        if n == node:
-                            rows.append(child)
-                            cols.append(k)
-                maps[node] = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                                           shape=(width, len(self.classes_)))
-            self.leaf_maps_ = maps
-        return maps
+    def _leaf_gathers(self) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+        """node -> (the leaves under it, the child each of them goes through): a node's scores are added to
+        the leaves under it only."""
+        gathers = getattr(self, "leaf_gathers_", None)
+        if gathers is None:
+            pairs: dict[tuple, tuple[list[int], list[int]]] = {node: ([], []) for node in self.nodes_}
+            for leaf, edges in enumerate(self.edges_):
+                for node, child in edges:
+                    if node in pairs:
+                        pairs[node][0].append(leaf)
+                        pairs[node][1].append(child)
+            gathers = {node: (np.asarray(leaves, dtype=np.intp), np.asarray(children, dtype=np.intp))
+                       for node, (leaves, children) in pairs.items()}
+            self.leaf_gathers_ = gathers
+        return gathers
 
     def decision_function(self, X) -> np.ndarray:
         check_is_fitted(self, "nodes_")
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
-        maps = self._leaf_maps()
+        gathers = self._leaf_gathers()
         X = X.tocsc()  # each node takes its columns: a slice per column in CSC, a pass over every row in CSR
-        scores = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float32)
+        # leaves x rows: each leaf's scores are one contiguous row, so adding a node's child scores to the
+        # leaves under it is a row gather, and a node touches only its own leaves
+        scores = np.zeros((len(self.classes_), X.shape[0]), dtype=np.float32)
         for node, (columns, coef, intercept) in self.nodes_.items():
             width = coef.shape[0]
-            node_scores = np.asarray(X[:, columns] @ coef.T) + intercept[:width]
-            scores += (maps[node].T @ node_scores.T).T
-        return scores
+            node_scores = np.asarray(X[:, columns] @ coef.T).T
+            node_scores += intercept[:width, None]
+            leaves, children = gathers[node]
+            scores[leaves] += node_scores[children]
+        return scores.T
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]

@@ -45,6 +45,30 @@ def test_hierarchical_svc_scores_like_a_flat_linear_svc(titles):
     assert sum(coef.size for _, coef, _ in tree.nodes_.values()) < len(tree.classes_) * X.shape[1]
 
 
+def test_a_leaf_scores_the_sum_of_the_edges_on_its_path(titles):
+    """decision_function adds each node's child scores to the leaves under that child only: recomputed here
+    edge by edge from the node weights, on real titles, before and after a refit of some nodes."""
+    X, y, X_test, _ = titles
+    tree = HierarchicalLinearSVC(n_jobs=1).fit(X, y)
+
+    def by_edges() -> np.ndarray:
+        X_csr = X_test.tocsr().astype(np.float32)
+        expected = np.zeros((X_csr.shape[0], len(tree.classes_)))
+        for leaf, edges in enumerate(tree.edges_):
+            for node, child in edges:
+                if node not in tree.nodes_:  # a node with one child has no problem to solve: it adds nothing
+                    continue
+                columns, coef, intercept = tree.nodes_[node]
+                expected[:, leaf] += np.asarray(X_csr[:, columns] @ coef[child]).ravel() + intercept[child]
+        return expected
+
+    np.testing.assert_allclose(tree.decision_function(X_test), by_edges(), rtol=1e-4, atol=1e-4)
+    y2 = y.copy()
+    y2[1:20] = y[0]
+    tree.refit_nodes(X, y2, sorted({y[0], *y[1:20]}))
+    np.testing.assert_allclose(tree.decision_function(X_test), by_edges(), rtol=1e-4, atol=1e-4)
+
+
 def test_refit_nodes_touches_only_the_paths_of_the_corrected_classes(titles):
     X, y, X_test, _ = titles
     tree = HierarchicalLinearSVC(n_jobs=1).fit(X, y)

@@ -12,8 +12,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
+from .char_ngrams import CharNgramCounter
 from .normalize import normalize_title
 from .tokenize import TitleTokenizer
 
@@ -27,6 +29,16 @@ def _compacted(vocabulary: dict[str, int]) -> dict[str, int]:
     strings) and kept a few hundred thousand; those lie scattered over the memory the rest freed and keep
     all of it from going back to the system. Copied, they sit together and the old memory is released."""
     return {key.encode("utf-8").decode("utf-8"): index for key, index in vocabulary.items()}
+
+
+def _tfidf(vectorizer: TfidfVectorizer, counts: sp.csr_matrix) -> sp.csr_matrix:
+    """``vectorizer``'s TF-IDF step (what its ``transform`` does after counting) on a count matrix, in place."""
+    if vectorizer.sublinear_tf:
+        np.log(counts.data, out=counts.data)
+        counts.data += 1.0
+    if vectorizer.use_idf:
+        counts.data *= vectorizer.idf_[counts.indices]
+    return normalize(counts, norm=vectorizer.norm, copy=False) if vectorizer.norm is not None else counts
 
 
 def _as_title_list(X: Any) -> list[Any]:
@@ -134,7 +146,26 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_counters", None)  # derived from the vocabularies, rebuilt on first use
+        return state
+
     # ------------------------------------------------------------------ internals
+    def _char_counters(self) -> list[CharNgramCounter | None]:
+        """One :class:`CharNgramCounter` per character block (None where it cannot take the vocabulary: that
+        block goes through scikit-learn's transform), built on first use from the fitted vocabularies."""
+        counters = self.__dict__.get("_counters")
+        if counters is None:
+            counters = []
+            for vectorizer in self.char_vectorizers_:
+                try:
+                    counters.append(CharNgramCounter(vectorizer.vocabulary_, vectorizer.ngram_range, self.dtype))
+                except ValueError:
+                    counters.append(None)
+            self._counters = counters
+        return counters
+
     def _check_params(self) -> None:
         if self.word_ngram_range is None and self.char_ngram_range is None and not self.char_blocks:
             raise ValueError("TitleFeaturizer needs word_ngram_range, char_ngram_range or char_blocks (all are None)")
@@ -188,12 +219,19 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
             matrix = self.word_vectorizer_.fit_transform(tokens) if fit else self.word_vectorizer_.transform(tokens)
             blocks.append(matrix * self.word_weight if self.word_weight != 1.0 else matrix)
         compact = [t.replace(" ", "") for t in titles] if self.char_vectorizers_ else []
-        for vectorizer in self.char_vectorizers_:
-            matrix = vectorizer.fit_transform(compact) if fit else vectorizer.transform(compact)
+        counters = [None] * len(self.char_vectorizers_) if fit else self._char_counters()
+        for vectorizer, counter in zip(self.char_vectorizers_, counters):
+            if fit:
+                matrix = vectorizer.fit_transform(compact)
+            elif counter is not None:
+                matrix = _tfidf(vectorizer, counter.counts(compact))
+            else:
+                matrix = vectorizer.transform(compact)
             blocks.append(matrix * self.char_weight if self.char_weight != 1.0 else matrix)
         out = sp.hstack(blocks, format="csr", dtype=self.dtype) if len(blocks) > 1 else blocks[0].tocsr()
         if fit:
             self.n_features_out_ = out.shape[1]
+            self.__dict__.pop("_counters", None)
             for vectorizer in [self.word_vectorizer_, *self.char_vectorizers_]:
                 if vectorizer is not None:
                     vectorizer.vocabulary_ = _compacted(vectorizer.vocabulary_)

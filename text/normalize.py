@@ -101,9 +101,22 @@ def _char_clean(char: str) -> str:
     return char
 
 
+class _CleanTable(dict):
+    """code point -> its replacement for ``str.translate``, filled on first sight of each character."""
+
+    def __missing__(self, point: int) -> str:
+        cleaned = _char_clean(chr(point))
+        if len(self) < 65536:  # bounded: past that, characters are classified on each sight
+            self[point] = cleaned
+        return cleaned
+
+
+_CLEAN_TABLE = _CleanTable()
+
+
 def strip_junk(text: str) -> str:
     """Remove invisible and pictographic junk; line breaks and tabs become spaces."""
-    return "".join(_char_clean(c) for c in text)
+    return text.translate(_CLEAN_TABLE)
 
 
 def to_halfwidth(text: str) -> str:
@@ -112,27 +125,30 @@ def to_halfwidth(text: str) -> str:
 
 
 def _drop_promo_brackets(text: str, keep_content: bool) -> str:
+    """Bracketed segments holding a promo term (or nothing) dropped, other brackets' content kept; a bracket
+    character without its partner becomes a space. Jumps from bracket to bracket: most titles have none."""
     out: list[str] = []
     i = 0
-    while i < len(text):
-        char = text[i]
-        close = _BRACKETS.get(char)
+    while True:
+        match = _BRACKET_CHARS_RE.search(text, i)
+        if match is None:
+            out.append(text[i:])
+            return "".join(out)
+        start = match.start()
+        out.append(text[i:start])
+        close = _BRACKETS.get(text[start])
         if close is not None:
-            end = text.find(close, i + 1)
+            end = text.find(close, start + 1)
             if end != -1:
-                inner = text[i + 1 : end]
+                inner = text[start + 1 : end]
                 if _PROMO_RE.search(inner) or not inner.strip():
                     out.append(" ")
                 else:
                     out.append(f" {inner} " if keep_content else " ")
                 i = end + 1
                 continue
-        if char in _BRACKETS.values() or char in _BRACKETS:
-            out.append(" ")
-        else:
-            out.append(char)
-        i += 1
-    return "".join(out)
+        out.append(" ")
+        i = start + 1
 
 
 def _canonical_unit(match: re.Match[str]) -> str:

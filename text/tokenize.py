@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .normalize import _UNIT_CANON, COUNT_UNITS, normalize_title
+from .segment import DagSegmenter
 
 _JIEBA_WORD_RE = re.compile(r"^[\u4E00-\u9FD5a-zA-Z0-9+#&._%\-]+$")  # what jieba's default mode keeps together
 _PUNCT_RE = re.compile(r"^[\W_]+$")
@@ -162,6 +164,7 @@ class TitleTokenizer:
         self.drop_punctuation = drop_punctuation
         self.quantity_tokens = quantity_tokens
         self._jieba: Any = None
+        self._segment: Any = None
         self._chunks: dict[str, list[str]] = {}
         self._prepass_re: re.Pattern[str] | None = None
         self._report: UserDictReport | None = None
@@ -203,6 +206,8 @@ class TitleTokenizer:
             prepass=len(set(prepass)),
             failed=tuple(failed),
         )
+        # the HMM route goes through DagSegmenter (jieba's words, faster); without the HMM jieba's own cut
+        self._segment = DagSegmenter(tokenizer).cut if self.hmm else partial(tokenizer.cut, HMM=False)
         self._jieba = tokenizer
 
     def user_dict_report(self) -> UserDictReport:
@@ -212,14 +217,14 @@ class TitleTokenizer:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for derived in ("_jieba", "_prepass_re", "_report", "_chunks"):
+        for derived in ("_jieba", "_segment", "_prepass_re", "_report", "_chunks"):
             state.pop(derived, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """The jieba instance, the pre-pass pattern and the chunk cache are rebuilt after unpickling."""
         self.__dict__.update(state)
-        self._jieba, self._prepass_re, self._report, self._chunks = None, None, None, {}
+        self._jieba, self._segment, self._prepass_re, self._report, self._chunks = None, None, None, None, {}
 
     # ------------------------------------------------------------------ tokenising
     def _cut(self, text: str, into: list[str]) -> None:
@@ -232,7 +237,7 @@ class TitleTokenizer:
                 continue
             words = chunks.get(chunk)
             if words is None:
-                words = list(self._jieba.cut(chunk, HMM=self.hmm))
+                words = list(self._segment(chunk))
                 if len(chunks) >= _CHUNK_CACHE_SIZE:
                     chunks.clear()
                 chunks[chunk] = words
