@@ -75,3 +75,15 @@ def test_dag_segmenter_run_cache_is_bounded(titles, monkeypatch):
     for title in titles[:2000]:
         segmenter.cut(title)
         assert len(segmenter._runs) <= 20
+
+
+def test_char_counter_takes_many_texts_in_blocks(titles, monkeypatch):
+    from skutag.text import char_ngrams
+
+    vectorizer = CountVectorizer(analyzer="char", ngram_range=(2, 5), lowercase=False, min_df=2,
+                                 dtype=np.float32).fit(titles[:8000])
+    counter = CharNgramCounter(vectorizer.vocabulary_, (2, 5))
+    monkeypatch.setattr(char_ngrams, "_BLOCK", 700)
+    got = counter.counts(titles[8000:])
+    assert got.shape[0] == len(titles) - 8000 and (got != vectorizer.transform(titles[8000:])).nnz == 0
+    assert counter.counts([]).shape == (0, len(vectorizer.vocabulary_))

@@ -26,6 +26,7 @@ _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _SEED = np.uint64(0x243F6A8885A308D3)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
+_BLOCK = 20_000  # texts per pass of counts()
 
 
 def _finalize(h: np.ndarray) -> np.ndarray:
@@ -95,6 +96,16 @@ class CharNgramCounter:
         self.columns = key_columns[order]
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """The count matrix of ``texts``, made ``_BLOCK`` texts at a time: the per-position arrays (a few
+        8-byte numbers per character) stay small however many texts come in."""
+        blocks = [self._block_counts(texts[i : i + _BLOCK]) for i in range(0, len(texts), _BLOCK)]
+        if len(blocks) == 1:
+            return blocks[0]
+        if not blocks:
+            return sp.csr_matrix((0, self.n_columns), dtype=self.dtype)
+        return sp.vstack(blocks, format="csr", dtype=self.dtype)
+
+    def _block_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
         texts = [_WHITE_SPACES.sub(" ", text) for text in texts]
         points, offsets = _code_points(texts)
         text_of = np.repeat(np.arange(len(texts)), np.diff(offsets))
