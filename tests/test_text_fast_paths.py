@@ -11,7 +11,7 @@ import pytest
 from conftest import shared_path
 from sklearn.feature_extraction.text import CountVectorizer
 from skutag.text import TextConfig, TitleFeaturizer, TitleTokenizer
-from skutag.text.char_ngrams import CharNgramCounter
+from skutag.text.char_ngrams import CharNgramCounter, fit_vocabulary
 from skutag.text.normalize import normalize_title
 from skutag.text.segment import DagSegmenter
 
@@ -87,3 +87,28 @@ def test_char_counter_takes_many_texts_in_blocks(titles, monkeypatch):
     got = counter.counts(titles[8000:])
     assert got.shape[0] == len(titles) - 8000 and (got != vectorizer.transform(titles[8000:])).nnz == 0
     assert counter.counts([]).shape == (0, len(vectorizer.vocabulary_))
+
+
+@pytest.mark.parametrize(("ngram_range", "min_df", "cap"), [((1, 1), 2, None), ((2, 5), 2, 3000), ((1, 3), 0.001, None)])
+def test_vocabulary_is_the_one_scikit_learn_fits(titles, ngram_range, min_df, cap):
+    """Same n-grams, same columns; a low cap puts many n-grams of equal count at the cut: the same ones kept."""
+    texts = [normalize_title(t).replace(" ", "") for t in titles] + ODD
+    expected = CountVectorizer(analyzer="char", ngram_range=ngram_range, lowercase=False, min_df=min_df,
+                               max_features=cap, dtype=np.float32).fit(texts).vocabulary_
+    assert fit_vocabulary(texts, ngram_range, min_df, 1.0, cap) == expected
+
+
+def test_featurizer_fit_is_scikit_learn_fit(titles):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    featurizer = TitleFeaturizer.from_config(TextConfig())
+    fitted = featurizer.fit_transform(titles[:8000])
+    texts = [normalize_title(t).replace(" ", "") for t in titles[:8000]]
+    for ours, (ngrams, cap) in zip(featurizer.char_vectorizers_, featurizer._char_specs()):
+        reference = TfidfVectorizer(analyzer="char", ngram_range=ngrams, max_features=cap, min_df=featurizer.min_df,
+                                    sublinear_tf=True, lowercase=False, dtype=np.float32).fit(texts)
+        assert ours.vocabulary_ == reference.vocabulary_
+        assert np.array_equal(ours.idf_, reference.idf_) and ours.idf_.dtype == reference.idf_.dtype
+        assert (ours.transform(texts[:500]) != reference.transform(texts[:500])).nnz == 0
+        assert ours.get_params()["vocabulary"] is None
+    assert (fitted != featurizer.transform(titles[:8000])).nnz == 0

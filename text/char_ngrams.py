@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,3 +125,62 @@ class CharNgramCounter:
         )
         matrix.sum_duplicates()
         return matrix
+
+
+def fit_vocabulary(
+    texts: Sequence[str],
+    ngram_range: tuple[int, int],
+    min_df: float = 1,
+    max_df: float = 1.0,
+    max_features: int | None = None,
+    dtype: type = np.float32,
+) -> dict[str, int]:
+    """The vocabulary ``CountVectorizer(analyzer="char", lowercase=False, min_df=..., max_df=...,
+    max_features=..., dtype=...)`` fits on ``texts``, without a Python string per n-gram occurrence.
+
+    As scikit-learn does it: n-grams whose document frequency lies within [min_df, max_df] (an int is a count,
+    a float a share of the texts), sorted by their characters; past ``max_features`` the most frequent (total
+    count) kept, chosen by the same ``argsort`` over the same array (counts in ``dtype``, in that order), so
+    ties at the cut fall the same way; columns numbered in character order.
+    """
+    min_n, max_n = int(ngram_range[0]), int(ngram_range[1])
+    texts = [_WHITE_SPACES.sub(" ", text) for text in texts]
+    n_texts = len(texts)
+    max_count = max_df if isinstance(max_df, Integral) else max_df * n_texts
+    min_count = min_df if isinstance(min_df, Integral) else min_df * n_texts
+    if max_count < min_count:
+        raise ValueError("max_df corresponds to < documents than min_df")
+    points, offsets = _code_points(texts)
+    text_of = np.repeat(np.arange(n_texts, dtype=np.int32), np.diff(offsets))
+    starts, lengths, totals = [], [], []
+    for n, at, h in _ngram_hashes(points, offsets, min_n, max_n):
+        # one n-gram length at a time: distinct n-grams, their total counts and document frequencies
+        text = text_of[at]
+        order = np.lexsort((text, h))
+        h, text, at = h[order], text[order], at[order]
+        first = np.ones(len(h), dtype=bool)
+        first[1:] = h[1:] != h[:-1]
+        first_in_text = first.copy()
+        first_in_text[1:] |= text[1:] != text[:-1]
+        group = np.cumsum(first) - 1
+        total = np.bincount(group)
+        documents = np.bincount(group[first_in_text])
+        keep = (documents >= min_count) & (documents <= max_count)
+        starts.append(at[first][keep])
+        lengths.append(np.full(int(keep.sum()), n, dtype=np.int64))
+        totals.append(total[keep])
+    if not starts or not sum(len(s) for s in starts):
+        raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+    start, length, total = np.concatenate(starts), np.concatenate(lengths), np.concatenate(totals)
+    # Python's string order: code point by code point, a string before the longer ones it begins
+    characters = np.full((len(start), max_n), -1, dtype=np.int64)
+    for j in range(max_n):
+        longer = length > j
+        characters[longer, j] = points[start[longer] + j]
+    alphabetical = np.lexsort(characters.T[::-1])
+    start, length, total = start[alphabetical], length[alphabetical], total[alphabetical]
+    if max_features is not None and len(start) > max_features:
+        top = np.sort((-total.astype(dtype)).argsort()[:max_features])
+        start, length = start[top], length[top]
+    joined = "".join(texts)
+    return {joined[s : s + n]: column for column, (s, n) in enumerate(zip(start.tolist(), length.tolist()))}

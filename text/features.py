@@ -11,11 +11,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from .char_ngrams import CharNgramCounter
+from .char_ngrams import CharNgramCounter, fit_vocabulary
 from .normalize import normalize_title
 from .tokenize import TitleTokenizer
 
@@ -191,6 +191,25 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
             **kwargs,
         )
 
+    def _fit_char_block(self, vectorizer: TfidfVectorizer, compact: list[str]) -> tuple[CharNgramCounter | None, Any]:
+        """Fit one character block: the vocabulary scikit-learn's fit would choose (``fit_vocabulary``), counted
+        with numpy, and the vectorizer given that vocabulary and the idf of those counts, so that it is the
+        vectorizer scikit-learn's ``fit_transform`` makes (tests compare both). Returns (its counter, its
+        features of ``compact``)."""
+        vocabulary = fit_vocabulary(compact, vectorizer.ngram_range, vectorizer.min_df, vectorizer.max_df,
+                                    vectorizer.max_features, self.dtype)
+        try:
+            counter = CharNgramCounter(vocabulary, vectorizer.ngram_range, self.dtype)
+        except ValueError:  # two n-grams share a 64-bit hash: scikit-learn fits this block
+            return None, vectorizer.fit_transform(compact)
+        counts = counter.counts(compact)
+        transformer = TfidfTransformer(norm=vectorizer.norm, use_idf=vectorizer.use_idf,
+                                       smooth_idf=vectorizer.smooth_idf, sublinear_tf=vectorizer.sublinear_tf)
+        vectorizer.set_params(vocabulary=vocabulary)
+        vectorizer.idf_ = transformer.fit(counts).idf_  # the setter takes the vocabulary in: fitted
+        vectorizer.set_params(vocabulary=None)  # ``vocabulary_`` holds it; the parameter would be a second copy
+        return counter, _tfidf(vectorizer, counts)
+
     def _fit_transform(self, X: Iterable[Any], fit: bool) -> sp.csr_matrix:
         titles = [normalize_title(t) for t in _as_title_list(X)]
         if fit:
@@ -219,19 +238,20 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
             matrix = self.word_vectorizer_.fit_transform(tokens) if fit else self.word_vectorizer_.transform(tokens)
             blocks.append(matrix * self.word_weight if self.word_weight != 1.0 else matrix)
         compact = [t.replace(" ", "") for t in titles] if self.char_vectorizers_ else []
-        counters = [None] * len(self.char_vectorizers_) if fit else self._char_counters()
-        for vectorizer, counter in zip(self.char_vectorizers_, counters):
-            if fit:
-                matrix = vectorizer.fit_transform(compact)
-            elif counter is not None:
-                matrix = _tfidf(vectorizer, counter.counts(compact))
-            else:
-                matrix = vectorizer.transform(compact)
+        if fit:
+            fitted = [self._fit_char_block(vectorizer, compact) for vectorizer in self.char_vectorizers_]
+            self._counters = [counter for counter, _ in fitted]
+            char_blocks = [matrix for _, matrix in fitted]
+        else:
+            char_blocks = [
+                _tfidf(vectorizer, counter.counts(compact)) if counter is not None else vectorizer.transform(compact)
+                for vectorizer, counter in zip(self.char_vectorizers_, self._char_counters())
+            ]
+        for matrix in char_blocks:
             blocks.append(matrix * self.char_weight if self.char_weight != 1.0 else matrix)
         out = sp.hstack(blocks, format="csr", dtype=self.dtype) if len(blocks) > 1 else blocks[0].tocsr()
         if fit:
             self.n_features_out_ = out.shape[1]
-            self.__dict__.pop("_counters", None)
             for vectorizer in [self.word_vectorizer_, *self.char_vectorizers_]:
                 if vectorizer is not None:
                     vectorizer.vocabulary_ = _compacted(vectorizer.vocabulary_)
