@@ -263,3 +263,40 @@ def test_one_modality_answers_are_streamed_and_equal_the_score_matrix_path(title
             assert streamed.temperature_ == pytest.approx(matrix.temperature_, rel=0.25)
             assert streamed.temperature_ != 1.0
             np.testing.assert_allclose(streamed.predict_proba(Xt).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_stacker_loss_in_cache_sized_chunks_is_the_loss_and_gradient_of_all_rows(titles, monkeypatch):
+    """The chunked loss (any chunk size) gives the softmax log-loss of the whole score matrix and its exact
+    gradient (central differences), on out-of-fold scores of real titles."""
+    from skutag.fusion import stacking
+
+    X, _ = _char_tfidf(titles[0], titles[2])
+    y = titles[1]
+    model = FusionTagger(blocks=[("a", slice(0, X.shape[1] // 2)), ("b", slice(X.shape[1] // 2, None))], cv=2,
+                         random_state=0).fit(X, y)
+    Z, _ = model._block_scores(X)
+    labels = np.searchsorted(model.classes_, np.asarray(y, dtype=object))
+    Z = Z.astype(np.float32)
+    n_blocks, n_rows, n_classes = Z.shape
+    rng = np.random.RandomState(0)
+    theta = np.concatenate([rng.normal(0, 0.1, n_classes), [1.0, 0.8], rng.normal(0, 0.1, n_blocks * n_classes)])
+    l2, shared_l2, bias_l2 = 1e-3, 1e-4, 1e-6
+
+    def reference(t: np.ndarray) -> float:
+        bias, a = t[:n_classes], t[n_classes:n_classes + n_blocks]
+        d = t[n_classes + n_blocks:].reshape(n_blocks, n_classes)
+        logits = np.einsum("bnk,bk->nk", Z.astype(np.float64), a[:, None] + d) + bias
+        log_norm = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        nll = np.mean(log_norm - logits[np.arange(n_rows), labels])
+        return nll + 0.5 * (l2 * np.sum(d * d) + shared_l2 * a @ a + bias_l2 * bias @ bias)
+
+    whole_value, whole_grad = stacking._StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
+    monkeypatch.setattr(stacking, "_CHUNK", 7)  # chunks that do not divide the rows
+    value, grad = stacking._StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
+    assert value == pytest.approx(reference(theta), rel=1e-5) == pytest.approx(whole_value, rel=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-4, atol=1e-7)
+    for i in [0, n_classes, n_classes + 1, n_classes + n_blocks + 3, len(theta) - 1]:
+        step = np.zeros_like(theta)
+        step[i] = 1e-3
+        numeric = (reference(theta + step) - reference(theta - step)) / 2e-3
+        assert grad[i] == pytest.approx(numeric, rel=2e-2, abs=1e-5)
