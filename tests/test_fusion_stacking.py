@@ -268,7 +268,7 @@ def test_one_modality_answers_are_streamed_and_equal_the_score_matrix_path(title
 def test_the_stacker_loss_in_cache_sized_chunks_is_the_loss_and_gradient_of_all_rows(titles, monkeypatch):
     """The chunked loss (any chunk size) gives the softmax log-loss of the whole score matrix and its exact
     gradient (central differences), on out-of-fold scores of real titles."""
-    from skutag.fusion import stacking
+    from skutag.fusion import stacker_loss
 
     X, _ = _char_tfidf(titles[0], titles[2])
     y = titles[1]
@@ -290,9 +290,9 @@ def test_the_stacker_loss_in_cache_sized_chunks_is_the_loss_and_gradient_of_all_
         nll = np.mean(log_norm - logits[np.arange(n_rows), labels])
         return nll + 0.5 * (l2 * np.sum(d * d) + shared_l2 * a @ a + bias_l2 * bias @ bias)
 
-    whole_value, whole_grad = stacking._StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
-    monkeypatch.setattr(stacking, "_CHUNK", 7)  # chunks that do not divide the rows
-    value, grad = stacking._StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
+    whole_value, whole_grad = stacker_loss.StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
+    monkeypatch.setattr(stacker_loss, "_CHUNK", 7)  # chunks that do not divide the rows
+    value, grad = stacker_loss.StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
     assert value == pytest.approx(reference(theta), rel=1e-5) == pytest.approx(whole_value, rel=1e-6)
     np.testing.assert_allclose(grad, whole_grad, rtol=1e-4, atol=1e-7)
     for i in [0, n_classes, n_classes + 1, n_classes + n_blocks + 3, len(theta) - 1]:
