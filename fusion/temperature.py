@@ -50,9 +50,13 @@ def fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
     L -= L.max(axis=1, keepdims=True)  # <= 0: exp(L / T) never overflows
     truth = L[np.arange(len(rows)), y_enc[rows]].astype(np.float64)
 
+    scaled = np.empty_like(L)  # one buffer for every step of the search
+
     def nll(log_t):
         t = float(np.exp(log_t))
-        total = np.exp(L / np.float32(t)).sum(axis=1, dtype=np.float64)
+        np.divide(L, np.float32(t), out=scaled)
+        np.exp(scaled, out=scaled)
+        total = scaled.sum(axis=1, dtype=np.float64)
         return float(np.mean(np.log(total) - truth / t))
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
@@ -60,14 +64,18 @@ def fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
 
 
 def stacked_logits(Z: np.ndarray, rows: np.ndarray, masks: np.ndarray, owner: np.ndarray,
-                   stackers: list[tuple]) -> np.ndarray:
-    """Logits of training ``rows`` (modalities ``masks[i]``) from the stacker that did not see each row."""
+                   stackers: list[tuple], chunk: int = 4096) -> np.ndarray:
+    """Logits of training ``rows`` (modalities ``masks[i]``) from the stacker that did not see each row;
+    ``chunk`` rows at a time, so the masked copy of their block scores stays small whatever ``rows`` is."""
     out = np.zeros((len(rows), Z.shape[2]), dtype=np.float64)
+    masks = np.asarray(masks)
     for j, (bias, a, d) in enumerate(stackers):
+        weights = a[:, None] + d
         pick = np.flatnonzero(owner[rows] == j)
-        if len(pick):
-            picked = Z[:, rows[pick]] * np.asarray(masks)[pick].T[:, :, None]
-            out[pick] = bias + np.einsum("bnk,bk->nk", picked, a[:, None] + d)
+        for start in range(0, len(pick), chunk):
+            part = pick[start:start + chunk]
+            picked = Z[:, rows[part]] * masks[part].T[:, :, None]
+            out[part] = bias + np.einsum("bnk,bk->nk", picked, weights)
     return out
 
 
