@@ -112,3 +112,11 @@ def test_featurizer_fit_is_scikit_learn_fit(titles):
         assert (ours.transform(texts[:500]) != reference.transform(texts[:500])).nnz == 0
         assert ours.get_params()["vocabulary"] is None
     assert (fitted != featurizer.transform(titles[:8000])).nnz == 0
+
+
+def test_char_counter_takes_lone_surrogates_as_scikit_learn_does():
+    texts = ["ab\ud800cd", "\udfffab", "abcd"]
+    vectorizer = CountVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, dtype=np.float32).fit(texts)
+    counter = CharNgramCounter(vectorizer.vocabulary_, (1, 3))
+    assert (counter.counts(texts) != vectorizer.transform(texts)).nnz == 0
+    assert fit_vocabulary(texts, (1, 3)) == vectorizer.vocabulary_
