@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -31,7 +33,7 @@ import numpy as np
 
 from skutag.paths import skutag_home_dir
 
-from .backbones import BackboneSource
+from .backbones import BackboneSource, get_backbone
 from .errors import ModelFilesMissingError
 from .image import ImageError, load_image
 from .labels import PROJECT_MODELS_DIR
@@ -104,10 +106,33 @@ def temporary_path(path: Path) -> Path:
 
 
 def ensure_onnx(source: BackboneSource, cache_dir: str | Path | None = None) -> Path:
-    """The fp32 ONNX model for ``source``, exported from torch on first use."""
+    """The fp32 ONNX model for ``source``, exported from torch on first use. A process that has not imported
+    torch (a server or worker tagging through ONNX Runtime) has a child process export it: torch's libraries,
+    once loaded, stay resident for the life of the process (hundreds of MB per server or worker)."""
     path = export_dir(source, cache_dir) / "model.onnx"
     if path.is_file():
         return path
+    if "torch" not in sys.modules and _export_in_child(source, cache_dir) and path.is_file():
+        return path
+    _export(source, path)
+    return path
+
+
+def _export_in_child(source: BackboneSource, cache_dir: str | Path | None) -> bool:
+    """``python -m skutag.vision.export NAME WEIGHTS CACHE``: the child resolves the backbone from its registry
+    name and weights file and exports it into the same folder. False (and a log line) when it could not."""
+    root = export_dir(source, cache_dir).parent
+    command = [sys.executable, "-m", "skutag.vision.export", source.name, str(source.weights_path), str(root)]
+    log.info("exporting %s to ONNX in a child process (once per weights)", source.name)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        log.warning("exporting %s in a child process failed, exporting here: %s", source.name,
+                    done.stderr.strip()[-500:])
+        return False
+    return True
+
+
+def _export(source: BackboneSource, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -125,7 +150,6 @@ def ensure_onnx(source: BackboneSource, cache_dir: str | Path | None = None) -> 
             dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}},
         )
     os.replace(tmp, path)
-    return path
 
 
 def calibration_images(folder: str | Path | None = None) -> list[Path]:
@@ -238,3 +262,16 @@ def ensure_int8(
     fp32 = ensure_onnx(source, cache_dir)
     path = fp32.with_name(f"model.int8-{calibration_key(photos, source.preprocess)}.onnx")
     return quantize_int8(fp32, path, photos, source.preprocess)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m skutag.vision.export NAME WEIGHTS CACHE``: export backbone NAME (weights file WEIGHTS) into
+    the cache folder CACHE (what ``ensure_onnx`` runs in a child process)."""
+    name, weights, cache = argv
+    source = get_backbone(name).resolve(weights)
+    _export(source, export_dir(source, cache) / "model.onnx")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
