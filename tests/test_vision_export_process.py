@@ -22,7 +22,7 @@ print(json.dumps({"path": str(path), "again": str(again), "torch": "torch" in sy
 
 
 def test_export_in_a_process_without_torch_keeps_torch_out_of_it(tmp_path):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "cache")], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "cache")], capture_output=True, text=True, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
