@@ -8,9 +8,13 @@ becomes a 64-bit hash computed for all positions at once, and the hashes are mat
 hashes of the vocabulary. The vectorizer's own TF-IDF step then turns the counts into its features, so the
 output is the vectorizer's ``transform`` exactly (tests compare the two on real titles).
 
+:func:`fit_vocabulary` chooses the vocabulary itself the same way, from the hashes: the one scikit-learn's fit
+would choose.
+
 A hash shared by two vocabulary entries is found when the counter is built, and the counter refuses (the
 caller keeps scikit-learn's path); an n-gram outside the vocabulary matching an entry's 64-bit hash is a
-chance of about |vocabulary| / 2^64 per n-gram.
+chance of about |vocabulary| / 2^64 per n-gram, and two distinct n-grams of the fitted texts sharing one
+(``fit_vocabulary`` would count them as one) about (distinct n-grams)^2 / 2^65.
 """
 
 from __future__ import annotations
