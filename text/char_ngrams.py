@@ -54,11 +54,12 @@ def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ngram_hashes(points: np.ndarray, offsets: np.ndarray, min_n: int, max_n: int):
-    """Yield (n, start positions, hashes) of every n-gram of length min_n..max_n lying inside one text."""
+    """Yield (n, start positions, the text each starts in, hashes) of every n-gram of length min_n..max_n lying
+    inside one text."""
     total = len(points)
     if total == 0:
         return
-    text_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    text_of = np.repeat(np.arange(len(offsets) - 1, dtype=np.int32), np.diff(offsets))
     end_of = offsets[1:][text_of]  # where the text holding each position ends
     positions = np.arange(total)
     h = np.full(total, _SEED, dtype=np.uint64)
@@ -68,7 +69,8 @@ def _ngram_hashes(points: np.ndarray, offsets: np.ndarray, min_n: int, max_n: in
         h = h[: total - n + 1] * _MULTIPLIER + points[n - 1 :]
         if n >= min_n:
             inside = valid + n <= end_of[: total - n + 1]
-            yield n, valid[inside], _finalize(h[inside])
+            starts = valid[inside]
+            yield n, starts, text_of[starts], _finalize(h[inside])
 
 
 class CharNgramCounter:
@@ -88,7 +90,7 @@ class CharNgramCounter:
         key_at[offsets[:-1]] = np.arange(len(keys))
         lengths = np.diff(offsets)
         hashes = np.empty(len(keys), dtype=np.uint64)
-        for n, starts, h in _ngram_hashes(points, offsets, self.min_n, self.max_n):
+        for n, starts, _, h in _ngram_hashes(points, offsets, self.min_n, self.max_n):
             # a key's hash is the one of its n-gram of full length starting where the key starts
             key = key_at[starts]
             whole = key >= 0
@@ -113,14 +115,13 @@ class CharNgramCounter:
     def _block_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
         texts = [_WHITE_SPACES.sub(" ", text) for text in texts]
         points, offsets = _code_points(texts)
-        text_of = np.repeat(np.arange(len(texts)), np.diff(offsets))
         rows, columns = [], []
-        for _, starts, h in _ngram_hashes(points, offsets, self.min_n, self.max_n):
+        for _, _, text, h in _ngram_hashes(points, offsets, self.min_n, self.max_n):
             if not len(self.hashes):
                 break
             at = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
             known = self.hashes[at] == h
-            rows.append(text_of[starts[known]])
+            rows.append(text[known])
             columns.append(self.columns[at[known]])
         row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         column = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int32)
@@ -155,11 +156,9 @@ def fit_vocabulary(
     if max_count < min_count:
         raise ValueError("max_df corresponds to < documents than min_df")
     points, offsets = _code_points(texts)
-    text_of = np.repeat(np.arange(n_texts, dtype=np.int32), np.diff(offsets))
     starts, lengths, totals = [], [], []
-    for n, at, h in _ngram_hashes(points, offsets, min_n, max_n):
+    for n, at, text, h in _ngram_hashes(points, offsets, min_n, max_n):
         # one n-gram length at a time: distinct n-grams, their total counts and document frequencies
-        text = text_of[at]
         order = np.lexsort((text, h))
         h, text, at = h[order], text[order], at[order]
         first = np.ones(len(h), dtype=bool)
