@@ -173,8 +173,8 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.pattern_temperatures_: dict[tuple[bool, ...], float] = {}
         if self.calibration == "temperature":
             sample = held_out if len(held_out) <= TEMPERATURE_ROWS else np.sort(rng.choice(held_out, TEMPERATURE_ROWS, replace=False))
-            self.temperature_ = fit_temperature(stacked_logits(Z, sample, present[sample], owner, stackers),
-                                                y_enc[sample])
+            self.temperature_ = fit_temperature(stacked_logits(Z, sample, present[sample], owner, stackers,
+                                                               dtype=np.float32), y_enc[sample], overwrite=True)
             only_held_out = np.zeros_like(present)
             only_held_out[held_out] = present[held_out]
             self.pattern_temperatures_ = fit_pattern_temperatures(Z, y_enc, only_held_out, owner, stackers, rng)

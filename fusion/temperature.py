@@ -39,14 +39,18 @@ def chunk_answers(proba: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.
     return top, proba[picked, top], np.log(np.clip(proba[picked, truth], 1e-12, 1))
 
 
-def fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
+def fit_temperature(logits: np.ndarray, y_enc: np.ndarray, *, overwrite: bool = False) -> float:
     """The temperature minimising the negative log-likelihood of ``y_enc`` under ``softmax(logits / T)``, on
     at most ``TEMPERATURE_ROWS`` rows (one parameter: a sample is plenty), in float32 with each row's maximum
-    taken out once (the same for every T), so each step of the search is one pass over the sample."""
+    taken out once (the same for every T), so each step of the search is one pass over the sample.
+    ``overwrite``: float32 ``logits`` the caller no longer needs are shifted in place instead of copied."""
     rows = np.arange(len(y_enc))
     if len(rows) > TEMPERATURE_ROWS:
         rows = np.sort(np.random.RandomState(0).choice(len(y_enc), TEMPERATURE_ROWS, replace=False))
-    L = np.asarray(logits[rows], dtype=np.float32)
+    if overwrite and len(rows) == len(logits) and logits.dtype == np.float32 and logits.flags.c_contiguous:
+        L = logits
+    else:
+        L = np.asarray(logits[rows], dtype=np.float32)
     L -= L.max(axis=1, keepdims=True)  # <= 0: exp(L / T) never overflows
     truth = L[np.arange(len(rows)), y_enc[rows]].astype(np.float64)
 
@@ -64,10 +68,11 @@ def fit_temperature(logits: np.ndarray, y_enc: np.ndarray) -> float:
 
 
 def stacked_logits(Z: np.ndarray, rows: np.ndarray, masks: np.ndarray, owner: np.ndarray,
-                   stackers: list[tuple], chunk: int = 4096) -> np.ndarray:
+                   stackers: list[tuple], chunk: int = 4096, dtype=np.float64) -> np.ndarray:
     """Logits of training ``rows`` (modalities ``masks[i]``) from the stacker that did not see each row;
-    ``chunk`` rows at a time, so the masked copy of their block scores stays small whatever ``rows`` is."""
-    out = np.zeros((len(rows), Z.shape[2]), dtype=np.float64)
+    ``chunk`` rows at a time, so the masked copy of their block scores stays small whatever ``rows`` is.
+    ``dtype``: of the result (each chunk is computed in float64 and rounded once)."""
+    out = np.zeros((len(rows), Z.shape[2]), dtype=dtype)
     masks = np.asarray(masks)
     for j, (bias, a, d) in enumerate(stackers):
         weights = a[:, None] + d
@@ -96,8 +101,8 @@ def fit_pattern_temperatures(Z, y_enc, present, owner, stackers, rng) -> dict[tu
         if len(rows) > PATTERN_ROWS_CAP:
             rows = np.sort(rng.choice(rows, PATTERN_ROWS_CAP, replace=False))
         masks = np.broadcast_to(pattern, (len(rows), len(pattern)))
-        logits = stacked_logits(Z, rows, masks, owner, stackers)
-        table[tuple(bool(x) for x in pattern)] = fit_temperature(logits, y_enc[rows])
+        logits = stacked_logits(Z, rows, masks, owner, stackers, dtype=np.float32)  # what the fit reads
+        table[tuple(bool(x) for x in pattern)] = fit_temperature(logits, y_enc[rows], overwrite=True)
     return table
 
 

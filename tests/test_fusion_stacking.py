@@ -300,3 +300,22 @@ def test_the_stacker_loss_in_cache_sized_chunks_is_the_loss_and_gradient_of_all_
         step[i] = 1e-3
         numeric = (reference(theta + step) - reference(theta - step)) / 2e-3
         assert grad[i] == pytest.approx(numeric, rel=2e-2, abs=1e-5)
+
+
+def test_float32_stacked_logits_fitted_in_place_give_the_float64_temperature():
+    from skutag.fusion.temperature import fit_temperature, stacked_logits
+
+    rng = np.random.RandomState(0)
+    Z = rng.normal(size=(2, 500, 7)).astype(np.float32)
+    masks = rng.rand(500, 2) > 0.3
+    owner = rng.randint(0, 2, size=500)
+    stackers = [(rng.normal(size=7), rng.rand(2), rng.normal(size=(2, 7)) / 3) for _ in range(2)]
+    y = rng.randint(0, 7, size=500)
+    rows = np.arange(500)
+    wide = stacked_logits(Z, rows, masks, owner, stackers)
+    narrow = stacked_logits(Z, rows, masks, owner, stackers, dtype=np.float32)
+    assert narrow.dtype == np.float32 and np.array_equal(narrow, wide.astype(np.float32))
+    expected = fit_temperature(wide, y)
+    assert fit_temperature(narrow, y, overwrite=True) == expected
+    assert narrow.max(axis=1).max() == 0.0  # shifted in place: no copy was made
+    assert fit_temperature(wide, y) == expected and wide.max() > 0  # the caller's float64 logits are left alone

@@ -62,12 +62,14 @@ def register_calibrate(subparsers) -> None:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
+    from skutag.heap import return_freed_memory
     from skutag.pipeline import managed_path_aliases
     from skutag.training import retrain_bundle
     from skutag.taxonomy.aliases import load_aliases
 
     config = _config(args)
     _check_output(args.out, "--out", folder=True)
+    return_freed_memory()  # a full refit's freed buffers must not add up in the peak RSS
     with _user_errors():
         if args.renamed and not args.renamed.is_file():
             raise FileNotFoundError(f"--renamed: no such file {args.renamed}")

@@ -268,9 +268,11 @@ def _tag_all(pipeline, products: Sequence, args: argparse.Namespace, audit: bool
 
 # ---------------------------------------------------------------------- commands
 def run_train(args: argparse.Namespace) -> int:
+    from skutag.heap import return_freed_memory
     from skutag.training import train_catalog
 
     _check_output(args.out, "--out", folder=True)
+    return_freed_memory()  # the fold fits' freed buffers must not add up in the peak RSS
     extra: dict[str, Any] = {}
     if args.modalities:
         extra["fusion.modalities"] = _modalities_arg(args.modalities)
