@@ -11,8 +11,12 @@ Orderings (each starts from the model fitted on TRAIN_CATALOG, and is re-ranked 
 step):
 * arrival: the pool file's order;
 * random: a seeded permutation of the pool;
-* informative: ``skutag.service.review_queue.order`` (uncertainty x near-duplicate cluster size, with its share of
-  random picks), one product per answer;
+* informative: ``skutag.service.review_queue.order`` (uncertainty x near-duplicate cluster size x how typical the
+  photo's look is x how new its ground is, spread over the predicted paths, with its share of random picks), one
+  product per answer. The looks are those the service keeps with each prediction (``skutag.looks``); the covered
+  ground is the products answered so far (the service's verified products: the training catalog is not in its
+  database). ``--no-looks``: predictions without looks (the order before them); ``--class-decay``,
+  ``--look-pool``: the ``service.review_*`` settings;
 * clusters: the same order, but a verdict on the first product of a cluster is applied to every pending member of
   its cluster (the reviewer's answer for that product: members whose truth differs get a wrong label), each member
   counting as one correction.
@@ -41,6 +45,7 @@ from skutag.catalog_io import read_catalog  # noqa: E402
 from skutag.config import SkutagConfig  # noqa: E402
 from skutag.evidence import EvidenceCollector  # noqa: E402
 from skutag.fusion.model import FusionModel  # noqa: E402
+from skutag.looks import look_of  # noqa: E402
 from skutag.service import review_queue  # noqa: E402
 from skutag.store.dedup import fingerprint  # noqa: E402
 from skutag.training import collect_training_set  # noqa: E402
@@ -104,6 +109,12 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=int, default=50)
     parser.add_argument("--modalities", default="vision,ocr")
     parser.add_argument("--random-share", type=float, default=0.1)
+    parser.add_argument("--class-decay", type=float, default=0.5,
+                        help="weight of each further product with the same predicted path (service.review_class_decay)")
+    parser.add_argument("--look-pool", type=int, default=2000, help="service.review_look_pool (0: no looks)")
+    parser.add_argument("--no-looks", action="store_true", help="predictions without the photos' looks")
+    parser.add_argument("--uncertainty", default="margin", choices=("margin", "entropy"))
+    parser.add_argument("--orderings", default=",".join(ORDERINGS), help="comma list of the orderings to run")
     parser.add_argument("--bits", type=int, default=6, help="near-duplicate distance of the photo hash")
     parser.add_argument("--similarity", type=float, default=None,
                         help="also join photos whose backbone embeddings are this alike (e.g. 0.9); default: photo "
@@ -154,6 +165,8 @@ def run(args) -> dict:
         predicted, _ = model.score(val.evidence).best()
         return round(float(np.mean(predicted == np.asarray(val.paths, dtype=object))), 4)
 
+    looks = [look_of(ev.vision.embedding, ev.vision.model_id) if ev.vision is not None and not args.no_looks
+             else None for ev in pool.evidence]
     base = fit(list(train.evidence), list(train.paths), list(train.brands))
     base_acc = accuracy(base)
     steps = list(range(args.step, args.budget + 1, args.step))
@@ -161,13 +174,14 @@ def run(args) -> dict:
     purity: dict[str, float] = {}
     rng = np.random.RandomState(args.seed + 1)
     permutation = [int(i) for i in rng.permutation(len(ids))]
-    for how in ORDERINGS:
+    for how in args.orderings.split(","):
         model, answered, labels = base, [], {}
         curve = [base_acc]
         for target in steps:
             pending = [i for i in range(len(ids)) if i not in labels]
             need = target - len(answered)
-            chosen = _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args)
+            chosen = _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args, looks,
+                             [looks[i] for i in answered if looks[i] is not None])
             for i, label in chosen:
                 labels[i] = label
                 answered.append(i)
@@ -183,23 +197,30 @@ def run(args) -> dict:
             "pool_clusters": len(sizes), "modalities": list(base.modalities_), "goal": _goal(curves, [0] + steps)}
 
 
-def _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args) -> list[tuple[int, str]]:
-    """``need`` (row, label) answers in ``how`` order (clusters: a verdict covers the cluster's pending members)."""
+def _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args, looks,
+            reviewed) -> list[tuple[int, str]]:
+    """``need`` (row, label) answers in ``how`` order (clusters: a verdict covers the cluster's pending members).
+    ``looks``: each pool photo's look, as its stored prediction keeps it; ``reviewed``: the looks of the products
+    answered so far (the service's verified products; the training catalog is not in the service's database)."""
     if how == "arrival":
         return [(i, pool.paths[i]) for i in pending[:need]]
     if how == "random":
         left = set(pending)
         return [(i, pool.paths[i]) for i in permutation if i in left][:need]
     scores = model.score([pool.evidence[i] for i in pending])
+    answers, _ = scores.best()
     candidates = []
     for row, i in enumerate(pending):
         top = np.sort(scores.proba[row])[::-1][:5]
         candidates.append(review_queue.Candidate(ids[i], confidence=float(top[0]),
-                                                 alternatives=tuple(float(p) for p in top[1:])))
+                                                 alternatives=tuple(float(p) for p in top[1:]),
+                                                 answer=str(answers[row]), look=looks[i]))
     index = {ids[i]: i for i in pending}
     clusters = {ids[i]: cluster_of[ids[i]] for i in pending}  # sizes count pending members only
     sequence = [r.id for r in review_queue.order(candidates, "informative", random_share=args.random_share,
-                                                 cluster_of=clusters)]
+                                                 cluster_of=clusters, class_decay=args.class_decay,
+                                                 method=args.uncertainty, reviewed=reviewed,
+                                                 look_pool=args.look_pool)]
     out: list[tuple[int, str]] = []
     taken: set[int] = set()
     for pid in sequence:
@@ -223,11 +244,13 @@ def _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args)
 
 def _goal(curves: dict[str, list[float]], steps: list[int]) -> dict:
     """Fewest corrections at which each ordering reaches random's accuracy at the full budget."""
+    if "random" not in curves:
+        return {}
     target = curves["random"][-1]
     reach = {how: next((s for s, a in zip(steps, curve) if a >= target), None) for how, curve in curves.items()}
     return {"random_at_budget": target, "corrections_to_reach_it": reach,
-            "informative_within_half": reach["informative"] is not None and reach["informative"] <= steps[-1] / 2,
-            "clusters_within_half": reach["clusters"] is not None and reach["clusters"] <= steps[-1] / 2}
+            **{f"{how}_within_half": reach[how] is not None and reach[how] <= steps[-1] / 2
+               for how in ("informative", "clusters") if how in reach}}
 
 
 def plot(result: dict, path: Path) -> None:

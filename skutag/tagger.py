@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from skutag.catalog import Product
 from skutag.fusion.drift import ConfidenceHistogram
 from skutag.fusion.result import TagResult
+from skutag.looks import look_of
 from skutag.vision.photo import PhotoNeeds
 
 if TYPE_CHECKING:
@@ -108,13 +109,17 @@ class BrandlessTagger(Tagger):
 
 
 def modality_outputs(evidence: Evidence | None) -> dict[str, Any]:
-    """The per-modality part of the evidence, as JSON (no embeddings); {} for none."""
+    """The per-modality part of the evidence, as JSON (no embeddings: the photo's compact look, ``skutag.looks``,
+    for the review queue); {} for none."""
     if evidence is None:
         return {}
     out: dict[str, Any] = {"present": list(evidence.modalities)}
     if evidence.vision is not None:
         out["vision"] = {"labels": [[str(label), round(float(prob), 4)] for label, _, prob in evidence.vision.labels[:5]],
                          "model_id": evidence.vision.model_id}
+        look = look_of(evidence.vision.embedding, evidence.vision.model_id)
+        if look is not None:
+            out["vision"]["look"] = look.to_json()
     if evidence.ocr is not None:
         out["ocr"] = {"lines": [[str(text), round(float(score), 3)] for text, score in evidence.ocr.lines[:30]],
                       "brands": [[str(brand), round(float(score), 3)] for brand, score in evidence.ocr.brands]}

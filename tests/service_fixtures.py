@@ -23,10 +23,11 @@ from conftest import in_ci, skip_or_fail  # noqa: F401  (the one skip-or-fail ru
 from grocery import GroceryRow, grocery_manifest
 from PIL import Image
 
+from skutag.fusion.evidence import Evidence, VisionEvidence
 from skutag.fusion.result import Alternative, Decision, TagResult
 from skutag.catalog import Product
 from skutag.fusion.drift import ConfidenceHistogram
-from skutag.tagger import BrandlessTagger
+from skutag.tagger import BrandlessTagger, TaggedBatch
 from skutag.service.retrain import RetrainRequest
 from skutag.vision.image import ImageError, load_image
 
@@ -78,7 +79,17 @@ class PhotoTagger(BrandlessTagger):
     def categories(self) -> list[str]:
         return sorted(self.paths)
 
+    def tag(self, products: Sequence[Product], *, audit: bool = True) -> TaggedBatch:
+        """Results, and evidence whose vision embedding is the photo's features (the service keeps their look)."""
+        results, vectors = self._tag(products)
+        evidence = [Evidence(p.id, vision=VisionEvidence(embedding=vectors[i], model_id="photo-features"))
+                    if i in vectors else None for i, p in enumerate(products)]
+        return TaggedBatch(results, evidence)
+
     def tag_results(self, products: Sequence[Product]) -> list[TagResult]:
+        return self._tag(products)[0]
+
+    def _tag(self, products: Sequence[Product]) -> tuple[list[TagResult], dict[int, np.ndarray]]:
         results: list[TagResult | None] = [None] * len(products)
         rows, index = [], []
         for i, product in enumerate(products):
@@ -94,7 +105,7 @@ class PhotoTagger(BrandlessTagger):
             probabilities = self.estimator.predict_proba(np.vstack(rows))
             for i, proba in zip(index, probabilities):
                 results[i] = self._result(products[i].id, proba)
-        return results  # type: ignore[return-value]
+        return results, dict(zip(index, rows))  # type: ignore[return-value]
 
     def _result(self, product_id: str, proba: np.ndarray) -> TagResult:
         order = np.argsort(proba)[::-1]

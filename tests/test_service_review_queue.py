@@ -4,6 +4,7 @@ its undo, the retraining cadence; and the order's own rules (margin, entropy, th
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_fixtures import (  # noqa: F401  (fixtures)
@@ -18,6 +19,7 @@ from service_fixtures import (  # noqa: F401  (fixtures)
     val_rows,
 )
 
+from skutag.looks import Look, look_of
 from skutag.service import review_queue
 from skutag.service.app import create_app
 from skutag.service.config import ServiceConfig
@@ -56,7 +58,10 @@ def test_the_order_is_stable_documented_and_arrival_is_the_old_one(queue_api):
     assert sorted(shared["products"]) == ["q1", "q4", "q6"]  # same title, case and spacing aside
     informative = [i for i in body["items"] if i["pick"] == "informative"]
     assert [i["score"] for i in informative] == sorted((i["score"] for i in informative), reverse=True)
-    assert all(i["score"] == pytest.approx(i["uncertainty"] * i["cluster_size"]) for i in body["items"])
+    # typicality and novelty of the photos' looks only lower a product's value
+    assert all(0 < i["score"] <= i["uncertainty"] * i["cluster_size"] + 1e-9 for i in body["items"])
+    pending = client.app.state.store.pending_review()
+    assert len(pending) == 8 and all(Look.from_json(p.look) is not None for p in pending)  # kept with the prediction
     assert [i["pick"] == "random" for i in body["items"]] == [False, False, False, True] * 2  # 1 place in 4
 
     arrival = client.get("/v1/review?order=arrival&limit=3&offset=2", headers=auth).json()
@@ -147,3 +152,47 @@ def test_uncertainty_clusters_and_the_random_share():
     assert ranked[0].id == "p00"  # the most uncertain of the largest cluster
     assert [r.id for r in review_queue.order(candidates, "arrival")] == [c.id for c in candidates]
     assert [r.pick for r in review_queue.order(candidates, random_share=0.0)].count("random") == 0
+
+
+def test_informative_order_spreads_picks_over_the_predicted_paths():
+    # six doubtful products all answered "a", three less doubtful ones answered "b", "c", "d"
+    doubtful = [review_queue.Candidate(f"a{i}", confidence=0.5, alternatives=(0.45 - i / 100,), answer="a")
+                for i in range(6)]
+    others = [review_queue.Candidate(f"{k}0", confidence=0.6, alternatives=(0.3,), answer=k) for k in "bcd"]
+    spread = [r.id for r in review_queue.order(doubtful + others, random_share=0.0)]
+    assert spread[:5] == ["a0", "b0", "c0", "d0", "a1"]  # one of "a", then the other answers, then "a" again
+    flat = [r.id for r in review_queue.order(doubtful + others, random_share=0.0, class_decay=1.0)]
+    assert flat[:6] == [f"a{i}" for i in range(6)]  # without spreading, "a" fills the head
+    unanswered = [review_queue.Candidate(f"n{i}", confidence=0.5, alternatives=(0.45,)) for i in range(3)]
+    assert [r.id for r in review_queue.order(unanswered, random_share=0.0)] == ["n0", "n1", "n2"]
+    with pytest.raises(ValueError, match="review_class_decay"):
+        ServiceConfig(review_class_decay=0.0)
+
+
+def _look_alikes():
+    """Eight photos around one look, four around another, one unlike both; all equally doubtful."""
+    rng = np.random.RandomState(0)
+    a, b, odd = rng.standard_normal((3, 300))
+    groups = [("a", a, 8), ("b", b, 4), ("odd", odd, 1)]
+    return [review_queue.Candidate(f"{name}{k}", confidence=0.5, alternatives=(0.4,),
+                                   look=look_of(centre + 0.3 * rng.standard_normal(300), "m"))
+            for name, centre, n in groups for k in range(n)]
+
+
+def test_looks_put_typical_photos_of_new_ground_first():
+    candidates = _look_alikes()
+    ranked = [r.id for r in review_queue.order(candidates, random_share=0.0)]
+    assert ranked[0].startswith("a") and ranked[1].startswith("b")  # the densest ground, then the next one
+    assert ranked.index("odd0") >= 2  # a photo like no other teaches about itself only: after the groups' first picks
+    assert ranked == [r.id for r in review_queue.order(list(reversed(candidates)), random_share=0.0)]
+    middle = np.mean([c.look.vector for c in candidates if c.id.startswith("a")], axis=0)
+    covered = [Look(candidates[0].look.space, middle / np.linalg.norm(middle))]  # a verified photo like the "a"s
+    assert review_queue.order(candidates, random_share=0.0, reviewed=covered)[0].id.startswith("b")
+    other_space = [review_queue.Candidate(c.id, confidence=c.confidence, alternatives=c.alternatives,
+                                          look=look_of(c.look.vector, "other")) for c in candidates[:8]]
+    mixed = review_queue.order(candidates[8:] + other_space, random_share=0.0)  # two spaces: only one is read
+    assert {r.id for r in mixed} == {c.id for c in candidates}
+    flat = review_queue.order(candidates, random_share=0.0, look_pool=0)
+    assert [r.id for r in flat] == sorted(c.id for c in candidates)  # equal values: id order
+    assert Look.from_json({"space": "m", "f16": "not base64!"}) is None and Look.from_json(None) is None
+    assert Look.from_json(candidates[0].look.to_json()).vector == pytest.approx(candidates[0].look.vector, abs=1e-3)

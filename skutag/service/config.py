@@ -41,6 +41,8 @@ class ServiceConfig:
     review_order: str = "informative"  # the review queue's default order: informative | arrival
     review_uncertainty: str = "margin"  # how the informative order reads a prediction's doubt: margin | entropy
     review_random_share: float = 0.1  # share of the informative order's places drawn at random (unbiased audits)
+    review_class_decay: float = 0.5  # informative order: weight of each further product with the same predicted path
+    review_look_pool: int = 2000  # informative order: the most valuable products ordered by their photos' looks
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +65,10 @@ class ServiceConfig:
             problems.append(f"review_order must be informative or arrival, got {self.review_order!r}")
         if self.review_uncertainty not in ("margin", "entropy"):
             problems.append(f"review_uncertainty must be margin or entropy, got {self.review_uncertainty!r}")
+        if self.review_look_pool < 0:
+            problems.append(f"review_look_pool must be >= 0 (0 = off), got {self.review_look_pool}")
+        if not 0.0 < self.review_class_decay <= 1.0:
+            problems.append(f"review_class_decay must be in (0, 1], got {self.review_class_decay}")
         if not 0.0 <= self.review_random_share <= 0.5:
             problems.append(f"review_random_share must be in [0, 0.5], got {self.review_random_share}")
         if problems:

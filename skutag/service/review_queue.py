@@ -3,9 +3,16 @@
 Informative order: the expected value of a human answer is the stored prediction's uncertainty (one minus the
 margin between the top two alternatives' calibrated confidences, or their normalised entropy) times the number
 of pending products that look like it (its near-duplicate cluster: photos within the near-duplicate distance of
-the perceptual hash, or the same normalised title). A deterministic share of the places goes to picks drawn by a
-hash of the product id, so audits of the queue stay unbiased. Everything is computed from the candidates alone
-and ties break on the product id: the same queue gives the same order.
+the perceptual hash, or the same normalised title). Where the predictions keep the photos' looks
+(``skutag.looks``), the ``look_pool`` most valuable products are ordered greedily by that value times how
+typical the photo is among them (mean similarity to its nearest looks: an answer there teaches about many
+products, an outlier's about one) times how new its ground is (distance to the nearest verified photo, and to
+each product already placed before it: an answer next to one already given teaches little), which spreads the
+picks. Products without looks are spread over the model's answers instead: the k-th product of one predicted
+category counts ``class_decay ** k`` of its value.
+A deterministic share of the places goes to picks drawn by a hash of the product id, so audits of the queue stay
+unbiased. Everything is computed from the candidates alone and ties break on the product id: the same queue
+gives the same order.
 
 Arrival order is the old one: oldest first (``updated_at``, then id).
 """
@@ -17,6 +24,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import numpy as np
+
+from skutag.looks import Look
 from skutag.store.dedup import band_slices, hamming
 
 ORDERS = ("informative", "arrival")
@@ -33,6 +43,8 @@ class Candidate:
     alternatives: tuple[float, ...] = ()  # the other alternatives' confidences
     phash: int | None = None
     title: str | None = None
+    answer: str | None = None  # the predicted category path: picks are spread over the answers
+    look: Look | None = None  # the photo's look (``skutag.looks``)
 
 
 @dataclass(frozen=True)
@@ -126,11 +138,16 @@ def _draw_key(product_id: str) -> str:
 
 def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits: int = 6,
           random_share: float = 0.1, method: str = "margin", titles: bool = True,
-          cluster_of: dict[str, str] | None = None) -> list[Ranked]:
+          cluster_of: dict[str, str] | None = None, class_decay: float = 0.5, reviewed: Sequence[Look] = (),
+          look_pool: int = 2000, look_neighbours: int = 10) -> list[Ranked]:
     """The queue in ``how`` order (``informative`` or ``arrival``), each product with its score, uncertainty and
     cluster. In informative order every ``round(1 / random_share)``-th place is a random pick (by a hash of the
     id, so the same queue always draws the same products). ``cluster_of``: clusters found elsewhere (product id ->
-    cluster id) instead of the photo hash and title ones."""
+    cluster id) instead of the photo hash and title ones. ``class_decay`` in (0, 1]: the weight of each further
+    product with the same predicted category, outside the products ordered by their looks (1: no spreading).
+    ``reviewed``: looks of verified products (their
+    ground is covered); ``look_pool``: how many of the most valuable products are ordered by their looks;
+    ``look_neighbours``: how many nearest looks measure how typical a photo is."""
     if how not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {how!r}")
     if cluster_of is None:
@@ -139,15 +156,85 @@ def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits
     for cid in cluster_of.values():
         size[cid] = size.get(cid, 0) + 1
     info = {c.id: uncertainty(c.confidence, c.alternatives, method) for c in candidates}
-    score = {c.id: round(info[c.id] * size[cluster_of[c.id]], 9) for c in candidates}
+    value = {c.id: info[c.id] * size[cluster_of[c.id]] for c in candidates}
+    answer = {c.id: c.answer for c in candidates}
+    score = _spread(value, answer, class_decay)
     if how == "arrival":
         ids = [c.id for c in sorted(candidates, key=lambda c: (c.arrival, c.id))]
         picks = {i: "arrival" for i in ids}
     else:
-        ids, picks = _interleave(sorted(score, key=lambda i: (-score[i], i)),
-                                 sorted(score, key=lambda i: (_draw_key(i), i)), random_share)
+        best = sorted(score, key=lambda i: (-score[i], i))
+        looks = {c.id: c.look for c in candidates if c.look is not None}
+        if len(looks) >= 2 and look_pool >= 2:
+            pool = sorted(value, key=lambda i: (-value[i], i))[:look_pool]
+            head, head_score = _by_looks(pool, value, looks, reviewed, look_neighbours)
+            score.update(head_score)
+            placed = set(head)
+            best = head + [i for i in best if i not in placed]
+        ids, picks = _interleave(best, sorted(score, key=lambda i: (_draw_key(i), i)), random_share)
     return [Ranked(i, rank, score[i], info[i], cluster_of[i], size[cluster_of[i]], picks[i])
             for rank, i in enumerate(ids)]
+
+
+def _spread(value: dict[str, float], answer: dict[str, str | None], decay: float) -> dict[str, float]:
+    """Each product's value times ``decay ** k``, k = how many products with the same answer have a higher value
+    (ties on the id). A product without an answer is alone in its group."""
+    seen: dict[str, int] = {}
+    out: dict[str, float] = {}
+    for pid in sorted(value, key=lambda i: (-value[i], i)):
+        key = answer[pid]
+        k = 0 if key is None else seen.get(key, 0)
+        if key is not None:
+            seen[key] = k + 1
+        out[pid] = round(value[pid] * decay ** k, 9)
+    return out
+
+
+def _by_looks(pool: list[str], value: dict[str, float], looks: dict[str, Look], reviewed: Sequence[Look],
+              neighbours: int) -> tuple[list[str], dict[str, float]]:
+    """``pool`` in greedy order of value x typicality x novelty, and each one's score when it was placed. Looks of
+    another space than the pool's most common one are ignored (a product without a usable look has the pool's
+    mean typicality and stays new ground)."""
+    spaces: dict[str, int] = {}
+    for pid in pool:
+        if pid in looks:
+            spaces[looks[pid].space] = spaces.get(looks[pid].space, 0) + 1
+    space = min(spaces, key=lambda s: (-spaces[s], s)) if spaces else None
+    with_look = [k for k, pid in enumerate(pool) if pid in looks and looks[pid].space == space]
+    n = len(pool)
+    typical = np.ones(n)
+    novelty = np.ones(n)
+    sims = None
+    if len(with_look) >= 2:
+        vectors = np.stack([looks[pool[k]].vector for k in with_look])
+        sims = vectors @ vectors.T
+        np.fill_diagonal(sims, -np.inf)
+        near = min(neighbours, len(with_look) - 1)
+        nearest = -np.sort(-sims, axis=1)[:, :near]
+        typical[:] = 0.0
+        typical[with_look] = np.clip(nearest.mean(axis=1), 0.0, None)
+        rest = np.setdiff1d(np.arange(n), with_look)
+        typical[rest] = typical[with_look].mean()
+        covered = [r.vector for r in reviewed if r.space == space]
+        if covered:
+            novelty[with_look] = 1.0 - (vectors @ np.stack(covered).T).max(axis=1)
+    novelty = np.clip(novelty, 1e-6, 1.0)  # opposite looks are no newer than unrelated ones
+    base = np.array([value[pid] for pid in pool]) * typical
+    row_of = np.full(n, -1)
+    row_of[with_look] = np.arange(len(with_look))
+    left = np.ones(n, dtype=bool)
+    order_: list[str] = []
+    scores: dict[str, float] = {}
+    for _ in range(n):
+        current = np.where(left, base * novelty, -np.inf)
+        k = int(np.argmax(current))  # ties: the first, the pool is in (value, id) order
+        pid = pool[k]
+        order_.append(pid)
+        scores[pid] = round(float(current[k]), 9)
+        left[k] = False
+        if row_of[k] >= 0:
+            novelty[with_look] = np.minimum(novelty[with_look], np.clip(1.0 - sims[row_of[k]], 1e-6, 1.0))
+    return order_, scores
 
 
 def _interleave(best: list[str], drawn: list[str], share: float) -> tuple[list[str], dict[str, str]]:
@@ -199,8 +286,11 @@ def queue(store, settings, how: str | None = None) -> Queue:
     ``service.review_order``), with the service's near-duplicate distance, uncertainty and random share."""
     how = how or settings.review_order
     pending = {p.id: p for p in store.pending_review()}
-    candidates = [Candidate(p.id, p.updated_at, p.confidence, p.alternatives, p.phash, p.title)
-                  for p in pending.values()]
+    candidates = [Candidate(p.id, p.updated_at, p.confidence, p.alternatives, p.phash, p.title, p.path,
+                            Look.from_json(p.look)) for p in pending.values()]
+    reviewed = [look for look in map(Look.from_json, store.reviewed_looks(settings.review_look_pool))
+                if look is not None] if how == "informative" else []
     ranked = order(candidates, how, max_bits=settings.near_duplicate_bits, random_share=settings.review_random_share,
-                   method=settings.review_uncertainty)
+                   method=settings.review_uncertainty, class_decay=settings.review_class_decay, reviewed=reviewed,
+                   look_pool=settings.review_look_pool)
     return Queue(how, ranked, pending)

@@ -79,6 +79,16 @@ class PendingProduct:
     confidence: float | None
     path: str | None
     alternatives: tuple[float, ...]
+    look: dict | None = None  # the photo's stored look (``skutag.looks``), as the prediction keeps it
+
+
+VERIFIED_STATUSES = ("accepted", "corrected")
+
+
+def _stored_look(outputs: dict | None) -> dict | None:
+    vision = ((outputs or {}).get("modalities") or {}).get("vision")
+    look = vision.get("look") if isinstance(vision, dict) else None
+    return look if isinstance(look, dict) else None
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,21 @@ class ReviewMixin:
                                  if isinstance(a, dict) and a.get("path") != (p.path if p else None)) if p else ()
             confidence = float(p.confidence) if p is not None and p.path is not None and not p.error else None
             out.append(PendingProduct(pid, title, updated_at.isoformat(), int(phash) if phash is not None else None,
-                                      confidence, path, alternatives))
+                                      confidence, path, alternatives, _stored_look(p.outputs) if p else None))
         return out
+
+    def reviewed_looks(self, limit: int = 2000) -> list[dict]:
+        """The stored looks of the ``limit`` most recently verified products (accepted or corrected): the ground
+        the review queue counts as covered."""
+        with self.session() as session:
+            ids = session.scalars(select(ProductRow.id).where(ProductRow.status.in_(VERIFIED_STATUSES))
+                                  .order_by(ProductRow.updated_at.desc(), ProductRow.id).limit(limit)).all()
+            if not ids:
+                return []
+            latest = (select(func.max(PredictionRow.id)).where(PredictionRow.product_id.in_(ids))
+                      .group_by(PredictionRow.product_id)).scalar_subquery()
+            outputs = session.scalars(select(PredictionRow.outputs).where(PredictionRow.id.in_(latest))).all()
+        return [look for look in map(_stored_look, outputs) if look is not None]
 
     def apply_group(self, product_ids: Sequence[str], new_path: str | None, who: str, *, kind: str,
                     cluster_id: str) -> GroupAction:
