@@ -125,7 +125,13 @@ def main(argv=None) -> int:
     parser.add_argument("--split", type=Path, help="write a start/pool split of this catalog and stop")
     parser.add_argument("--start", type=float, default=0.1)
     parser.add_argument("--split-out", type=Path, default=Path("/tmp/skutag-review"))
+    parser.add_argument("--cost", help="time and peak memory of one informative order of this many pending "
+                                       "products with looks (comma list, e.g. 500,2000,10000,50000), and stop")
     args = parser.parse_args(argv)
+    if args.cost:
+        for n in (int(x) for x in args.cost.split(",")):
+            print(json.dumps(order_cost(n, args.look_pool)), flush=True)
+        return 0
     if args.split:
         print(json.dumps(split(args.split, args.start, args.split_out, args.seed)))
         return 0
@@ -240,6 +246,31 @@ def _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args,
         if len(out) >= need:
             break
     return out
+
+
+def order_cost(n: int, look_pool: int, verified: int = 2000) -> dict:
+    """Seconds and peak traced memory (numpy's and Python's allocations) of ``review_queue.order`` over ``n``
+    pending products with looks and ``verified`` verified looks, as ``GET /v1/review`` computes it."""
+    import tracemalloc
+
+    rng = np.random.RandomState(0)
+    centres = rng.standard_normal((max(2, n // 20), 64))
+
+    def look(i):
+        return look_of(centres[i % len(centres)] + 0.5 * rng.standard_normal(64), "bench")
+
+    candidates = [review_queue.Candidate(f"p{i:07d}", confidence=float(c), alternatives=(float(c) / 2,),
+                                         answer=f"path {i % 300}", look=look(i))
+                  for i, c in enumerate(rng.uniform(0.2, 0.9, n))]
+    reviewed = [look(i) for i in range(verified)]
+    tracemalloc.start()
+    started = time.perf_counter()
+    review_queue.order(candidates, look_pool=look_pool, reviewed=reviewed)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"pending": n, "look_pool": look_pool, "verified": verified, "seconds": round(seconds, 3),
+            "peak_traced_mb": round(peak / 1e6, 1)}
 
 
 def _goal(curves: dict[str, list[float]], steps: list[int]) -> dict:

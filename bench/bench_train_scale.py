@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modalities", default="title,title+price", help="comma list of title / title+price")
     parser.add_argument("--baseline", action="store_true", help="also the plain TF-IDF + LinearSVC (same rows)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="also train with glibc's default heap behaviour (SKUTAG_MALLOC_DEFAULTS=1), each size "
+                             "right after the run with skutag's settings")
     args = parser.parse_args(argv)
     missing = [str(p) for p in SOURCES if not p.is_file()]
     if missing:
@@ -118,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"rows": n, "model": f"skutag {kind}", **measured(command, env)}
                 print(json.dumps(result, ensure_ascii=False), flush=True)
                 results.append(result)
+                if args.malloc_defaults:
+                    result = {"rows": n, "model": f"skutag {kind}, glibc malloc defaults",
+                              **measured([f"{out}-defaults" if part == str(out) else part for part in command],
+                                         {**env, "SKUTAG_MALLOC_DEFAULTS": "1"})}
+                    print(json.dumps(result, ensure_ascii=False), flush=True)
+                    results.append(result)
                 if args.baseline and not price:
                     result = {"rows": n, "model": "baseline char1-3 tfidf + LinearSVC",
                               **measured([sys.executable, "-c", BASELINE, str(catalog)])}

@@ -4,7 +4,8 @@ glibc's malloc raises its mmap threshold each time a large block is freed (up to
 numpy and scipy buffers come from the heap, and a heap only shrinks from its top: the fold fits of a training
 run then leave their freed buffers resident, and the peak RSS grows with every fit although live memory does
 not. Fixing the thresholds keeps large buffers in their own mappings (unmapped when freed) and trims the
-heap's top. A no-op outside glibc, and where the user set glibc's own ``MALLOC_*_`` variables.
+heap's top. A no-op outside glibc, where the user set glibc's own ``MALLOC_*_`` variables, and with
+``SKUTAG_MALLOC_DEFAULTS=1`` (glibc's own behaviour, to compare: ``bench/bench_train_scale.py --malloc-defaults``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def return_freed_memory(large_block: int = LARGE_BLOCK) -> bool:
     free memory. True when the settings were applied."""
     if any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False  # the user chose
+    if os.environ.get("SKUTAG_MALLOC_DEFAULTS", "").strip() in ("1", "true", "yes"):
+        return False
     libc = _libc()
     if libc is None:
         return False

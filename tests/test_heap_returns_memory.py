@@ -47,3 +47,6 @@ def test_freed_buffers_leave_the_rss_with_the_settings():
 def test_the_users_own_malloc_settings_win(monkeypatch):
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     assert heap.return_freed_memory() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("SKUTAG_MALLOC_DEFAULTS", "1")  # glibc's own behaviour, to compare
+    assert heap.return_freed_memory() is False
