@@ -103,6 +103,7 @@ def test_a_cluster_verdict_counts_once_per_product_and_undoes(queue_api):
     action = applied.json()
     assert action["action"] == "apply" and sorted(p["product_id"] for p in action["products"]) == cluster["products"]
     assert store.untrained_correction_count() == untrained + 3  # one correction per product
+    assert len(store.reviewed_looks()) == 3  # their ground now counts as covered in the informative order
     for pid in cluster["products"]:
         product = client.get(f"/v1/products/{pid}", headers=auth).json()
         assert product["path"] == target and product["status"] in ("corrected", "accepted")

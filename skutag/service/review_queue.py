@@ -200,40 +200,40 @@ def _by_looks(pool: list[str], value: dict[str, float], looks: dict[str, Look], 
         if pid in looks:
             spaces[looks[pid].space] = spaces.get(looks[pid].space, 0) + 1
     space = min(spaces, key=lambda s: (-spaces[s], s)) if spaces else None
-    with_look = [k for k, pid in enumerate(pool) if pid in looks and looks[pid].space == space]
+    with_look = np.array([k for k, pid in enumerate(pool) if pid in looks and looks[pid].space == space], dtype=int)
     n = len(pool)
     typical = np.ones(n)
     novelty = np.ones(n)
-    sims = None
+    distance = np.ones((n, n), dtype=np.float32)  # 1: a product without a look is unrelated to every other
     if len(with_look) >= 2:
         vectors = np.stack([looks[pool[k]].vector for k in with_look])
         sims = vectors @ vectors.T
         np.fill_diagonal(sims, -np.inf)
         near = min(neighbours, len(with_look) - 1)
-        nearest = -np.sort(-sims, axis=1)[:, :near]
+        nearest = np.partition(sims, -near, axis=1)[:, -near:]
         typical[:] = 0.0
         typical[with_look] = np.clip(nearest.mean(axis=1), 0.0, None)
         rest = np.setdiff1d(np.arange(n), with_look)
         typical[rest] = typical[with_look].mean()
+        np.fill_diagonal(sims, 1.0)
+        distance[np.ix_(with_look, with_look)] = 1.0 - sims
         covered = [r.vector for r in reviewed if r.space == space]
         if covered:
             novelty[with_look] = 1.0 - (vectors @ np.stack(covered).T).max(axis=1)
-    novelty = np.clip(novelty, 1e-6, 1.0)  # opposite looks are no newer than unrelated ones
+    np.clip(distance, 1e-6, 1.0, out=distance)  # opposite looks are no newer than unrelated ones
+    np.clip(novelty, 1e-6, 1.0, out=novelty)
     base = np.array([value[pid] for pid in pool]) * typical
-    row_of = np.full(n, -1)
-    row_of[with_look] = np.arange(len(with_look))
-    left = np.ones(n, dtype=bool)
+    current = base * novelty
     order_: list[str] = []
     scores: dict[str, float] = {}
     for _ in range(n):
-        current = np.where(left, base * novelty, -np.inf)
         k = int(np.argmax(current))  # ties: the first, the pool is in (value, id) order
         pid = pool[k]
         order_.append(pid)
         scores[pid] = round(float(current[k]), 9)
-        left[k] = False
-        if row_of[k] >= 0:
-            novelty[with_look] = np.minimum(novelty[with_look], np.clip(1.0 - sims[row_of[k]], 1e-6, 1.0))
+        base[k] = -np.inf  # placed: never again
+        np.minimum(novelty, distance[k], out=novelty)
+        np.multiply(base, novelty, out=current)
     return order_, scores
 
 
