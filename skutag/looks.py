@@ -20,7 +20,7 @@ LOOK_DIM = 256
 _SEED = 20261206
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: the vector is an array
 class Look:
     space: str  # "<vision model id>/<embedding width>"
     vector: np.ndarray  # LOOK_DIM float32, unit length
@@ -58,8 +58,9 @@ def look_of(embedding, model_id: str) -> Look | None:
     vector = np.asarray(embedding, dtype=np.float32).ravel()
     if vector.size == 0 or not np.all(np.isfinite(vector)):
         return None
-    projected = vector @ _projection(vector.size)
-    norm = float(np.linalg.norm(projected))
-    if norm == 0.0:
+    with np.errstate(over="ignore", invalid="ignore"):
+        projected = vector @ _projection(vector.size)
+        norm = float(np.linalg.norm(projected))
+    if not np.isfinite(norm) or norm == 0.0:  # huge finite values can still overflow here
         return None
     return Look(f"{model_id}/{vector.size}", projected / norm)

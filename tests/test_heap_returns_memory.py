@@ -1,4 +1,4 @@
-"""``skutag.heap``: with its settings, buffers a training run frees leave the process's RSS (glibc on Linux)."""
+"""``vision.heap``: with its settings, buffers a training run frees leave the process's RSS (glibc on Linux)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from skutag import heap
+from skutag.vision import heap
 
 PROBE = """
 import sys
 import numpy as np
-from skutag.heap import return_freed_memory
+from skutag.vision.heap import return_freed_memory
 
 def rss_mb():
     with open("/proc/self/status") as status:

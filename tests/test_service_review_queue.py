@@ -189,11 +189,35 @@ def test_looks_put_typical_photos_of_new_ground_first():
     middle = np.mean([c.look.vector for c in candidates if c.id.startswith("a")], axis=0)
     covered = [Look(candidates[0].look.space, middle / np.linalg.norm(middle))]  # a verified photo like the "a"s
     assert review_queue.order(candidates, random_share=0.0, reviewed=covered)[0].id.startswith("b")
-    other_space = [review_queue.Candidate(c.id, confidence=c.confidence, alternatives=c.alternatives,
-                                          look=look_of(c.look.vector, "other")) for c in candidates[:8]]
-    mixed = review_queue.order(candidates[8:] + other_space, random_share=0.0)  # two spaces: only one is read
-    assert {r.id for r in mixed} == {c.id for c in candidates}
+    def relooked(members, look):
+        return [review_queue.Candidate(c.id, confidence=c.confidence, alternatives=c.alternatives, look=look(c))
+                for c in members]
+
+    other_space = relooked(candidates[:3], lambda c: look_of(c.look.vector, "other"))
+    mixed = review_queue.order(other_space + candidates[3:], random_share=0.0)  # two spaces: the minority's is unread
+    assert mixed == review_queue.order(relooked(candidates[:3], lambda c: None) + candidates[3:], random_share=0.0)
     flat = review_queue.order(candidates, random_share=0.0, look_pool=0)
     assert [r.id for r in flat] == sorted(c.id for c in candidates)  # equal values: id order
     assert Look.from_json({"space": "m", "f16": "not base64!"}) is None and Look.from_json(None) is None
     assert Look.from_json(candidates[0].look.to_json()).vector == pytest.approx(candidates[0].look.vector, abs=1e-3)
+
+
+def test_products_without_looks_are_still_spread_and_merged_by_score():
+    # the queue while looks roll out: old predictions without looks, two new ones with looks (worth less)
+    doubtful = [review_queue.Candidate(f"a{i}", confidence=0.5, alternatives=(0.45 - i / 100,), answer="a")
+                for i in range(6)]
+    others = [review_queue.Candidate(f"{k}0", confidence=0.6, alternatives=(0.3,), answer=k) for k in "bcd"]
+    rng = np.random.RandomState(1)
+    new = [review_queue.Candidate(f"n{i}", confidence=0.9, alternatives=(0.05,), answer="n",
+                                  look=look_of(rng.standard_normal(64), "m")) for i in range(2)]
+    ranked = review_queue.order(doubtful + others + new, random_share=0.0)
+    assert [r.id for r in ranked if not r.id.startswith("n")][:5] == ["a0", "b0", "c0", "d0", "a1"]
+    scores = [r.score for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+    looked = _look_alikes()  # a pool smaller than the queue: the rest is merged in by score, not put after it
+    small_pool = review_queue.order(looked, random_share=0.0, look_pool=3)
+    assert [r.score for r in small_pool] == sorted((r.score for r in small_pool), reverse=True)
+    assert small_pool[0].id == "a0" and small_pool[1].id not in ("a1", "a2")  # a0's look-alikes in the pool wait
+    with pytest.raises(ValueError, match="review_look_pool"):
+        ServiceConfig(review_look_pool=10001)

@@ -17,8 +17,6 @@ process-wide pixel budget (``DECODE_BUDGET``: a large photo waits for room, or `
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import io
 import os
 import threading
@@ -31,6 +29,8 @@ from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import heap
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
@@ -216,8 +216,9 @@ def decode_bytes(data: bytes, name: str, limits: ImageLimits, min_side: int | No
                     image = shrink(image, max_side)
                 rgb = _to_rgb(image, name, limits)
                 del image
-            if pixels >= LARGE_DECODE:
-                return_freed_memory()
+            if pixels >= LARGE_DECODE:  # a server that decoded one huge photo must not hold that memory
+                heap.return_freed_memory()
+                heap.trim()
             return Decoded(rgb, shown, file_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: image too large to decode safely ({exc})") from None
@@ -248,26 +249,6 @@ def shrink(image: Image.Image, max_side: int) -> Image.Image:
         image = _wide_to_l(image)
     resample = Image.NEAREST if image.mode in ("P", "1") else Image.BILINEAR
     return image.resize(size, resample, reducing_gap=None if resample == Image.NEAREST else 2.0)
-
-
-_libc = None
-
-
-def return_freed_memory() -> None:
-    """Hand memory freed by a large decode back to the operating system (glibc keeps freed heap otherwise,
-    and a server that decoded one huge photo would hold that memory for good)."""
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _libc = ctypes.CDLL(name) if name else False
-            # large buffers always mmapped (no dynamic threshold): freed at once, whatever the history
-            if _libc and hasattr(_libc, "mallopt"):
-                _libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
-        except OSError:
-            _libc = False
-    if _libc and hasattr(_libc, "malloc_trim"):
-        _libc.malloc_trim(0)
 
 
 def _check_size(size: tuple[int, int], name: str, limits: ImageLimits) -> None:

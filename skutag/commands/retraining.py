@@ -62,7 +62,7 @@ def register_calibrate(subparsers) -> None:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
-    from skutag.heap import return_freed_memory
+    from skutag.vision.heap import return_freed_memory
     from skutag.pipeline import managed_path_aliases
     from skutag.training import retrain_bundle
     from skutag.taxonomy.aliases import load_aliases

@@ -268,7 +268,7 @@ def _tag_all(pipeline, products: Sequence, args: argparse.Namespace, audit: bool
 
 # ---------------------------------------------------------------------- commands
 def run_train(args: argparse.Namespace) -> int:
-    from skutag.heap import return_freed_memory
+    from skutag.vision.heap import return_freed_memory
     from skutag.training import train_catalog
 
     _check_output(args.out, "--out", folder=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from skutag.policy.fields import TITLE_MAX_CHARS
 
+MAX_LOOK_POOL = 10000  # the informative order holds a pool x pool float32 matrix: 400 MB at this size
+
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -42,7 +44,7 @@ class ServiceConfig:
     review_uncertainty: str = "margin"  # how the informative order reads a prediction's doubt: margin | entropy
     review_random_share: float = 0.1  # share of the informative order's places drawn at random (unbiased audits)
     review_class_decay: float = 0.5  # informative order: weight of each further product with the same predicted path
-    review_look_pool: int = 2000  # informative order: the most valuable products ordered by their photos' looks
+    review_look_pool: int = 2000  # informative order: the most valuable products ordered by their photos' looks (0: off)
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,8 +67,8 @@ class ServiceConfig:
             problems.append(f"review_order must be informative or arrival, got {self.review_order!r}")
         if self.review_uncertainty not in ("margin", "entropy"):
             problems.append(f"review_uncertainty must be margin or entropy, got {self.review_uncertainty!r}")
-        if self.review_look_pool < 0:
-            problems.append(f"review_look_pool must be >= 0 (0 = off), got {self.review_look_pool}")
+        if not 0 <= self.review_look_pool <= MAX_LOOK_POOL:
+            problems.append(f"review_look_pool must be 0 (off) to {MAX_LOOK_POOL}, got {self.review_look_pool}")
         if not 0.0 < self.review_class_decay <= 1.0:
             problems.append(f"review_class_decay must be in (0, 1], got {self.review_class_decay}")
         if not 0.0 <= self.review_random_share <= 0.5:

@@ -88,7 +88,8 @@ def _item(ranked: review_queue.Ranked, pending) -> ReviewItem:
 
 
 @router.get("/review", response_model=ReviewListing,
-            summary="The review queue: informative order (uncertainty x cluster size, with a random share) or arrival")
+            summary="The review queue: informative order (uncertainty x cluster size x the photos' typicality and "
+                    "novelty, with a random share) or arrival")
 def review_listing(request: Request, order: Annotated[ReviewOrder | None, Query(
                        description="informative (default: service.review_order) or arrival (oldest first)")] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -134,7 +135,7 @@ def apply_verdict(service, cluster_id: str, category: str | None, who: str):
     if category is not None and not category.strip():
         raise InvalidInput("category", "give the right category path, or leave it out to accept the suggestions")
     path = service.check_category(category) if category is not None else None
-    members = review_queue.queue(service.store, service.settings).members(cluster_id)
+    members = review_queue.queue(service.store, service.settings, "arrival").members(cluster_id)  # same clusters
     if not members:
         raise NotFound(f"no cluster {cluster_id!r} in the review queue (reload it: clusters change as products "
                        f"come and go)")

@@ -4,15 +4,15 @@ Informative order: the expected value of a human answer is the stored prediction
 margin between the top two alternatives' calibrated confidences, or their normalised entropy) times the number
 of pending products that look like it (its near-duplicate cluster: photos within the near-duplicate distance of
 the perceptual hash, or the same normalised title). Where the predictions keep the photos' looks
-(``skutag.looks``), the ``look_pool`` most valuable products are ordered greedily by that value times how
-typical the photo is among them (mean similarity to its nearest looks: an answer there teaches about many
-products, an outlier's about one) times how new its ground is (distance to the nearest verified photo, and to
-each product already placed before it: an answer next to one already given teaches little), which spreads the
-picks. Products without looks are spread over the model's answers instead: the k-th product of one predicted
-category counts ``class_decay ** k`` of its value.
-A deterministic share of the places goes to picks drawn by a hash of the product id, so audits of the queue stay
-unbiased. Everything is computed from the candidates alone and ties break on the product id: the same queue
-gives the same order.
+(``skutag.looks``), the ``look_pool`` most valuable products with looks are ordered greedily by that value times
+how typical the photo is among them (mean similarity to its nearest looks: an answer there teaches about many
+products, an outlier's about one) times how new its ground is (distance to the nearest of the given verified
+looks, and to each product already placed before it: an answer next to one already given teaches little), which
+spreads the picks. The other products are spread over the model's answers instead (the k-th product of one
+predicted category counts ``class_decay ** k`` of its value) and merged in by score. A deterministic share of
+the places goes to picks drawn by a hash of the product id, so audits of the queue stay unbiased. Everything is
+computed from the candidates and the verified looks, and ties break on the product id: the same queue gives the
+same order (on one machine: near-ties of float32 similarities may fall either way on another CPU).
 
 Arrival order is the old one: oldest first (``updated_at``, then id).
 """
@@ -30,6 +30,8 @@ from skutag.looks import Look
 from skutag.store.dedup import band_slices, hamming
 
 ORDERS = ("informative", "arrival")
+MIN_TYPICAL = 0.01  # typicality floor: a look unlike the others still keeps its value's rank among its peers
+VERIFIED_LOOKS = 2000  # the most recently verified products whose looks count as covered ground
 _MASK64 = (1 << 64) - 1
 
 
@@ -44,7 +46,7 @@ class Candidate:
     phash: int | None = None
     title: str | None = None
     answer: str | None = None  # the predicted category path: picks are spread over the answers
-    look: Look | None = None  # the photo's look (``skutag.looks``)
+    look: Look | None = field(default=None, compare=False)  # the photo's look (``skutag.looks``)
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,9 @@ def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits
     id, so the same queue always draws the same products). ``cluster_of``: clusters found elsewhere (product id ->
     cluster id) instead of the photo hash and title ones. ``class_decay`` in (0, 1]: the weight of each further
     product with the same predicted category, outside the products ordered by their looks (1: no spreading).
-    ``reviewed``: looks of verified products (their
-    ground is covered); ``look_pool``: how many of the most valuable products are ordered by their looks;
-    ``look_neighbours``: how many nearest looks measure how typical a photo is."""
+    ``reviewed``: looks of verified products (their ground is covered); ``look_pool``: how many of the most
+    valuable products with looks are ordered by them (0 or 1: none); ``look_neighbours``: how many nearest looks
+    measure how typical a photo is."""
     if how not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {how!r}")
     if cluster_of is None:
@@ -158,22 +160,55 @@ def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits
     info = {c.id: uncertainty(c.confidence, c.alternatives, method) for c in candidates}
     value = {c.id: info[c.id] * size[cluster_of[c.id]] for c in candidates}
     answer = {c.id: c.answer for c in candidates}
-    score = _spread(value, answer, class_decay)
     if how == "arrival":
+        score = _spread(value, answer, class_decay)
         ids = [c.id for c in sorted(candidates, key=lambda c: (c.arrival, c.id))]
         picks = {i: "arrival" for i in ids}
     else:
-        best = sorted(score, key=lambda i: (-score[i], i))
-        looks = {c.id: c.look for c in candidates if c.look is not None}
-        if len(looks) >= 2 and look_pool >= 2:
-            pool = sorted(value, key=lambda i: (-value[i], i))[:look_pool]
-            head, head_score = _by_looks(pool, value, looks, reviewed, look_neighbours)
-            score.update(head_score)
-            placed = set(head)
-            best = head + [i for i in best if i not in placed]
+        best, score = _informative(candidates, value, answer, class_decay, reviewed, look_pool, look_neighbours)
         ids, picks = _interleave(best, sorted(score, key=lambda i: (_draw_key(i), i)), random_share)
     return [Ranked(i, rank, score[i], info[i], cluster_of[i], size[cluster_of[i]], picks[i])
             for rank, i in enumerate(ids)]
+
+
+def _informative(candidates: Sequence[Candidate], value: dict[str, float], answer: dict[str, str | None],
+                 class_decay: float, reviewed: Sequence[Look], look_pool: int,
+                 neighbours: int) -> tuple[list[str], dict[str, float]]:
+    """(the ids in informative order before the random picks, each one's score). The ``look_pool`` most valuable
+    products with a look of the most common space are ordered by ``_by_looks``; the others are spread over their
+    answers (``_spread``), weighted by the pool's mean typicality (and as new as can be), and merged in by score."""
+    space = _main_space(candidates)
+    pool = sorted((c.id for c in candidates if c.look is not None and c.look.space == space),
+                  key=lambda i: (-value[i], i))[:look_pool] if look_pool >= 2 else []
+    if len(pool) < 2:
+        score = _spread(value, answer, class_decay)
+        return sorted(score, key=lambda i: (-score[i], i)), score
+    in_pool = set(pool)
+    vectors = {c.id: c.look.vector for c in candidates if c.id in in_pool}
+    head, score, typical = _by_looks(pool, value, vectors, [r.vector for r in reviewed if r.space == space],
+                                     neighbours)
+    rest = _spread({i: v for i, v in value.items() if i not in in_pool}, answer, class_decay)
+    score.update({i: round(v * typical, 9) for i, v in rest.items()})
+    others = sorted(rest, key=lambda i: (-score[i], i))
+    merged: list[str] = []
+    a = b = 0
+    while a < len(head) or b < len(others):  # both fall in score: so does the merge
+        if b == len(others) or (a < len(head) and (-score[head[a]], head[a]) <= (-score[others[b]], others[b])):
+            merged.append(head[a])
+            a += 1
+        else:
+            merged.append(others[b])
+            b += 1
+    return merged, score
+
+
+def _main_space(candidates: Sequence[Candidate]) -> str | None:
+    """The look space most candidates have (ties: the first by name); looks of other spaces are not compared."""
+    count: dict[str, int] = {}
+    for c in candidates:
+        if c.look is not None:
+            count[c.look.space] = count.get(c.look.space, 0) + 1
+    return min(count, key=lambda s: (-count[s], s)) if count else None
 
 
 def _spread(value: dict[str, float], answer: dict[str, str | None], decay: float) -> dict[str, float]:
@@ -190,43 +225,32 @@ def _spread(value: dict[str, float], answer: dict[str, str | None], decay: float
     return out
 
 
-def _by_looks(pool: list[str], value: dict[str, float], looks: dict[str, Look], reviewed: Sequence[Look],
-              neighbours: int) -> tuple[list[str], dict[str, float]]:
-    """``pool`` in greedy order of value x typicality x novelty, and each one's score when it was placed. Looks of
-    another space than the pool's most common one are ignored (a product without a usable look has the pool's
-    mean typicality and stays new ground)."""
-    spaces: dict[str, int] = {}
-    for pid in pool:
-        if pid in looks:
-            spaces[looks[pid].space] = spaces.get(looks[pid].space, 0) + 1
-    space = min(spaces, key=lambda s: (-spaces[s], s)) if spaces else None
-    with_look = np.array([k for k, pid in enumerate(pool) if pid in looks and looks[pid].space == space], dtype=int)
-    n = len(pool)
-    typical = np.ones(n)
-    novelty = np.ones(n)
-    distance = np.ones((n, n), dtype=np.float32)  # 1: a product without a look is unrelated to every other
-    if len(with_look) >= 2:
-        vectors = np.stack([looks[pool[k]].vector for k in with_look])
-        sims = vectors @ vectors.T
-        np.fill_diagonal(sims, -np.inf)
-        near = min(neighbours, len(with_look) - 1)
-        nearest = np.partition(sims, -near, axis=1)[:, -near:]
-        typical[:] = 0.0
-        typical[with_look] = np.clip(nearest.mean(axis=1), 0.0, None)
-        rest = np.setdiff1d(np.arange(n), with_look)
-        typical[rest] = typical[with_look].mean()
-        np.fill_diagonal(sims, 1.0)
-        distance[np.ix_(with_look, with_look)] = 1.0 - sims
-        covered = [r.vector for r in reviewed if r.space == space]
-        if covered:
-            novelty[with_look] = 1.0 - (vectors @ np.stack(covered).T).max(axis=1)
-    np.clip(distance, 1e-6, 1.0, out=distance)  # opposite looks are no newer than unrelated ones
+def _by_looks(pool: list[str], value: dict[str, float], vectors: dict[str, np.ndarray], reviewed: Sequence[np.ndarray],
+              neighbours: int) -> tuple[list[str], dict[str, float], float]:
+    """``pool`` (2 or more products, each with a look) in greedy order of value x typicality x novelty, each one's
+    score when it was placed, and the pool's mean typicality. Typicality: the mean similarity to the
+    ``neighbours`` nearest looks of the pool (at least ``MIN_TYPICAL``); novelty: the distance to the nearest
+    ``reviewed`` look and to every product placed before (1 at most: opposite looks are no newer than unrelated
+    ones)."""
+    m = len(pool)
+    matrix = np.stack([vectors[pid] for pid in pool]).astype(np.float32)
+    sims = matrix @ matrix.T
+    np.fill_diagonal(sims, -np.inf)
+    near = min(neighbours, m - 1)
+    typical = np.clip(np.partition(sims, m - near, axis=1)[:, m - near:].mean(axis=1, dtype=np.float64),
+                      MIN_TYPICAL, 1.0)
+    novelty = np.ones(m)
+    if len(reviewed):
+        novelty = 1.0 - (matrix @ np.stack(reviewed).astype(np.float32).T).max(axis=1).astype(np.float64)
     np.clip(novelty, 1e-6, 1.0, out=novelty)
+    distance = np.subtract(1.0, sims, out=sims)  # the similarities are not needed again: distances in place
+    np.fill_diagonal(distance, 0.0)
+    np.clip(distance, 1e-6, 1.0, out=distance)
     base = np.array([value[pid] for pid in pool]) * typical
     current = base * novelty
     order_: list[str] = []
     scores: dict[str, float] = {}
-    for _ in range(n):
+    for _ in range(m):
         k = int(np.argmax(current))  # ties: the first, the pool is in (value, id) order
         pid = pool[k]
         order_.append(pid)
@@ -234,7 +258,7 @@ def _by_looks(pool: list[str], value: dict[str, float], looks: dict[str, Look], 
         base[k] = -np.inf  # placed: never again
         np.minimum(novelty, distance[k], out=novelty)
         np.multiply(base, novelty, out=current)
-    return order_, scores
+    return order_, scores, float(typical.mean())
 
 
 def _interleave(best: list[str], drawn: list[str], share: float) -> tuple[list[str], dict[str, str]]:
@@ -288,8 +312,9 @@ def queue(store, settings, how: str | None = None) -> Queue:
     pending = {p.id: p for p in store.pending_review()}
     candidates = [Candidate(p.id, p.updated_at, p.confidence, p.alternatives, p.phash, p.title, p.path,
                             Look.from_json(p.look)) for p in pending.values()]
-    reviewed = [look for look in map(Look.from_json, store.reviewed_looks(settings.review_look_pool))
-                if look is not None] if how == "informative" else []
+    with_looks = any(c.look is not None for c in candidates)
+    reviewed = [look for look in map(Look.from_json, store.reviewed_looks(VERIFIED_LOOKS)) if look is not None] \
+        if how == "informative" and with_looks and settings.review_look_pool >= 2 else []
     ranked = order(candidates, how, max_bits=settings.near_duplicate_bits, random_share=settings.review_random_share,
                    method=settings.review_uncertainty, class_decay=settings.review_class_decay, reviewed=reviewed,
                    look_pool=settings.review_look_pool)

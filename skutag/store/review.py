@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from skutag.store.models import CorrectionRow, ImageRow, PredictionRow, ProductRow, ResourceVersionRow, utcnow
 from skutag.store.views import (
     CORRECTION_KINDS,
+    HUMAN_STATUSES,
     QUEUE_STATUSES,
     Conflict,
     CorrectionView,
@@ -82,7 +83,6 @@ class PendingProduct:
     look: dict | None = None  # the photo's stored look (``skutag.looks``), as the prediction keeps it
 
 
-VERIFIED_STATUSES = ("accepted", "corrected")
 
 
 def _stored_look(outputs: dict | None) -> dict | None:
@@ -133,13 +133,11 @@ class ReviewMixin:
     def reviewed_looks(self, limit: int = 2000) -> list[dict]:
         """The stored looks of the ``limit`` most recently verified products (accepted or corrected): the ground
         the review queue counts as covered."""
-        with self.session() as session:
-            ids = session.scalars(select(ProductRow.id).where(ProductRow.status.in_(VERIFIED_STATUSES))
-                                  .order_by(ProductRow.updated_at.desc(), ProductRow.id).limit(limit)).all()
-            if not ids:
-                return []
-            latest = (select(func.max(PredictionRow.id)).where(PredictionRow.product_id.in_(ids))
-                      .group_by(PredictionRow.product_id)).scalar_subquery()
+        recent = (select(ProductRow.id).where(ProductRow.status.in_(HUMAN_STATUSES))
+                  .order_by(ProductRow.updated_at.desc(), ProductRow.id).limit(limit)).subquery()
+        latest = (select(func.max(PredictionRow.id)).where(PredictionRow.product_id.in_(select(recent.c.id)))
+                  .group_by(PredictionRow.product_id)).scalar_subquery()
+        with self.session() as session:  # one statement: no id list sent back as bound parameters
             outputs = session.scalars(select(PredictionRow.outputs).where(PredictionRow.id.in_(latest))).all()
         return [look for look in map(_stored_look, outputs) if look is not None]
 
