@@ -1,5 +1,6 @@
 """The process heap's settings: freed memory goes back to the operating system (one home for this policy: the
-photo decoder after a large photo, ``skutag train`` and ``skutag retrain`` from their start).
+photo decoder after a large photo, ``skutag train`` (without a vision tail: torch's training steps allocate and
+free mid-size tensors, faster kept in the heap) and ``skutag retrain`` from their start).
 
 glibc's malloc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which large
 numpy and scipy buffers come from the heap, and a heap only shrinks from its top: the fold fits of a training

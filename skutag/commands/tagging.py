@@ -272,7 +272,6 @@ def run_train(args: argparse.Namespace) -> int:
     from skutag.training import train_catalog
 
     _check_output(args.out, "--out", folder=True)
-    return_freed_memory()  # the fold fits' freed buffers must not add up in the peak RSS
     extra: dict[str, Any] = {}
     if args.modalities:
         extra["fusion.modalities"] = _modalities_arg(args.modalities)
@@ -281,6 +280,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.vision_tail:
         extra["vision.tail"] = True
     config = _config(args, **extra)
+    if not config.vision.tail:  # freed fold-fit buffers leave the RSS; not with a tail: torch's training steps
+        return_freed_memory()  # allocate and free mid-size tensors, and run faster with them kept in the heap
     with _user_errors():
         version, summary, catalog = train_catalog(args.catalog, args.out, config, calibration_path=args.calibration)
     _report_row_errors(catalog)
