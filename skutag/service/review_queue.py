@@ -20,6 +20,7 @@ Arrival order is the old one: oldest first (``updated_at``, then id).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -190,16 +191,7 @@ def _informative(candidates: Sequence[Candidate], value: dict[str, float], answe
     rest = _spread({i: v for i, v in value.items() if i not in in_pool}, answer, class_decay)
     score.update({i: round(v * typical, 9) for i, v in rest.items()})
     others = sorted(rest, key=lambda i: (-score[i], i))
-    merged: list[str] = []
-    a = b = 0
-    while a < len(head) or b < len(others):  # both fall in score: so does the merge
-        if b == len(others) or (a < len(head) and (-score[head[a]], head[a]) <= (-score[others[b]], others[b])):
-            merged.append(head[a])
-            a += 1
-        else:
-            merged.append(others[b])
-            b += 1
-    return merged, score
+    return list(heapq.merge(head, others, key=lambda i: (-score[i], i))), score  # both fall in score
 
 
 def _main_space(candidates: Sequence[Candidate]) -> str | None:
