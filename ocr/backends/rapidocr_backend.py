@@ -2,22 +2,26 @@
 
 The PyPI wheel ``rapidocr`` 3.10 bundles these three models. Every model is passed by explicit path,
 so rapidocr never reaches its download code (it downloads only when ``model_path`` is empty or a model
-it does not bundle is chosen); a missing file is an error naming it.
+it does not bundle is chosen); a missing file is an error naming it. With ``ocr.int8`` the detector and
+recognizer are INT8 copies of the bundled files (``ocr/quantize.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from ..config import OcrConfig
 from ..result import OcrLine
+from ..quantize import int8_enabled, int8_models
 from .common import package_dir, require_files, to_lines
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 REC_MODEL = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
+DET_MEAN = DET_STD = (0.5, 0.5, 0.5)  # rapidocr's config.yaml for the PP-OCR detectors
 
 
 def bundled_models() -> dict[str, str]:
@@ -49,13 +53,24 @@ def rapidocr_params(config: OcrConfig | None, models: dict[str, str]) -> dict:
     return params
 
 
+def detector_input(config: OcrConfig):
+    """The detector's input for a BGR photo as rapidocr prepares it (size limit, multiples of 32, its mean/std)."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    return DetPreProcess(config.det_limit_side_len, config.det_limit_type, DET_MEAN, DET_STD)
+
+
 class RapidOcrBackend:
     name = "rapidocr"
 
     def __init__(self, config: OcrConfig, library_defaults: bool = False):
         from rapidocr import RapidOCR
 
-        params = rapidocr_params(None if library_defaults else config, bundled_models())
+        models = bundled_models()
+        if not library_defaults and int8_enabled(config):
+            det, rec = int8_models(Path(models["det"]), Path(models["rec"]), config, detector_input(config))
+            models = {**models, "det": str(det), "rec": str(rec)}
+        params = rapidocr_params(None if library_defaults else config, models)
         self._ocr = RapidOCR(params=params)
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
