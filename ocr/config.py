@@ -26,7 +26,12 @@ class OcrConfig:
     """Extra passes over the photo turned 90 and 270 degrees: ``off``, ``always``, or ``auto`` (only when
     the first pass finds mostly vertical text boxes or few confident characters: bottles lying on their side)."""
     auto_min_chars: int = 6
-    """``rotate=auto``: fewer confident characters than this in the first pass triggers the extra passes."""
+    """``rotate=auto``: fewer confident characters than this in the first pass (or no brand, where the caller
+    tests for one) triggers the extra passes, if the first pass detected text it may not have read upright:
+    a line taller than wide, or at least ``auto_min_lines`` lines (any score)."""
+    auto_min_lines: int = 3
+    """``rotate=auto``: see ``auto_min_chars``. Photos without text (fruit, vegetables) or with a sticker or
+    two skip the extra passes; 0 = rotate whenever too little was read (the behaviour before, ocr/README.md)."""
     threads: int = 1
     """ONNX Runtime intra-op threads per session (workers read photos side by side instead; ocr/README.md)."""
     workers: int = 0
@@ -66,6 +71,8 @@ class OcrConfig:
             raise ValueError(f"ocr.max_side must be >= 0 (0 = as they are), got {self.max_side}")
         if self.min_long_side < 0 or self.min_long_side > 4096:
             raise ValueError(f"ocr.min_long_side must be 0..4096, got {self.min_long_side}")
+        if self.auto_min_lines < 0:
+            raise ValueError(f"ocr.auto_min_lines must be >= 0, got {self.auto_min_lines}")
         if not 0 <= self.workers <= 64:
             raise ValueError(f"ocr.workers must be 0..64 (0 = one per CPU core, at most 4), got {self.workers}")
         if self.threads < 0:

@@ -45,7 +45,8 @@ class OcrBackend(Protocol):
     name: str
 
     def recognize(self, bgr: np.ndarray) -> list[OcrLine]:
-        """Text lines of one BGR uint8 image, boxes in that image's pixel coordinates."""
+        """Every text line read in one BGR uint8 image, whatever its score (the engine applies ``min_score``
+        after counting the detected lines for its rotation decision), boxes in that image's pixel coordinates."""
 
 
 def photo_needs(config: OcrConfig) -> PhotoNeeds:
@@ -181,9 +182,10 @@ class OcrEngine:
 
     def _passes(self, backend: OcrBackend, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
         """The first pass, then the 90/270-degree passes when ``rotate`` asks for them."""
-        lines = [line for line in backend.recognize(bgr) if line.score >= self.config.min_score]
+        found = backend.recognize(bgr)
+        lines = [line for line in found if line.score >= self.config.min_score]
         passes = [0]
-        if self._wants_rotation(lines, accept):
+        if self._wants_rotation(lines, found, accept):
             height, width = bgr.shape[:2]
             for quarter_turns in (1, 3):
                 turned = np.ascontiguousarray(np.rot90(bgr, quarter_turns))
@@ -196,20 +198,24 @@ class OcrEngine:
                 passes.append(quarter_turns * 90)
         return _dedupe(lines), passes
 
-    def _wants_rotation(self, lines: list[OcrLine], accept=None) -> bool:
+    def _wants_rotation(self, lines: list[OcrLine], found: list[OcrLine], accept=None) -> bool:
+        """``lines``: the first pass's lines kept (``min_score``); ``found``: every line it detected."""
         mode = self.config.rotate
         if mode == "off":
             return False
         if mode == "always":
             return True
-        if accept is not None and not accept(lines):
-            return True
-        confident_chars = sum(len(line.text.strip()) for line in lines if line.score >= CONFIDENT_SCORE)
-        if confident_chars < self.config.auto_min_chars:
-            return True
         tall = sum(line.area for line in lines if line.height > VERTICAL_RATIO * line.width)
         wide = sum(line.area for line in lines if line.height <= VERTICAL_RATIO * line.width)
-        return tall > wide
+        if tall > wide:
+            return True
+        unread = (accept is not None and not accept(lines)) or (
+            sum(len(line.text.strip()) for line in lines if line.score >= CONFIDENT_SCORE) < self.config.auto_min_chars)
+        # Too little read: turning the photo helps only where the detector saw text it could not read upright
+        # (a bottle lying on its side). A photo with no text, or a sticker or two (fruit, vegetables), would
+        # only pay two more passes for nothing.
+        return unread and (len(found) >= self.config.auto_min_lines
+                           or any(line.height > VERTICAL_RATIO * line.width for line in found))
 
     def _cached(self, key: str) -> OcrResult | None:
         if self.config.cache_size <= 0:

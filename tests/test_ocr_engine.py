@@ -70,6 +70,18 @@ def test_rendered_packages(engine, lexicon, name, image, brand):
     assert found == brand, (name, [line.text for line in result.lines])
 
 
+@pytest.mark.parametrize("photo", ["Fruit/Apple/Golden-Delicious/Golden-Delicious_001.jpg",
+                                   "Vegetables/Carrots/Carrots_003.jpg"])
+def test_photos_without_text_skip_the_extra_passes(photo):
+    """Nothing read on a fruit or vegetable photo: turning it cannot help, so auto pays one pass, not three
+    (``auto_min_lines=0``: the old rule, every unread photo turned)."""
+    path = shared_path("grocery", "images", "train", photo)
+    result = ocr.load_engine(config=OcrConfig(rotate="auto", cache_size=0)).read([path])[0]
+    assert result.error is None and result.meta["passes"] == [0]
+    old = ocr.load_engine(config=OcrConfig(rotate="auto", auto_min_lines=0, cache_size=0)).read([path])[0]
+    assert old.meta["passes"] == [0, 90, 270]
+
+
 def test_turned_text_triggers_the_extra_passes_and_boxes_map_back(engine):
     image = render(["农夫山泉", "NONGFU SPRING"], rotate=90)
     result = ocr.load_engine(config=OcrConfig(rotate="auto")).read([np.asarray(image)])[0]

@@ -39,7 +39,7 @@ class OnnxOcrBackend:
             kwargs.update({
                 "det_limit_side_len": config.det_limit_side_len,
                 "det_limit_type": config.det_limit_type,
-                "drop_score": config.min_score,
+                "drop_score": 0.0,  # every line: the engine applies min_score
             })
         with _BUILD_LOCK:
             self._ocr = _build(kwargs, None if library_defaults else config.threads)

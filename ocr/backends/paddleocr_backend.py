@@ -133,7 +133,7 @@ def pipeline_kwargs(config: OcrConfig, root: Path) -> dict:
         "use_textline_orientation": config.use_angle_cls,
         "text_det_limit_side_len": config.det_limit_side_len,
         "text_det_limit_type": config.det_limit_type,
-        "text_rec_score_thresh": config.min_score,
+        "text_rec_score_thresh": 0.0,  # every line: the engine applies min_score
         "engine": "onnxruntime",
         "device": "cpu",
     }

@@ -44,7 +44,7 @@ def rapidocr_params(config: OcrConfig | None, models: dict[str, str]) -> dict:
     threads = config.threads if config.threads > 0 else -1
     params.update({
         "Global.use_cls": config.use_angle_cls,
-        "Global.text_score": config.min_score,
+        "Global.text_score": 0.0,  # every line: the engine applies min_score
         "Det.limit_side_len": config.det_limit_side_len,
         "Det.limit_type": config.det_limit_type,
         "EngineConfig.onnxruntime.intra_op_num_threads": threads,
