@@ -83,6 +83,10 @@ class Tagger(abc.ABC):
         default): it reads photos given as bytes or paths."""
         return None
 
+    def prepare(self) -> None:
+        """Build now what the first products would otherwise wait for (model sessions, OCR's INT8 copies in a
+        fresh ``SKUTAG_HOME``); the service calls it before it serves a model. Default: nothing."""
+
     def tag_batch(self, products: Sequence[Product], *, audit: bool = True) -> list[TagResult]:
         """``tag(products).results``."""
         return self.tag(products, audit=audit).results

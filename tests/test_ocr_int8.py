@@ -110,3 +110,18 @@ def test_ocr_feature_key_tells_int8_from_fp32(monkeypatch):
         config = SkutagConfig.defaults().with_overrides({"ocr.int8": mode})
         keys[mode] = EvidenceCollector(config).ocr_key()
     assert keys["auto"] == keys["on"] != keys["off"]
+
+
+def test_a_prepared_pipeline_has_made_the_int8_copies_before_any_product(tmp_path, monkeypatch):
+    """In a fresh SKUTAG_HOME the first OCR read would make the copies (seconds, inside one upload);
+    ``prepare`` (the service calls it before serving a model) makes them first."""
+    from skutag.pipeline import Pipeline
+
+    monkeypatch.setenv("SKUTAG_HOME", str(tmp_path / "home"))
+    config = SkutagConfig.defaults().with_overrides(
+        {"ocr.int8": "on", "ocr.cache_size": 17, "fusion.modalities": ["vision", "ocr"]})  # an engine of its own
+    pipeline = Pipeline(config)
+    assert not (tmp_path / "home" / "ocr" / "int8").exists()
+    pipeline.prepare()
+    assert len(list((tmp_path / "home" / "ocr" / "int8").glob("*.onnx"))) == 2
+

@@ -89,3 +89,23 @@ def test_concurrent_uploads_of_one_photo_run_the_model_once(tmp_path, photo_mode
         assert len(paths) == 1 and Counting.calls == 1
         assert sum(r.json()["cache_hit"] == "exact" for r in responses) == 9
     app.state.store.close()
+
+
+def test_the_service_prepares_a_tagger_before_serving_it(tmp_path, photo_model_dir):  # noqa: F811
+    """Its sessions (and OCR's INT8 copies in a fresh SKUTAG_HOME) are built at start, before any upload."""
+    from service_fixtures import PhotoTagger
+
+    class Recording(PhotoTagger):
+        prepared = 0
+
+        def prepare(self):
+            Recording.prepared += 1
+
+    base = PhotoTagger.load(photo_model_dir)
+    tagger = Recording(base.estimator, "recording-1")
+    app = create_app(ServiceConfig(db_url=f"sqlite:///{tmp_path / 'p.db'}"), tagger_factory=lambda _: tagger,
+                     retrainer=None)
+    assert Recording.prepared == 0
+    app.state.service.start()
+    assert Recording.prepared == 1 and app.state.service.tagger is tagger
+    app.state.store.close()

@@ -137,7 +137,9 @@ class TaggingService:
         return self._model_dir
 
     def install(self, tagger: Tagger, model_dir: str | None) -> None:
-        """Serve ``tagger`` (from ``model_dir``) from now on, reading brands with the stored lexicon."""
+        """Serve ``tagger`` (from ``model_dir``) from now on, reading brands with the stored lexicon; its
+        sessions are built first, so no upload waits for them."""
+        tagger.prepare()
         self.apply_lexicon(tagger)
         with self._swap_lock:
             self._tagger, self._model_dir = tagger, model_dir
