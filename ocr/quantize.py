@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from skutag.paths import artifact_dir
-from skutag.vision.export import calibration_images, int8_scheme, temporary_path
+from skutag.vision.export import calibration_images, int8_scheme, temporary_path, write_static_int8
 from skutag.vision.labels import PROJECT_MODELS_DIR
 
 from .config import OcrConfig
@@ -116,13 +116,7 @@ def _prepared(model: Path, out: Path) -> None:
 
 def _quantize_detector(model: Path, path: Path, inputs: Iterator[np.ndarray]) -> None:
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader
 
     prepared = temporary_path(path.with_name(f"{path.stem}.prep.onnx"))
     tmp = temporary_path(path)
@@ -135,12 +129,7 @@ def _quantize_detector(model: Path, path: Path, inputs: Iterator[np.ndarray]) ->
                 tensor = next(inputs, None)
                 return None if tensor is None else {input_name: tensor}
 
-        quantize_static(
-            str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, reduce_range=int8_scheme() == "u8s8-7bit",
-            extra_options={"CalibMovingAverage": True},
-        )
+        write_static_int8(prepared, tmp, Reader(), moving_average=True)
         os.replace(tmp, path)
     finally:
         for leftover in (prepared, tmp):
