@@ -139,16 +139,9 @@ class OcrEngine:
     # -- internals ---------------------------------------------------------------------------------
 
     def _recognize(self, bgr: np.ndarray, accept=None) -> tuple[list[OcrLine], list[int]]:
-        scale = _enlargement(bgr, self.config.min_long_side)
-        if scale > 1.0:
-            import cv2
-
-            height, width = bgr.shape[:2]
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            bigger = cv2.resize(bgr, size, interpolation=cv2.INTER_CUBIC)
-            lines, passes = self._recognize_at_size(bigger, accept)
-            return [_scaled(line, 1.0 / scale) for line in lines], passes
-        return self._recognize_at_size(bgr, accept)
+        bigger, scale = enlarged(bgr, self.config.min_long_side)
+        lines, passes = self._recognize_at_size(bigger, accept)
+        return ([_scaled(line, 1.0 / scale) for line in lines] if scale > 1.0 else lines), passes
 
     def _checkout(self) -> OcrBackend:
         """An idle backend for this thread (built when all are busy and fewer than ``workers`` exist)."""
@@ -205,8 +198,8 @@ class OcrEngine:
             return False
         if mode == "always":
             return True
-        tall = sum(line.area for line in lines if line.height > VERTICAL_RATIO * line.width)
-        wide = sum(line.area for line in lines if line.height <= VERTICAL_RATIO * line.width)
+        tall = sum(line.area for line in lines if _is_tall(line))
+        wide = sum(line.area for line in lines if not _is_tall(line))
         if tall > wide:
             return True
         unread = (accept is not None and not accept(lines)) or (
@@ -214,8 +207,7 @@ class OcrEngine:
         # Too little read: turning the photo helps only where the detector saw text it could not read upright
         # (a bottle lying on its side). A photo with no text, or a sticker or two (fruit, vegetables), would
         # only pay two more passes for nothing.
-        return unread and (len(found) >= self.config.auto_min_lines
-                           or any(line.height > VERTICAL_RATIO * line.width for line in found))
+        return unread and (len(found) >= self.config.auto_min_lines or any(_is_tall(line) for line in found))
 
     def _cached(self, key: str) -> OcrResult | None:
         if self.config.cache_size <= 0:
@@ -244,9 +236,22 @@ def content_hash(bgr: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _enlargement(bgr: np.ndarray, min_long_side: int) -> float:
+def enlarged(bgr: np.ndarray, min_long_side: int) -> tuple[np.ndarray, float]:
+    """``bgr`` as the backends read it: a photo whose long side is under ``min_long_side`` enlarged to it
+    (bicubic), and the factor (1.0: as it was)."""
     long_side = max(bgr.shape[:2])
-    return min_long_side / long_side if min_long_side and long_side < min_long_side else 1.0
+    if not min_long_side or long_side >= min_long_side:
+        return bgr, 1.0
+    import cv2
+
+    scale = min_long_side / long_side
+    height, width = bgr.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_CUBIC), scale
+
+
+def _is_tall(line: OcrLine) -> bool:
+    return line.height > VERTICAL_RATIO * line.width
 
 
 def _scaled(line: OcrLine, factor: float) -> OcrLine:

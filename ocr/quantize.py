@@ -30,6 +30,7 @@ from skutag.vision.export import calibration_images, int8_scheme, temporary_path
 from skutag.vision.labels import PROJECT_MODELS_DIR
 
 from .config import OcrConfig
+from .engine import enlarged
 
 DEFAULT_OCR_CALIBRATION_DIR = PROJECT_MODELS_DIR / "calibration" / "ocr"
 OPSET = 17
@@ -90,12 +91,7 @@ def _calibration_inputs(photos: list[Path], min_long_side: int,
         bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if bgr is None:
             continue
-        long_side = max(bgr.shape[:2])
-        if min_long_side and long_side < min_long_side:  # as OcrEngine enlarges small photos before reading
-            scale = min_long_side / long_side
-            size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_CUBIC)
-        tensor = det_input(bgr)
+        tensor = det_input(enlarged(bgr, min_long_side)[0])  # as the engine hands photos to the backend
         if tensor is not None:
             yield tensor
 
@@ -114,14 +110,24 @@ def _prepared(model: Path, out: Path) -> None:
         converted.unlink(missing_ok=True)
 
 
-def _quantize_detector(model: Path, path: Path, inputs: Iterator[np.ndarray]) -> None:
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader
-
+def _write_quantized(model: Path, path: Path, quantize: Callable[[Path, Path], None]) -> None:
+    """``quantize(prepared, out)`` on ``model`` prepared, written to ``path`` through a private name."""
     prepared = temporary_path(path.with_name(f"{path.stem}.prep.onnx"))
     tmp = temporary_path(path)
     try:
         _prepared(model, prepared)
+        quantize(prepared, tmp)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (prepared, tmp):
+            leftover.unlink(missing_ok=True)
+
+
+def _quantize_detector(model: Path, path: Path, inputs: Iterator[np.ndarray]) -> None:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader
+
+    def quantize(prepared: Path, out: Path) -> None:
         input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
 
         class Reader(CalibrationDataReader):
@@ -129,23 +135,16 @@ def _quantize_detector(model: Path, path: Path, inputs: Iterator[np.ndarray]) ->
                 tensor = next(inputs, None)
                 return None if tensor is None else {input_name: tensor}
 
-        write_static_int8(prepared, tmp, Reader(), moving_average=True)
-        os.replace(tmp, path)
-    finally:
-        for leftover in (prepared, tmp):
-            leftover.unlink(missing_ok=True)
+        write_static_int8(prepared, out, Reader(), moving_average=True)
+
+    _write_quantized(model, path, quantize)
 
 
 def _quantize_recognizer(model: Path, path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    prepared = temporary_path(path.with_name(f"{path.stem}.prep.onnx"))
-    tmp = temporary_path(path)
-    try:
-        _prepared(model, prepared)
-        quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+    def quantize(prepared: Path, out: Path) -> None:
+        quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul"], reduce_range=int8_scheme() == "u8s8-7bit")
-        os.replace(tmp, path)
-    finally:
-        for leftover in (prepared, tmp):
-            leftover.unlink(missing_ok=True)
+
+    _write_quantized(model, path, quantize)

@@ -198,9 +198,9 @@ class Pipeline(Tagger):
     def prepare(self) -> None:
         """The vision model, and the OCR engine when the model may read OCR (in a fresh ``SKUTAG_HOME`` its
         INT8 copies are made here, not inside the first product's OCR read)."""
-        self.collector.vision_model
+        _ = self.collector.vision_model  # built on first access
         if self._uses_ocr() and self.config.fusion.ocr_gate != "never":
-            self.collector.ocr_engine
+            _ = self.collector.ocr_engine
 
     def _count_gate(self, candidates: int, ran: int, first: float, ocr_seconds: float) -> None:
         with self._lock:
