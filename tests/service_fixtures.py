@@ -400,3 +400,32 @@ def playwright_sync():
 
     with sync_playwright() as playwright:
         yield playwright
+
+
+def make_client(db, model_dir, tmp_path, **overrides):
+    """A TestClient on a service with the photo model and a bearer token for it."""
+    from fastapi.testclient import TestClient
+
+    from skutag.service.app import create_app
+    from skutag.service.config import ServiceConfig
+
+    settings = ServiceConfig(db_url=db, model_dir=str(model_dir), bundles_dir=str(tmp_path / "bundles"), **overrides)
+    app = create_app(settings, tagger_factory=photo_tagger_factory(model_dir), retrainer=photo_retrainer)
+    token = app.state.store.create_token("tests")
+    return TestClient(app), {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(db_url, photo_model_dir, tmp_path):  # noqa: F811
+    """The API with small upload limits and a retraining that needs few corrections."""
+    client, auth = make_client(db_url, photo_model_dir, tmp_path, min_corrections_to_retrain=5, min_holdout=3,
+                               holdout_fraction=0.3, max_upload_bytes=2_000_000, max_request_bytes=4_000_000)
+    with client:
+        yield client, auth
+    client.app.state.store.close()
+
+
+def upload(client, auth, path_or_bytes, **fields):
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    return client.post("/v1/products", headers=auth, files={"image": ("photo.jpg", data, "image/jpeg")},
+                       data={k: str(v) for k, v in fields.items()})
