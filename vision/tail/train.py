@@ -195,7 +195,9 @@ class TailClassifier(ClassifierMixin, BaseEstimator):
         torch.set_num_threads(int(self.threads))
         torch.manual_seed(int(self.random_state))
         rng = np.random.default_rng(int(self.random_state))
-        tail = self._new_module(len(self.classes_))
+        # channels-last: oneDNN's convolution kernels (the depthwise backward above all) run faster on it; the
+        # weights are the same tensors, stored as the ONNX export and ``state_`` expect
+        tail = self._new_module(len(self.classes_)).to(memory_format=torch.channels_last)
         head = list(tail.head.parameters())
         body = [p for name, p in tail.named_parameters() if not name.startswith("head.")]
         for p in tail.parameters():
@@ -218,6 +220,7 @@ class TailClassifier(ClassifierMixin, BaseEstimator):
             for start in range(0, n, batch):
                 idx = order[start:start + batch]
                 x = torch.from_numpy(np.stack([views[pick[i]][i] for i in idx]).astype(np.float32))
+                x = x.contiguous(memory_format=torch.channels_last)
                 loss = loss_fn(tail(x), targets[idx])
                 optimizer.zero_grad()
                 loss.backward()
@@ -225,7 +228,7 @@ class TailClassifier(ClassifierMixin, BaseEstimator):
                 schedule.step()
                 total += float(loss.detach()) * len(idx)
             self.history_.append(total / n)
-        self.state_ = {k: v.detach().numpy().copy() for k, v in tail.state_dict().items()}
+        self.state_ = {k: v.detach().contiguous().numpy().copy() for k, v in tail.state_dict().items()}
         self.n_features_in_ = int(np.prod(views[0].shape[1:]))
         self._module = tail.eval()
         return self
