@@ -59,6 +59,11 @@ class FusionConfig:
     ocr_gate_brand_confidence: float = 0.98
     # candidates (by rank) looked at to decide whether the answer is brand-sensitive
     ocr_gate_candidates: int = 3
+    # which training photos OCR reads (fusion/train_gate.py): "auto" (a random sample, every photo of a category
+    # the sample finds brands in, and the photos a model without OCR gets wrong or is unsure of) or "all"
+    ocr_train_gate: str = "auto"
+    # ... the random sample's share of the training photos
+    ocr_train_sample: float = 0.25
     # cache per-image vision/OCR outputs by content hash under SKUTAG_HOME
     cache_features: bool = True
     # cold start: weight of each evidence source when scoring taxonomy leaves without training data
@@ -81,6 +86,11 @@ class FusionConfig:
     oof_groups: str = "photos"
     # two photos of one category at least this alike (cosine of the backbone's embeddings) are one series
     group_similarity: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.ocr_train_gate not in ("auto", "all"):
+            raise ValueError(f"fusion.ocr_train_gate must be 'auto' or 'all', got {self.ocr_train_gate!r}")
+        _check_share("fusion.ocr_train_sample", self.ocr_train_sample)
 
 
 @dataclass(frozen=True)

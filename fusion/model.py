@@ -90,29 +90,11 @@ class FusionModel:
             calibration=cfg.calibration, n_jobs=cfg.n_jobs, random_state=cfg.random_state,
         ).fit(X, np.asarray(paths, dtype=object), groups=groups)
         self.classes_ = np.asarray(self.tagger_.classes_, dtype=object)
-        self.brand_sensitive_ = self._brand_sensitive(evidence, paths, brands)
+        self.brand_sensitive_ = brand_sensitive(self.classes_, evidence, paths, brands)
         self.n_train_ = len(paths)
         self.train_paths_ = np.asarray(paths, dtype=object)
         self.fit_seconds_ = time.perf_counter() - started
         return X
-
-    def _brand_sensitive(self, evidence, paths, brands) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes_)}
-        branded = np.zeros(len(self.classes_))
-        ocr_brand = np.zeros(len(self.classes_))
-        with_ocr = np.zeros(len(self.classes_))
-        counts = np.zeros(len(self.classes_))
-        for i, (ev, path) in enumerate(zip(evidence, paths)):
-            j = index[path]
-            counts[j] += 1
-            if (brands is not None and brands[i]) or ev.title_brands:
-                branded[j] += 1
-            if ev.ocr is not None:
-                with_ocr[j] += 1
-                ocr_brand[j] += bool(ev.ocr.brands)
-        by_catalog = branded / np.maximum(counts, 1) >= 0.5
-        by_ocr = (with_ocr >= 3) & (ocr_brand / np.maximum(with_ocr, 1) >= 0.3)
-        return by_catalog | by_ocr
 
     # ------------------------------------------------------------------ scoring
     @property
@@ -180,6 +162,28 @@ class FusionModel:
             "n_train": int(self.n_train_),
             "fit_seconds": round(float(self.fit_seconds_), 2),
         }
+
+
+def brand_sensitive(classes: Sequence[str], evidence: Sequence[Evidence], paths: Sequence[str],
+                    brands: Sequence[str | None] | None) -> np.ndarray:
+    """Per class (``classes`` order): whether its products are told apart by brand. Half of its rows name a brand
+    in the catalog (brand column or title), or OCR read at least 3 of its photos and found a brand on 30%."""
+    index = {c: i for i, c in enumerate(classes)}
+    branded = np.zeros(len(classes))
+    ocr_brand = np.zeros(len(classes))
+    with_ocr = np.zeros(len(classes))
+    counts = np.zeros(len(classes))
+    for i, (ev, path) in enumerate(zip(evidence, paths)):
+        j = index[path]
+        counts[j] += 1
+        if (brands is not None and brands[i]) or ev.title_brands:
+            branded[j] += 1
+        if ev.ocr is not None:
+            with_ocr[j] += 1
+            ocr_brand[j] += bool(ev.ocr.brands)
+    by_catalog = branded / np.maximum(counts, 1) >= 0.5
+    by_ocr = (with_ocr >= 3) & (ocr_brand / np.maximum(with_ocr, 1) >= 0.3)
+    return by_catalog | by_ocr
 
 
 def _gate_auto(model: FusionModel, scores: Scores) -> np.ndarray:

@@ -23,6 +23,7 @@ from skutag.fusion.thresholds import coverage_at_precision, fit_bound_thresholds
 from skutag.fusion.evidence import Evidence
 from skutag.fusion.metrics import expected_calibration_error, tagging_metrics
 from skutag.fusion.model import FusionModel
+from skutag.fusion.train_gate import gates_training_ocr
 from skutag.fusion.result import TagResult
 from skutag.catalog import Product
 from skutag.catalog_io import Catalog, CatalogError, read_catalog
@@ -82,10 +83,10 @@ def modalities_wanted(config: SkutagConfig) -> set[str]:
 
 
 def collect_training_set(collector: EvidenceCollector, products: Sequence[Product], config: SkutagConfig,
-                         progress: Progress | None = None) -> TrainingSet:
-    """Evidence for labelled products: vision and (when the model uses it) OCR for every photo."""
+                         progress: Progress | None = None, ocr: bool = True) -> TrainingSet:
+    """Evidence for labelled products: vision and (when the model uses it and ``ocr``) OCR for every photo."""
     wanted = modalities_wanted(config)
-    uses_ocr = "ocr" in wanted and config.fusion.ocr_gate != "never"
+    uses_ocr = ocr and "ocr" in wanted and config.fusion.ocr_gate != "never"
     labelled = [p for p in products if p.category]
     if not labelled:
         return TrainingSet()
@@ -304,15 +305,22 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     started = time.perf_counter()
     catalog = read_catalog(catalog_path, require_category=True)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
-    training = collect_training_set(collector, catalog.products, config, progress)
+    ocr_later = gates_training_ocr(config.fusion)  # read once the other evidence says which photos need it
+    training = collect_training_set(collector, catalog.products, config, progress, ocr=not ocr_later)
     training.data_hash = catalog.content_hash()
-    problems = unreadable_inputs(training)
+    labelled = [p for p in catalog.products if p.category]
     tail_record = None
     if config.vision.tail and "vision" in modalities_wanted(config):
         from skutag.tail_training import fit_training_tail
 
-        labelled = [p for p in catalog.products if p.category]
         collector.tail, training, tail_record = fit_training_tail(collector, labelled, training, config, progress)
+    reads_ocr = "ocr" in modalities_wanted(config) and config.fusion.ocr_gate != "never"
+    ocr_record = {"mode": "all"} if reads_ocr else None
+    if ocr_later:
+        from skutag.ocr_training import read_training_ocr
+
+        training, ocr_record = read_training_ocr(collector, labelled, training, config)
+    problems = unreadable_inputs(training)
     calibration, calibration_source = None, None
     if calibration_path is not None:
         calibration, cal_catalog = read_calibration_set(calibration_path, collector, config, progress)
@@ -321,11 +329,12 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     features_seconds = time.perf_counter() - started
     version, summary = fit_and_save(training, out, config, collector,
                                     {"catalog": str(Path(catalog_path).resolve()), "skipped_rows": len(catalog.errors),
-                                     "unreadable_inputs": len(problems)},
+                                     "unreadable_inputs": len(problems), "ocr_read": ocr_record},
                                     calibration=calibration, calibration_source=calibration_source,
                                     tail_record=tail_record)
     summary["seconds"] = {"features": round(features_seconds, 2), "total": round(time.perf_counter() - started, 2)}
     summary["unreadable_inputs"] = problems
+    summary["ocr_read"] = ocr_record
     return version, summary, catalog
 
 
