@@ -306,6 +306,8 @@ def train_catalog(catalog_path: str | Path, out: str | Path, config: SkutagConfi
     catalog = read_catalog(catalog_path, require_category=True)
     collector = EvidenceCollector(config, use_cache=config.fusion.cache_features)
     ocr_later = gates_training_ocr(config.fusion)  # read once the other evidence says which photos need it
+    if ocr_later:  # the engine (in a fresh SKUTAG_HOME its INT8 copies, a memory peak) made before the tail's buffers
+        _ = collector.ocr_engine
     training = collect_training_set(collector, catalog.products, config, progress, ocr=not ocr_later)
     training.data_hash = catalog.content_hash()
     labelled = [p for p in catalog.products if p.category]
