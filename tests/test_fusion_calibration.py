@@ -14,7 +14,8 @@ from skutag.catalog_io import read_catalog
 from skutag.cli import main
 from skutag.config import SkutagConfig
 from skutag.pipeline import load_pipeline
-from skutag.training import calibrate_bundle, evaluate_catalog, retrain_bundle, train_catalog
+from skutag.evaluation import evaluate_catalog
+from skutag.training import calibrate_bundle, retrain_bundle, train_catalog
 from fusion_fixtures import grocery_rows, write_catalog
 
 SETTINGS = {"fusion.modalities": ("vision",), "fusion.cv": 3, "decision.min_class_support": 3}

@@ -39,7 +39,8 @@ def _title_featurizer(store):
 
 def test_training_uses_the_text_section_and_records_it(title_catalogs):
     from skutag.pipeline import load_pipeline
-    from skutag.training import evaluate_catalog, train_catalog
+    from skutag.evaluation import evaluate_catalog
+    from skutag.training import train_catalog
 
     train, test, root = title_catalogs
     version, _, _ = train_catalog(train, root / "default", _config())

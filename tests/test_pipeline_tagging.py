@@ -14,7 +14,8 @@ from skutag.catalog_io import read_catalog
 from skutag.config import SkutagConfig
 from skutag.pipeline import IncompatibleModelError, load_pipeline
 from skutag.training import retrain_from_corrections
-from skutag.training import evaluate_catalog, train_catalog
+from skutag.evaluation import evaluate_catalog
+from skutag.training import train_catalog
 from conftest import shared_path
 from fusion_fixtures import grocery_rows, write_catalog
 

@@ -340,7 +340,7 @@ def run_tag(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from skutag.training import evaluate_catalog
+    from skutag.evaluation import evaluate_catalog
 
     config = _config(args)
     _check_output(args.report, "--report", folder=True)
