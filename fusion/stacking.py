@@ -27,6 +27,7 @@ choosing per-class decision thresholds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -335,13 +336,22 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         Zr = Zr.astype(np.float32, copy=False)
         # from a fitted stacker (out-of-fold stackers) a quarter of the steps suffices
         steps = int(self.max_iter) if start is None else max(int(self.max_iter) // 4, 10)
-        loss = StackerLoss(Zr, onehot_rows, l2, shared_l2, bias_l2)
-        result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": steps})
+        loss = StackerLoss(Zr, onehot_rows, l2, shared_l2, bias_l2, threads=self._threads())
+        try:
+            result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": steps})
+        finally:
+            loss.close()
         theta = result.x
         bias = theta[:n_classes]
         a = theta[n_classes:n_classes + n_blocks]
         d = theta[n_classes + n_blocks:].reshape(n_blocks, n_classes)
         return bias, a, d, max(int(result.nit), 1)
+
+    def _threads(self) -> int:
+        """``n_jobs`` as a thread count (None: 1; -1: one per CPU)."""
+        if self.n_jobs is None:
+            return 1
+        return (os.cpu_count() or 1) if int(self.n_jobs) < 0 else max(1, int(self.n_jobs))
 
     def _oof_stackers(self, Z, y_enc, present, folds, rng) -> tuple[np.ndarray, list[tuple]]:
         """Stackers fitted without some rows: ``stackers[owner[i]]`` = ``(bias, a, d)`` never saw row ``i``.

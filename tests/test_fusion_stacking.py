@@ -293,6 +293,13 @@ def test_the_stacker_loss_in_cache_sized_chunks_is_the_loss_and_gradient_of_all_
     whole_value, whole_grad = stacker_loss.StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
     monkeypatch.setattr(stacker_loss, "_CHUNK", 7)  # chunks that do not divide the rows
     value, grad = stacker_loss.StackerLoss(Z, labels, l2, shared_l2, bias_l2)(theta)
+    threaded = stacker_loss.StackerLoss(Z, labels, l2, shared_l2, bias_l2, threads=3)
+    try:  # chunks shared out over threads: the same sums, added in the same order
+        threaded_value, threaded_grad = threaded(theta)
+    finally:
+        threaded.close()
+    assert threaded_value == value
+    np.testing.assert_array_equal(threaded_grad, grad)
     assert value == pytest.approx(reference(theta), rel=1e-5) == pytest.approx(whole_value, rel=1e-6)
     np.testing.assert_allclose(grad, whole_grad, rtol=1e-4, atol=1e-7)
     for i in [0, n_classes, n_classes + 1, n_classes + n_blocks + 3, len(theta) - 1]:

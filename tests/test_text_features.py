@@ -149,3 +149,26 @@ def test_transform_after_fit_gives_the_fitted_matrix_on_real_titles():
     again = featurizer.transform(titles)
     assert fitted.shape == again.shape and fitted.nnz > 20 * len(titles)
     assert (fitted != again).nnz == 0
+
+
+def test_fit_with_the_character_blocks_in_a_second_thread_gives_the_same_features(monkeypatch):
+    """A large fit counts the character blocks in a thread while jieba runs: the same vocabularies, idf and
+    matrix as one block after the other, on real titles."""
+    from skutag.text import TextConfig
+    from skutag.text import features as features_module
+
+    with shared_path("cn_titles", "titles.tsv").open(encoding="utf-8") as handle:
+        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        titles = [row["title"] for _, row in zip(range(3000), rows)]
+    monkeypatch.setattr(features_module, "_OVERLAP_MIN_TITLES", 10**9)
+    alone = TitleFeaturizer.from_config(TextConfig())
+    expected = alone.fit_transform(titles)
+    monkeypatch.setattr(features_module, "_OVERLAP_MIN_TITLES", 1)
+    overlapped = TitleFeaturizer.from_config(TextConfig())
+    got = overlapped.fit_transform(titles)
+    assert got.shape == expected.shape and got.nnz > 20 * len(titles)
+    assert (got != expected).nnz == 0
+    for mine, theirs in zip(overlapped.char_vectorizers_, alone.char_vectorizers_):
+        assert mine.vocabulary_ == theirs.vocabulary_
+        np.testing.assert_array_equal(mine.idf_, theirs.idf_)
+    assert (overlapped.transform(titles[:200]) != alone.transform(titles[:200])).nnz == 0

@@ -19,6 +19,8 @@ from .char_ngrams import CharNgramCounter, fit_vocabulary
 from .normalize import normalize_title
 from .tokenize import TitleTokenizer
 
+_OVERLAP_MIN_TITLES = 20_000  # below this, a fit is quick enough that a second thread is not worth starting
+
 
 def _identity(value: Any) -> Any:
     return value
@@ -210,6 +212,21 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
         vectorizer.set_params(vocabulary=None)  # ``vocabulary_`` holds it; the parameter would be a second copy
         return counter, _tfidf(vectorizer, counts)
 
+    def _word_block(self, titles: list[str], fit: bool) -> sp.csr_matrix:
+        """The jieba word n-gram TF-IDF block of normalised ``titles``."""
+        tokens = [self.tokenizer_.tokenize_normalized(t) for t in titles]
+        matrix = self.word_vectorizer_.fit_transform(tokens) if fit else self.word_vectorizer_.transform(tokens)
+        return matrix * self.word_weight if self.word_weight != 1.0 else matrix
+
+    def _char_blocks(self, compact: list[str], fit: bool) -> list[Any]:
+        """The character n-gram TF-IDF blocks of ``compact`` titles (fitting: their counters go to ``_counters``)."""
+        if fit:
+            fitted = [self._fit_char_block(vectorizer, compact) for vectorizer in self.char_vectorizers_]
+            self._counters = [counter for counter, _ in fitted]
+            return [matrix for _, matrix in fitted]
+        return [_tfidf(vectorizer, counter.counts(compact)) if counter is not None else vectorizer.transform(compact)
+                for vectorizer, counter in zip(self.char_vectorizers_, self._char_counters())]
+
     def _fit_transform(self, X: Iterable[Any], fit: bool) -> sp.csr_matrix:
         titles = [normalize_title(t) for t in _as_title_list(X)]
         if fit:
@@ -232,21 +249,20 @@ class TitleFeaturizer(TransformerMixin, BaseEstimator):
             self.char_vectorizers_ = [
                 self._vectorizer(analyzer="char", ngram_range=ngrams, max_features=cap) for ngrams, cap in self._char_specs()
             ]
-        blocks = []
-        if self.word_vectorizer_ is not None:
-            tokens = [self.tokenizer_.tokenize_normalized(t) for t in titles]
-            matrix = self.word_vectorizer_.fit_transform(tokens) if fit else self.word_vectorizer_.transform(tokens)
-            blocks.append(matrix * self.word_weight if self.word_weight != 1.0 else matrix)
         compact = [t.replace(" ", "") for t in titles] if self.char_vectorizers_ else []
-        if fit:
-            fitted = [self._fit_char_block(vectorizer, compact) for vectorizer in self.char_vectorizers_]
-            self._counters = [counter for counter, _ in fitted]
-            char_blocks = [matrix for _, matrix in fitted]
+        pending = None
+        if fit and self.word_vectorizer_ is not None and len(titles) >= _OVERLAP_MIN_TITLES:
+            # the character blocks (numpy, mostly outside the GIL) fitted in a thread while this one runs
+            # jieba (Python): the same result as one after the other, in less wall time
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(self._char_blocks, compact, fit)
+                blocks = [self._word_block(titles, fit)]
+                char_blocks = pending.result()
         else:
-            char_blocks = [
-                _tfidf(vectorizer, counter.counts(compact)) if counter is not None else vectorizer.transform(compact)
-                for vectorizer, counter in zip(self.char_vectorizers_, self._char_counters())
-            ]
+            blocks = [self._word_block(titles, fit)] if self.word_vectorizer_ is not None else []
+            char_blocks = self._char_blocks(compact, fit)
         for matrix in char_blocks:
             blocks.append(matrix * self.char_weight if self.char_weight != 1.0 else matrix)
         out = sp.hstack(blocks, format="csr", dtype=self.dtype) if len(blocks) > 1 else blocks[0].tocsr()
