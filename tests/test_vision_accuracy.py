@@ -79,6 +79,35 @@ def test_int8_agrees_with_fp32(photos, lite0_results):
     assert top1 >= 62
 
 
+def test_openvino_runtime_agrees_with_onnx_runtime(photos, lite0_results, monkeypatch):
+    """The same export on OpenVINO: exact in f32, close in bf16 (chosen on CPUs with AVX-512 BF16 or AMX)."""
+    pytest.importorskip("openvino")  # an extra (skutag[openvino]); `make setup` installs it
+    from skutag.vision import export
+
+    sources = [str(p) for p, _ in photos]
+    monkeypatch.setattr(export, "cpu_flags", lambda: {"avx2", "avx512f"})  # no bf16: f32 arithmetic
+    vision.clear_model_cache()
+    exact = vision.load_model("efficientnet-lite0", runtime="openvino")
+    assert exact.engine.precision == "f32"
+    for a, b in zip(exact.predict(sources[:12], top_k=5, batch_size=6), lite0_results[:12]):
+        assert [s.index for s in a.top_k] == [s.index for s in b.top_k]
+        assert float(a.embedding @ b.embedding) > 0.9999
+    monkeypatch.setattr(export, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    vision.clear_model_cache()
+    close = vision.load_model("efficientnet-lite0", runtime="openvino")
+    assert close.engine.precision == "bf16"
+    results = close.predict(sources, top_k=5)
+    agree = sum(a.top_k[0].index == b.top_k[0].index for a, b in zip(results, lite0_results))
+    assert agree >= 72, f"OpenVINO bf16 top-1 agrees with ONNX Runtime fp32 on {agree}/80"
+    assert min(float(a.embedding @ b.embedding) for a, b in zip(results, lite0_results)) > 0.99
+    vision.clear_model_cache()
+
+
+def test_the_openvino_runtime_refuses_int8():
+    with pytest.raises(ValueError, match="INT8 runs on ONNX Runtime"):
+        vision.load_model("efficientnet-lite0", runtime="openvino", int8=True)
+
+
 def test_batch_size_does_not_change_results(photos):
     model = vision.load_model()
     sources = [str(p) for p, _ in photos[:5]]

@@ -8,6 +8,7 @@ slow on small shared machines, and ONNX Runtime otherwise takes every core.
 from __future__ import annotations
 
 import importlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,45 @@ class OnnxRuntime:
         return logits, embedding
 
 
+class OpenVinoRuntime:
+    """OpenVINO's CPU plugin on the same ONNX export, in bfloat16 where the CPU computes it natively (AVX-512
+    BF16 or AMX: fp32 weights and inputs, bf16 arithmetic inside), fp32 elsewhere. Answers are close to fp32's,
+    not equal: ``bench/bench_openvino.py`` measures how close and how fast, against ONNX Runtime.
+
+    An OpenVINO infer request serves one call at a time: each thread gets its own."""
+
+    name = "openvino"
+
+    def __init__(self, source: BackboneSource, threads: int, int8: bool = False,
+                 cache_dir: str | Path | None = None, **_options):
+        if int8:
+            raise ValueError("INT8 runs on ONNX Runtime: use runtime 'onnx' with int8")
+        from skutag.inference import openvino_model
+
+        from .export import OUTPUT_NAMES, cpu_flags, ensure_onnx
+
+        self.model_path = ensure_onnx(source, cache_dir)
+        self.precision = "bf16" if cpu_flags() & _BF16_FLAGS else "f32"
+        self.compiled = openvino_model(self.model_path, threads, self.precision)
+        by_name = {name: port for port in self.compiled.outputs for name in port.get_names()}
+        self._outputs = [by_name[name] for name in OUTPUT_NAMES]
+        self.embedding_dim = int(self._outputs[1].get_partial_shape()[1].get_length())
+        self._local = threading.local()
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer({0: batch})
+        return np.array(result[self._outputs[0]]), np.array(result[self._outputs[1]])
+
+
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
 RUNTIMES: dict[str, str] = {
     "torch": "skutag.vision.runtime:TorchRuntime",
     "onnx": "skutag.vision.runtime:OnnxRuntime",
+    "openvino": "skutag.vision.runtime:OpenVinoRuntime",
 }
 
 
