@@ -132,9 +132,13 @@ class EvidenceCollector:
     def vision_model(self):
         if self._vision is None:
             from skutag import vision
+            from skutag.vision.runtime import resolve_runtime
+
             cfg = self.config.vision
+            # beside a tail that serves the labels from its own graph, the plain network runs where that graph does
+            runtime = resolve_runtime(cfg.runtime, int8=cfg.int8, one_graph_tail=self.tail is not None)
             self._vision = vision.load_model(
-                backbone=cfg.backbone, runtime=cfg.runtime, int8=cfg.int8, threads=cfg.threads or None,
+                backbone=cfg.backbone, runtime=runtime, int8=cfg.int8, threads=cfg.threads or None,
                 cache_dir=cfg.cache_dir or None, calibration_dir=cfg.calibration_dir or None,
                 max_pixels=cfg.max_pixels,
                 **({"weights": cfg.wwts_dir} if cfg.backbone == "wwts" and cfg.wwts_dir else {}),
@@ -170,9 +174,8 @@ class EvidenceCollector:
         return self._brand_model
 
     def vision_key(self) -> str:
-        cfg = self.config.vision
         model = self.vision_model
-        key = f"{model.model_id}-{model.model_version}-{cfg.runtime}"
+        key = f"{model.model_id}-{model.model_version}-{model.engine.answers}"
         # INT8 answers depend on the calibration too: the quantized file is named by it
         return f"{key}-{model.model_path.stem}" if model.int8 else key
 

@@ -68,14 +68,14 @@ it natively: AVX-512 BF16 or AMX)."""
 def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32") -> Any:
     """An OpenVINO CPU model compiled from ``graph`` (an ONNX file path): ``threads`` inference threads, the
     throughput hint (batches are what skutag feeds it), ``precision`` one of ``OPENVINO_PRECISIONS``. OpenVINO is
-    an optional dependency (``pip install 'skutag[openvino]'``); without it this says so."""
+    a dependency of skutag; an install without it is told so."""
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(f"OpenVINO precision must be one of {OPENVINO_PRECISIONS}, got {precision!r}")
     try:
         import openvino as ov
     except ImportError as exc:
-        raise RuntimeError("vision runtime 'openvino' needs the openvino package: pip install 'skutag[openvino]' "
+        raise RuntimeError("vision runtime 'openvino' needs the openvino package: pip install openvino "
                            "(or choose runtime 'onnx')") from exc
     return ov.Core().compile_model(os.fspath(graph), "CPU", {
         "INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "THROUGHPUT",
-        "INFERENCE_PRECISION_HINT": precision})
+        "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False})

@@ -209,7 +209,7 @@ def _stage_versions(collector: EvidenceCollector, model: FusionModel,
     if "vision" in model.modalities_:
         vision = collector.vision_model
         stages["vision"] = {"backbone": cfg.vision.backbone, "model_id": vision.model_id,
-                            "model_version": vision.model_version, "runtime": cfg.vision.runtime,
+                            "model_version": vision.model_version, "runtime": vision.engine.answers,
                             "embedding_dim": vision.embedding_dim}
         if collector.tail is not None:
             stages["vision"]["tail"] = tail_record or {"digest": collector.tail.digest}

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 class VisionConfig:
     backbone: str = "efficientnet-lite0"
     """A name from ``vision.BACKBONES``: efficientnet-lite0 (default), efficientnet-lite2, wwts."""
-    runtime: str = "onnx"
-    """``onnx`` (exported once, ONNX Runtime; the serving path), ``openvino`` (the same export on OpenVINO's CPU
-    plugin, bfloat16 where the CPU has it; ``pip install 'skutag[openvino]'``) or ``torch`` (eager PyTorch)."""
+    runtime: str = "auto"
+    """``auto``: ``openvino`` where the CPU computes bfloat16 natively, ``onnx`` elsewhere, for INT8 and beside a
+    vision tail (``vision.runtime.resolve_runtime``); ``onnx`` (exported once, ONNX Runtime), ``openvino`` (the
+    same export on OpenVINO's CPU plugin, bf16 where the CPU has it, else f32) or ``torch`` (eager PyTorch)."""
     int8: bool = False
     """Static INT8 (QDQ, per-channel) quantized ONNX model; needs runtime ``onnx``."""
     top_k: int = 5

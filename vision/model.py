@@ -24,7 +24,7 @@ from .image import ImageError, ImageLimits, ImageSource, decode_side
 from .photo import Photo, PhotoNeeds, name_of, photo_view
 from .preprocess import normalize_batch, resize_crop
 from .result import LabelScore, VisionResult
-from .runtime import runtime_class
+from .runtime import resolve_runtime, runtime_class
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -202,7 +202,7 @@ _CACHE_LOCK = threading.Lock()
 
 def load_model(
     backbone: str = "efficientnet-lite0",
-    runtime: str = "onnx",
+    runtime: str = "auto",
     int8: bool = False,
     threads: int | None = None,
     cache_dir: str | Path | None = None,
@@ -212,11 +212,13 @@ def load_model(
 ) -> VisionModel:
     """Load (once per distinct arguments) a backbone from the registry on a runtime.
 
+    ``runtime``: a name from ``RUNTIMES``, or ``auto`` (``vision.runtime.resolve_runtime``).
     ``weights``: a local weights file (efficientnet-*) or model folder (wwts) instead of the default.
     ``cache_dir``: where ONNX exports live (default ``$SKUTAG_HOME/vision``).
     ``threads``: intra-op threads (default: CPU cores, at most 8).
     """
     threads = int(threads) if threads else default_threads()
+    runtime = resolve_runtime(runtime, int8=bool(int8))
     key = (
         backbone, runtime, bool(int8), threads,
         str(cache_dir or ""), str(weights or ""), str(calibration_dir or ""), max_pixels,

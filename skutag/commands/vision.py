@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="labels per image (default: vision.top_k = 5)")
     parser.add_argument("--backbone", help="efficientnet-lite0 (default), efficientnet-lite2, wwts")
     parser.add_argument("--int8", action="store_true", default=None, help="static INT8 model (ONNX Runtime)")
-    parser.add_argument("--runtime", choices=("onnx", "openvino", "torch"),  # skutag.vision.RUNTIMES
-                        help="inference runtime (default: onnx)")
+    parser.add_argument("--runtime", choices=("auto", "onnx", "openvino", "torch"),  # skutag.vision.RUNTIMES
+                        help="inference runtime (default: auto)")
     parser.add_argument("--weights", help="local weights file (efficientnet-*) or model folder (wwts)")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default: 16)")
     parser.add_argument("--threads", type=int, help="inference threads (default: one per core, at most 8)")
