@@ -88,11 +88,11 @@ class OpenVinoRuntime:
             raise ValueError("INT8 runs on ONNX Runtime: use runtime 'onnx' with int8")
         from skutag.inference import openvino_model
 
-        from .export import OUTPUT_NAMES, cpu_flags, ensure_onnx
+        from .export import OUTPUT_NAMES, ensure_onnx
 
         self.model_path = ensure_onnx(source, cache_dir)
-        self.precision = "bf16" if cpu_flags() & BF16_FLAGS else "f32"
-        self.answers = f"openvino+{self.precision}"
+        self.precision = openvino_precision()
+        self.answers = answers_of(self.name)
         self.compiled = openvino_model(self.model_path, threads, self.precision)
         by_name = {name: port for port in self.compiled.outputs for name in port.get_names()}
         self._outputs = [by_name[name] for name in OUTPUT_NAMES]
@@ -113,6 +113,18 @@ BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 AUTO = "auto"
 
 
+def openvino_precision() -> str:
+    """The precision OpenVINO runs in on this CPU: ``bf16`` where it computes bfloat16 natively, else ``f32``."""
+    from .export import cpu_flags
+
+    return "bf16" if cpu_flags() & BF16_FLAGS else "f32"
+
+
+def answers_of(runtime: str) -> str:
+    """What computes a (resolved) runtime's numbers, as cache keys name it: the runtime, and OpenVINO's precision."""
+    return f"openvino+{openvino_precision()}" if runtime == "openvino" else runtime
+
+
 def resolve_runtime(name: str, int8: bool = False, one_graph_tail: bool = False) -> str:
     """The runtime a configured name means. ``auto``: ``openvino`` where the package is installed and the CPU
     computes bf16 natively (there it runs the network about twice as fast as ONNX Runtime's fp32, with the
@@ -121,11 +133,7 @@ def resolve_runtime(name: str, int8: bool = False, one_graph_tail: bool = False)
     (``one_graph_tail``: that graph runs on ONNX Runtime, and the plain network would otherwise run apart)."""
     if name != AUTO:
         return name
-    if int8 or one_graph_tail:
-        return "onnx"
-    from .export import cpu_flags
-
-    if not cpu_flags() & BF16_FLAGS:
+    if int8 or one_graph_tail or openvino_precision() != "bf16":
         return "onnx"
     try:
         import openvino  # noqa: F401
