@@ -135,8 +135,7 @@ class EvidenceCollector:
             from skutag.vision.runtime import resolve_runtime
 
             cfg = self.config.vision
-            # beside a tail that serves the labels from its own graph, the plain network runs where that graph does
-            runtime = resolve_runtime(cfg.runtime, int8=cfg.int8, one_graph_tail=self.tail is not None)
+            runtime = resolve_runtime(cfg.runtime, int8=cfg.int8)
             self._vision = vision.load_model(
                 backbone=cfg.backbone, runtime=runtime, int8=cfg.int8, threads=cfg.threads or None,
                 cache_dir=cfg.cache_dir or None, calibration_dir=cfg.calibration_dir or None,
@@ -296,10 +295,14 @@ class EvidenceCollector:
 
     # ------------------------------------------------------------------ fine-tuned tail
     def _configured_tail(self):
-        """The bundle's tail, run with this configuration's threads and precision (``vision.int8``)."""
+        """The bundle's tail, run with this configuration's threads and precision (``vision.int8``), on the plain
+        network's runtime (so its graph can serve the labels too)."""
+        from skutag.vision.runtime import resolve_runtime, tail_runtime
+
         cfg = self.config.vision
         self.tail.threads = cfg.threads or _cpu_threads()
         self.tail.int8, self.tail.calibration_dir = bool(cfg.int8), cfg.calibration_dir
+        self.tail.runtime = tail_runtime(resolve_runtime(cfg.runtime, int8=cfg.int8))
         return self.tail
 
     def _apply_tail(self, images: Sequence[_Image], out: list, tuned: dict[str, np.ndarray | None]) -> None:
@@ -311,7 +314,7 @@ class EvidenceCollector:
         if not rows:
             return
         tail = self._configured_tail()
-        key = f"{tail.digest[:24]}-{tail.runtime}" + (f"+{tail.precision}" if tail.int8 else "")  # runtimes differ in the last digits
+        key = f"{tail.digest[:24]}-{tail.answers}" + (f"+{tail.precision}" if tail.int8 else "")  # runtimes differ in the last digits
         cache = FeatureCache("vision-tail", key) if self.use_cache else None
 
         def run(rows: list[int]) -> dict[str, Record]:

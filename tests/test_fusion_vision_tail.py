@@ -134,7 +134,7 @@ def test_int8_serving_runs_quantized_copies_of_the_tails_graphs_with_close_answe
     # the quantized graph gave the labels and the tuned embedding in one pass
     assert tail.int8 and tail.serves_labels_of(quantized.collector.vision_model)
     assert stats["vision_run"] == len(products) and stats["tail_run"] == len(products)
-    assert set(tail._sessions) == {tail.precision}
+    assert set(tail._sessions) == {("onnx", tail.precision)}
     graph = tail.int8_file()
     assert graph.name.endswith(f".{tail.precision}.onnx") and tail.precision.startswith("int8-")
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(graph)).graph.node}
@@ -176,6 +176,7 @@ def test_training_again_with_other_fusion_settings_reuses_the_fitted_tail(traine
 def test_retrain_and_calibrate_keep_the_parents_tail(trained, catalogs, tmp_path):
     from skutag.fusion import bundle as bundles
     from skutag.training import calibrate_bundle, retrain_bundle
+    from skutag.vision.runtime import resolve_runtime, tail_runtime
 
     version, _ = trained
     tail = bundles.load_tail(version)
@@ -186,6 +187,7 @@ def test_retrain_and_calibrate_keep_the_parents_tail(trained, catalogs, tmp_path
     assert carried["carried_from"] == version.name and carried["digest"] == tail.digest
     training = bundles.load_training(retrained)
     new_rows = [training.ids.index(r["id"]) for r in catalogs["val_rows"][:4]]
+    tail.runtime = tail_runtime(resolve_runtime(_config().vision.runtime))  # where retraining ran it
     expected = np.stack(tail.embed([r["image"] for r in catalogs["val_rows"][:4]]))
     assert np.allclose(np.stack([training.evidence[i].vision.embedding for i in new_rows]), expected, atol=1e-5)
 

@@ -144,7 +144,8 @@ def test_one_session_run_per_batch_of_photos(served, photos, session_runs):
     from skutag.config import SkutagConfig
     from skutag.evidence import EvidenceCollector
 
-    config = SkutagConfig.load(environ={}, overrides={"vision.threads": 2, "vision.batch_size": 4})
+    config = SkutagConfig.load(environ={}, overrides={"vision.threads": 2, "vision.batch_size": 4,
+                                                      "vision.runtime": "onnx"})  # the sessions counted
     tail = copy(served)  # sessions of its own, opened under the counting factory
     tail._sessions = {}
     collector = EvidenceCollector(config, use_cache=False, tail=tail)
@@ -183,3 +184,42 @@ def test_a_tail_kept_as_two_graphs_is_joined_into_one_at_load(served, two_graphs
     assert np.abs(np.stack(tuned) - reference).max() < 1e-5
     alone = model.predict(sources, top_k=5)
     assert [r.top_k[0].index for r in results] == [r.top_k[0].index for r in alone]
+
+
+def test_on_openvino_the_graph_serves_what_it_serves_on_onnx_runtime(served, photos):
+    """Beside a plain network on OpenVINO (``vision.runtime`` auto on a bf16 CPU) the tail's graph runs there too
+    and still serves the labels: the same top label, embeddings at cosine 0.99+ (bf16 inside); INT8 stays ONNX
+    Runtime's, and the runtime is a serving setting, not kept in the bundle."""
+    import pickle
+    from copy import copy
+
+    from skutag.vision import load_model
+    from skutag.vision.runtime import answers_of
+
+    on_onnx, on_openvino = copy(served), copy(served)
+    on_onnx._sessions, on_openvino._sessions = {}, {}
+    on_openvino.runtime = "openvino"
+    plain_onnx = load_model("efficientnet-lite0", runtime="onnx", threads=2)
+    plain_openvino = load_model("efficientnet-lite0", runtime="openvino", threads=2)
+    assert on_openvino.serves_labels_of(plain_openvino) and not on_openvino.serves_labels_of(plain_onnx)
+    assert on_onnx.serves_labels_of(plain_onnx) and not on_onnx.serves_labels_of(plain_openvino)
+    assert (on_onnx.answers, on_openvino.answers) == ("onnx", answers_of("openvino"))
+
+    sources = photos["val"] + [b"not a photo"]
+    reference, reference_tuned = on_onnx.label_and_embed(plain_onnx, sources, top_k=5, batch_size=4)
+    results, tuned = on_openvino.label_and_embed(plain_openvino, sources, top_k=5, batch_size=4)
+    assert results[-1].error == reference[-1].error and results[-1].error and tuned[-1] is None
+    assert [r.top_k[0].index for r in results[:-1]] == [r.top_k[0].index for r in reference[:-1]]
+    cosine = np.sum(np.stack(tuned[:-1]) * np.stack(reference_tuned[:-1]), axis=1)  # both L2-normalised
+    assert cosine.min() > 0.99, cosine
+    alone = np.stack(on_openvino.embed(sources[:-1], batch_size=4))  # the tail alone: no centre rows for labels
+    assert np.sum(alone * np.stack(tuned[:-1]), axis=1).min() > 0.999
+    assert list(on_openvino._sessions) == [("openvino", "fp32")]
+
+    on_openvino.int8 = True
+    assert on_openvino.serving_runtime == "onnx"
+    on_openvino.int8 = False
+    assert pickle.loads(pickle.dumps(on_openvino)).runtime == "onnx"
+    on_openvino.runtime = "tensorrt"
+    with pytest.raises(ValueError, match="onnx or openvino"):
+        on_openvino.session()

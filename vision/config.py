@@ -10,9 +10,10 @@ class VisionConfig:
     backbone: str = "efficientnet-lite0"
     """A name from ``vision.BACKBONES``: efficientnet-lite0 (default), efficientnet-lite2, wwts."""
     runtime: str = "auto"
-    """``auto``: ``openvino`` where the CPU computes bfloat16 natively, ``onnx`` elsewhere, for INT8 and beside a
-    vision tail (``vision.runtime.resolve_runtime``); ``onnx`` (exported once, ONNX Runtime), ``openvino`` (the
-    same export on OpenVINO's CPU plugin, bf16 where the CPU has it, else f32) or ``torch`` (eager PyTorch)."""
+    """``auto``: ``openvino`` where the CPU computes bfloat16 natively, ``onnx`` elsewhere and for INT8
+    (``vision.runtime.resolve_runtime``); ``onnx`` (exported once, ONNX Runtime), ``openvino`` (the same export on
+    OpenVINO's CPU plugin, bf16 where the CPU has it, else f32) or ``torch`` (eager PyTorch). A bundle's vision
+    tail runs its graph on the same runtime (ONNX Runtime beside torch)."""
     int8: bool = False
     """Static INT8 (QDQ, per-channel) quantized ONNX model; needs runtime ``onnx``."""
     top_k: int = 5

@@ -125,21 +125,32 @@ def answers_of(runtime: str) -> str:
     return f"openvino+{openvino_precision()}" if runtime == "openvino" else runtime
 
 
-def resolve_runtime(name: str, int8: bool = False, one_graph_tail: bool = False) -> str:
+def resolve_runtime(name: str, int8: bool = False) -> str:
     """The runtime a configured name means. ``auto``: ``openvino`` where the package is installed and the CPU
     computes bf16 natively (there it runs the network about twice as fast as ONNX Runtime's fp32, with the
-    embedding at cosine 0.99+ of fp32's: bench/bench_openvino.py), else ``onnx``. ``onnx`` all the same for
-    INT8 (ONNX Runtime's only) and beside a vision tail whose one graph also serves the labels
-    (``one_graph_tail``: that graph runs on ONNX Runtime, and the plain network would otherwise run apart)."""
+    embedding at cosine 0.99+ of fp32's: bench/bench_openvino.py), else ``onnx``; ``onnx`` all the same for INT8
+    (ONNX Runtime's only). A bundle's vision tail runs its one graph where the plain network runs
+    (``tail_runtime``)."""
     if name != AUTO:
         return name
-    if int8 or one_graph_tail or openvino_precision() != "bf16":
+    if int8 or openvino_precision() != "bf16":
         return "onnx"
     try:
         import openvino  # noqa: F401
     except ImportError:
         return "onnx"
     return "openvino"
+
+
+TAIL_RUNTIMES = ("onnx", "openvino")
+"""Where a vision tail's graph can run (``skutag.vision.tail.VisionTail.runtime``)."""
+
+
+def tail_runtime(vision_runtime: str) -> str:
+    """Where a tail's graph runs beside the plain network on ``vision_runtime`` (resolved): the same runtime, so
+    the graph can serve the plain labels too; ONNX Runtime beside eager torch (a tail is served from ONNX)."""
+    return vision_runtime if vision_runtime in TAIL_RUNTIMES else "onnx"
+
 
 RUNTIMES: dict[str, str] = {
     "torch": "skutag.vision.runtime:TorchRuntime",

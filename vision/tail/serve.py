@@ -1,9 +1,9 @@
 """Serving a fine-tuned tail: ``VisionTail``, what a model bundle keeps (``vision_tail.joblib``).
 
 It holds the tail's one ONNX graph (fp32, exported when the tail was trained: ``skutag.vision.tail.train.
-serving_tail``; what goes in and out: ``skutag.vision.tail.graphs``) and runs it on ONNX Runtime, one session
-run per batch of photos. No torch here, at import or in any call: INT8 copies are made by ONNX Runtime's own
-quantization, once per tail and calibration.
+serving_tail``; what goes in and out: ``skutag.vision.tail.graphs``) and runs it where the plain network runs
+(``runtime``: ONNX Runtime, or OpenVINO's CPU plugin), one run per batch of photos. No torch here, at import or
+in any call: INT8 copies are made by ONNX Runtime's own quantization, once per tail and calibration.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -59,12 +59,14 @@ class VisionTail:
     stays fp32), quantized once per tail on the ``calibration_dir`` photos: what ``vision.int8`` asks."""
     calibration_dir: str = ""
     """Photos INT8 is calibrated on; empty: the bundled ``models/calibration`` photos."""
+    runtime: str = "onnx"
+    """Where the graph runs, a serving setting the collector sets to the plain network's runtime
+    (``skutag.vision.runtime.tail_runtime``): ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO's CPU plugin, in
+    the precision ``openvino_precision`` gives). INT8 runs on ONNX Runtime whatever this says."""
     _sessions: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _files: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _calibrations: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    runtime: ClassVar[str] = "onnx"
-    """Serving runs ONNX Runtime (part of the feature cache's key)."""
     SERVING_VIEWS: ClassVar[tuple[str, ...]] = tuple(VIEWS)
     LIMITS: ClassVar[ImageLimits] = ImageLimits()
 
@@ -117,16 +119,16 @@ class VisionTail:
         empty = np.zeros((0, 3, size, size), dtype=np.float32)
         feeds = dict(zip(GRAPH_INPUTS, (empty if centre is None else centre,
                                         np.concatenate(views) if views else empty)))
-        logits, plain, features = self.session().run(None, feeds)
+        logits, plain, features = self.session()(feeds)
         per_view = l2_normalize(features).reshape(-1, n, features.shape[1])  # rows come view by view
         return logits, plain, l2_normalize(per_view.mean(axis=0)).astype(np.float32)
 
     # ------------------------------------------------------------------ labels and tuned embedding at once
     def serves_labels_of(self, model) -> bool:
-        """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: the model on ONNX
-        Runtime in the same precision (fp32, or INT8 both), the backbone weights the graph was exported
-        from, and serving views that include the centre crop."""
-        return (self.joint and model.runtime == "onnx" and bool(model.int8) == self.int8
+        """Whether ``label_and_embed`` can stand in for ``model.predict`` + ``embed``: the model on the runtime
+        the graph runs on, in the same precision (fp32 or OpenVINO's, or INT8 both), the backbone weights the
+        graph was exported from, and serving views that include the centre crop."""
+        return (self.joint and model.runtime == self.serving_runtime and bool(model.int8) == self.int8
                 and "center" in self.views and (model.model_id, model.model_version) == self._precision_id())
 
     def _precision_id(self) -> tuple[str, str]:
@@ -165,21 +167,43 @@ class VisionTail:
                 progress(len(chunk))
         return results, embeddings
 
-    # ------------------------------------------------------------------ ONNX Runtime
-    def session(self) -> Any:
-        """The ONNX Runtime session of the graph in the serving precision; opened once per precision (INT8 may
-        be switched on or off between calls)."""
-        key = self.precision
+    # ------------------------------------------------------------------ runtimes
+    @property
+    def serving_runtime(self) -> str:
+        """The runtime the graph runs on: ``runtime``, and ONNX Runtime for INT8."""
+        from ..runtime import TAIL_RUNTIMES
+
+        if self.runtime not in TAIL_RUNTIMES:
+            raise ValueError(f"a tail's graph runs on {' or '.join(TAIL_RUNTIMES)}, not {self.runtime!r}")
+        return "onnx" if self.int8 else self.runtime
+
+    @property
+    def answers(self) -> str:
+        """What computes the served embeddings, as feature-cache keys name it (``vision.runtime.answers_of``;
+        INT8 copies are told apart by ``precision``)."""
+        from ..runtime import answers_of
+
+        return answers_of(self.serving_runtime)
+
+    def session(self) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+        """The graph opened on its serving runtime, as a function of the feeds giving ``GRAPH_OUTPUTS``; opened
+        once per runtime and precision (INT8 or the runtime may be switched between calls)."""
+        key = (self.serving_runtime, self.precision)
         opened = self._sessions.get(key)
         if opened is None:
-            from skutag.inference import onnx_session
-
             with _GRAPH_LOCK:
                 opened = self._sessions.get(key)
                 if opened is None:
-                    source = self.int8_file() if self.int8 else self.graph
-                    opened = self._sessions[key] = onnx_session(source, self.threads)
+                    opened = self._sessions[key] = self._open(key[0])
         return opened
+
+    def _open(self, runtime: str) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+        if runtime == "openvino":
+            return _OpenVinoGraph(self.fp32_file(), self.threads)
+        from skutag.inference import onnx_session
+
+        session = onnx_session(self.int8_file() if self.int8 else self.graph, self.threads)
+        return lambda feeds: session.run(None, feeds)
 
     @property
     def precision(self) -> str:
@@ -198,29 +222,61 @@ class VisionTail:
         """The static INT8 copy of the graph for this calibration, under ``$SKUTAG_HOME/vision/tails``;
         quantized (ONNX Runtime) on first use from the fp32 graph, which is written beside it. Calibration
         feeds each batch of photos as the centre crops and their mirrors as the other views."""
-        from ..export import calibration_images, default_cache_dir, quantize_int8, temporary_path
+        from ..export import calibration_images, quantize_int8
 
         key = self.precision
         with _GRAPH_LOCK:
             if key in self._files and self._files[key].is_file():
                 return self._files[key]
-            fp32 = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}-one.onnx"
-            if not fp32.is_file():
-                fp32.parent.mkdir(parents=True, exist_ok=True)
-                tmp = temporary_path(fp32)
-                tmp.write_bytes(self.graph)
-                os.replace(tmp, fp32)
+            fp32 = self.fp32_file()
             target = fp32.with_name(f"{fp32.stem}.{self.precision}.onnx")
             photos = calibration_images(self.calibration_dir or None)
             self._files[key] = quantize_int8(fp32, target, photos, self.preprocess, keep_fp32=("logits",),
                                              feeds=_calibration_feeds)
             return self._files[key]
 
+    def fp32_file(self):
+        """The fp32 graph as a file under ``$SKUTAG_HOME/vision/tails`` (what OpenVINO and INT8 quantization read),
+        written once per tail, through a private name."""
+        from ..export import default_cache_dir, temporary_path
+
+        fp32 = default_cache_dir() / "tails" / f"{self.backbone}-{self.digest[:24]}-one.onnx"
+        with _GRAPH_LOCK:
+            if not fp32.is_file():
+                fp32.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temporary_path(fp32)
+                tmp.write_bytes(self.graph)
+                os.replace(tmp, fp32)
+        return fp32
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_sessions"], state["_files"], state["_calibrations"] = {}, {}, {}
-        state["int8"], state["calibration_dir"] = False, ""  # serving settings: the collector sets them
+        state["int8"], state["calibration_dir"], state["runtime"] = False, "", "onnx"  # serving settings: the collector sets them
         return state
+
+
+class _OpenVinoGraph:
+    """The graph compiled by OpenVINO (``skutag.inference.openvino_model``, this CPU's precision), called with the
+    feeds; an infer request serves one call at a time, so each thread gets its own."""
+
+    def __init__(self, path, threads: int):
+        from skutag.inference import openvino_model
+
+        from ..runtime import openvino_precision
+        from .graphs import GRAPH_OUTPUTS
+
+        self.compiled = openvino_model(path, threads, openvino_precision())
+        by_name = {name: port for port in self.compiled.outputs for name in port.get_names()}
+        self._outputs = [by_name[name] for name in GRAPH_OUTPUTS]
+        self._local = threading.local()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer(feeds)
+        return [np.array(result[port]) for port in self._outputs]
 
 
 def _calibration_feeds(batch: np.ndarray) -> dict[str, np.ndarray]:
