@@ -13,6 +13,10 @@ model is trained on the fine-tuned embedding instead of the frozen one:
 3. one tail fitted on every row, its ONNX graphs exported at once (``serving_tail``): what the bundle keeps
    and serving runs on new photos, without torch.
 
+A catalogue with more than ``vision.tail_max_photos`` photos fits steps 1-3 on a sample of them (``tail_sample``);
+the other photos' activations are taken for the centre crop and mirror only, and the final tail embeds them: it
+never saw them, so their embeddings are as honest as the out-of-fold ones.
+
 Folds follow ``fusion.cv_shuffle`` like the stack's own: unshuffled folds are contiguous runs of rows
 within each class, so near-duplicate photos of one capture session stay on one side.
 """
@@ -50,6 +54,40 @@ def serving_views(config: SkutagConfig) -> tuple[str, ...]:
     """The views a trained tail embeds each photo in when it serves (their embeddings averaged)."""
     cfg = config.vision
     return ("center",) + (("flip",) if cfg.tail_tta else ()) + (("full",) if cfg.tail_full_view else ())
+
+
+TAIL_CLASS_FLOOR = 8
+"""A sampled tail still sees at least this many photos of every category (all it has, if fewer)."""
+
+
+def tail_sample(y: np.ndarray, cap: int, seed: int, groups: np.ndarray | None = None,
+                floor: int | None = None) -> np.ndarray:
+    """The rows (sorted indices into ``y``) a tail is fitted on: every row when ``cap`` is 0 or there are no more
+    rows than it; else about ``cap`` of them: each category's share as in ``y``, at least ``floor`` rows of each
+    (default ``TAIL_CLASS_FLOOR``; so more than ``cap`` where categories are many), whole ``groups`` (photo
+    series) at a time, seeded."""
+    floor = TAIL_CLASS_FLOOR if floor is None else floor
+    if cap < 0:
+        raise ValueError(f"vision.tail_max_photos must be >= 0 (0 = every photo), got {cap}")
+    y = np.asarray(y, dtype=object)
+    if not cap or len(y) <= cap:
+        return np.arange(len(y))
+    _, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quotas = np.minimum(counts, np.maximum(floor, np.round(cap * counts / len(y)).astype(int)))
+    series = np.arange(len(y)) if groups is None else np.asarray(groups)
+    rng, chosen = np.random.default_rng(seed), []
+    for label, quota in enumerate(quotas):
+        members: dict = {}
+        for row in np.flatnonzero(y_enc == label):
+            members.setdefault(series[row], []).append(int(row))
+        taken = 0
+        for k in rng.permutation(len(members)):
+            if taken >= quota:
+                break
+            group = list(members.values())[k]
+            chosen += group
+            taken += len(group)
+    return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
 def tail_folds(y: np.ndarray, n_splits: int, shuffle: bool, seed: int,
@@ -118,21 +156,27 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     embedded = [view for view in served if view in OUT_OF_FOLD_VIEWS]
     started = time.perf_counter()
     images = [load_image_bytes(labelled[i].image) for i in rows]
-    acts = cut_activations(collector, images, list(dict.fromkeys(views + embedded)), cut, progress=progress)
+    groups = training_groups([training.evidence[i] for i in rows], list(y), config)
+    fitted = tail_sample(y, cfg.tail_max_photos, config.fusion.random_state, groups)
+    others = np.setdiff1d(np.arange(len(rows)), fitted)
+    images_fit, y_fit = [images[k] for k in fitted], y[fitted]
+    acts = cut_activations(collector, images_fit, list(dict.fromkeys(views + embedded)), cut, progress=progress)
+    acts_others = cut_activations(collector, [images[k] for k in others], embedded, cut, progress=progress) \
+        if len(others) else None
     extracted = time.perf_counter()
     threads = cfg.threads or _cpu_threads()
     classifier = TailClassifier(cfg.backbone, cut=cut, weights=cfg.weights or None, epochs=cfg.tail_epochs,
                                 threads=threads, random_state=config.fusion.random_state)
     X = [acts[view] for view in views]
-    groups = training_groups([training.evidence[i] for i in rows], list(y), config)
-    folds = tail_folds(y, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state, groups)
-    cache = _fit_cache_file(classifier, views, embedded, folds, images, y) if collector.use_cache else None
+    folds = tail_folds(y_fit, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state,
+                       None if groups is None else groups[fitted])
+    cache = _fit_cache_file(classifier, views, embedded, folds, images_fit, y_fit) if collector.use_cache else None
     if cache is not None and cache.is_file():  # same photos, labels and settings: e.g. other fusion modalities
         classifier, oof = joblib.load(cache)
     else:
         embed_views = [acts[view] for view in embedded]
-        oof = out_of_fold_embeddings(classifier, X, y, folds=folds, embed_views=embed_views) if folds else None
-        classifier.fit(X, y)
+        oof = out_of_fold_embeddings(classifier, X, y_fit, folds=folds, embed_views=embed_views) if folds else None
+        classifier.fit(X, y_fit)
         if cache is not None:
             _dump_atomically((classifier, oof), cache)
     tail = serving_tail(classifier, views=served, threads=threads)  # its serving graph exported here, once
@@ -141,13 +185,17 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     never_held = np.linalg.norm(oof, axis=1) == 0  # rows of folds skipped for having a single class
     if never_held.any():
         oof[never_held] = classifier.embed([acts[view][never_held] for view in embedded])
+    embeddings = np.zeros((len(rows), oof.shape[1]), dtype=np.float32)
+    embeddings[fitted] = oof
+    if acts_others is not None:  # photos the final tail never saw
+        embeddings[others] = classifier.embed([acts_others[view] for view in embedded])
     evidence = list(training.evidence)
     for k, i in enumerate(rows):
-        evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=oof[k]))
+        evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=embeddings[k]))
     record = {
         "backbone": cfg.backbone, "cut": cut, "epochs": int(cfg.tail_epochs), "train_views": len(views),
         "serving_views": list(tail.views), "out_of_fold_views": embedded, "folds": len(folds), "rows": len(rows),
-        "digest": tail.digest,
+        "fitted_rows": len(fitted), "digest": tail.digest,
         "final_train_loss": round(float(classifier.history_[-1]), 4),
         "seconds": {"activations": round(extracted - started, 1), "fit": round(time.perf_counter() - extracted, 1)},
     }

@@ -10,10 +10,10 @@ class VisionConfig:
     backbone: str = "efficientnet-lite0"
     """A name from ``vision.BACKBONES``: efficientnet-lite0 (default), efficientnet-lite2, wwts."""
     runtime: str = "auto"
-    """``auto``: ``openvino`` where the CPU computes bfloat16 natively, ``onnx`` elsewhere and for INT8
-    (``vision.runtime.resolve_runtime``); ``onnx`` (exported once, ONNX Runtime), ``openvino`` (the same export on
-    OpenVINO's CPU plugin, bf16 where the CPU has it, else f32) or ``torch`` (eager PyTorch). A bundle's vision
-    tail runs its graph on the same runtime (ONNX Runtime beside torch)."""
+    """``auto``: ``openvino`` where the CPU computes bfloat16 natively, ``onnx`` elsewhere, for INT8 and beside a
+    vision tail (``vision.runtime.resolve_runtime``); ``onnx`` (exported once, ONNX Runtime), ``openvino`` (the
+    same export on OpenVINO's CPU plugin, bf16 where the CPU has it, else f32) or ``torch`` (eager PyTorch). A
+    bundle's vision tail runs its graph on the same runtime (ONNX Runtime beside torch)."""
     int8: bool = False
     """Static INT8 (QDQ, per-channel) quantized ONNX model; needs runtime ``onnx``."""
     top_k: int = 5
@@ -40,6 +40,11 @@ class VisionConfig:
     """Random views (crop, flip, colour) per training photo besides the centre crop and its mirror."""
     tail_folds: int = 3
     """Folds for the out-of-fold fine-tuned embeddings the fusion stack is trained on (each costs a fit)."""
+    tail_max_photos: int = 10_000
+    """The most training photos the tail is fitted on (0: every one). A larger catalogue fits it on a sample
+    (every category's share kept, at least ``skutag.tail_training.TAIL_CLASS_FLOOR`` photos of each, whole photo
+    series, seeded); the other photos get the fitted tail's embedding, which never saw them. The tail's training
+    cost then stops growing with the catalogue: only two views of each other photo go through the network."""
     tail_tta: bool = True
     """Serving: average the embedding of the centre crop and its mirror (False: no mirror; centre crop only
     when ``tail_full_view`` is off too: one pass instead of three; vision/README.md)."""

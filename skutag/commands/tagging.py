@@ -298,8 +298,10 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"expect {_expectation(m['expected_auto'], config.decision.target_precision)}")
         if summary.get("vision_tail"):
             t = summary["vision_tail"]
-            print(f"vision tail: cut {t['cut']}, {t['epochs']} epochs, {t['train_views']} views, {t['folds']} folds; "
-                  f"activations {t['seconds']['activations']} s, fit {t['seconds']['fit']} s")
+            sampled = (f", fitted on {t['fitted_rows']} of {t['rows']} photos (vision.tail_max_photos)"
+                       if t.get("fitted_rows", t["rows"]) < t["rows"] else "")
+            print(f"vision tail: cut {t['cut']}, {t['epochs']} epochs, {t['train_views']} views, {t['folds']} folds"
+                  f"{sampled}; activations {t['seconds']['activations']} s, fit {t['seconds']['fit']} s")
     return 0
 
 
