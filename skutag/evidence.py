@@ -135,7 +135,8 @@ class EvidenceCollector:
             from skutag.vision.runtime import resolve_runtime
 
             cfg = self.config.vision
-            runtime = resolve_runtime(cfg.runtime, int8=cfg.int8)
+            # beside a tail that serves the labels from its own graph, the plain network runs where that graph does
+            runtime = resolve_runtime(cfg.runtime, int8=cfg.int8, one_graph_tail=self.tail is not None)
             self._vision = vision.load_model(
                 backbone=cfg.backbone, runtime=runtime, int8=cfg.int8, threads=cfg.threads or None,
                 cache_dir=cfg.cache_dir or None, calibration_dir=cfg.calibration_dir or None,
@@ -302,7 +303,7 @@ class EvidenceCollector:
         cfg = self.config.vision
         self.tail.threads = cfg.threads or _cpu_threads()
         self.tail.int8, self.tail.calibration_dir = bool(cfg.int8), cfg.calibration_dir
-        self.tail.runtime = tail_runtime(resolve_runtime(cfg.runtime, int8=cfg.int8))
+        self.tail.runtime = tail_runtime(resolve_runtime(cfg.runtime, int8=cfg.int8, one_graph_tail=True))
         return self.tail
 
     def _apply_tail(self, images: Sequence[_Image], out: list, tuned: dict[str, np.ndarray | None]) -> None:

@@ -187,7 +187,7 @@ def test_retrain_and_calibrate_keep_the_parents_tail(trained, catalogs, tmp_path
     assert carried["carried_from"] == version.name and carried["digest"] == tail.digest
     training = bundles.load_training(retrained)
     new_rows = [training.ids.index(r["id"]) for r in catalogs["val_rows"][:4]]
-    tail.runtime = tail_runtime(resolve_runtime(_config().vision.runtime))  # where retraining ran it
+    tail.runtime = tail_runtime(resolve_runtime(_config().vision.runtime, one_graph_tail=True))  # where retraining ran it
     expected = np.stack(tail.embed([r["image"] for r in catalogs["val_rows"][:4]]))
     assert np.allclose(np.stack([training.evidence[i].vision.embedding for i in new_rows]), expected, atol=1e-5)
 

@@ -1,5 +1,5 @@
-"""vision.runtime = auto: OpenVINO where the CPU computes bf16, ONNX Runtime for INT8 and on other CPUs; a vision
-tail runs where the plain network runs; the feature cache tells the runtimes' answers apart."""
+"""vision.runtime = auto: OpenVINO where the CPU computes bf16, ONNX Runtime for INT8, beside a one-graph tail and
+on other CPUs; a tail runs where the plain network runs; the feature cache tells the runtimes' answers apart."""
 
 from __future__ import annotations
 
@@ -13,21 +13,22 @@ BF16_CPU = {"avx2", "avx512f", "avx512_bf16"}
 AVX2_CPU = {"avx2", "fma"}
 
 
-@pytest.mark.parametrize("flags, int8, expected", [
-    (BF16_CPU, False, "openvino"),
-    (AVX2_CPU, False, "onnx"),  # OpenVINO in f32 is no faster than ONNX Runtime
-    (BF16_CPU, True, "onnx"),  # INT8 is ONNX Runtime's
-    (set(), False, "onnx"),  # flags unreadable
+@pytest.mark.parametrize("flags, int8, tail, expected", [
+    (BF16_CPU, False, False, "openvino"),
+    (AVX2_CPU, False, False, "onnx"),  # OpenVINO in f32 is no faster than ONNX Runtime
+    (BF16_CPU, True, False, "onnx"),  # INT8 is ONNX Runtime's
+    (BF16_CPU, False, True, "onnx"),  # the tail's fp32 embeddings, as the fusion layer learned them
+    (set(), False, False, "onnx"),  # flags unreadable
 ])
-def test_auto_picks_openvino_only_where_it_pays(monkeypatch, flags, int8, expected):
+def test_auto_picks_openvino_only_where_it_pays(monkeypatch, flags, int8, tail, expected):
     monkeypatch.setattr(export, "cpu_flags", lambda: flags)
-    assert resolve_runtime("auto", int8=int8) == expected
+    assert resolve_runtime("auto", int8=int8, one_graph_tail=tail) == expected
 
 
 @pytest.mark.parametrize("name", ["onnx", "openvino", "torch"])
 def test_a_named_runtime_is_kept(monkeypatch, name):
     monkeypatch.setattr(export, "cpu_flags", lambda: BF16_CPU)
-    assert resolve_runtime(name) == name
+    assert resolve_runtime(name, one_graph_tail=True) == name
 
 
 @pytest.mark.parametrize("vision_runtime, expected", [("onnx", "onnx"), ("openvino", "openvino"), ("torch", "onnx")])

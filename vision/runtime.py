@@ -125,15 +125,16 @@ def answers_of(runtime: str) -> str:
     return f"openvino+{openvino_precision()}" if runtime == "openvino" else runtime
 
 
-def resolve_runtime(name: str, int8: bool = False) -> str:
+def resolve_runtime(name: str, int8: bool = False, one_graph_tail: bool = False) -> str:
     """The runtime a configured name means. ``auto``: ``openvino`` where the package is installed and the CPU
     computes bf16 natively (there it runs the network about twice as fast as ONNX Runtime's fp32, with the
     embedding at cosine 0.99+ of fp32's: bench/bench_openvino.py), else ``onnx``; ``onnx`` all the same for INT8
-    (ONNX Runtime's only). A bundle's vision tail runs its one graph where the plain network runs
-    (``tail_runtime``)."""
+    (ONNX Runtime's only) and beside a vision tail (``one_graph_tail``): the fusion layer learned from the tail's
+    fp32 embeddings, and served in bf16 they cost val photos (docs/scale-out.md). A tail runs its one graph where
+    the plain network runs (``tail_runtime``), so ``openvino`` named explicitly runs both there."""
     if name != AUTO:
         return name
-    if int8 or openvino_precision() != "bf16":
+    if int8 or one_graph_tail or openvino_precision() != "bf16":
         return "onnx"
     try:
         import openvino  # noqa: F401
