@@ -1,13 +1,12 @@
 """OpenVINO against ONNX Runtime for the vision backbone, on the same GroceryStore val photos in one run.
 
-    .venv/bin/pip install openvino          # not a skutag dependency: measured here, not taken (docs/scale-out.md)
     python -m bench.datasets grocery
     .venv/bin/python -m bench.bench_openvino [--threads 2] [--batch 16] [--json out.json]
 
 The photos are decoded and preprocessed once; each runtime then runs the same float32 batches (so only the
 network's own cost is compared). Rows: ONNX Runtime fp32 (skutag's default), ONNX Runtime static INT8
-(``vision.int8``), OpenVINO with its CPU plugin at f32 and at bf16 inference precision (its default on CPUs
-with AVX-512 BF16). Each row gives seconds for all photos (the best of ``--repeats``), its speed against ONNX
+(``vision.int8``), OpenVINO with its CPU plugin at f32 and at bf16 inference precision, compiled as skutag
+compiles it (``skutag.inference.openvino_model``). Each row gives seconds for all photos (the best of ``--repeats``), its speed against ONNX
 Runtime fp32, and how far its answers are from fp32's: top-1 agreement, top-5 overlap and the cosine of the
 embeddings (the fusion layer's input).
 """
@@ -51,10 +50,9 @@ def _run_all(run, x: np.ndarray, batch: int, repeats: int) -> tuple[float, np.nd
 
 
 def _openvino(model_path: Path, threads: int, precision: str):
-    import openvino as ov
+    from skutag.inference import openvino_model
 
-    compiled = ov.Core().compile_model(str(model_path), "CPU", {
-        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision})
+    compiled = openvino_model(model_path, threads, precision)
     request = compiled.create_infer_request()
     logits_out, embedding_out = compiled.outputs[0], compiled.outputs[1]
 

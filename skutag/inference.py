@@ -66,9 +66,11 @@ it natively: AVX-512 BF16 or AMX)."""
 
 
 def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32") -> Any:
-    """An OpenVINO CPU model compiled from ``graph`` (an ONNX file path): ``threads`` inference threads, the
-    throughput hint (batches are what skutag feeds it), ``precision`` one of ``OPENVINO_PRECISIONS``. OpenVINO is
-    a dependency of skutag; an install without it is told so."""
+    """An OpenVINO CPU model compiled from ``graph`` (an ONNX file path): ``threads`` inference threads,
+    ``precision`` one of ``OPENVINO_PRECISIONS``. The latency hint: one stream, so every call (a batch, or the
+    service's one photo) runs on all ``threads``; the throughput hint splits them into streams and a call runs on
+    one of them (half the cores with two threads). Threads are not pinned to cores (worker processes would share
+    one). OpenVINO is a dependency of skutag; an install without it is told so."""
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(f"OpenVINO precision must be one of {OPENVINO_PRECISIONS}, got {precision!r}")
     try:
@@ -77,5 +79,5 @@ def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32")
         raise RuntimeError("vision runtime 'openvino' needs the openvino package: pip install openvino "
                            "(or choose runtime 'onnx')") from exc
     return ov.Core().compile_model(os.fspath(graph), "CPU", {
-        "INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "THROUGHPUT",
+        "INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False})
