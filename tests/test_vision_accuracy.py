@@ -108,6 +108,17 @@ def test_openvino_runtime_agrees_with_onnx_runtime(photos, onnx_results, monkeyp
     vision.clear_model_cache()
 
 
+def test_an_openvino_call_runs_on_every_thread_it_was_given():
+    """One stream holding all the threads (the latency hint): with the throughput hint two threads made two
+    streams, and a call (the service's one photo, a batch) ran on one of them."""
+    vision.clear_model_cache()
+    model = vision.load_model("efficientnet-lite0", runtime="openvino", threads=2)
+    compiled = model.engine.compiled
+    assert (compiled.get_property("NUM_STREAMS"), compiled.get_property("INFERENCE_NUM_THREADS")) == (1, 2)
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False  # worker processes would share one core
+    vision.clear_model_cache()
+
+
 def test_the_openvino_runtime_refuses_int8():
     with pytest.raises(ValueError, match="INT8 runs on ONNX Runtime"):
         vision.load_model("efficientnet-lite0", runtime="openvino", int8=True)
