@@ -13,7 +13,8 @@ shared machines and when the service tags side by side.
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+import threading
+from typing import Any, Sequence, Union
 
 def available_cores() -> int:
     """The CPUs this process may run on (its affinity: a container or ``taskset`` may give it fewer than the
@@ -81,3 +82,24 @@ def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32")
     return ov.Core().compile_model(os.fspath(graph), "CPU", {
         "INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False})
+
+
+class OpenVinoCalls:
+    """A compiled OpenVINO model called from any thread with ``{input name or index: array}``, giving the outputs
+    named ``outputs`` as arrays of their own. An infer request serves one call at a time, so each thread gets its
+    own request."""
+
+    def __init__(self, compiled: Any, outputs: Sequence[str]):
+        by_name = {name: port for port in compiled.outputs for name in port.get_names()}
+        self.compiled = compiled
+        self.ports = [by_name[name] for name in outputs]
+        self._local = threading.local()
+
+    def __call__(self, feeds: dict) -> list:
+        import numpy as np
+
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer(feeds)
+        return [np.array(result[port]) for port in self.ports]  # copies: the request's buffers are reused

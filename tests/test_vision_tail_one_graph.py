@@ -187,9 +187,9 @@ def test_a_tail_kept_as_two_graphs_is_joined_into_one_at_load(served, two_graphs
 
 
 def test_on_openvino_the_graph_serves_what_it_serves_on_onnx_runtime(served, photos):
-    """Beside a plain network on OpenVINO (``vision.runtime`` auto on a bf16 CPU) the tail's graph runs there too
-    and still serves the labels: the same top label, embeddings at cosine 0.99+ (bf16 inside); INT8 stays ONNX
-    Runtime's, and the runtime is a serving setting, not kept in the bundle."""
+    """Beside a plain network on OpenVINO (``vision.runtime = openvino``) the tail's graph runs there too and still
+    serves the labels: the same top label, embeddings at cosine 0.99+ (bf16 inside); INT8 stays ONNX Runtime's,
+    and the runtime is a serving setting, not kept in the bundle."""
     import pickle
     from copy import copy
 

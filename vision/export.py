@@ -19,6 +19,7 @@ the cache key, so each CPU kind quantizes its own copy). Figures: vision/README.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -50,16 +51,18 @@ QUANT_SETTINGS = "qdq-perchannel-u8s8-minmax-fp32head-v2"
 _VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags Linux reports (empty where /proc/cpuinfo is not readable)."""
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags Linux reports (empty where /proc/cpuinfo is not readable); read once per process
+    (runtime choices and cache keys ask on every batch)."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return set()
+        return frozenset()
     for line in text.splitlines():
         if line.startswith(("flags", "Features")):
-            return set(line.partition(":")[2].split())
-    return set()
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
 
 
 _warned_7bit = False

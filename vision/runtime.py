@@ -9,7 +9,6 @@ slow on small shared machines, and ONNX Runtime otherwise takes every core.
 from __future__ import annotations
 
 import importlib
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +77,7 @@ class OpenVinoRuntime:
     BF16 or AMX: fp32 weights and inputs, bf16 arithmetic inside), fp32 elsewhere. Answers are close to fp32's,
     not equal: ``bench/bench_openvino.py`` measures how close and how fast, against ONNX Runtime.
 
-    An OpenVINO infer request serves one call at a time: each thread gets its own."""
+    Several threads may call it (``skutag.inference.OpenVinoCalls``)."""
 
     name = "openvino"
 
@@ -86,7 +85,7 @@ class OpenVinoRuntime:
                  cache_dir: str | Path | None = None, **_options):
         if int8:
             raise ValueError("INT8 runs on ONNX Runtime: use runtime 'onnx' with int8")
-        from skutag.inference import openvino_model
+        from skutag.inference import OpenVinoCalls, openvino_model
 
         from .export import OUTPUT_NAMES, ensure_onnx
 
@@ -94,17 +93,12 @@ class OpenVinoRuntime:
         self.precision = openvino_precision()
         self.answers = answers_of(self.name)
         self.compiled = openvino_model(self.model_path, threads, self.precision)
-        by_name = {name: port for port in self.compiled.outputs for name in port.get_names()}
-        self._outputs = [by_name[name] for name in OUTPUT_NAMES]
-        self.embedding_dim = int(self._outputs[1].get_partial_shape()[1].get_length())
-        self._local = threading.local()
+        self._calls = OpenVinoCalls(self.compiled, OUTPUT_NAMES)
+        self.embedding_dim = int(self._calls.ports[1].get_partial_shape()[1].get_length())
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        result = request.infer({0: batch})
-        return np.array(result[self._outputs[0]]), np.array(result[self._outputs[1]])
+        logits, embedding = self._calls({0: batch})
+        return logits, embedding
 
 
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}

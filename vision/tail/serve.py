@@ -199,7 +199,7 @@ class VisionTail:
 
     def _open(self, runtime: str) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
         if runtime == "openvino":
-            return _OpenVinoGraph(self.fp32_file(), self.threads)
+            return _openvino_graph(self.fp32_file(), self.threads)
         from skutag.inference import onnx_session
 
         session = onnx_session(self.int8_file() if self.int8 else self.graph, self.threads)
@@ -256,27 +256,14 @@ class VisionTail:
         return state
 
 
-class _OpenVinoGraph:
-    """The graph compiled by OpenVINO (``skutag.inference.openvino_model``, this CPU's precision), called with the
-    feeds; an infer request serves one call at a time, so each thread gets its own."""
+def _openvino_graph(path, threads: int) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """The graph compiled by OpenVINO in this CPU's precision, called from any thread with the feeds."""
+    from skutag.inference import OpenVinoCalls, openvino_model
 
-    def __init__(self, path, threads: int):
-        from skutag.inference import openvino_model
+    from ..runtime import openvino_precision
+    from .graphs import GRAPH_OUTPUTS
 
-        from ..runtime import openvino_precision
-        from .graphs import GRAPH_OUTPUTS
-
-        self.compiled = openvino_model(path, threads, openvino_precision())
-        by_name = {name: port for port in self.compiled.outputs for name in port.get_names()}
-        self._outputs = [by_name[name] for name in GRAPH_OUTPUTS]
-        self._local = threading.local()
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        result = request.infer(feeds)
-        return [np.array(result[port]) for port in self._outputs]
+    return OpenVinoCalls(openvino_model(path, threads, openvino_precision()), GRAPH_OUTPUTS)
 
 
 def _calibration_feeds(batch: np.ndarray) -> dict[str, np.ndarray]:
