@@ -100,11 +100,16 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
 OPENVINO = {"rapidocr-pipeline-openvino": ("det", "rec"), "rapidocr-pipeline-openvino-rec": ("rec",)}
 for _name in OPENVINO:
     CONFIGS[_name] = ("rapidocr", CHOSEN, False)
-DEFAULT_RUN = [name for name in CONFIGS if name not in OPENVINO]
+# measured, not a setting (ocr/README.md, "Enlargement"): small photos enlarged to less than the 960 px the detector
+# is capped at (photos above it are read as before); read as the tagging pipeline reads
+ENLARGE = {f"rapidocr-pipeline-enlarge-{side}": side for side in (800, 720, 640)}
+for _name, _side in ENLARGE.items():
+    CONFIGS[_name] = ("rapidocr", {**CHOSEN, "min_long_side": _side}, False)
+DEFAULT_RUN = [name for name in CONFIGS if name not in OPENVINO and name not in ENLARGE]
 # read as the tagging pipeline reads (skutag/evidence.py): rotate=auto decides on the first pass's text alone,
 # without the "a brand was found" test that `skutag ocr` adds
 PIPELINE_READS = {"rapidocr-pipeline", "rapidocr-pipeline-fp32", "rapidocr-pipeline-int8", "rapidocr-pipeline-tall",
-                  "rapidocr-pipeline-rotate-any", *OPENVINO}
+                  "rapidocr-pipeline-rotate-any", *OPENVINO, *ENLARGE}
 
 
 @dataclass

@@ -10,7 +10,9 @@ after every step, and val leaf accuracy is recorded per ordering.
 Orderings (each starts from the model fitted on TRAIN_CATALOG, and is re-ranked with the current model at every
 step):
 * arrival: the pool file's order;
-* random: a seeded permutation of the pool;
+* random: a seeded permutation of the pool; with ``--random-draws K`` (default 5) the mean of K permutations,
+  each draw's curve kept under ``random_draws``. The goal compares with the mean: one draw's accuracy at the
+  budget moves by several val photos from draw to draw, so a single draw is a noisy target;
 * informative: ``skutag.service.review_queue.order`` (uncertainty x near-duplicate cluster size x how typical the
   photo's look is x how new its ground is, spread over the predicted paths, with its share of random picks), one
   product per answer. The looks are those the service keeps with each prediction (``skutag.looks``); the covered
@@ -120,6 +122,8 @@ def main(argv=None) -> int:
                         help="also join photos whose backbone embeddings are this alike (e.g. 0.9); default: photo "
                              "hash only, as the service clusters")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-draws", type=int, default=5,
+                        help="permutations the random ordering is averaged over (1: a single draw, the seed's)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--plot", type=Path, help="write the accuracy curves (PNG)")
     parser.add_argument("--split", type=Path, help="write a start/pool split of this catalog and stop")
@@ -178,9 +182,12 @@ def run(args) -> dict:
     steps = list(range(args.step, args.budget + 1, args.step))
     curves: dict[str, list[float]] = {}
     purity: dict[str, float] = {}
-    rng = np.random.RandomState(args.seed + 1)
-    permutation = [int(i) for i in rng.permutation(len(ids))]
-    for how in args.orderings.split(","):
+    # draw 0 is the permutation a single-draw run used (seed + 1), so its curve stays comparable
+    permutations = [[int(i) for i in np.random.RandomState(args.seed + 1 + 1000 * d).permutation(len(ids))]
+                    for d in range(max(1, args.random_draws))]
+    random_draws: list[list[float]] = []
+
+    def walk(how: str, permutation: list[int]) -> tuple[list[float], float]:
         model, answered, labels = base, [], {}
         curve = [base_acc]
         for target in steps:
@@ -196,11 +203,20 @@ def run(args) -> dict:
                         list(train.brands) + [pool.brands[i] for i in answered])
             curve.append(accuracy(model))
             log(f"{how} {len(answered)}: {curve[-1]}")
-        curves[how] = curve
-        purity[how] = round(float(np.mean([labels[i] == pool.paths[i] for i in answered])), 4)
-    return {"orderings": curves, "steps": [0] + steps, "right_labels": purity,
+        return curve, round(float(np.mean([labels[i] == pool.paths[i] for i in answered])), 4)
+
+    for how in args.orderings.split(","):
+        if how == "random":
+            random_draws = [walk(how, permutation)[0] for permutation in permutations]
+            curves[how] = [round(float(a), 4) for a in np.mean(random_draws, axis=0)]
+            purity[how] = 1.0
+        else:
+            curves[how], purity[how] = walk(how, permutations[0])
+    return {"orderings": curves, "steps": [0] + steps, "right_labels": purity, "random_draws": random_draws,
             "start_rows": len(train.evidence), "pool_rows": len(ids), "val_rows": len(val.evidence),
-            "pool_clusters": len(sizes), "modalities": list(base.modalities_), "goal": _goal(curves, [0] + steps)}
+            "pool_clusters": len(sizes), "modalities": list(base.modalities_), "goal": _goal(curves, [0] + steps),
+            **({"goal_single_draw": _goal({**curves, "random": random_draws[0]}, [0] + steps)}
+               if len(random_draws) > 1 else {})}
 
 
 def _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args, looks,

@@ -9,7 +9,8 @@
      default ``text`` section (normalised title, jieba words + bigrams, single characters and character
      2-5-grams capped at 300k as two blocks) + the default
      ``fusion.title_estimator`` (``hierarchical_svc``: one LinearSVC per node of the category tree);
-     ``--variants`` adds others (the earlier jieba + char blocks settings among them),
+     ``--variants`` adds others (the earlier jieba + char blocks settings among them); ``--mlp`` a hidden layer
+     over the product's features (``bench/title_mlp.py``), alone and blended with the product's scores,
 
    trained and scored in the same run on the same split. Each model's gain over the baseline comes with
    McNemar's exact test on the same test titles (titles only one of the two gets right).
@@ -146,7 +147,45 @@ def skutag_model(C: float = 0.5, class_weight: str | None = None, **featurizer: 
     return make
 
 
-def bench_titles(limit: int | None, variants: bool) -> dict:
+def bench_mlp(X_train: list, y_train: list, X_test: list, y_test: list) -> list[dict]:
+    """The product's title model against a hidden layer over the same features, alone and blended: the tree's
+    summed scores times ``a`` plus the layer's log-probabilities. The blend weights are read on the test titles
+    themselves, so the best blend is an upper bound of what a blend chosen on training rows would score."""
+    from bench.title_mlp import SparseMLPClassifier
+
+    model = product_model()
+    started = time.perf_counter()
+    model.fit(X_train, y_train)
+    svc_s = time.perf_counter() - started
+    featurizer, svc = model.steps[0][1], model.steps[1][1]
+    train_rows, test_rows = featurizer.transform(X_train), featurizer.transform(X_test)
+    svc_scores = svc.decision_function(test_rows)
+    truth = np.asarray(y_test, dtype=object)
+    labels = sorted(set(y_test))
+
+    def row(name: str, predicted: np.ndarray, fit_s: float | None = None) -> dict:
+        result = {"model": name, "leaf_accuracy": round(accuracy_score(truth, predicted), 4),
+                  "macro_f1": round(f1_score(truth, predicted, average="macro", labels=labels, zero_division=0), 4),
+                  **({"fit_s": round(fit_s, 1)} if fit_s is not None else {})}
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+        return result
+
+    results = [row("skutag defaults (HierarchicalLinearSVC)", svc.classes_[svc_scores.argmax(1)], svc_s)]
+    for hidden in (256, 512):
+        mlp = SparseMLPClassifier(hidden=hidden)
+        started = time.perf_counter()
+        mlp.fit(train_rows, y_train)
+        mlp_s = time.perf_counter() - started
+        log_proba = mlp.decision_function(test_rows)
+        assert list(mlp.classes_) == list(svc.classes_)
+        results.append(row(f"hidden layer of {hidden} over the same features, 6 epochs", mlp.predict(test_rows), mlp_s))
+        for a in (0.5, 1, 2, 4):
+            results.append(row(f"  blend: {a} x tree scores + hidden layer {hidden}'s log-probabilities",
+                               svc.classes_[(a * svc_scores + log_proba).argmax(1)]))
+    return results
+
+
+def bench_titles(limit: int | None, variants: bool, mlp: bool = False) -> dict:
     path = SHARED / "cn_titles" / "titles.tsv"
     titles, labels = load_titles(path, limit)
     train, test = split_by_hash(titles)
@@ -158,6 +197,9 @@ def bench_titles(limit: int | None, variants: bool) -> dict:
         f"cn_titles: {len(titles)} titles, {len(set(labels))} leaves; train {len(train)}, test {len(test)}",
         flush=True,
     )
+    if mlp:  # the baseline's figures are in the default run: this one compares with the product's model only
+        return {"n_titles": len(titles), "n_train": len(train), "n_test": len(test),
+                "results": bench_mlp(X_train, y_train, X_test, y_test)}
     results = [score_model("baseline char1-3 tfidf + LinearSVC(C=1)", baseline_model, X_train, y_train, X_test, y_test)]
     results.append(score_model(
         "skutag defaults: jieba 1-2 + char 1 + char 2-5 capped 300k + HierarchicalLinearSVC(C=1, balanced per node)",
@@ -312,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="use a fixed hash-chosen subset of this many titles")
     parser.add_argument("--only", choices=["titles", "brands"], help="run one part")
     parser.add_argument("--variants", action="store_true", help="also score feature/C variants (slower)")
+    parser.add_argument("--mlp", action="store_true",
+                        help="only: the product's model against a hidden layer over its features (bench/title_mlp.py)")
     parser.add_argument("--json", type=Path, help="write all figures to this file")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
@@ -319,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     if args.only in (None, "titles"):
-        report["titles"] = bench_titles(args.limit, args.variants)
+        report["titles"] = bench_titles(args.limit, args.variants, args.mlp)
     if args.only in (None, "brands"):
         report["brands"] = bench_brands()
     if args.json:
