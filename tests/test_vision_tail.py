@@ -64,29 +64,6 @@ def test_cut_activations_shape_and_views(extractor, grocery_rows):
         extractor.transform(paths, "rotate")
 
 
-def test_views_cropped_ahead_of_the_network_are_those_of_a_sequential_run(extractor, grocery_rows):
-    """transform_views crops the next batch in a thread while the network runs: every batch, random views
-    included, must hold what cropping each photo in order and running it alone gives."""
-    from skutag.vision.image import load_image
-    from skutag.vision.preprocess import normalize_batch
-    from skutag.vision.tail.train import view_crop
-    from skutag.vision.tail.views import key_seed
-
-    paths = [p for p, _, _ in grocery_rows[:5]]
-    keys = [f"photo-{k}" for k in range(len(paths))]
-    views = ["center", "aug0", "aug1"]
-    batched = extractor.transform_views(paths, views, keys, batch_size=2)  # 3 batches: two prepared ahead
-    spec = extractor.spec
-    for view in views:
-        alone = np.concatenate([
-            extractor._run(normalize_batch(view_crop(load_image(path, extractor.limits, min_side=spec.resize_shorter),
-                                                     view, spec, key_seed(view, key, 0))[None], spec))
-            for path, key in zip(paths, keys)])
-        assert batched[view].shape == alone.shape
-        assert np.abs(batched[view].astype(np.float32) - alone.astype(np.float32)).max() < 0.05, view
-    assert not np.array_equal(batched["aug0"], batched["aug1"])
-
-
 def test_onnx_runtime_activations_match_eager_torch(extractor, grocery_rows):
     from skutag.vision.tail.train import CutExtractor
 

@@ -81,9 +81,7 @@ class CutExtractor:
         self._session = None
 
     def _forward(self, crops: list[np.ndarray]) -> np.ndarray:
-        return self._run(normalize_batch(np.stack(crops), self.spec))
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+        batch = normalize_batch(np.stack(crops), self.spec)
         if self.runtime == "onnx":
             return self._onnx_session().run(None, {"input": batch})[0].astype(np.float16)
         torch = self._torch
@@ -123,35 +121,19 @@ class CutExtractor:
                         seed: int = 0, batch_size: int = 32) -> dict[str, np.ndarray]:
         """Activations of several views, each photo decoded once. Random views are seeded by the photo's
         ``key`` (its content hash), so a photo's views do not depend on the batch it came in."""
-        from concurrent.futures import ThreadPoolExecutor
-
         if len(keys) != len(sources):
             raise ValueError(f"{len(sources)} photos but {len(keys)} keys")
-        if not sources:
-            raise ValueError("no photos given")
         self._torch.set_num_threads(self.threads)
         out: dict[str, list[np.ndarray]] = {view: [] for view in views}
-        starts = range(0, len(sources), batch_size)
-
-        def prepare(start: int) -> dict[str, np.ndarray]:
+        for start in range(0, len(sources), batch_size):
             images = [load_image(source, self.limits, min_side=self.spec.resize_shorter)
                       for source in sources[start:start + batch_size]]
-            return {view: normalize_batch(np.stack([view_crop(image, view, self.spec, key_seed(view, key, seed))
-                                                    for image, key in zip(images, keys[start:start + batch_size])]),
-                                          self.spec)
-                    for view in views}
-
-        # one thread decodes and crops the next batch while the network runs on this one: the crops (PIL, and
-        # the random views' torch RNG, seeded per photo) stay in one thread, in order, so the activations are
-        # those of a sequential run
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cut-views") as pool:
-            pending = pool.submit(prepare, starts[0])
-            for k in range(len(starts)):
-                batches = pending.result()
-                if k + 1 < len(starts):
-                    pending = pool.submit(prepare, starts[k + 1])
-                for view in views:
-                    out[view].append(self._run(batches[view]))
+            for view in views:
+                crops = [view_crop(image, view, self.spec, key_seed(view, key, seed))
+                         for image, key in zip(images, keys[start:start + batch_size])]
+                out[view].append(self._forward(crops))
+        if not sources:
+            raise ValueError("no photos given")
         return {view: np.concatenate(parts) for view, parts in out.items()}
 
 
