@@ -66,15 +66,12 @@ OPENVINO_PRECISIONS = ("f32", "bf16")
 it natively: AVX-512 BF16 or AMX)."""
 
 
-def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32",
-                   cache_dir: "str | os.PathLike[str] | None" = None) -> Any:
+def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32") -> Any:
     """An OpenVINO CPU model compiled from ``graph`` (an ONNX file path): ``threads`` inference threads,
     ``precision`` one of ``OPENVINO_PRECISIONS``. The latency hint: one stream, so every call (a batch, or the
     service's one photo) runs on all ``threads``; the throughput hint splits them into streams and a call runs on
     one of them (half the cores with two threads). Threads are not pinned to cores (worker processes would share
-    one). ``cache_dir``: OpenVINO keeps the compiled model there (named by the graph, these settings, the CPU and
-    its own version), and a later process loads it instead of compiling again: every worker process and service
-    start compiles the same graphs. OpenVINO is a dependency of skutag; an install without it is told so."""
+    one). OpenVINO is a dependency of skutag; an install without it is told so."""
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(f"OpenVINO precision must be one of {OPENVINO_PRECISIONS}, got {precision!r}")
     try:
@@ -82,11 +79,7 @@ def openvino_model(graph: GraphSource, threads: int = 1, precision: str = "f32",
     except ImportError as exc:
         raise RuntimeError("vision runtime 'openvino' needs the openvino package: pip install openvino "
                            "(or choose runtime 'onnx')") from exc
-    core = ov.Core()
-    if cache_dir is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        core.set_property({"CACHE_DIR": os.fspath(cache_dir)})
-    return core.compile_model(os.fspath(graph), "CPU", {
+    return ov.Core().compile_model(os.fspath(graph), "CPU", {
         "INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False})
 

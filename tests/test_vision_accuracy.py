@@ -119,41 +119,6 @@ def test_an_openvino_call_runs_on_every_thread_it_was_given():
     vision.clear_model_cache()
 
 
-def test_a_compiled_openvino_model_is_kept_and_loaded_again(photos, tmp_path):
-    """Worker processes and service starts load the compiled model from $SKUTAG_HOME/vision/openvino instead of
-    compiling the same graph again, with the same answers; one kept graph serves either precision, each answering
-    as a model compiled without the cache does."""
-    from skutag.inference import openvino_model
-    from skutag.vision import export
-    from skutag.vision.export import openvino_cache_dir
-    from skutag.vision.runtime import BF16_FLAGS
-
-    vision.clear_model_cache()
-    model = vision.load_model("efficientnet-lite0", runtime="openvino", threads=1, cache_dir=str(tmp_path))
-    kept = openvino_cache_dir(str(tmp_path))
-    blobs = sorted(kept.glob("*.blob"))
-    assert kept.parent == tmp_path and len(blobs) == 1
-    batch = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
-    first = model.engine.run(batch)
-    again = openvino_model(model.engine.model_path, 1, model.engine.precision, kept)
-    assert sorted(kept.glob("*.blob")) == blobs  # loaded, not compiled and written again
-
-    def answers(compiled) -> list[np.ndarray]:
-        result = compiled.create_infer_request().infer({0: batch})
-        return [np.array(result[port]) for port in compiled.outputs]
-
-    for ours, theirs in zip(first, answers(again)):
-        assert np.array_equal(ours, theirs)
-    for precision in ("f32", "bf16"):
-        kept_one, compiled = (answers(openvino_model(model.engine.model_path, 1, precision, cache))
-                              for cache in (kept, None))
-        assert all(np.array_equal(a, b) for a, b in zip(kept_one, compiled)), precision
-    if export.cpu_flags() & BF16_FLAGS:  # elsewhere OpenVINO computes bf16 in f32
-        f32, bf16 = (answers(openvino_model(model.engine.model_path, 1, p, kept))[1] for p in ("f32", "bf16"))
-        assert not np.array_equal(f32, bf16)  # each precision computed as asked, not the kept one's
-    vision.clear_model_cache()
-
-
 def test_the_openvino_runtime_refuses_int8():
     with pytest.raises(ValueError, match="INT8 runs on ONNX Runtime"):
         vision.load_model("efficientnet-lite0", runtime="openvino", int8=True)

@@ -98,12 +98,6 @@ def default_cache_dir() -> Path:
     return skutag_home_dir() / "vision"
 
 
-def openvino_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """Where OpenVINO keeps the models it compiled (``skutag.inference.openvino_model``): ``openvino`` beside the
-    exports, ``$SKUTAG_HOME/vision/openvino`` by default."""
-    return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "openvino"
-
-
 def export_dir(source: BackboneSource, cache_dir: str | Path | None) -> Path:
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     return root / f"{source.model_id}-{source.weights_sha256[:16]}-f{EXPORT_FORMAT}"

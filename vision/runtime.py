@@ -87,12 +87,12 @@ class OpenVinoRuntime:
             raise ValueError("INT8 runs on ONNX Runtime: use runtime 'onnx' with int8")
         from skutag.inference import OpenVinoCalls, openvino_model
 
-        from .export import OUTPUT_NAMES, ensure_onnx, openvino_cache_dir
+        from .export import OUTPUT_NAMES, ensure_onnx
 
         self.model_path = ensure_onnx(source, cache_dir)
         self.precision = openvino_precision()
         self.answers = answers_of(self.name)
-        self.compiled = openvino_model(self.model_path, threads, self.precision, openvino_cache_dir(cache_dir))
+        self.compiled = openvino_model(self.model_path, threads, self.precision)
         self._calls = OpenVinoCalls(self.compiled, OUTPUT_NAMES)
         self.embedding_dim = int(self._calls.ports[1].get_partial_shape()[1].get_length())
 

@@ -260,11 +260,10 @@ def _openvino_graph(path, threads: int) -> Callable[[dict[str, np.ndarray]], lis
     """The graph compiled by OpenVINO in this CPU's precision, called from any thread with the feeds."""
     from skutag.inference import OpenVinoCalls, openvino_model
 
-    from ..export import openvino_cache_dir
     from ..runtime import openvino_precision
     from .graphs import GRAPH_OUTPUTS
 
-    return OpenVinoCalls(openvino_model(path, threads, openvino_precision(), openvino_cache_dir()), GRAPH_OUTPUTS)
+    return OpenVinoCalls(openvino_model(path, threads, openvino_precision()), GRAPH_OUTPUTS)
 
 
 def _calibration_feeds(batch: np.ndarray) -> dict[str, np.ndarray]:
