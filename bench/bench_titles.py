@@ -298,10 +298,10 @@ def bench_brands() -> dict:
     results = {}
     for name, lexicon, patterns in [
         (f"bundled lexicon ({len(bundled)} brands)", bundled, False),
-        (f"bundled lexicon + patterns", bundled, True),
+        ("bundled lexicon + patterns", bundled, True),
         (f"train-split brands ({len(train_brands)})", train_brands, False),
-        (f"train-split brands + patterns", train_brands, True),
-        (f"train-split brands + patterns + jieba discovery", train_brands, "discover"),
+        ("train-split brands + patterns", train_brands, True),
+        ("train-split brands + patterns + jieba discovery", train_brands, "discover"),
         (f"train-split brands + gazetteer ({len(set(train_brands) | set(gazetteer))})", sorted(set(train_brands) | set(gazetteer)), True),
     ]:
         results[name] = brand_prf(dev, lexicon, bool(patterns), discover=patterns == "discover")
@@ -339,8 +339,8 @@ def bench_brands() -> dict:
     print(f"  learned spans from cn_title_brands: {json.dumps(results['cn_title_brands learned spans + patterns (no cosmetics brand known)'])}", flush=True)
     for name, lexicon, patterns in [
         (f"bundled lexicon ({len(bundled)} brands)", bundled, False),
-        (f"bundled lexicon + patterns + jieba discovery", bundled, "discover"),
-        (f"cn_title_brands train brands + gazetteer", sorted(set(train_brands) | set(gazetteer)), True),
+        ("bundled lexicon + patterns + jieba discovery", bundled, "discover"),
+        ("cn_title_brands train brands + gazetteer", sorted(set(train_brands) | set(gazetteer)), True),
     ]:
         results[name] = brand_prf(cosmetics, lexicon, bool(patterns), discover=patterns == "discover")
     for name, value in results.items():
