@@ -69,6 +69,21 @@ def test_discovery_of_unknown_leading_words_is_opt_in():
     assert extract_title_brands("跑步鞋 女式 透气", LEXICON, discover=True) == []
 
 
+def test_a_new_list_with_the_same_brands_reuses_one_matcher_and_a_changed_one_does_not():
+    """Callers pass a fresh list per title ([] or the shop's brands): one matcher and one jieba dictionary serve
+    them all, while a list whose brands changed (even at the same length) gets its own."""
+    from skutag.text.brands import brand_matcher
+
+    first = brand_matcher(["宏情", "白川"])
+    assert brand_matcher(["宏情", "白川"]) is first and brand_matcher(iter(["宏情", "白川"])) is first
+    assert brand_matcher(dict.fromkeys(["宏情", "白川"], [])) is first  # the same brands and aliases
+    swapped = brand_matcher(["宏情", "怡宝"])
+    assert swapped is not first and "怡宝" in swapped.aliases and "白川" not in swapped.aliases
+    for _ in range(2):
+        assert [b.brand for b in extract_title_brands("宏情 中老年晨练太极服", [], discover=True)] == ["宏情"]
+    assert brand_matcher([]) is brand_matcher([])  # the jieba dictionary above was loaded once
+
+
 def test_junk_and_missing_titles():
     assert extract_title_brands(None, LEXICON) == [] and extract_title_brands("", LEXICON) == []
     found = extract_title_brands("\u200b农夫\u200b山泉👍 怡宝\x00", LEXICON)

@@ -179,23 +179,30 @@ def _brand_alias_pairs(lexicon: Any) -> Iterable[tuple[str, str]]:
             yield brand, brand
 
 
-_cache: dict[tuple[int, str], tuple[Any, BrandMatcher]] = {}
+_cache: dict[tuple, tuple[Any, BrandMatcher]] = {}
 _cache_lock = threading.Lock()
 
 
 def brand_matcher(lexicon: Any) -> BrandMatcher:
-    """The (cached) matcher for a lexicon object; rebuilt when its ``version`` (or, for plain lists
-    and dicts, its length) changes. The cache holds the lexicon itself, so an id is never reused."""
+    """The (cached) matcher for a lexicon. A lexicon object with a ``version`` (``BrandLexicon``) is known by
+    itself and that version (the cache holds the object, so an id is never reused); plain lists and dicts by their
+    brands and aliases, so a caller that passes a new list with each title (``[]``, the shop's brands) reuses one
+    matcher and its jieba dictionary instead of loading them again for every title."""
     if lexicon is None:
         raise ValueError("extract_title_brands needs a brand lexicon (BrandLexicon, dict or list of brands)")
-    version = str(getattr(lexicon, "version", "")) or str(len(lexicon) if hasattr(lexicon, "__len__") else "")
-    key = (id(lexicon), version)
+    version = str(getattr(lexicon, "version", ""))
+    if version:
+        key: tuple = ("object", id(lexicon), version)
+    else:
+        if not isinstance(lexicon, dict) and not hasattr(lexicon, "aliases_of"):
+            lexicon = list(lexicon)  # an iterator is read once: for the key and the matcher alike
+        key = ("content", tuple(_brand_alias_pairs(lexicon)))
     with _cache_lock:
         cached = _cache.get(key)
-        if cached is None or cached[0] is not lexicon:
+        if cached is None or (key[0] == "object" and cached[0] is not lexicon):
             if len(_cache) >= 8:
                 _cache.pop(next(iter(_cache)))
-            cached = (lexicon, BrandMatcher(lexicon))
+            cached = (lexicon if key[0] == "object" else None, BrandMatcher(lexicon))
             _cache[key] = cached
     return cached[1]
 
