@@ -100,7 +100,7 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
 OPENVINO = {"rapidocr-pipeline-openvino": ("det", "rec"), "rapidocr-pipeline-openvino-rec": ("rec",)}
 for _name in OPENVINO:
     CONFIGS[_name] = ("rapidocr", CHOSEN, False)
-# measured, not a setting (ocr/README.md, "Enlargement"): small photos enlarged to less than the 960 px the detector
+# measured, not a setting (ocr/README.md, "Enlarging small photos less"): small photos enlarged to less than the 960 px the detector
 # is capped at (photos above it are read as before); read as the tagging pipeline reads
 ENLARGE = {f"rapidocr-pipeline-enlarge-{side}": side for side in (800, 720, 640)}
 for _name, _side in ENLARGE.items():

@@ -90,9 +90,10 @@ def _alias_key(alias: str) -> str:
 class BrandMatcher:
     """Pre-built alias index for one lexicon (cached by :func:`extract_title_brands`)."""
 
-    def __init__(self, lexicon: Any):
+    def __init__(self, lexicon: Any, pairs: Iterable[tuple[str, str]] | None = None):
+        """``pairs``: the lexicon's (brand, alias) pairs when the caller has them already."""
         self.aliases: dict[str, str] = {}
-        for brand, alias in _brand_alias_pairs(lexicon):
+        for brand, alias in _brand_alias_pairs(lexicon) if pairs is None else pairs:
             key = _alias_key(alias)
             if len(key) < 2:  # one character (Chinese or Latin) is never evidence on its own
                 continue
@@ -191,18 +192,14 @@ def brand_matcher(lexicon: Any) -> BrandMatcher:
     if lexicon is None:
         raise ValueError("extract_title_brands needs a brand lexicon (BrandLexicon, dict or list of brands)")
     version = str(getattr(lexicon, "version", ""))
-    if version:
-        key: tuple = ("object", id(lexicon), version)
-    else:
-        if not isinstance(lexicon, dict) and not hasattr(lexicon, "aliases_of"):
-            lexicon = list(lexicon)  # an iterator is read once: for the key and the matcher alike
-        key = ("content", tuple(_brand_alias_pairs(lexicon)))
+    pairs = None if version else tuple(_brand_alias_pairs(lexicon))  # an iterator is read here, once
+    key: tuple = ("object", id(lexicon), version) if version else ("content", pairs)
     with _cache_lock:
         cached = _cache.get(key)
-        if cached is None or (key[0] == "object" and cached[0] is not lexicon):
+        if cached is None or (version and cached[0] is not lexicon):
             if len(_cache) >= 8:
                 _cache.pop(next(iter(_cache)))
-            cached = (lexicon if key[0] == "object" else None, BrandMatcher(lexicon))
+            cached = (lexicon if version else None, BrandMatcher(lexicon, pairs))
             _cache[key] = cached
     return cached[1]
 
