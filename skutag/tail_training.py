@@ -143,7 +143,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     training set with out-of-fold fine-tuned embeddings in place of the frozen ones, what the manifest
     records about the tail)."""
     from skutag.vision.tail import default_cut
-    from skutag.vision.tail.train import TailClassifier, average_tails, out_of_fold_fits, serving_tail
+    from skutag.vision.tail.train import TailClassifier, out_of_fold_embeddings, serving_tail
 
     cfg = config.vision
     cut = cfg.tail_cut or default_cut(cfg.backbone)
@@ -170,19 +170,13 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
     X = [acts[view] for view in views]
     folds = tail_folds(y_fit, cfg.tail_folds, config.fusion.cv_shuffle, config.fusion.random_state,
                        None if groups is None else groups[fitted])
-    cache = _fit_cache_file(classifier, views, embedded, folds, images_fit, y_fit, cfg.tail_final) \
-        if collector.use_cache else None
+    cache = _fit_cache_file(classifier, views, embedded, folds, images_fit, y_fit) if collector.use_cache else None
     if cache is not None and cache.is_file():  # same photos, labels and settings: e.g. other fusion modalities
         classifier, oof = joblib.load(cache)
     else:
         embed_views = [acts[view] for view in embedded]
-        oof, fold_tails = out_of_fold_fits(classifier, X, y_fit, folds=folds, embed_views=embed_views) \
-            if folds else (None, [])
-        seen = set().union(*(set(t.classes_) for t in fold_tails)) if fold_tails else set()
-        if cfg.tail_final == "soup" and len(fold_tails) >= 2 and seen == set(y_fit):  # else: refit
-            classifier = average_tails(fold_tails, np.unique(y_fit))
-        else:
-            classifier.fit(X, y_fit)
+        oof = out_of_fold_embeddings(classifier, X, y_fit, folds=folds, embed_views=embed_views) if folds else None
+        classifier.fit(X, y_fit)
         if cache is not None:
             _dump_atomically((classifier, oof), cache)
     tail = serving_tail(classifier, views=served, threads=threads)  # its serving graph exported here, once
@@ -200,8 +194,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
         evidence[i] = replace(evidence[i], vision=replace(evidence[i].vision, embedding=embeddings[k]))
     record = {
         "backbone": cfg.backbone, "cut": cut, "epochs": int(cfg.tail_epochs), "train_views": len(views),
-        "serving_views": list(tail.views), "out_of_fold_views": embedded, "folds": len(folds),
-        "final": cfg.tail_final if len(folds) >= 2 else "refit", "rows": len(rows),
+        "serving_views": list(tail.views), "out_of_fold_views": embedded, "folds": len(folds), "rows": len(rows),
         "fitted_rows": len(fitted), "digest": tail.digest,
         "final_train_loss": round(float(classifier.history_[-1]), 4),
         "seconds": {"activations": round(extracted - started, 1), "fit": round(time.perf_counter() - extracted, 1)},
@@ -210,7 +203,7 @@ def fit_training_tail(collector: EvidenceCollector, labelled: Sequence[Product],
 
 
 def _fit_cache_file(classifier: Any, views: Sequence[str], embedded: Sequence[str], folds: list,
-                    images: Sequence[Any], y: np.ndarray, final: str = "refit"):
+                    images: Sequence[Any], y: np.ndarray):
     """Where a tail fitted on exactly these photos, labels, views, folds and settings (and its out-of-fold
     embeddings of the ``embedded`` views) is kept."""
     import hashlib
@@ -220,7 +213,6 @@ def _fit_cache_file(classifier: Any, views: Sequence[str], embedded: Sequence[st
 
     h = hashlib.sha256(json.dumps({"params": {k: v for k, v in classifier.get_params().items() if k != "threads"},
                                    "views": list(views), "activations": "onnx",
-                                   **({"final": final} if final != "refit" else {}),
                                    # the default views leave the key as it was before they were a setting
                                    **({} if tuple(embedded) == OUT_OF_FOLD_VIEWS else {"embedded": list(embedded)})},
                                   sort_keys=True, default=str).encode())

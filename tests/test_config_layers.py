@@ -102,7 +102,6 @@ def test_a_list_field_is_read_from_a_json_array_or_commas_in_the_environment():
     ({"decision.review_threshold": 0.7, "decision.auto_threshold": 0.6},
      r"decision.review_threshold \(0.7\) must not be above decision.auto_threshold \(0.6\)"),
     ({"decision.min_class_support": -1}, "decision.min_class_support must be a whole number >= 0"),
-    ({"vision.tail_final": "average"}, "vision.tail_final must be one of refit, soup, got 'average'"),
 ])
 def test_out_of_range_decision_values_are_refused_by_name(overrides, key):
     with pytest.raises(ConfigError, match=key):

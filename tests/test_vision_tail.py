@@ -154,41 +154,6 @@ def test_out_of_fold_embeddings_come_from_tails_that_did_not_see_the_row(fitted,
     assert not np.allclose(oof, seen.embed(train_views[:2]), atol=1e-3)
 
 
-def test_a_soup_of_fold_tails_averages_their_weights_and_fills_head_rows_a_fold_never_saw(fitted, train_views,
-                                                                                          train_labels):
-    from skutag.vision.tail.train import average_tails, out_of_fold_fits
-
-    tail = clone(fitted).set_params(epochs=2)
-    labels = np.asarray(train_labels)
-    classes = np.unique(labels)
-    first = np.concatenate([np.flatnonzero(labels == c)[::2] for c in classes])
-    second = np.setdiff1d(np.arange(len(labels)), first)
-    oof, tails = out_of_fold_fits(tail, train_views, labels, folds=[(first, second), (second, first)])
-    assert len(tails) == 2 and oof.shape == (12, 1280)
-    soup = average_tails(tails, classes)
-    assert list(soup.classes_) == list(classes) and soup.get_params() == tail.get_params()
-    name = "blocks.0.conv_pw.weight"
-    assert np.allclose(soup.state_[name], (tails[0].state_[name] + tails[1].state_[name]) / 2, atol=1e-7)
-    assert not np.allclose(soup.state_[name], tails[0].state_[name])
-    assert np.allclose(soup.state_["head.weight"], (tails[0].state_["head.weight"] + tails[1].state_["head.weight"]) / 2)
-    assert (soup.predict(train_views[0]) == labels).mean() >= 0.9  # a working tail, not a broken average
-    assert soup.history_ == [(a + b) / 2 for a, b in zip(tails[0].history_, tails[1].history_)]
-
-    # a fold without one class: that class's head row is the mean over the folds that had it
-    odd = classes[2]
-    without = np.flatnonzero(labels != odd)
-    partial = clone(tail).fit([v[without] for v in train_views], labels[without])
-    mixed = average_tails([partial, tails[0]], classes)
-    rows = {c: k for k, c in enumerate(classes)}
-    assert np.allclose(mixed.state_["head.weight"][rows[odd]], tails[0].state_["head.weight"][rows[odd]])
-    assert np.allclose(mixed.state_["head.bias"][rows[classes[0]]],
-                       (partial.state_["head.bias"][0] + tails[0].state_["head.bias"][rows[classes[0]]]) / 2)
-    with pytest.raises(ValueError, match="no fold tail saw"):
-        average_tails([partial], classes)
-    with pytest.raises(ValueError, match="at least one"):
-        average_tails([], classes)
-
-
 def test_the_serving_tail_runs_the_exported_graphs_and_gives_the_torch_embedding(fitted, extractor, grocery_rows):
     from skutag.vision.tail import VisionTail
     from skutag.vision.tail.train import serving_tail, tail_digest

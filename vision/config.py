@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TAIL_FINALS = ("refit", "soup")
-
 
 @dataclass(frozen=True)
 class VisionConfig:
@@ -42,9 +40,6 @@ class VisionConfig:
     """Random views (crop, flip, colour) per training photo besides the centre crop and its mirror."""
     tail_folds: int = 3
     """Folds for the out-of-fold fine-tuned embeddings the fusion stack is trained on (each costs a fit)."""
-    tail_final: str = "refit"
-    """The tail a bundle serves: ``refit`` (one more fit, on every row) or ``soup`` (the fold tails' weights
-    averaged: no further fit; needs ``tail_folds`` >= 2, else it refits). docs/scale-out.md compares them."""
     tail_max_photos: int = 10_000
     """The most training photos the tail is fitted on (0: every one). A larger catalogue fits it on a sample
     (every category's share kept, at least ``skutag.tail_training.TAIL_CLASS_FLOOR`` photos of each, whole photo
@@ -58,10 +53,6 @@ class VisionConfig:
     package's edges). One more pass of the tuned graph per photo. The fusion stack still learns from
     out-of-fold embeddings of the centre crop and mirror (``skutag.tail_training.OUT_OF_FOLD_VIEWS``: the
     comparison is in docs/fusion.md). Decided when the tail is trained: a bundle serves the views it was trained with."""
-
-    def __post_init__(self) -> None:
-        if self.tail_final not in TAIL_FINALS:
-            raise ValueError(f"vision.tail_final must be one of {', '.join(TAIL_FINALS)}, got {self.tail_final!r}")
 
     @property
     def wwts_dir(self) -> str:

@@ -294,13 +294,6 @@ def out_of_fold_embeddings(tail: TailClassifier, X, y, n_splits: int = 5,
     and its mirror). ``folds``: (fit rows, held rows) pairs to use instead of shuffled stratified folds
     (e.g. folds that keep near-duplicate photos together).
     """
-    return out_of_fold_fits(tail, X, y, n_splits, folds, embed_views)[0]
-
-
-def out_of_fold_fits(tail: TailClassifier, X, y, n_splits: int = 5,
-                     folds: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
-                     embed_views: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, list[TailClassifier]]:
-    """``out_of_fold_embeddings`` and the fold tails that made them (one per fold, in fold order)."""
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
@@ -312,52 +305,13 @@ def out_of_fold_fits(tail: TailClassifier, X, y, n_splits: int = 5,
                                    random_state=int(tail.random_state))
         folds = splitter.split(views[0], y)
     out = np.zeros((len(y), 0), dtype=np.float32)
-    fitted: list[TailClassifier] = []
     for fit_rows, held_rows in folds:
         fold_tail = clone(tail).fit([v[fit_rows] for v in views], y[fit_rows])
         emb = fold_tail.embed([v[held_rows] for v in embedded])
         if out.shape[1] == 0:
             out = np.zeros((len(y), emb.shape[1]), dtype=np.float32)
         out[held_rows] = emb
-        fitted.append(fold_tail)
-    return out, fitted
-
-
-def average_tails(tails: Sequence[TailClassifier], classes: Sequence) -> TailClassifier:
-    """One tail whose weights are the mean of ``tails``' (a *soup*): the fold tails were fine-tuned from the same
-    backbone weights and the same head initialisation (``random_state``) with the same schedule, on overlapping
-    rows, so their weights lie close enough to average. ``classes``: every class of the training rows; a fold
-    that never saw a class leaves its head row out of that class's mean. Costs no fit: what ``vision.tail_final =
-    soup`` serves instead of a tail refitted on every row."""
-    if not tails:
-        raise ValueError("average_tails needs at least one fitted tail")
-    classes = np.asarray(classes)
-    first = tails[0]
-    state: dict[str, np.ndarray] = {}
-    for name, value in first.state_.items():
-        if name.startswith("head."):
-            continue
-        if not np.issubdtype(value.dtype, np.floating):  # counters (BatchNorm's batches seen): not weights
-            state[name] = value.copy()
-            continue
-        state[name] = np.asarray(np.mean([t.state_[name] for t in tails], axis=0, dtype=np.float64), dtype=value.dtype)
-    for name in (k for k in first.state_ if k.startswith("head.")):
-        total = np.zeros((len(classes),) + first.state_[name].shape[1:], dtype=np.float64)
-        count = np.zeros(len(classes))
-        for t in tails:
-            rows = np.searchsorted(classes, t.classes_)
-            if not np.array_equal(classes[np.minimum(rows, len(classes) - 1)], t.classes_):
-                raise ValueError("a fold tail has a class outside the classes given")
-            total[rows] += t.state_[name]
-            count[rows] += 1
-        if (count == 0).any():
-            raise ValueError(f"no fold tail saw {list(classes[count == 0])[:5]}: refit on every row instead")
-        state[name] = (total / count.reshape((-1,) + (1,) * (total.ndim - 1))).astype(first.state_[name].dtype)
-    soup = TailClassifier(**first.get_params())
-    soup.classes_, soup.state_ = classes, state
-    soup.n_features_in_ = first.n_features_in_
-    soup.history_ = [float(np.mean(h)) for h in zip(*(t.history_ for t in tails))]
-    return soup
+    return out
 
 
 # ---------------------------------------------------------------- what serving keeps
