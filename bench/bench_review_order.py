@@ -49,6 +49,7 @@ from skutag.evidence import EvidenceCollector  # noqa: E402
 from skutag.fusion.model import FusionModel  # noqa: E402
 from skutag.looks import look_of  # noqa: E402
 from skutag.service import review_queue  # noqa: E402
+from skutag.service.config import REVIEW_TYPICALITY  # noqa: E402
 from skutag.store.dedup import fingerprint  # noqa: E402
 from skutag.training import collect_training_set  # noqa: E402
 
@@ -115,6 +116,8 @@ def main(argv=None) -> int:
                         help="weight of each further product with the same predicted path (service.review_class_decay)")
     parser.add_argument("--look-pool", type=int, default=2000, help="service.review_look_pool (0: no looks)")
     parser.add_argument("--no-looks", action="store_true", help="predictions without the photos' looks")
+    parser.add_argument("--typicality", type=float, default=None,
+                        help="service.review_typicality: the power of how typical a photo is (default: the service's)")
     parser.add_argument("--uncertainty", default="margin", choices=("margin", "entropy"))
     parser.add_argument("--orderings", default=",".join(ORDERINGS), help="comma list of the orderings to run")
     parser.add_argument("--bits", type=int, default=6, help="near-duplicate distance of the photo hash")
@@ -141,6 +144,8 @@ def main(argv=None) -> int:
         return 0
     if len(args.catalogs) != 3:
         parser.error("give TRAIN_CATALOG POOL_CATALOG VAL_CATALOG (or --split CATALOG)")
+    if args.typicality is None:
+        args.typicality = REVIEW_TYPICALITY
     result = run(args)
     if args.plot:
         plot(result, args.plot)
@@ -242,7 +247,7 @@ def _choose(how, model, pool, ids, pending, need, permutation, cluster_of, args,
     sequence = [r.id for r in review_queue.order(candidates, "informative", random_share=args.random_share,
                                                  cluster_of=clusters, class_decay=args.class_decay,
                                                  method=args.uncertainty, reviewed=reviewed,
-                                                 look_pool=args.look_pool)]
+                                                 look_pool=args.look_pool, typicality=args.typicality)]
     out: list[tuple[int, str]] = []
     taken: set[int] = set()
     for pid in sequence:

@@ -202,6 +202,27 @@ def test_looks_put_typical_photos_of_new_ground_first():
     assert Look.from_json(candidates[0].look.to_json()).vector == pytest.approx(candidates[0].look.vector, abs=1e-3)
 
 
+def test_the_power_of_typicality_weighs_a_crowd_of_look_alikes_against_a_more_doubtful_few():
+    rng = np.random.RandomState(2)
+    crowd, few = rng.standard_normal((2, 300))
+
+    def group(name, centre, n, confidence, second):
+        return [review_queue.Candidate(f"{name}{k}", confidence=confidence, alternatives=(second,),
+                                       look=look_of(centre + 0.3 * rng.standard_normal(300), "m")) for k in range(n)]
+
+    # eight look-alikes the model is fairly sure of (uncertainty 0.1), three it doubts six times more (0.6)
+    candidates = group("crowd", crowd, 8, 0.95, 0.05) + group("few", few, 3, 0.7, 0.3)
+    first = {power: review_queue.order(candidates, random_share=0.0, typicality=power)[0].id
+             for power in (0.0, 2.0)}
+    assert first[0.0].startswith("few")  # typicality not counted: the most doubtful first
+    assert first[2.0].startswith("crowd")  # the default: an answer among many look-alikes teaches more
+    assert review_queue.order(candidates, random_share=0.0)[0].id == first[ServiceConfig().review_typicality]
+    with pytest.raises(ValueError, match="review_typicality must be 0 to 4"):
+        ServiceConfig(review_typicality=5.0)
+    with pytest.raises(ValueError, match="review_typicality"):
+        ServiceConfig(review_typicality=float("nan"))
+
+
 def test_products_without_looks_are_still_spread_and_merged_by_score():
     # the queue while looks roll out: old predictions without looks, two new ones with looks (worth less)
     doubtful = [review_queue.Candidate(f"a{i}", confidence=0.5, alternatives=(0.45 - i / 100,), answer="a")

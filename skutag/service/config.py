@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from skutag.policy.fields import TITLE_MAX_CHARS
 
 MAX_LOOK_POOL = 10000  # the informative order holds a pool x pool float32 matrix: 400 MB at this size
+MAX_TYPICALITY = 4.0  # typicality ** 4 already all but ignores the uncertainty of outlying photos
+REVIEW_TYPICALITY = 2.0  # the informative order's default power of typicality (docs/service.md: bench_review_order)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class ServiceConfig:
     review_random_share: float = 0.1  # share of the informative order's places drawn at random (unbiased audits)
     review_class_decay: float = 0.5  # informative order: weight of each further product with the same predicted path
     review_look_pool: int = 2000  # informative order: the most valuable products ordered by their photos' looks (0: off)
+    # informative order, products ordered by their looks: the power of how typical a photo is (0: not counted)
+    review_typicality: float = REVIEW_TYPICALITY
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +75,8 @@ class ServiceConfig:
             problems.append(f"review_look_pool must be 0 (off) to {MAX_LOOK_POOL}, got {self.review_look_pool}")
         if not 0.0 < self.review_class_decay <= 1.0:
             problems.append(f"review_class_decay must be in (0, 1], got {self.review_class_decay}")
+        if not (math.isfinite(self.review_typicality) and 0.0 <= self.review_typicality <= MAX_TYPICALITY):
+            problems.append(f"review_typicality must be 0 to {MAX_TYPICALITY:g}, got {self.review_typicality}")
         if not 0.0 <= self.review_random_share <= 0.5:
             problems.append(f"review_random_share must be in [0, 0.5], got {self.review_random_share}")
         if problems:

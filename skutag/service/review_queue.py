@@ -5,8 +5,8 @@ margin between the top two alternatives' calibrated confidences, or their normal
 of pending products that look like it (its near-duplicate cluster: photos within the near-duplicate distance of
 the perceptual hash, or the same normalised title). Where the predictions keep the photos' looks
 (``skutag.looks``), the ``look_pool`` most valuable products with looks are ordered greedily by that value times
-how typical the photo is among them (mean similarity to its nearest looks: an answer there teaches about many
-products, an outlier's about one) times how new its ground is (distance to the nearest of the given verified
+how typical the photo is among them, squared by default (``typicality``: mean similarity to its nearest looks: an
+answer there teaches about many products, an outlier's about one) times how new its ground is (distance to the nearest of the given verified
 looks, and to each product already placed before it: an answer next to one already given teaches little), which
 spreads the picks. The other products are spread over the model's answers instead (the k-th product of one
 predicted category counts ``class_decay ** k`` of its value) and merged in by score. A deterministic share of
@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from skutag.looks import Look
+from skutag.service.config import REVIEW_TYPICALITY
 from skutag.store.dedup import band_slices, hamming
 
 ORDERS = ("informative", "arrival")
@@ -142,7 +143,7 @@ def _draw_key(product_id: str) -> str:
 def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits: int = 6,
           random_share: float = 0.1, method: str = "margin", titles: bool = True,
           cluster_of: dict[str, str] | None = None, class_decay: float = 0.5, reviewed: Sequence[Look] = (),
-          look_pool: int = 2000, look_neighbours: int = 10) -> list[Ranked]:
+          look_pool: int = 2000, look_neighbours: int = 10, typicality: float = REVIEW_TYPICALITY) -> list[Ranked]:
     """The queue in ``how`` order (``informative`` or ``arrival``), each product with its score, uncertainty and
     cluster. In informative order every ``round(1 / random_share)``-th place is a random pick (by a hash of the
     id, so the same queue always draws the same products). ``cluster_of``: clusters found elsewhere (product id ->
@@ -150,7 +151,7 @@ def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits
     product with the same predicted category, outside the products ordered by their looks (1: no spreading).
     ``reviewed``: looks of verified products (their ground is covered); ``look_pool``: how many of the most
     valuable products with looks are ordered by them (0 or 1: none); ``look_neighbours``: how many nearest looks
-    measure how typical a photo is."""
+    measure how typical a photo is; ``typicality``: the power its typicality is raised to (0: not counted)."""
     if how not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {how!r}")
     if cluster_of is None:
@@ -166,15 +167,16 @@ def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits
         ids = [c.id for c in sorted(candidates, key=lambda c: (c.arrival, c.id))]
         picks = {i: "arrival" for i in ids}
     else:
-        best, score = _informative(candidates, value, answer, class_decay, reviewed, look_pool, look_neighbours)
+        best, score = _informative(candidates, value, answer, class_decay, reviewed, look_pool, look_neighbours,
+                                   typicality)
         ids, picks = _interleave(best, sorted(score, key=lambda i: (_draw_key(i), i)), random_share)
     return [Ranked(i, rank, score[i], info[i], cluster_of[i], size[cluster_of[i]], picks[i])
             for rank, i in enumerate(ids)]
 
 
 def _informative(candidates: Sequence[Candidate], value: dict[str, float], answer: dict[str, str | None],
-                 class_decay: float, reviewed: Sequence[Look], look_pool: int,
-                 neighbours: int) -> tuple[list[str], dict[str, float]]:
+                 class_decay: float, reviewed: Sequence[Look], look_pool: int, neighbours: int,
+                 typicality: float = REVIEW_TYPICALITY) -> tuple[list[str], dict[str, float]]:
     """(the ids in informative order before the random picks, each one's score). The ``look_pool`` most valuable
     products with a look of the most common space are ordered by ``_by_looks``; the others are spread over their
     answers (``_spread``), weighted by the pool's mean typicality (and as new as can be), and merged in by score."""
@@ -187,7 +189,7 @@ def _informative(candidates: Sequence[Candidate], value: dict[str, float], answe
     in_pool = set(pool)
     vectors = {c.id: c.look.vector for c in candidates if c.id in in_pool}
     head, score, typical = _by_looks(pool, value, vectors, [r.vector for r in reviewed if r.space == space],
-                                     neighbours)
+                                     neighbours, typicality)
     rest = _spread({i: v for i, v in value.items() if i not in in_pool}, answer, class_decay)
     score.update({i: round(v * typical, 9) for i, v in rest.items()})
     others = sorted(rest, key=lambda i: (-score[i], i))
@@ -218,10 +220,10 @@ def _spread(value: dict[str, float], answer: dict[str, str | None], decay: float
 
 
 def _by_looks(pool: list[str], value: dict[str, float], vectors: dict[str, np.ndarray], reviewed: Sequence[np.ndarray],
-              neighbours: int) -> tuple[list[str], dict[str, float], float]:
-    """``pool`` (2 or more products, each with a look) in greedy order of value x typicality x novelty, each one's
-    score when it was placed, and the pool's mean typicality. Typicality: the mean similarity to the
-    ``neighbours`` nearest looks of the pool (at least ``MIN_TYPICAL``); novelty: the distance to the nearest
+              neighbours: int, power: float = REVIEW_TYPICALITY) -> tuple[list[str], dict[str, float], float]:
+    """``pool`` (2 or more products, each with a look) in greedy order of value x typicality ** ``power`` x novelty,
+    each one's score when it was placed, and the pool's mean typicality weight. Typicality: the mean similarity to
+    the ``neighbours`` nearest looks of the pool (at least ``MIN_TYPICAL``); novelty: the distance to the nearest
     ``reviewed`` look and to every product placed before (1 at most: opposite looks are no newer than unrelated
     ones)."""
     m = len(pool)
@@ -238,7 +240,8 @@ def _by_looks(pool: list[str], value: dict[str, float], vectors: dict[str, np.nd
     distance = np.subtract(1.0, sims, out=sims)  # the similarities are not needed again: distances in place
     np.fill_diagonal(distance, 0.0)
     np.clip(distance, 1e-6, 1.0, out=distance)
-    base = np.array([value[pid] for pid in pool]) * typical
+    weight = typical ** float(power)
+    base = np.array([value[pid] for pid in pool]) * weight
     current = base * novelty
     order_: list[str] = []
     scores: dict[str, float] = {}
@@ -250,7 +253,7 @@ def _by_looks(pool: list[str], value: dict[str, float], vectors: dict[str, np.nd
         base[k] = -np.inf  # placed: never again
         np.minimum(novelty, distance[k], out=novelty)
         np.multiply(base, novelty, out=current)
-    return order_, scores, float(typical.mean())
+    return order_, scores, float(weight.mean())
 
 
 def _interleave(best: list[str], drawn: list[str], share: float) -> tuple[list[str], dict[str, str]]:
@@ -309,5 +312,5 @@ def queue(store, settings, how: str | None = None) -> Queue:
         if how == "informative" and with_looks and settings.review_look_pool >= 2 else []
     ranked = order(candidates, how, max_bits=settings.near_duplicate_bits, random_share=settings.review_random_share,
                    method=settings.review_uncertainty, class_decay=settings.review_class_decay, reviewed=reviewed,
-                   look_pool=settings.review_look_pool)
+                   look_pool=settings.review_look_pool, typicality=settings.review_typicality)
     return Queue(how, ranked, pending)
