@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -31,16 +32,16 @@ def main(argv=None) -> int:
     parser.add_argument("--fits", type=int, default=3)
     parser.add_argument("--modalities", default="vision,ocr")
     args = parser.parse_args(argv)
-    modalities = tuple(m for m in args.modalities.split(",") if m)
-    for n_jobs in (-1, 1):
-        config = SkutagConfig.load(overrides={"fusion.modalities": modalities, "fusion.n_jobs": n_jobs})
-        collector = EvidenceCollector(config)
-        train, scored = (collect_training_set(collector, read_catalog(path, require_category=True).products, config)
-                         for path in (args.catalog, args.score_catalog))
+    config = SkutagConfig.load(overrides={"fusion.modalities": tuple(m for m in args.modalities.split(",") if m)})
+    collector = EvidenceCollector(config)
+    train, scored = (collect_training_set(collector, read_catalog(path, require_category=True).products, config)
+                     for path in (args.catalog, args.score_catalog))
+    for n_jobs in (-1, 1):  # the evidence is the same for both: only the fits' threads differ
+        fusion = replace(config.fusion, n_jobs=n_jobs)
         seconds, probas = [], []
         for _ in range(args.fits):
             started = time.perf_counter()
-            model = FusionModel(config.fusion).fit(list(train.evidence), list(train.paths), list(train.brands))
+            model = FusionModel(fusion).fit(list(train.evidence), list(train.paths), list(train.brands))
             seconds.append(round(time.perf_counter() - started, 2))
             probas.append(model.score(scored.evidence).proba)
         print(json.dumps({"n_jobs": n_jobs, "rows": len(train.paths), "fit_seconds": seconds,

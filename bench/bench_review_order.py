@@ -116,7 +116,7 @@ def main(argv=None) -> int:
                         help="weight of each further product with the same predicted path (service.review_class_decay)")
     parser.add_argument("--look-pool", type=int, default=2000, help="service.review_look_pool (0: no looks)")
     parser.add_argument("--no-looks", action="store_true", help="predictions without the photos' looks")
-    parser.add_argument("--typicality", type=float, default=None,
+    parser.add_argument("--typicality", type=float, default=REVIEW_TYPICALITY,
                         help="service.review_typicality: the power of how typical a photo is (default: the service's)")
     parser.add_argument("--uncertainty", default="margin", choices=("margin", "entropy"))
     parser.add_argument("--orderings", default=",".join(ORDERINGS), help="comma list of the orderings to run")
@@ -144,8 +144,6 @@ def main(argv=None) -> int:
         return 0
     if len(args.catalogs) != 3:
         parser.error("give TRAIN_CATALOG POOL_CATALOG VAL_CATALOG (or --split CATALOG)")
-    if args.typicality is None:
-        args.typicality = REVIEW_TYPICALITY
     result = run(args)
     if args.plot:
         plot(result, args.plot)

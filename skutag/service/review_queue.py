@@ -1,16 +1,16 @@
 """The review queue's order and its near-duplicate clusters, apart from HTTP and the database.
 
 Informative order: the expected value of a human answer is the stored prediction's uncertainty (one minus the
-margin between the top two alternatives' calibrated confidences, or their normalised entropy) times the number
-of pending products that look like it (its near-duplicate cluster: photos within the near-duplicate distance of
-the perceptual hash, or the same normalised title). Where the predictions keep the photos' looks
-(``skutag.looks``), the ``look_pool`` most valuable products with looks are ordered greedily by that value times
-how typical the photo is among them, squared by default (``typicality``: mean similarity to its nearest looks: an
-answer there teaches about many products, an outlier's about one) times how new its ground is (distance to the nearest of the given verified
-looks, and to each product already placed before it: an answer next to one already given teaches little), which
-spreads the picks. The other products are spread over the model's answers instead (the k-th product of one
-predicted category counts ``class_decay ** k`` of its value) and merged in by score. A deterministic share of
-the places goes to picks drawn by a hash of the product id, so audits of the queue stay unbiased. Everything is
+margin between the top two alternatives' calibrated confidences, or their normalised entropy) times the number of
+pending products that look like it (its near-duplicate cluster: photos within the near-duplicate distance of the
+perceptual hash, or the same normalised title). Where the predictions keep the photos' looks (``skutag.looks``),
+the ``look_pool`` most valuable products with looks are ordered greedily by that value times how typical the photo
+is among them, squared by default (``typicality``: mean similarity to its nearest looks: an answer there teaches
+about many products, an outlier's about one) times how new its ground is (distance to the nearest of the given
+verified looks, and to each product already placed before it: an answer next to one already given teaches little),
+which spreads the picks. The other products are spread over the model's answers instead (the k-th product of one
+predicted category counts ``class_decay ** k`` of its value) and merged in by score. A deterministic share of the
+places goes to picks drawn by a hash of the product id, so audits of the queue stay unbiased. Everything is
 computed from the candidates and the verified looks, and ties break on the product id: the same queue gives the
 same order (on one machine: near-ties of float32 similarities may fall either way on another CPU).
 
@@ -176,7 +176,7 @@ def order(candidates: Sequence[Candidate], how: str = "informative", *, max_bits
 
 def _informative(candidates: Sequence[Candidate], value: dict[str, float], answer: dict[str, str | None],
                  class_decay: float, reviewed: Sequence[Look], look_pool: int, neighbours: int,
-                 typicality: float = REVIEW_TYPICALITY) -> tuple[list[str], dict[str, float]]:
+                 typicality: float) -> tuple[list[str], dict[str, float]]:
     """(the ids in informative order before the random picks, each one's score). The ``look_pool`` most valuable
     products with a look of the most common space are ordered by ``_by_looks``; the others are spread over their
     answers (``_spread``), weighted by the pool's mean typicality (and as new as can be), and merged in by score."""
@@ -220,7 +220,7 @@ def _spread(value: dict[str, float], answer: dict[str, str | None], decay: float
 
 
 def _by_looks(pool: list[str], value: dict[str, float], vectors: dict[str, np.ndarray], reviewed: Sequence[np.ndarray],
-              neighbours: int, power: float = REVIEW_TYPICALITY) -> tuple[list[str], dict[str, float], float]:
+              neighbours: int, power: float) -> tuple[list[str], dict[str, float], float]:
     """``pool`` (2 or more products, each with a look) in greedy order of value x typicality ** ``power`` x novelty,
     each one's score when it was placed, and the pool's mean typicality weight. Typicality: the mean similarity to
     the ``neighbours`` nearest looks of the pool (at least ``MIN_TYPICAL``); novelty: the distance to the nearest
