@@ -10,7 +10,9 @@ Delivery guarantees (why each setting is here):
   takes as few tasks down with it as possible and work spreads evenly.
 - Idempotency on product id + image hash: the task id is derived from (tagger namespace, product
   id, image hash). A redelivered or re-sent task first looks for its own finished result in the
-  result backend and returns it without tagging again; the client writes each product once.
+  result backend and returns it without tagging again; the client writes each product once. On Redis a
+  stored SUCCESS is final: two copies of one task running at once (a retry delivered twice) cannot turn it
+  back into RETRY (:mod:`skutag.queue.result_backend`).
 - Transient errors (:data:`skutag.queue.core.TRANSIENT_ERRORS`) are retried with exponential
   backoff and jitter; other errors become a failed row with the error, never a lost product.
 - A product that kills its worker process every time (a "poison" photo) would be requeued for
@@ -45,6 +47,7 @@ from skutag.queue.core import (
     result_row,
     tag_batch,
 )
+from skutag.queue.result_backend import guarded_backend_url
 from skutag.queue.tagger_factory import TaggerSpec
 
 log = logging.getLogger(__name__)
@@ -93,8 +96,8 @@ def make_app(config: QueueConfig, broker_url: str | None = None, backend_url: st
     if not broker:
         raise BrokerUrlError("no broker URL: pass --broker redis://... or amqp://... (or set queue.broker_url)")
     kind = broker_kind(broker)
-    app = Celery("skutag", broker=broker, backend=backend_for(broker, backend_url or config.result_backend),
-                 set_as_current=False)
+    backend = guarded_backend_url(backend_for(broker, backend_url or config.result_backend))
+    app = Celery("skutag", broker=broker, backend=backend, set_as_current=False)
     transport_options: dict[str, Any] = {}
     if kind == "redis":
         transport_options = {
