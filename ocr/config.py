@@ -46,8 +46,9 @@ class OcrConfig:
     int8: str = "auto"
     """``rapidocr``: read with INT8 copies of its models (``ocr/quantize.py``: the detector static INT8, the
     recognizer's matrix products dynamic INT8; made once, cached under ``$SKUTAG_HOME/ocr/int8``): ``on``,
-    ``off``, or ``auto`` = on where the CPU has VNNI (the full 8-bit scheme, where brand accuracy was measured
-    unchanged: ocr/README.md). The other backends build their own sessions and always read in fp32."""
+    ``off``, or ``auto`` = on where the CPU has VNNI (the full 8-bit scheme) or AVX2 (7-bit weights), where brand
+    accuracy was measured unchanged (ocr/README.md); off on x86 without AVX2. The other backends build their own
+    sessions and always read in fp32."""
     calibration_dir: str = ""
     """Photos that calibrate the INT8 detector; empty = the bundled ``models/calibration/ocr`` shelf photos."""
     cache_size: int = 512

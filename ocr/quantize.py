@@ -9,7 +9,8 @@
   (per-channel weights, activations quantized per call), so no calibration crops are needed.
 
 The INT8 scheme follows the vision stage's (``vision.export.int8_scheme``: 7-bit weights on x86 CPUs without
-VNNI); ``OcrConfig.int8 = "auto"`` turns INT8 on only where the full 8-bit scheme runs. Files are written to a
+VNNI); ``OcrConfig.int8 = "auto"`` turns INT8 on where it reads faster at the same brand accuracy: the full
+8-bit scheme, and the 7-bit one on AVX2. Files are written to a
 private name and renamed into place, so several workers or processes quantizing at once never see a
 half-written model. Figures: ocr/README.md, "INT8".
 """
@@ -26,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from skutag.paths import artifact_dir
-from skutag.vision.export import calibration_images, int8_scheme, temporary_path, write_static_int8
+from skutag.vision.export import calibration_images, cpu_flags, int8_scheme, temporary_path, write_static_int8
 from skutag.vision.labels import PROJECT_MODELS_DIR
 
 from .config import OcrConfig
@@ -41,9 +42,11 @@ _LOCK = threading.Lock()
 
 
 def int8_enabled(config: OcrConfig) -> bool:
-    """``ocr.int8``: ``on``, ``off``, or ``auto`` = on where the CPU runs the full 8-bit scheme."""
+    """``ocr.int8``: ``on``, ``off``, or ``auto`` = on where the CPU runs the full 8-bit scheme, or the 7-bit one
+    with AVX2 (both read faster than fp32 at its brand accuracy: ocr/README.md, "INT8"); off on an x86 CPU
+    without AVX2."""
     if config.int8 == "auto":
-        return int8_scheme() == "u8s8"
+        return int8_scheme() == "u8s8" or "avx2" in cpu_flags()
     return config.int8 == "on"
 
 

@@ -14,6 +14,7 @@ from skutag.ocr.backends.rapidocr_backend import RapidOcrBackend, bundled_models
 from skutag.ocr.brands import read_brands
 from skutag.ocr.config import OcrConfig
 from skutag.ocr.engine import OcrEngine
+from skutag.ocr import quantize
 from skutag.ocr.quantize import DEFAULT_OCR_CALIBRATION_DIR, int8_enabled, int8_models
 from skutag.taxonomy.brands import BrandLexicon
 from conftest import shared_path
@@ -97,9 +98,13 @@ def test_int8_modes(monkeypatch):
     with pytest.raises(ValueError, match="ocr.int8"):
         OcrConfig(int8="yes")
     assert int8_enabled(OcrConfig(int8="on")) and not int8_enabled(OcrConfig(int8="off"))
-    monkeypatch.setenv("SKUTAG_INT8_SCHEME", "u8s8-7bit")  # a CPU without VNNI: auto keeps fp32
-    assert not int8_enabled(OcrConfig())
+    monkeypatch.setenv("SKUTAG_INT8_SCHEME", "u8s8-7bit")  # an x86 CPU without VNNI
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: frozenset({"sse4_2", "avx"}))
+    assert not int8_enabled(OcrConfig())  # no AVX2: ONNX Runtime's INT8 kernels gain nothing, fp32 stays
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: frozenset({"sse4_2", "avx", "avx2"}))
+    assert int8_enabled(OcrConfig())  # AVX2: 7-bit INT8
     monkeypatch.setenv("SKUTAG_INT8_SCHEME", "u8s8")
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx2"}))
     assert int8_enabled(OcrConfig())
 
 
