@@ -47,7 +47,7 @@ from skutag.queue.core import (
     result_row,
     tag_batch,
 )
-from skutag.queue.result_backend import guarded_backend_url
+from skutag.queue.result_backend import REDIS_SCHEMES, guarded_backend_url
 from skutag.queue.tagger_factory import TaggerSpec
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class BrokerUrlError(ValueError):
 
 def broker_kind(url: str) -> str:
     scheme = url.split("://", 1)[0].lower()
-    if scheme in {"redis", "rediss"}:
+    if scheme in REDIS_SCHEMES:
         return "redis"
     if scheme in {"amqp", "amqps", "pyamqp"}:
         return "amqp"

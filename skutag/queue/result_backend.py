@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from celery.backends.redis import RedisBackend
 
+REDIS_SCHEMES = frozenset({"redis", "rediss"})  # URL schemes of a Redis broker or result backend
+
 # KEYS[1] the task's meta key; ARGV[1] the encoded meta; ARGV[2] seconds to keep it (0: no expiry).
 # Returns 1 when written (and published to the key's subscribers), 0 when a stored SUCCESS was kept.
 _SET_UNLESS_SUCCEEDED = """
@@ -59,6 +61,6 @@ def guarded_backend_url(url: str) -> str:
     """``url`` as Celery's backend setting naming :class:`FinalSuccessRedisBackend` (``class+redis://...``);
     other backends are left as they are."""
     scheme = url.split("://", 1)[0].lower()
-    if scheme in {"redis", "rediss"}:
+    if scheme in REDIS_SCHEMES:
         return f"{__name__}:{FinalSuccessRedisBackend.__name__}+{url}"
     return url
