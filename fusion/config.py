@@ -59,6 +59,9 @@ class FusionConfig:
     ocr_gate_brand_confidence: float = 0.98
     # candidates (by rank) looked at to decide whether the answer is brand-sensitive
     ocr_gate_candidates: int = 3
+    # fit the two confidences above at training (fusion/gate.py): at most these, the pair that reads the fewest
+    # training rows while answering as many of them right out of fold; off: these serve as they are
+    ocr_gate_fit: bool = True
     # which training photos OCR reads (fusion/train_gate.py): "auto" (a random sample, every photo of a category
     # the sample finds brands in, and the photos a model without OCR gets wrong or is unsure of) or "all"
     ocr_train_gate: str = "auto"

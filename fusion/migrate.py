@@ -13,6 +13,9 @@ fitted ``TailClassifier`` and ran it through torch; those written before the one
 Format 4: the same files, written as standard pickles (protocol 5, gzip level 1) and read by the C unpickler;
 formats 1-3 wrote them with joblib, whose pure-Python pickler makes saving and loading a title model several
 times slower (an incremental ``retrain`` loads and saves a whole version). Nothing in the objects changed.
+Format 5: a fusion model keeps the OCR gate's thresholds fitted at training (``FusionModel.gate_``, from the
+tagger's ``oof_without_``); models of formats 1-4 get ``gate_`` None (they read by their configured thresholds,
+as they were trained to) and their taggers the settings that fit needs, off.
 
 ``load_file`` unpickles a version's file with the names of its format; ``upgrade_manifest``,
 ``upgrade_object`` and ``upgrade_loaded_manifest`` bring the manifest and the unpickled objects to the current
@@ -34,12 +37,13 @@ from typing import Any, Iterator
 
 from .drift import ConfidenceHistogram
 
-BUNDLE_FORMAT = 4
-READABLE_FORMATS = (1, 2, 3, 4)
+BUNDLE_FORMAT = 5
+READABLE_FORMATS = (1, 2, 3, 4, 5)
 OBJECTS_COMPLETE_FROM = 2  # pickles of this format on hold every attribute (formats 3 and 4 changed no object)
 CONFIDENCES_FROM = 3  # manifests of this format on record ``training_confidences``
 TRAINING_CONFIDENCES = "training_confidences"  # the manifest field format 3 added
 PLAIN_PICKLES_FROM = 4  # files of this format on are gzip'd standard pickles (before: joblib's)
+FITTED_GATE_FROM = 5  # fusion models of this format on hold their fitted OCR gate
 PICKLE_PROTOCOL = 5
 GZIP_LEVEL = 1  # level 1 writes several times faster than joblib's 3, for files about a fifth larger
 
@@ -146,14 +150,21 @@ _FORMAT1_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "EvidenceFeaturizer": {"ocr_text_weighting": "flat"},
     "_OcrPart": {"weighting": "flat"},
 }
+# attribute -> value an object of a format before FITTED_GATE_FROM lacks it with
+_FORMAT4_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "FusionModel": {"gate_": None},
+    "FusionTagger": {"oof_without": None, "oof_top_k": 3, "oof_without_": None},
+}
 
 
 def upgrade_object(obj: Any, file_format: int) -> Any:
-    """``obj`` (a model, tail, training or calibration record) with what format 2 writes filled in; walks
+    """``obj`` (a model, tail, training or calibration record) with what the current format writes filled in; walks
     the attributes and containers reachable from it once. A vision tail pickled before serving kept its
     own graphs is converted whatever the format (``upgrade_vision_tail``)."""
-    if file_format >= OBJECTS_COMPLETE_FROM:
+    if file_format >= FITTED_GATE_FROM:
         return upgrade_vision_tail(obj)
+    missing = [_FORMAT1_ATTRIBUTES] if file_format < OBJECTS_COMPLETE_FROM else []
+    missing.append(_FORMAT4_ATTRIBUTES)
     seen: set[int] = set()
     stack = [obj]
     while stack:
@@ -174,9 +185,10 @@ def upgrade_object(obj: Any, file_format: int) -> Any:
             upgrade_vision_tail(item)  # converted whole: nothing in it to walk
             continue
         for cls in type(item).__mro__:
-            for name, value in _FORMAT1_ATTRIBUTES.get(cls.__name__, {}).items():
-                if name not in state:
-                    state[name] = _fresh(value)
+            for table in missing:
+                for name, value in table.get(cls.__name__, {}).items():
+                    if name not in state:
+                        state[name] = _fresh(value)
         stack.extend(state.values())
     return obj
 

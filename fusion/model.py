@@ -14,6 +14,7 @@ from .config import FusionConfig
 from .estimators import make_base_estimator
 from .evidence import Evidence
 from .features import EvidenceFeaturizer
+from .gate import GateThresholds, fit_gate, gate_reads, top_candidates
 from .stacking import FusionTagger
 
 PATH_SEPARATOR = " > "
@@ -88,13 +89,36 @@ class FusionModel:
         self.tagger_ = FusionTagger(
             blocks=blocks, cv=cfg.cv, shuffle=cfg.cv_shuffle, meta_l2=cfg.meta_l2, modality_dropout=cfg.modality_dropout,
             calibration=cfg.calibration, n_jobs=cfg.n_jobs, random_state=cfg.random_state,
+            oof_without="ocr" if cfg.ocr_gate_fit else None, oof_top_k=cfg.ocr_gate_candidates,
         ).fit(X, np.asarray(paths, dtype=object), groups=groups)
         self.classes_ = np.asarray(self.tagger_.classes_, dtype=object)
         self.brand_sensitive_ = brand_sensitive(self.classes_, evidence, paths, brands)
+        self.gate_ = self._fit_gate(np.asarray(paths, dtype=object))
         self.n_train_ = len(paths)
         self.train_paths_ = np.asarray(paths, dtype=object)
         self.fit_seconds_ = time.perf_counter() - started
         return X
+
+    def _fit_gate(self, truth: np.ndarray) -> GateThresholds | None:
+        """The OCR gate's thresholds fitted on the out-of-fold answers (``fusion.gate``), or None: the
+        configured ones serve (no OCR block, ``ocr_gate_fit`` off, or a gate that is not ``auto``)."""
+        cfg = self.config
+        without = self.tagger_.oof_without_
+        if without is None or cfg.ocr_gate != "auto":
+            return None
+        top_classes, top_proba = without
+        return fit_gate(top_classes, top_proba, correct_without=self.classes_[top_classes[:, 0]] == truth,
+                        correct_with=self.tagger_.oof_predictions_ == truth, sensitive=self.brand_sensitive_,
+                        configured=self.configured_gate, brand_rules=cfg.ocr_gate_brand_sensitive)
+
+    @property
+    def configured_gate(self) -> GateThresholds:
+        return GateThresholds(self.config.ocr_gate_confidence, self.config.ocr_gate_brand_confidence)
+
+    @property
+    def gate_thresholds(self) -> GateThresholds:
+        """What the auto gate reads by: the fitted pair, else the configured one."""
+        return self.gate_ if self.gate_ is not None else self.configured_gate
 
     # ------------------------------------------------------------------ scoring
     @property
@@ -161,6 +185,7 @@ class FusionModel:
             "brand_sensitive_classes": int(self.brand_sensitive_.sum()),
             "n_train": int(self.n_train_),
             "fit_seconds": round(float(self.fit_seconds_), 2),
+            "ocr_gate": self.gate_.to_json() if self.gate_ is not None else None,
         }
 
 
@@ -188,20 +213,10 @@ def brand_sensitive(classes: Sequence[str], evidence: Sequence[Evidence], paths:
 
 def _gate_auto(model: FusionModel, scores: Scores) -> np.ndarray:
     cfg = model.config
-    proba = scores.proba
-    k = max(1, int(cfg.ocr_gate_candidates))
-    order = np.argsort(-proba, axis=1)[:, :k]
-    top_conf = proba[np.arange(len(proba)), order[:, 0]]
-    unsure = top_conf < cfg.ocr_gate_confidence
-    if not cfg.ocr_gate_brand_sensitive:
-        return unsure
-    candidates = np.take_along_axis(proba, order, axis=1) >= 0.02
-    sensitive = model.brand_sensitive_[order] & candidates
-    # the answer is brand-sensitive when the leading candidate is, and a rival one is too
-    contested = sensitive[:, 0] & (sensitive[:, 1:].sum(axis=1) >= 1)
-    # a brand-sensitive leader needs near-certainty to skip the package's text
-    branded_unsure = sensitive[:, 0] & (top_conf < cfg.ocr_gate_brand_confidence)
-    return unsure | contested | branded_unsure
+    thresholds = model.gate_thresholds
+    top_classes, top_proba = top_candidates(scores.proba, cfg.ocr_gate_candidates)
+    return gate_reads(top_classes, top_proba, model.brand_sensitive_, thresholds.confidence,
+                      thresholds.brand_confidence, brand_rules=cfg.ocr_gate_brand_sensitive)
 
 
 GATES = {

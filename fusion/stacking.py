@@ -100,6 +100,10 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         (None: 1; -1: one per CPU). scikit-learn's liblinear and L-BFGS solvers release the GIL, so on
         large catalogs two cores nearly halve the fit; memory grows by one fit's working set per thread.
     random_state : int, RandomState or None
+    oof_without : str or None
+        A block (``"ocr"``) to answer the training rows without as well: ``oof_without_`` then holds each row's
+        ``oof_top_k`` leading candidates out of fold with that block left out (the OCR gate is fitted on them).
+    oof_top_k : int
     """
 
     def __init__(
@@ -115,6 +119,8 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         meta_max_rows: int = 20000,
         n_jobs: int | None = None,
         random_state: Any = None,
+        oof_without: str | None = None,
+        oof_top_k: int = 3,
     ):
         self.blocks = blocks
         self.base_estimator = base_estimator
@@ -127,6 +133,8 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.meta_max_rows = meta_max_rows
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.oof_without = oof_without
+        self.oof_top_k = oof_top_k
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -198,6 +206,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 1  # nothing to iterate: no stacker
         self.temperature_, self.pattern_temperatures_ = done.temperature, {}
         self.oof_predictions_, self.oof_confidences_ = self.classes_[done.predictions], done.confidences
+        self.oof_without_ = None  # one block: nothing to answer without
         self.oof_log_loss_ = done.log_loss
         return True
 
@@ -235,6 +244,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         n_rows = Z.shape[1]
         predictions = np.empty(n_rows, dtype=int)
         self.oof_confidences_ = np.empty(n_rows, dtype=np.float32)
+        dropped = self.block_names_.index(self.oof_without) if self.oof_without in self.block_names_ else None
+        k = max(1, min(int(self.oof_top_k), len(self.classes_)))
+        top = (np.empty((n_rows, k), dtype=np.int32), np.empty((n_rows, k), dtype=np.float32))
         log_loss = 0.0
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(start + chunk, n_rows))
@@ -242,6 +254,14 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
             proba = softmax(logits / self._row_temperatures(present[rows]))  # as serving will scale these rows
             predictions[rows], self.oof_confidences_[rows], log_likelihood = chunk_answers(proba, y_enc[rows])
             log_loss -= float(np.sum(log_likelihood))
+            if dropped is not None:  # the same rows as serving scores them before reading that block
+                kept = present[rows].copy()
+                kept[:, dropped] = False
+                proba = softmax(stacked_logits(Z, rows, kept, owner, stackers) / self._row_temperatures(kept))
+                order = np.argsort(-proba, axis=1)[:, :k]
+                top[0][rows], top[1][rows] = order, np.take_along_axis(proba, order, axis=1)
+        # out-of-fold leading candidates (class indices, probabilities) without block ``oof_without``, or None
+        self.oof_without_ = top if dropped is not None else None
         self.oof_predictions_ = self.classes_[predictions]
         self.oof_log_loss_ = log_loss / max(n_rows, 1)
 

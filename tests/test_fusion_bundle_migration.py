@@ -36,7 +36,7 @@ OLD = DATA / "bundle_format1"
 
 def test_the_fixture_is_a_format_1_bundle_pickled_under_the_old_top_level_names(tmp_path):
     manifest = json.loads((OLD / "v0001" / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["format"] == 1 and BUNDLE_FORMAT == 4
+    assert manifest["format"] == 1 and BUNDLE_FORMAT == 5
     # without the migration (and outside the repository, where the folders are not importable by name)
     plain = subprocess.run([sys.executable, "-c", f"import joblib; joblib.load({str(OLD / 'v0001' / 'model.joblib')!r})"],
                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
