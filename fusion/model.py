@@ -149,13 +149,21 @@ class FusionModel:
     def calibrate(self, evidence: Sequence[Evidence], paths: Sequence[str], *, temperature: bool = True
                   ) -> "FusionModel":
         """Fit the temperature (optional) and keep held-out answers on a separate labelled calibration set;
-        per-class thresholds are then chosen on these rows instead of the out-of-fold training rows."""
+        per-class thresholds, and a fitted OCR gate, are then chosen on these rows instead of the out-of-fold
+        training rows."""
         if len(evidence) != len(paths) or not len(paths):
             raise ValueError(f"calibration needs labelled rows; got {len(evidence)} evidence rows, {len(paths)} paths")
         truth = np.asarray(paths, dtype=object)
         if temperature:
             self.tagger_.refit_temperature(self.featurizer_.transform(list(evidence)), truth)
         predicted, confidence = self.score(evidence).best()
+        if self.gate_ is not None:  # fitted again on these rows, as the temperature: they are held out
+            top_classes, top_proba = top_candidates(self.score([ev.without("ocr") for ev in evidence]).proba,
+                                                    self.config.ocr_gate_candidates)
+            self.gate_ = fit_gate(top_classes, top_proba, correct_without=self.classes_[top_classes[:, 0]] == truth,
+                                  correct_with=np.asarray(predicted, dtype=object) == truth,
+                                  sensitive=self.brand_sensitive_, configured=self.configured_gate,
+                                  brand_rules=self.config.ocr_gate_brand_sensitive)
         self.calibration_ = (np.asarray(predicted, dtype=object), np.asarray(confidence, dtype=float), truth)
         return self
 

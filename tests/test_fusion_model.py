@@ -96,6 +96,12 @@ def test_the_fitted_gate_reads_fewer_photos_and_answers_as_many_right(evidence):
     model.gate_ = None  # as a bundle written before the fit (format 4) reads
     configured_reads = model.needs_ocr(scores)
     assert (fitted_reads <= configured_reads).all()
+    val_photos, val_paths = [e.without("title") for e in val], evidence["val"][1]
+    calibrated = FusionModel(FusionConfig(cv=3)).fit(photos, paths, brands).calibrate(val_photos, val_paths)
+    on_val, calibrated.gate_ = calibrated.gate_, None  # a calibration set's rows: the gate is fitted on them
+    read_configured = calibrated.needs_ocr(calibrated.score([e.without("title", "ocr") for e in val]))
+    assert on_val.configured_read_share * len(val) == pytest.approx(read_configured.sum())
+    assert on_val.correct >= on_val.configured_correct and on_val.confidence <= configured.confidence
     assert FusionModel(FusionConfig(cv=3, ocr_gate_fit=False)).fit(photos, paths, brands).gate_ is None
 
 
