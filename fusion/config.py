@@ -60,8 +60,9 @@ class FusionConfig:
     # candidates (by rank) looked at to decide whether the answer is brand-sensitive
     ocr_gate_candidates: int = 3
     # fit the two confidences above at training (fusion/gate.py): at most these, the pair that reads the fewest
-    # training rows while answering as many of them right out of fold; off: these serve as they are
-    ocr_gate_fit: bool = True
+    # training rows (out of fold; a calibration set's rows when given) and every one the text fixed; off: these
+    # serve as they are (fitted on training rows it can skip photos the text would fix: docs/scale-out.md)
+    ocr_gate_fit: bool = False
     # which training photos OCR reads (fusion/train_gate.py): "auto" (a random sample, every photo of a category
     # the sample finds brands in, and the photos a model without OCR gets wrong or is unsure of) or "all"
     ocr_train_gate: str = "auto"

@@ -7,11 +7,14 @@ OCR is most of a product's cost, so the gate reads a photo's text only where it 
   top ``candidates`` is too;
 * or the leading candidate is brand-sensitive and below ``brand_confidence``.
 
-``fit_gate`` (``fusion.ocr_gate_fit``) lowers the two confidences, never above the configured ones, to the
-pair that reads the fewest training rows while answering at least as many of them right, out of fold, as the
-configured pair: each row is answered without its OCR where the pair skips it and with it where the pair reads
-it. Both answers come from the fitted model itself (``FusionTagger.oof_without_``), so the thresholds follow how
-sure this catalog's photos make it, not a constant chosen on another catalog.
+``fit_gate`` (``fusion.ocr_gate_fit``, off by default) lowers the two confidences, never above the configured
+ones, to the pair that reads the fewest rows of a labelled set while still reading every row where the configured
+pair's read turned a wrong answer right. Each row is answered without its OCR and with it by the model itself: out
+of fold on the training rows (``FusionTagger.oof_without_``), or on a calibration set's rows. Rows the text turned
+from right to wrong do not lower the pair further: a fix is never traded for a row the text spoiled.
+Training rows answered out of fold can be surer than new photos (other shelves, other light), and a pair fitted
+on them can then skip photos whose text would have fixed the answer (measured in docs/scale-out.md): the fit is
+opt-in, and a calibration set of photos like the ones to tag is the better place to fit it.
 """
 
 from __future__ import annotations
@@ -28,14 +31,13 @@ BRAND_GRID = np.round(np.arange(0.50, 0.995, 0.02), 2)
 
 @dataclass(frozen=True)
 class GateThresholds:
-    """The gate's two confidences and, for a fitted pair, what it did on the training rows (out of fold)."""
+    """The gate's two confidences and, for a fitted pair, what it did on the rows it was fitted on."""
 
     confidence: float
     brand_confidence: float
-    read_share: float | None = None  # training rows the pair reads
+    read_share: float | None = None  # rows the pair reads
     configured_read_share: float | None = None  # ... that the configured pair reads
-    correct: int | None = None  # training rows answered right under the pair
-    configured_correct: int | None = None
+    fixes: int | None = None  # rows the text turned from wrong to right that the configured pair reads (all read)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -65,30 +67,27 @@ def top_candidates(proba: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def fit_gate(top_classes: np.ndarray, top_proba: np.ndarray, correct_without: np.ndarray,
              correct_with: np.ndarray, sensitive: np.ndarray, configured: GateThresholds,
              brand_rules: bool = True) -> GateThresholds:
-    """The pair at most ``configured`` that reads the fewest rows with at least its correct answers.
-    ``top_*``: out-of-fold candidates without OCR; ``correct_without`` / ``correct_with``: whether the
-    out-of-fold answer without / with the row's OCR is right (the same where the row has none)."""
-    correct_without = np.asarray(correct_without, bool)
-    correct_with = np.asarray(correct_with, bool)
+    """The pair at most ``configured`` that reads the fewest rows and every row the configured pair reads where
+    the text fixes the answer. ``top_*``: the rows' candidates without OCR; ``correct_without`` /
+    ``correct_with``: whether the answer without / with the row's OCR is right (the same where it has none)."""
+    fixed = np.asarray(correct_with, bool) & ~np.asarray(correct_without, bool)
 
-    def outcome(confidence: float, brand_confidence: float) -> tuple[int, int]:
-        reads = gate_reads(top_classes, top_proba, sensitive, confidence, brand_confidence, brand_rules)
-        return int(reads.sum()), int(np.where(reads, correct_with, correct_without).sum())
+    def reads(confidence: float, brand_confidence: float) -> np.ndarray:
+        return gate_reads(top_classes, top_proba, sensitive, confidence, brand_confidence, brand_rules)
 
-    base_reads, base_correct = outcome(configured.confidence, configured.brand_confidence)
-    best = (base_reads, -configured.confidence, -configured.brand_confidence)
-    chosen = (configured.confidence, configured.brand_confidence, base_reads, base_correct)
-    confidences = [c for c in CONFIDENCE_GRID if c < configured.confidence] + [configured.confidence]
+    configured_reads = reads(configured.confidence, configured.brand_confidence)
+    must = fixed & configured_reads
+    best = (int(configured_reads.sum()), -configured.confidence, -configured.brand_confidence)
+    confidences = [float(c) for c in CONFIDENCE_GRID if c < configured.confidence] + [configured.confidence]
     for confidence in confidences:
-        brands = [b for b in BRAND_GRID if confidence <= b < configured.brand_confidence]
+        brands = [float(b) for b in BRAND_GRID if confidence <= b < configured.brand_confidence]
         for brand_confidence in brands + [max(confidence, configured.brand_confidence)]:
             if brand_confidence > configured.brand_confidence:
                 continue
-            reads, correct = outcome(confidence, brand_confidence)
-            # fewest reads; among equals the higher (safer) thresholds
-            key = (reads, -confidence, -brand_confidence)
-            if correct >= base_correct and key < best:
-                best, chosen = key, (float(confidence), float(brand_confidence), reads, correct)
-    n = max(len(correct_with), 1)
-    return GateThresholds(confidence=chosen[0], brand_confidence=chosen[1], read_share=chosen[2] / n,
-                          configured_read_share=base_reads / n, correct=chosen[3], configured_correct=base_correct)
+            read = reads(confidence, brand_confidence)
+            key = (int(read.sum()), -confidence, -brand_confidence)  # fewest reads; then the higher thresholds
+            if key < best and not (must & ~read).any():
+                best = key
+    n = max(len(fixed), 1)
+    return GateThresholds(confidence=-best[1], brand_confidence=-best[2], read_share=best[0] / n,
+                          configured_read_share=float(configured_reads.sum()) / n, fixes=int(must.sum()))

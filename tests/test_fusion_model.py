@@ -9,7 +9,7 @@ import pytest
 
 from skutag.fusion.config import FusionConfig
 from skutag.fusion.evidence import Evidence, OcrEvidence, VisionEvidence
-from skutag.fusion.gate import GateThresholds, fit_gate
+from skutag.fusion.gate import GateThresholds, fit_gate, gate_reads
 from skutag.fusion.migrate import upgrade_object
 from skutag.fusion.model import FusionModel
 from skutag.catalog_io import row_to_product
@@ -46,8 +46,7 @@ def test_fused_model_tags_photos_and_explains_itself(evidence):
 
 def test_missing_modalities_still_tag_and_gating_reads_only_where_it_matters(evidence):
     train, paths, brands = evidence["train"]
-    # the configured thresholds as they are (the ones fitted at training: test_the_fitted_gate_...)
-    model = FusionModel(FusionConfig(cv=3, ocr_gate_fit=False)).fit([e.without("title") for e in train], paths, brands)
+    model = FusionModel(FusionConfig(cv=3)).fit([e.without("title") for e in train], paths, brands)
     assert "title" not in model.modalities_ and model.gate_ is None
     val, val_paths, _ = evidence["val"]
     photo_only = [e.without("ocr") for e in val]
@@ -72,63 +71,75 @@ def test_missing_modalities_still_tag_and_gating_reads_only_where_it_matters(evi
     assert model.score(title_only).proba.shape == (2, len(model.classes_))  # no usable block: the prior
 
 
-def test_the_fitted_gate_reads_fewer_photos_and_answers_as_many_right(evidence):
+def test_the_fitted_gate_reads_fewer_photos_and_every_one_the_text_fixed(evidence):
     """Fitted on the model's own out-of-fold answers without and with OCR: thresholds at most the configured
-    ones, fewer training rows read, as many answered right; on unseen photos it reads a subset of what the
-    configured thresholds read."""
+    ones, fewer training rows read, none of the configured pair's fixes lost; on unseen photos it reads a subset
+    of what the configured thresholds read. Off (the default), the configured pair serves."""
     train, paths, brands = evidence["train"]
     photos = [e.without("title") for e in train]
-    model = FusionModel(FusionConfig(cv=3)).fit(photos, paths, brands)
+    model = FusionModel(FusionConfig(cv=3, ocr_gate_fit=True)).fit(photos, paths, brands)
     gate, configured = model.gate_, model.configured_gate
     assert gate is not None and model.gate_thresholds == gate
     assert gate.confidence <= configured.confidence and gate.brand_confidence <= configured.brand_confidence
-    assert gate.correct >= gate.configured_correct and gate.read_share <= gate.configured_read_share
+    assert gate.read_share <= gate.configured_read_share
     # the candidates it was fitted on are the model's own answers without OCR: right about as often as a
     # model fitted without any OCR at all, out of fold
     top_classes, top_proba = model.tagger_.oof_without_
     truth = np.asarray(paths, dtype=object)
+    right_without = model.classes_[top_classes[:, 0]] == truth
     without_ocr = FusionModel(FusionConfig(cv=3, modalities=("vision",))).fit(photos, paths, brands)
-    assert abs((model.classes_[top_classes[:, 0]] == truth).mean() - (without_ocr.oof_[0] == truth).mean()) < 0.1
+    assert abs(right_without.mean() - (without_ocr.oof_[0] == truth).mean()) < 0.1
     assert np.all(np.diff(top_proba, axis=1) <= 0) and model.summary()["ocr_gate"]["confidence"] == gate.confidence
-    val, _, _ = evidence["val"]
+    # every training row the text fixed that the configured pair read, the fitted pair reads
+    fixed = (model.tagger_.oof_predictions_ == truth) & ~right_without
+    reads = [gate_reads(top_classes, top_proba, model.brand_sensitive_, g.confidence, g.brand_confidence)
+             for g in (configured, gate)]
+    assert not (fixed & reads[0] & ~reads[1]).any() and gate.fixes == (fixed & reads[0]).sum()
+    val, val_paths, _ = evidence["val"]
     scores = model.score([e.without("title", "ocr") for e in val])
     fitted_reads = model.needs_ocr(scores)
     model.gate_ = None  # as a bundle written before the fit (format 4) reads
-    configured_reads = model.needs_ocr(scores)
-    assert (fitted_reads <= configured_reads).all()
-    val_photos, val_paths = [e.without("title") for e in val], evidence["val"][1]
-    calibrated = FusionModel(FusionConfig(cv=3)).fit(photos, paths, brands).calibrate(val_photos, val_paths)
-    on_val, calibrated.gate_ = calibrated.gate_, None  # a calibration set's rows: the gate is fitted on them
-    read_configured = calibrated.needs_ocr(calibrated.score([e.without("title", "ocr") for e in val]))
+    assert (fitted_reads <= model.needs_ocr(scores)).all()
+    assert FusionModel(FusionConfig(cv=3)).fit(photos, paths, brands).gate_ is None  # off by default
+    # with a calibration set, fitted on its rows
+    val_photos = [e.without("title") for e in val]
+    calibrated = FusionModel(FusionConfig(cv=3, ocr_gate_fit=True)).fit(photos, paths, brands)
+    calibrated.calibrate(val_photos, val_paths)
+    on_val, calibrated.gate_ = calibrated.gate_, None
+    read_configured = calibrated.needs_ocr(calibrated.score([e.without("ocr") for e in val_photos]))
     assert on_val.configured_read_share * len(val) == pytest.approx(read_configured.sum())
-    assert on_val.correct >= on_val.configured_correct and on_val.confidence <= configured.confidence
-    assert FusionModel(FusionConfig(cv=3, ocr_gate_fit=False)).fit(photos, paths, brands).gate_ is None
+    assert on_val.confidence <= configured.confidence
 
 
-def test_the_gate_fit_lowers_the_confidence_only_as_far_as_no_right_answer_is_lost():
-    """Rows 0-3: unsure, the text fixes them below 0.62; row 4 (0.7) the text fixes too; rows 5-9 are sure and
-    right either way. The fit keeps reading up to row 4 and no further; a text that fixes nothing is not read."""
+def test_the_gate_fit_lowers_the_confidence_only_as_far_as_no_fix_is_lost():
+    """Rows 0-4 (0.3-0.7): the text fixes them; rows 5-9 are sure and right either way. The fit keeps reading up
+    to row 4 and no further; a text that fixes nothing is not read; a row the text spoils is no reason to skip
+    one it fixes."""
     top_proba = np.array([[c, 1 - c] for c in (0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 0.9, 0.95, 0.97, 0.99)])
     top_classes = np.tile([0, 1], (10, 1))
     unbranded = np.zeros(2, dtype=bool)
     configured = GateThresholds(0.9, 0.98)
+    everything = np.ones(10, dtype=bool)
     right_without = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
-    fitted = fit_gate(top_classes, top_proba, right_without, np.ones(10, bool), unbranded, configured)
-    assert 0.7 < fitted.confidence <= 0.85 and fitted.correct == fitted.configured_correct == 10
+    fitted = fit_gate(top_classes, top_proba, right_without, everything, unbranded, configured)
+    assert 0.7 < fitted.confidence <= 0.85 and fitted.fixes == 5
     assert fitted.read_share == 0.5 and fitted.configured_read_share == 0.6
-    useless = fit_gate(top_classes, top_proba, np.ones(10, bool), np.ones(10, bool), unbranded, configured)
+    useless = fit_gate(top_classes, top_proba, everything, everything, unbranded, configured)
     assert useless.confidence == 0.5 and useless.read_share == 0.2  # the lowest it tries: 0.3 and 0.4 still read
+    fixes_then_spoils = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1, 1], dtype=bool)  # row 3 (0.6) fixed, row 4 (0.7) spoiled
+    fitted = fit_gate(top_classes, top_proba, ~np.eye(10, dtype=bool)[3], fixes_then_spoils, unbranded, configured)
+    assert 0.6 < fitted.confidence <= 0.7 and fitted.fixes == 1
     # brand-sensitive leaders: the brand confidence is fitted the same way
     branded = np.ones(2, dtype=bool)
     top_proba_sure = np.column_stack([top_proba[:, 0], np.full(10, 0.01)])
-    fixed_at_95 = np.array([1, 1, 1, 1, 1, 1, 1, 0, 1, 1], dtype=bool)
-    fitted = fit_gate(top_classes, top_proba_sure, fixed_at_95, np.ones(10, bool), branded, configured)
-    assert 0.95 < fitted.brand_confidence <= 0.98 and fitted.correct == 10
+    fixed_at_95 = ~np.eye(10, dtype=bool)[7]
+    fitted = fit_gate(top_classes, top_proba_sure, fixed_at_95, everything, branded, configured)
+    assert 0.95 < fitted.brand_confidence <= 0.98 and fitted.fixes == 1
 
 
 def test_a_model_pickled_before_the_fitted_gate_reads_by_its_configured_thresholds(evidence):
     train, paths, brands = evidence["train"]
-    model = FusionModel(FusionConfig(cv=3)).fit([e.without("title") for e in train], paths, brands)
+    model = FusionModel(FusionConfig(cv=3, ocr_gate_fit=True)).fit([e.without("title") for e in train], paths, brands)
     for obj, names in ((model, ("gate_",)), (model.tagger_, ("oof_without", "oof_top_k", "oof_without_"))):
         for name in names:
             del obj.__dict__[name]
