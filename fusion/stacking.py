@@ -41,6 +41,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimators import bind_classes, block_scores, fit_and_score, fits_one_at_a_time, fold_jobs, make_folds
+from .gate import top_candidates
 from .single_block import fit_single_block
 from .stacker_loss import StackerLoss
 from .temperature import (
@@ -246,7 +247,7 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
         self.oof_confidences_ = np.empty(n_rows, dtype=np.float32)
         dropped = self.block_names_.index(self.oof_without) if self.oof_without in self.block_names_ else None
         k = max(1, min(int(self.oof_top_k), len(self.classes_)))
-        top = (np.empty((n_rows, k), dtype=np.int32), np.empty((n_rows, k), dtype=np.float32))
+        top = None if dropped is None else (np.empty((n_rows, k), np.int32), np.empty((n_rows, k), np.float32))
         log_loss = 0.0
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(start + chunk, n_rows))
@@ -258,10 +259,9 @@ class FusionTagger(ClassifierMixin, BaseEstimator):
                 kept = present[rows].copy()
                 kept[:, dropped] = False
                 proba = softmax(stacked_logits(Z, rows, kept, owner, stackers) / self._row_temperatures(kept))
-                order = np.argsort(-proba, axis=1)[:, :k]
-                top[0][rows], top[1][rows] = order, np.take_along_axis(proba, order, axis=1)
+                top[0][rows], top[1][rows] = top_candidates(proba, k)
         # out-of-fold leading candidates (class indices, probabilities) without block ``oof_without``, or None
-        self.oof_without_ = top if dropped is not None else None
+        self.oof_without_ = top
         self.oof_predictions_ = self.classes_[predictions]
         self.oof_log_loss_ = log_loss / max(n_rows, 1)
 
