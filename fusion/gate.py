@@ -81,9 +81,7 @@ def fit_gate(top_classes: np.ndarray, top_proba: np.ndarray, correct_without: np
     confidences = [float(c) for c in CONFIDENCE_GRID if c < configured.confidence] + [configured.confidence]
     for confidence in confidences:
         brands = [float(b) for b in BRAND_GRID if confidence <= b < configured.brand_confidence]
-        for brand_confidence in brands + [max(confidence, configured.brand_confidence)]:
-            if brand_confidence > configured.brand_confidence:
-                continue
+        for brand_confidence in brands + [configured.brand_confidence]:
             read = reads(confidence, brand_confidence)
             key = (int(read.sum()), -confidence, -brand_confidence)  # fewest reads; then the higher thresholds
             if key < best and not (must & ~read).any():

@@ -163,8 +163,11 @@ def upgrade_object(obj: Any, file_format: int) -> Any:
     own graphs is converted whatever the format (``upgrade_vision_tail``)."""
     if file_format >= FITTED_GATE_FROM:
         return upgrade_vision_tail(obj)
-    missing = [_FORMAT1_ATTRIBUTES] if file_format < OBJECTS_COMPLETE_FROM else []
-    missing.append(_FORMAT4_ATTRIBUTES)
+    if file_format >= OBJECTS_COMPLETE_FROM:  # only a fusion model and its tagger lack anything: no walk
+        state = getattr(obj, "__dict__", None) or {}
+        for item in (obj, state.get("tagger_")):
+            _fill_missing(item, (_FORMAT4_ATTRIBUTES,))
+        return upgrade_vision_tail(obj)
     seen: set[int] = set()
     stack = [obj]
     while stack:
@@ -184,13 +187,21 @@ def upgrade_object(obj: Any, file_format: int) -> Any:
         if type(item).__name__ == "VisionTail":
             upgrade_vision_tail(item)  # converted whole: nothing in it to walk
             continue
-        for cls in type(item).__mro__:
-            for table in missing:
-                for name, value in table.get(cls.__name__, {}).items():
-                    if name not in state:
-                        state[name] = _fresh(value)
+        _fill_missing(item, (_FORMAT1_ATTRIBUTES, _FORMAT4_ATTRIBUTES))
         stack.extend(state.values())
     return obj
+
+
+def _fill_missing(item: Any, tables: tuple[dict[str, dict[str, Any]], ...]) -> None:
+    """Set the attributes ``tables`` name for ``item``'s classes that its state lacks."""
+    state = getattr(item, "__dict__", None)
+    if state is None:
+        return
+    for cls in type(item).__mro__:
+        for table in tables:
+            for name, value in table.get(cls.__name__, {}).items():
+                if name not in state:
+                    state[name] = _fresh(value)
 
 
 def _fresh(value: Any) -> Any:
