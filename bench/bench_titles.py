@@ -10,7 +10,9 @@
      2-5-grams capped at 300k as two blocks) + the default
      ``fusion.title_estimator`` (``hierarchical_svc``: one LinearSVC per node of the category tree);
      ``--variants`` adds others (the earlier jieba + char blocks settings among them); ``--mlp`` a hidden layer
-     over the product's features (``bench/title_mlp.py``), alone and blended with the product's scores,
+     over the product's features (``bench/title_mlp.py``), alone and blended with the product's scores;
+     ``--ceiling`` how often near-identical titles disagree on their leaf, and variants chosen on a dev split
+     inside the training titles (``bench/title_ceiling.py``),
 
    trained and scored in the same run on the same split. Each model's gain over the baseline comes with
    McNemar's exact test on the same test titles (titles only one of the two gets right).
@@ -185,7 +187,7 @@ def bench_mlp(X_train: list, y_train: list, X_test: list, y_test: list) -> list[
     return results
 
 
-def bench_titles(limit: int | None, variants: bool, mlp: bool = False) -> dict:
+def bench_titles(limit: int | None, variants: bool, mlp: bool = False, ceiling: bool = False) -> dict:
     path = SHARED / "cn_titles" / "titles.tsv"
     titles, labels = load_titles(path, limit)
     train, test = split_by_hash(titles)
@@ -197,6 +199,12 @@ def bench_titles(limit: int | None, variants: bool, mlp: bool = False) -> dict:
         f"cn_titles: {len(titles)} titles, {len(set(labels))} leaves; train {len(train)}, test {len(test)}",
         flush=True,
     )
+    if ceiling:  # the baseline's figures are in the default run
+        from bench.title_ceiling import agreement, dev_variants
+
+        return {"n_titles": len(titles), "n_train": len(train), "n_test": len(test),
+                "agreement": agreement(product_model, X_train, y_train, X_test, y_test),
+                "dev_variants": dev_variants(X_train, y_train)}
     if mlp:  # the baseline's figures are in the default run: this one compares with the product's model only
         return {"n_titles": len(titles), "n_train": len(train), "n_test": len(test),
                 "results": bench_mlp(X_train, y_train, X_test, y_test)}
@@ -356,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", action="store_true", help="also score feature/C variants (slower)")
     parser.add_argument("--mlp", action="store_true",
                         help="only: the product's model against a hidden layer over its features (bench/title_mlp.py)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="only: near-duplicate label agreement, variants on a dev split (bench/title_ceiling.py)")
     parser.add_argument("--json", type=Path, help="write all figures to this file")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
@@ -363,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     if args.only in (None, "titles"):
-        report["titles"] = bench_titles(args.limit, args.variants, args.mlp)
+        report["titles"] = bench_titles(args.limit, args.variants, args.mlp, args.ceiling)
     if args.only in (None, "brands"):
         report["brands"] = bench_brands()
     if args.json:
