@@ -24,7 +24,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .config import FusionConfig
 from .evidence import Evidence
-from .model import PATH_SEPARATOR, Scores
+from .model import Scores
+from .result import PATH_SEPARATOR
 
 PRIOR_MASS = 0.5
 TITLE_SHARPNESS = 25.0

@@ -20,13 +20,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .config import DecisionConfig
-from .model import PATH_SEPARATOR, Scores
-from .result import Alternative, Decision, TagResult
+from .result import PATH_SEPARATOR, Alternative, Decision, TagResult
+
+if TYPE_CHECKING:
+    from .model import Scores
 
 
 def leaf_of(path: str) -> str:

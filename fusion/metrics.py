@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from .thresholds import coverage_at_precision, precision_interval
-from .model import PATH_SEPARATOR
+from .result import PATH_SEPARATOR
 from .result import Decision, TagResult
 
 

@@ -17,8 +17,6 @@ from .features import EvidenceFeaturizer
 from .gate import GateThresholds, fit_gate, gate_reads, top_candidates
 from .stacking import FusionTagger
 
-PATH_SEPARATOR = " > "
-
 
 @dataclass
 class Scores:

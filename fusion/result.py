@@ -6,6 +6,8 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+PATH_SEPARATOR = " > "  # between the levels of a category path
+
 
 class Decision(str, enum.Enum):
     """What happens to a tagged product."""

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from skutag.catalog import PATH_SEPARATOR, Product
 from skutag.policy.fields import InvalidInput, check_price, check_product
-from skutag.text.price import parse_price  # noqa: F401  (the catalog's price reading, for `skutag tag --price`)
+from skutag.text.price_parse import parse_price  # noqa: F401  (the catalog's price reading, for `skutag tag --price`)
 
 COLUMNS = ("id", "image", "title", "price", "category", "brand")
 CATALOG_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}

@@ -60,3 +60,20 @@ def test_every_package_folder_is_in_the_wheel():
             parts = init.parent.relative_to(ROOT / package).parts
             folders.add(".".join(("skutag",) + (() if package == "skutag" else (package,)) + parts))
     assert folders == listed, {"missing": sorted(folders - listed), "extra": sorted(listed - folders)}
+
+
+def test_reading_the_config_and_checking_input_do_not_import_scikit_learn():
+    """Every command reads the config and `skutag batch` checks each row before its pool tags anything: neither may
+    pay for importing scikit-learn and SciPy (seconds on a small machine), only the stages that fit or score do."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from skutag.config import SkutagConfig\n"
+             "SkutagConfig.load(None, environ={})\n"
+             "from skutag.policy.fields import check_price\n"
+             "from skutag.catalog_io import iter_products\n"
+             "assert check_price('¥12.50') == 12.5\n"
+             "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

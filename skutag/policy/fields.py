@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skutag.catalog import PATH_SEPARATOR, Product
-from skutag.text.price import PRICE_MAX, parse_price
+from skutag.text.price_parse import PRICE_MAX, parse_price
 
 PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 ID_RULE = "must be 1-128 characters: letters, digits and . _ : - (starting with a letter or digit)"
