@@ -8,8 +8,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from .thresholds import coverage_at_precision, precision_interval
-from .result import PATH_SEPARATOR
-from .result import Decision, TagResult
+from .result import PATH_SEPARATOR, Decision, TagResult
 
 
 def level_accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> list[float]:

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .price_parse import PRICE_MAX, parse_price  # noqa: F401  (the features read prices with the input rule)
+from .price_parse import parse_price  # the features read prices by the input rule
 
 _MIN_SPREAD = 0.05  # log units; keeps z-scores finite for categories with one price
 
