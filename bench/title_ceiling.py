@@ -45,10 +45,10 @@ def nearest_training_title(train_rows, test_rows, chunk: int = 2000) -> tuple[np
 
 
 def agreement(product_model: Any, X_train: list, y_train: list, X_test: list, y_test: list) -> list[dict]:
-    model = product_model()
-    model.fit(X_train, y_train)
-    featurizer, tree = model.steps[0][1], model.steps[1][1]
-    train_rows, test_rows = featurizer.transform(X_train), featurizer.transform(X_test)
+    featurizer, tree = (step for _, step in product_model().steps)
+    train_rows = featurizer.fit_transform(X_train)  # featurized once, for the fit and the neighbours
+    tree.fit(train_rows, y_train)
+    test_rows = featurizer.transform(X_test)
     predicted = tree.classes_[tree.decision_function(test_rows).argmax(axis=1)]
     truth, train_labels = np.asarray(y_test, dtype=object), np.asarray(y_train, dtype=object)
     nearest, similarity = nearest_training_title(train_rows, test_rows)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PATH_SEPARATOR = " > "  # between the levels of a category path
+from skutag.taxonomy.nodes import PATH_SEPARATOR  # noqa: F401  (category paths in results are written with it)
 
 
 class Decision(str, enum.Enum):

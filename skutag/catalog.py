@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from skutag.taxonomy.nodes import PATH_SEPARATOR  # noqa: F401  (catalog categories are paths)
+
 if TYPE_CHECKING:
     from skutag.vision.photo import Photo
-
-PATH_SEPARATOR = " > "
 
 
 @dataclass(frozen=True)
